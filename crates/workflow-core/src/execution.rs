@@ -1,0 +1,240 @@
+//! Executions, node runs and saved workflows: the records a [`Store`](crate::Store) returns.
+//!
+//! An execution is one run of one workflow version. It is pinned to that version when it is
+//! created, so saving a new version never changes an execution in flight. Its progress is the
+//! list of [`NodeRun`]s recorded for it: a recorded completed node never runs again.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::graph::WorkflowDefinition;
+use crate::state::ExecutionStatus;
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A new random id.
+            pub fn new() -> Self {
+                Self(Uuid::new_v4())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(id: Uuid) -> Self {
+                Self(id)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// Identifies an execution (`workflow_executions.id`).
+    ExecutionId
+);
+uuid_id!(
+    /// Identifies a workflow across its versions (`workflows.id`).
+    WorkflowId
+);
+
+/// One saved, immutable version of a workflow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowVersion {
+    /// The workflow this is a version of.
+    pub workflow_id: WorkflowId,
+    /// The workflow's unique name.
+    pub name: String,
+    /// Version number, starting at 1 and increasing by one on every save.
+    pub version: i32,
+    /// The definition as saved.
+    pub definition: WorkflowDefinition,
+    /// When this version was saved (database time).
+    pub created_at: DateTime<Utc>,
+}
+
+/// One execution of a workflow version, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Execution {
+    /// The execution's id.
+    pub id: ExecutionId,
+    /// The workflow it runs.
+    pub workflow_id: WorkflowId,
+    /// The workflow's name.
+    pub workflow_name: String,
+    /// The workflow version it is pinned to.
+    pub workflow_version: i32,
+    /// Where it is in the state machine.
+    pub status: ExecutionStatus,
+    /// The input it was started with.
+    pub input: Value,
+    /// The output of its final nodes, once completed.
+    pub output: Option<Value>,
+    /// Why it failed, once failed.
+    pub error: Option<String>,
+    /// Higher runs first among runnable executions.
+    pub priority: i32,
+    /// When it may next be advanced; `None` while it waits with no timer.
+    pub run_at: Option<DateTime<Utc>>,
+    /// The worker holding its lease, if any.
+    pub lease_owner: Option<String>,
+    /// When that lease expires (database time).
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Increments on every claim; every write for a claimed execution is fenced by it.
+    pub lease_token: i64,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When a worker first claimed it.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it reached a terminal status.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// How a node run ended. The strings are the ones stored in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeRunStatus {
+    /// The node produced its output.
+    Completed,
+    /// The node returned an error or panicked.
+    Failed,
+    /// The node ran past its timeout and was stopped.
+    TimedOut,
+    /// No path into the node was taken, so it did not run.
+    Skipped,
+}
+
+impl NodeRunStatus {
+    /// Every node run status.
+    pub const ALL: [NodeRunStatus; 4] =
+        [Self::Completed, Self::Failed, Self::TimedOut, Self::Skipped];
+
+    /// The snake_case name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed_out",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+impl fmt::Display for NodeRunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that names no [`NodeRunStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown node run status \"{0}\"")]
+pub struct UnknownNodeRunStatus(pub String);
+
+impl FromStr for NodeRunStatus {
+    type Err = UnknownNodeRunStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownNodeRunStatus(s.to_owned()))
+    }
+}
+
+/// One recorded attempt of one node of an execution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeRun {
+    /// The execution it belongs to.
+    pub execution_id: ExecutionId,
+    /// The node's id in the workflow definition.
+    pub node_id: String,
+    /// The node's type.
+    pub node_type: String,
+    /// Attempt number, from 1.
+    pub attempt: i32,
+    /// How the attempt ended.
+    pub status: NodeRunStatus,
+    /// The input the node received.
+    pub input: Option<Value>,
+    /// The node's output, when completed.
+    pub output: Option<Value>,
+    /// The branch the node chose, if any.
+    pub branch: Option<String>,
+    /// The error, when failed or timed out.
+    pub error: Option<String>,
+    /// The worker that ran it.
+    pub worker_id: Option<String>,
+    /// When it started (database time).
+    pub started_at: DateTime<Utc>,
+    /// When it ended (database time).
+    pub finished_at: DateTime<Utc>,
+}
+
+impl NodeRun {
+    /// How long the attempt took.
+    pub fn duration(&self) -> Duration {
+        (self.finished_at - self.started_at)
+            .to_std()
+            .unwrap_or_default()
+    }
+}
+
+/// An execution with its node runs, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExecutionDetail {
+    /// The execution.
+    #[serde(flatten)]
+    pub execution: Execution,
+    /// Every recorded node run, in the order they were recorded.
+    pub node_runs: Vec<NodeRun>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_display_and_parse_as_uuids() {
+        let id = ExecutionId::new();
+        assert_eq!(id.to_string().parse::<ExecutionId>().unwrap(), id);
+        assert!("not-a-uuid".parse::<WorkflowId>().is_err());
+    }
+
+    #[test]
+    fn node_run_status_strings_round_trip() {
+        for status in NodeRunStatus::ALL {
+            assert_eq!(status.as_str().parse::<NodeRunStatus>(), Ok(status));
+        }
+        assert!("running".parse::<NodeRunStatus>().is_err());
+    }
+}

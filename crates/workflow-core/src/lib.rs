@@ -1,0 +1,107 @@
+//! # workflow-core
+//!
+//! The engine of workflow-worker: workflow definitions and their validation, the execution
+//! state machine, the [`NodeExecutor`] trait with the built-in node types, the [`Store`]
+//! trait, and [`WorkflowWorker`], the poll loop that runs executions. It knows nothing of SQL;
+//! the `workflow-store` crate provides the stores.
+//!
+//! ## Embedding the worker
+//!
+//! ```no_run
+//! use async_trait::async_trait;
+//! use serde_json::json;
+//! use workflow_core::{
+//!     NodeContext, NodeError, NodeExecutor, NodeOutcome, StartExecutionParams, Store,
+//!     WorkflowDefinition, WorkflowGraph, WorkflowWorker,
+//! };
+//!
+//! /// A custom node type: greets whoever the input names.
+//! struct Greet;
+//!
+//! #[async_trait]
+//! impl NodeExecutor for Greet {
+//!     async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+//!         let name = ctx.input["name"].as_str().unwrap_or("world");
+//!         Ok(NodeOutcome::complete(json!({ "greeting": format!("Hello, {name}!") })))
+//!     }
+//! }
+//!
+//! # async fn embed(store: impl Store + Clone) -> Result<(), Box<dyn std::error::Error>> {
+//! // `store` is a `workflow_store::PgStore` (or any other `Store`).
+//! let worker = WorkflowWorker::new(store.clone())
+//!     .poll_interval(std::time::Duration::from_secs(1))
+//!     .concurrency(10)
+//!     .node("greet", Greet);
+//!
+//! // Save a workflow (validated against the worker's node types) and start it.
+//! let definition: WorkflowDefinition = serde_json::from_value(json!({
+//!     "name": "greeting",
+//!     "nodes": [{"id": "start", "type": "trigger"}, {"id": "greet", "type": "greet"}],
+//!     "edges": [{"from": "start", "to": "greet"}]
+//! }))?;
+//! let graph = WorkflowGraph::validate(definition, worker.registry())?;
+//! store.save_workflow(&graph).await?;
+//! store
+//!     .start_execution(StartExecutionParams::new("greeting", json!({"name": "Ada"})))
+//!     .await?;
+//!
+//! // Run until Ctrl-C, then finish what is in flight and stop.
+//! worker
+//!     .run_until(async {
+//!         tokio::signal::ctrl_c().await.ok();
+//!     })
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Guarantees
+//! - Each execution is advanced by one worker at a time: claims take a lease, and every write
+//!   is fenced by the claim's lease token.
+//! - A node's result and the execution's progress are committed together, so a recorded node
+//!   never runs again; a node interrupted mid-flight may run again (at-least-once), with the
+//!   same [`NodeContext::idempotency_key`].
+//! - A panicking node is a failed node run, never a dead worker.
+
+pub mod execution;
+pub mod graph;
+pub mod node;
+pub mod state;
+pub mod store;
+pub mod worker;
+
+pub use execution::{
+    Execution, ExecutionDetail, ExecutionId, NodeRun, NodeRunStatus, WorkflowId, WorkflowVersion,
+};
+pub use graph::{
+    Edge, GraphError, NodeDefinition, RetryPolicy, ValidationErrors, WorkflowDefinition,
+    WorkflowGraph,
+};
+pub use node::{
+    BoxError, CodeNode, ErrorKind, NodeContext, NodeError, NodeExecutor, NodeOutcome, NodeRegistry,
+    ResultExt, TriggerNode,
+};
+pub use state::{ExecutionStatus, TransitionError, transition};
+pub use store::{
+    Advance, ClaimParams, ClaimedExecution, ListExecutionsParams, NewNodeRun, RecordNodeRunsParams,
+    StartExecutionParams, Store, StoreError, WorkflowRef,
+};
+pub use worker::{ConfigError, WorkerConfig, WorkflowWorker};
+
+/// What the worker and its helpers can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A worker setting is out of range.
+    #[error("invalid worker configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// A workflow definition is invalid.
+    #[error(transparent)]
+    Validation(#[from] ValidationErrors),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,325 @@
+//! Node types: the [`NodeExecutor`] trait, what a node receives ([`NodeContext`]) and returns
+//! ([`NodeOutcome`], [`NodeError`]), and the [`NodeRegistry`] that maps type names to executors.
+//!
+//! # Guarantees a node can rely on, and must allow for
+//! - **At-least-once.** A completed node's result is recorded in the same transaction as the
+//!   execution's progress, so a recorded node never runs again. But a worker can die after a
+//!   node's side effect and before that commit; another worker then runs the node again. Use
+//!   [`NodeContext::idempotency_key`] (stable for one execution, node and attempt) to make
+//!   external side effects safe to repeat.
+//! - **Cancellation.** When the node's timeout passes, or the worker loses the execution's
+//!   lease, the node's future is dropped and [`NodeContext::cancellation`] fires. Hold
+//!   resources that must be cleaned up in values whose `Drop` does it (for example
+//!   `tokio::process::Command::kill_on_drop`).
+//! - **Panics** are caught: a panicking node is a failed node run carrying the panic message;
+//!   the worker keeps running.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::execution::{ExecutionId, WorkflowId};
+
+mod code;
+mod trigger;
+
+pub use code::{CodeNode, DEFAULT_CODE_TIMEOUT, DEFAULT_MAX_OUTPUT_BYTES};
+pub use trigger::TriggerNode;
+
+/// Runs one type of node.
+///
+/// Register an implementation with [`WorkflowWorker::node`](crate::WorkflowWorker::node) under
+/// the type name workflow definitions use.
+///
+/// ```
+/// use async_trait::async_trait;
+/// use serde_json::json;
+/// use workflow_core::{NodeContext, NodeError, NodeExecutor, NodeOutcome, ResultExt};
+///
+/// /// Adds `config.amount` to `input.total`.
+/// struct AddNode;
+///
+/// #[async_trait]
+/// impl NodeExecutor for AddNode {
+///     fn validate_config(&self, config: &serde_json::Value) -> Result<(), workflow_core::BoxError> {
+///         config.get("amount").and_then(|a| a.as_f64()).ok_or("config.amount must be a number")?;
+///         Ok(())
+///     }
+///
+///     async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+///         let total = ctx.input["total"].as_f64().ok_or("input.total must be a number").fatal()?;
+///         let amount = ctx.config["amount"].as_f64().unwrap_or_default();
+///         Ok(NodeOutcome::complete(json!({ "total": total + amount })))
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait NodeExecutor: Send + Sync + 'static {
+    /// Runs one attempt of a node.
+    ///
+    /// Return [`NodeError::retryable`] for failures worth another attempt (a timeout talking
+    /// to a service) and [`NodeError::fatal`] for ones that will never succeed (bad input).
+    async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError>;
+
+    /// Checks a node's `config` when a workflow using this type is saved. The default accepts
+    /// anything.
+    fn validate_config(&self, config: &Value) -> Result<(), BoxError> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// The timeout of an attempt when the node definition sets none. Defaults to none.
+    fn default_timeout(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// A boxed error, as node types return from [`NodeExecutor::validate_config`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Everything a node attempt receives.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NodeContext {
+    /// The execution being run.
+    pub execution_id: ExecutionId,
+    /// The workflow it belongs to.
+    pub workflow_id: WorkflowId,
+    /// The node's id in the workflow definition.
+    pub node_id: String,
+    /// The node's type.
+    pub node_type: String,
+    /// The node's config from the definition.
+    pub config: Value,
+    /// The node's input: its parent's output, or an object keyed by parent id when it has
+    /// several parents. For the trigger, the execution input.
+    pub input: Value,
+    /// The input the execution was started with.
+    pub execution_input: Arc<Value>,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    /// `{execution_id}:{node_id}:{attempt}`: the same every time this attempt is run, so
+    /// external side effects can be deduplicated.
+    pub idempotency_key: String,
+    /// Fires when the attempt should stop: its timeout passed, the worker lost the lease, or
+    /// the worker is shutting down.
+    pub cancellation: CancellationToken,
+}
+
+impl NodeContext {
+    /// A context for one attempt; the worker builds these, and tests of node types may too.
+    pub fn new(
+        execution_id: ExecutionId,
+        workflow_id: WorkflowId,
+        node_id: impl Into<String>,
+        node_type: impl Into<String>,
+        attempt: u32,
+    ) -> Self {
+        let node_id = node_id.into();
+        Self {
+            idempotency_key: format!("{execution_id}:{node_id}:{attempt}"),
+            execution_id,
+            workflow_id,
+            node_id,
+            node_type: node_type.into(),
+            config: Value::Null,
+            input: Value::Null,
+            execution_input: Arc::new(Value::Null),
+            attempt,
+            cancellation: CancellationToken::new(),
+        }
+    }
+
+    /// Sets the node config.
+    #[must_use]
+    pub fn config(mut self, config: Value) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the node input.
+    #[must_use]
+    pub fn input(mut self, input: Value) -> Self {
+        self.input = input;
+        self
+    }
+
+    /// Sets the execution input.
+    #[must_use]
+    pub fn execution_input(mut self, input: Arc<Value>) -> Self {
+        self.execution_input = input;
+        self
+    }
+}
+
+/// How a node attempt ended successfully.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum NodeOutcome {
+    /// The node produced `output`; when `branch` is set, only edges labelled with it (or with
+    /// no label) are followed.
+    Complete {
+        /// The node's output, passed to its children.
+        output: Value,
+        /// The branch chosen, for nodes with labelled outgoing edges.
+        branch: Option<String>,
+    },
+}
+
+impl NodeOutcome {
+    /// Completes with `output`, following every outgoing edge without a branch label.
+    pub fn complete(output: Value) -> Self {
+        Self::Complete {
+            output,
+            branch: None,
+        }
+    }
+
+    /// Completes with `output` and picks `branch`.
+    pub fn branch(output: Value, branch: impl Into<String>) -> Self {
+        Self::Complete {
+            output,
+            branch: Some(branch.into()),
+        }
+    }
+}
+
+/// Whether a failed attempt may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Another attempt may succeed; the node's retry policy decides whether there is one.
+    Retryable,
+    /// No attempt will succeed; the execution fails now.
+    Fatal,
+}
+
+/// A failed node attempt.
+#[derive(Debug)]
+pub struct NodeError {
+    kind: ErrorKind,
+    source: BoxError,
+}
+
+impl NodeError {
+    /// A failure another attempt may not repeat.
+    pub fn retryable(error: impl Into<BoxError>) -> Self {
+        Self {
+            kind: ErrorKind::Retryable,
+            source: error.into(),
+        }
+    }
+
+    /// A failure no attempt can fix.
+    pub fn fatal(error: impl Into<BoxError>) -> Self {
+        Self {
+            kind: ErrorKind::Fatal,
+            source: error.into(),
+        }
+    }
+
+    /// Whether the failure may be retried.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl std::error::Error for NodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.source()
+    }
+}
+
+/// Turns any error into a [`NodeError`] with a retry intent: `call().await.retryable()?`.
+pub trait ResultExt<T> {
+    /// Marks the error retryable.
+    fn retryable(self) -> Result<T, NodeError>;
+    /// Marks the error fatal.
+    fn fatal(self) -> Result<T, NodeError>;
+}
+
+impl<T, E: Into<BoxError>> ResultExt<T> for Result<T, E> {
+    fn retryable(self) -> Result<T, NodeError> {
+        self.map_err(NodeError::retryable)
+    }
+
+    fn fatal(self) -> Result<T, NodeError> {
+        self.map_err(NodeError::fatal)
+    }
+}
+
+impl<T> ResultExt<T> for Option<T> {
+    fn retryable(self) -> Result<T, NodeError> {
+        self.ok_or_else(|| NodeError::retryable("missing value"))
+    }
+
+    fn fatal(self) -> Result<T, NodeError> {
+        self.ok_or_else(|| NodeError::fatal("missing value"))
+    }
+}
+
+/// Node types by name.
+#[derive(Clone)]
+pub struct NodeRegistry {
+    executors: BTreeMap<String, Arc<dyn NodeExecutor>>,
+}
+
+impl NodeRegistry {
+    /// A registry with the built-in types: `trigger` and `code`.
+    pub fn builtin() -> Self {
+        Self::empty()
+            .with(crate::graph::TRIGGER_TYPE, TriggerNode)
+            .with(code::CODE_TYPE, CodeNode::default())
+    }
+
+    /// A registry with no types at all.
+    pub fn empty() -> Self {
+        Self {
+            executors: BTreeMap::new(),
+        }
+    }
+
+    /// Registers `executor` under `node_type`, replacing any executor of that name.
+    #[must_use]
+    pub fn with(mut self, node_type: impl Into<String>, executor: impl NodeExecutor) -> Self {
+        self.insert(node_type, Arc::new(executor));
+        self
+    }
+
+    /// Registers `executor` under `node_type`, replacing any executor of that name.
+    pub fn insert(&mut self, node_type: impl Into<String>, executor: Arc<dyn NodeExecutor>) {
+        self.executors.insert(node_type.into(), executor);
+    }
+
+    /// The executor for `node_type`.
+    pub fn get(&self, node_type: &str) -> Option<&Arc<dyn NodeExecutor>> {
+        self.executors.get(node_type)
+    }
+
+    /// The registered type names, sorted.
+    pub fn types(&self) -> impl Iterator<Item = &str> {
+        self.executors.keys().map(String::as_str)
+    }
+}
+
+impl Default for NodeRegistry {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
+impl fmt::Debug for NodeRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.types()).finish()
+    }
+}

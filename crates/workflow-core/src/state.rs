@@ -1,0 +1,222 @@
+//! The execution state machine.
+//!
+//! Every change of an execution's [`ExecutionStatus`] is decided by [`transition`]; stores only
+//! persist what it allowed. Terminal states (`completed`, `failed`, `cancelled`, `timed_out`)
+//! never change again. The diagram lives in `docs/state-machine.md`.
+//!
+//! Claiming is not a transition: a worker may claim any non-terminal execution whose `run_at`
+//! is due and whose lease is free (see [`ExecutionStatus::is_claimable`]); the claim marks it
+//! `running` under a fresh lease. A `running` execution found with an expired lease is resumed
+//! by whichever worker claims it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Where an execution is in its life. The strings are the ones stored in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionStatus {
+    /// Created, not yet claimed by a worker.
+    Pending,
+    /// Claimed by a worker (or inserted as `running` by another program and not yet claimed).
+    Running,
+    /// A node failed and will be retried at `run_at`.
+    Retrying,
+    /// Parked until a signal arrives or a durable timer fires.
+    Waiting,
+    /// Every node finished; terminal.
+    Completed,
+    /// A node failed for good; terminal.
+    Failed,
+    /// Cancelled on request; terminal.
+    Cancelled,
+    /// The execution deadline passed; terminal.
+    TimedOut,
+}
+
+impl ExecutionStatus {
+    /// Every status, in the order of the state machine.
+    pub const ALL: [ExecutionStatus; 8] = [
+        Self::Pending,
+        Self::Running,
+        Self::Retrying,
+        Self::Waiting,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+        Self::TimedOut,
+    ];
+
+    /// The snake_case name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Retrying => "retrying",
+            Self::Waiting => "waiting",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::TimedOut => "timed_out",
+        }
+    }
+
+    /// Whether the execution has ended; a terminal status never changes again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::Failed | Self::Cancelled | Self::TimedOut
+        )
+    }
+
+    /// Whether a worker may claim an execution in this status (when it is due and unleased).
+    pub fn is_claimable(self) -> bool {
+        !self.is_terminal()
+    }
+}
+
+impl fmt::Display for ExecutionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that names no [`ExecutionStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown execution status \"{0}\" (expected one of pending, running, retrying, waiting, completed, failed, cancelled, timed_out)"
+)]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for ExecutionStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+/// A transition the state machine does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("illegal execution transition {from} -> {to}")]
+pub struct TransitionError {
+    /// The current status.
+    pub from: ExecutionStatus,
+    /// The status that was asked for.
+    pub to: ExecutionStatus,
+}
+
+/// Decides whether an execution may move from `from` to `to`, returning `to` when it may.
+///
+/// This is the only place that knows the state machine; every status change a worker writes
+/// goes through it first.
+pub fn transition(
+    from: ExecutionStatus,
+    to: ExecutionStatus,
+) -> Result<ExecutionStatus, TransitionError> {
+    use ExecutionStatus::*;
+    let legal = match from {
+        Pending => matches!(to, Running | Cancelled | TimedOut),
+        Running => matches!(
+            to,
+            Retrying | Waiting | Completed | Failed | Cancelled | TimedOut
+        ),
+        Retrying | Waiting => matches!(to, Running | Cancelled | TimedOut),
+        Completed | Failed | Cancelled | TimedOut => false,
+    };
+    if legal {
+        Ok(to)
+    } else {
+        Err(TransitionError { from, to })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExecutionStatus::*;
+    use super::*;
+
+    const LEGAL: [(ExecutionStatus, ExecutionStatus); 15] = [
+        (Pending, Running),
+        (Pending, Cancelled),
+        (Pending, TimedOut),
+        (Running, Retrying),
+        (Running, Waiting),
+        (Running, Completed),
+        (Running, Failed),
+        (Running, Cancelled),
+        (Running, TimedOut),
+        (Retrying, Running),
+        (Retrying, Cancelled),
+        (Retrying, TimedOut),
+        (Waiting, Running),
+        (Waiting, Cancelled),
+        (Waiting, TimedOut),
+    ];
+
+    #[test]
+    fn every_legal_transition_is_allowed() {
+        for (from, to) in LEGAL {
+            assert_eq!(transition(from, to), Ok(to), "{from} -> {to}");
+        }
+    }
+
+    #[test]
+    fn every_other_pair_is_rejected() {
+        for from in ExecutionStatus::ALL {
+            for to in ExecutionStatus::ALL {
+                if LEGAL.contains(&(from, to)) {
+                    continue;
+                }
+                assert_eq!(
+                    transition(from, to),
+                    Err(TransitionError { from, to }),
+                    "{from} -> {to} must be illegal"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn terminal_states_never_change() {
+        for from in ExecutionStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
+            for to in ExecutionStatus::ALL {
+                assert!(transition(from, to).is_err(), "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn illegal_transition_message_names_both_states() {
+        let err = transition(Completed, Running).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "illegal execution transition completed -> running"
+        );
+        let err = transition(Pending, Completed).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "illegal execution transition pending -> completed"
+        );
+    }
+
+    #[test]
+    fn status_strings_round_trip() {
+        for status in ExecutionStatus::ALL {
+            assert_eq!(status.as_str().parse::<ExecutionStatus>(), Ok(status));
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::json!(status.as_str())
+            );
+        }
+        assert_eq!(
+            "done".parse::<ExecutionStatus>(),
+            Err(UnknownStatus("done".into()))
+        );
+    }
+}

@@ -1,0 +1,320 @@
+//! The [`Store`] trait: everything the worker and clients persist, with no SQL in sight.
+//!
+//! Implementations live in the `workflow-store` crate. Each method is one atomic step; core
+//! decides every status change (see [`transition`](crate::transition)) and a store only
+//! persists it. Time is always the database's clock: callers pass durations (a lease length,
+//! a backoff), never instants from their own clock.
+//!
+//! # Claims, leases and fencing
+//! [`Store::claim_executions`] hands out runnable executions (non-terminal, `run_at` due,
+//! lease free or expired) under a lease: an owner, an expiry, and a `lease_token` that
+//! increments on every claim. Every later write for that execution passes the token it was
+//! claimed with; if another worker has claimed it since, the write changes nothing and returns
+//! [`StoreError::LeaseLost`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::execution::{
+    Execution, ExecutionDetail, ExecutionId, NodeRun, NodeRunStatus, WorkflowId, WorkflowVersion,
+};
+use crate::graph::WorkflowGraph;
+use crate::state::ExecutionStatus;
+
+/// A store failure. Stores classify their backend's errors into these portable variants.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The named thing does not exist.
+    #[error("{entity} {id} not found")]
+    NotFound {
+        /// What kind of thing: `workflow`, `execution`, ...
+        entity: &'static str,
+        /// How it was named.
+        id: String,
+    },
+    /// The write conflicts with what is stored.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The execution was claimed by another worker since (or it ended): the write was dropped.
+    #[error("lease lost on execution {execution_id} (lease token {lease_token} is stale)")]
+    LeaseLost {
+        /// The execution.
+        execution_id: ExecutionId,
+        /// The token the write carried.
+        lease_token: i64,
+    },
+    /// The database cannot be reached, or the connection pool is closed or exhausted.
+    #[error("database unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Applying migrations failed.
+    #[error("database migration failed")]
+    Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A stored value could not be read back (for example an unknown status string).
+    #[error("invalid stored data: {0}")]
+    InvalidData(String),
+    /// Any other database error.
+    #[error("database error")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// How a workflow is named when starting an execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkflowRef {
+    /// By unique name.
+    Name(String),
+    /// By id.
+    Id(WorkflowId),
+}
+
+impl std::fmt::Display for WorkflowRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Name(name) => write!(f, "\"{name}\""),
+            Self::Id(id) => write!(f, "{id}"),
+        }
+    }
+}
+
+impl From<&str> for WorkflowRef {
+    /// A UUID names a workflow by id, anything else by name.
+    fn from(s: &str) -> Self {
+        match s.parse() {
+            Ok(id) => Self::Id(id),
+            Err(_) => Self::Name(s.to_owned()),
+        }
+    }
+}
+
+/// Parameters of [`Store::start_execution`].
+#[derive(Debug, Clone)]
+pub struct StartExecutionParams {
+    /// The workflow; the execution is pinned to its latest version.
+    pub workflow: WorkflowRef,
+    /// The execution input, available to every node.
+    pub input: Value,
+    /// Higher runs first among runnable executions. Usually 0.
+    pub priority: i32,
+}
+
+impl StartExecutionParams {
+    /// Starts `workflow` with `input` at priority 0.
+    pub fn new(workflow: impl Into<WorkflowRef>, input: Value) -> Self {
+        Self {
+            workflow: workflow.into(),
+            input,
+            priority: 0,
+        }
+    }
+}
+
+/// Parameters of [`Store::claim_executions`].
+#[derive(Debug, Clone)]
+pub struct ClaimParams {
+    /// Recorded as the lease owner.
+    pub worker_id: String,
+    /// Claim at most this many.
+    pub limit: u32,
+    /// How long the lease lasts from the claim (database time).
+    pub lease_duration: Duration,
+}
+
+/// An execution claimed under a lease, with what has been recorded for it so far.
+#[derive(Debug, Clone)]
+pub struct ClaimedExecution {
+    /// The execution; its `lease_token` fences every write made for this claim.
+    pub execution: Execution,
+    /// Its recorded node runs, oldest first.
+    pub node_runs: Vec<NodeRun>,
+}
+
+/// A node run to record.
+#[derive(Debug, Clone)]
+pub struct NewNodeRun {
+    /// The node's id.
+    pub node_id: String,
+    /// The node's type.
+    pub node_type: String,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// How it ended.
+    pub status: NodeRunStatus,
+    /// Its input.
+    pub input: Option<Value>,
+    /// Its output, when completed.
+    pub output: Option<Value>,
+    /// The branch it chose.
+    pub branch: Option<String>,
+    /// The error, when failed.
+    pub error: Option<String>,
+    /// How long it ran; the store records `finished_at = now()` and
+    /// `started_at = finished_at - duration` in database time.
+    pub duration: Duration,
+}
+
+/// What happens to the execution in the step that records node runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Advance {
+    /// It stays `running`; the lease is extended by `lease_duration`.
+    Continue {
+        /// The new lease length from now.
+        lease_duration: Duration,
+    },
+    /// It moves to `retrying`, releases its lease, and is runnable again after `delay`.
+    Retry {
+        /// The backoff before the retry.
+        delay: Duration,
+    },
+    /// It ends in terminal `status`, releasing its lease.
+    Finish {
+        /// A terminal status decided by [`transition`](crate::transition).
+        status: ExecutionStatus,
+        /// The execution's output.
+        output: Option<Value>,
+        /// Why it failed.
+        error: Option<String>,
+    },
+}
+
+/// Parameters of [`Store::record_node_runs`].
+#[derive(Debug, Clone)]
+pub struct RecordNodeRunsParams {
+    /// The execution.
+    pub execution_id: ExecutionId,
+    /// The token it was claimed with.
+    pub lease_token: i64,
+    /// The worker recording them.
+    pub worker_id: String,
+    /// The runs to record.
+    pub runs: Vec<NewNodeRun>,
+    /// What happens to the execution in the same transaction.
+    pub advance: Advance,
+}
+
+/// Parameters of [`Store::list_executions`].
+#[derive(Debug, Clone, Default)]
+pub struct ListExecutionsParams {
+    /// Only executions in this status.
+    pub status: Option<ExecutionStatus>,
+    /// Only executions of this workflow.
+    pub workflow: Option<WorkflowRef>,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
+/// Persistence for workflows and executions.
+///
+/// Implementations must keep every promise in the [module docs](self): each method is atomic,
+/// claims hand out each runnable execution to one worker at a time, and fenced writes with a
+/// stale token change nothing and return [`StoreError::LeaseLost`].
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- workflows ---
+
+    /// Saves `graph` as the next version of the workflow of its name (version 1 for a new
+    /// name) and returns it.
+    async fn save_workflow(&self, graph: &WorkflowGraph) -> Result<WorkflowVersion, StoreError>;
+
+    /// The latest version of a workflow.
+    async fn get_workflow(&self, workflow: &WorkflowRef) -> Result<WorkflowVersion, StoreError>;
+
+    /// One version of a workflow.
+    async fn get_workflow_version(
+        &self,
+        workflow_id: WorkflowId,
+        version: i32,
+    ) -> Result<WorkflowVersion, StoreError>;
+
+    // --- executions ---
+
+    /// Creates a `pending` execution pinned to the workflow's latest version.
+    async fn start_execution(&self, params: StartExecutionParams) -> Result<Execution, StoreError>;
+
+    /// Claims up to `limit` runnable executions, highest priority and oldest `run_at` first,
+    /// marking them `running` under a new lease owned by `worker_id`. Two concurrent claims
+    /// never return the same execution.
+    async fn claim_executions(
+        &self,
+        params: ClaimParams,
+    ) -> Result<Vec<ClaimedExecution>, StoreError>;
+
+    /// Records node runs and advances the execution in one transaction, fenced by the lease
+    /// token: with a stale token (or an execution no longer `running`) nothing is written and
+    /// the result is [`StoreError::LeaseLost`]. A run with the same (execution, node, attempt)
+    /// as a recorded one is a [`StoreError::Conflict`] and nothing is written.
+    async fn record_node_runs(&self, params: RecordNodeRunsParams) -> Result<(), StoreError>;
+
+    /// Extends the leases of executions this worker holds by `lease_duration` from now and
+    /// returns the ids whose lease was still held (the others were lost).
+    async fn renew_leases(
+        &self,
+        leases: &[(ExecutionId, i64)],
+        lease_duration: Duration,
+    ) -> Result<Vec<ExecutionId>, StoreError>;
+
+    /// An execution with its node runs.
+    async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, StoreError>;
+
+    /// Executions, newest first.
+    async fn list_executions(
+        &self,
+        params: ListExecutionsParams,
+    ) -> Result<Vec<Execution>, StoreError>;
+}
+
+/// A shared store is a store, so `Arc<dyn Store>` (what the binary holds) can be handed to
+/// [`WorkflowWorker::new`](crate::WorkflowWorker::new) like any concrete store.
+#[async_trait]
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    async fn save_workflow(&self, graph: &WorkflowGraph) -> Result<WorkflowVersion, StoreError> {
+        (**self).save_workflow(graph).await
+    }
+
+    async fn get_workflow(&self, workflow: &WorkflowRef) -> Result<WorkflowVersion, StoreError> {
+        (**self).get_workflow(workflow).await
+    }
+
+    async fn get_workflow_version(
+        &self,
+        workflow_id: WorkflowId,
+        version: i32,
+    ) -> Result<WorkflowVersion, StoreError> {
+        (**self).get_workflow_version(workflow_id, version).await
+    }
+
+    async fn start_execution(&self, params: StartExecutionParams) -> Result<Execution, StoreError> {
+        (**self).start_execution(params).await
+    }
+
+    async fn claim_executions(
+        &self,
+        params: ClaimParams,
+    ) -> Result<Vec<ClaimedExecution>, StoreError> {
+        (**self).claim_executions(params).await
+    }
+
+    async fn record_node_runs(&self, params: RecordNodeRunsParams) -> Result<(), StoreError> {
+        (**self).record_node_runs(params).await
+    }
+
+    async fn renew_leases(
+        &self,
+        leases: &[(ExecutionId, i64)],
+        lease_duration: Duration,
+    ) -> Result<Vec<ExecutionId>, StoreError> {
+        (**self).renew_leases(leases, lease_duration).await
+    }
+
+    async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, StoreError> {
+        (**self).get_execution(id).await
+    }
+
+    async fn list_executions(
+        &self,
+        params: ListExecutionsParams,
+    ) -> Result<Vec<Execution>, StoreError> {
+        (**self).list_executions(params).await
+    }
+}

@@ -1,0 +1,921 @@
+//! [`WorkflowWorker`]: the poll loop that claims runnable executions and runs their nodes.
+//!
+//! Each poll claims at most as many executions as the worker has free slots. Each claimed
+//! execution runs in its own task: the scheduler ([`Progress`]) picks the ready nodes, they
+//! run concurrently, and each result is recorded with the execution's progress in one fenced
+//! write. A recorded node never runs again; a node interrupted before its result was recorded
+//! runs again on whichever worker resumes the execution (at-least-once).
+//!
+//! A heartbeat renews the leases of executions in flight. A worker that loses a lease (it was
+//! paused past the lease, or the database was unreachable) cancels that execution's nodes
+//! and drops it without writing more: the new owner's writes stand.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use serde_json::Value;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, error, info, info_span, trace, warn};
+
+use crate::Error;
+use crate::execution::{ExecutionId, NodeRunStatus, WorkflowId};
+use crate::graph::{NodeState, Progress, ReadyNode, WorkflowGraph};
+use crate::node::{ErrorKind, NodeContext, NodeExecutor, NodeOutcome, NodeRegistry};
+use crate::state::{ExecutionStatus, transition};
+use crate::store::{
+    Advance, ClaimParams, ClaimedExecution, NewNodeRun, RecordNodeRunsParams, Store, StoreError,
+};
+
+/// How often an idle worker polls for runnable executions by default.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// The shortest poll interval accepted.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// How many executions a worker runs at once by default.
+pub const DEFAULT_CONCURRENCY: usize = 10;
+/// How long a claim's lease lasts by default before another worker may take the execution.
+pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(30);
+/// How often leases of executions in flight are renewed by default.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+/// How long in-flight executions may take to finish after shutdown is requested, by default.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// The longest wait between claims while the store keeps failing.
+const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A worker setting out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+/// Everything a [`WorkflowWorker`] can be configured with.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WorkerConfig {
+    /// See [`WorkflowWorker::poll_interval`].
+    pub poll_interval: Duration,
+    /// See [`WorkflowWorker::concurrency`].
+    pub concurrency: usize,
+    /// See [`WorkflowWorker::lease_duration`].
+    pub lease_duration: Duration,
+    /// See [`WorkflowWorker::heartbeat_interval`].
+    pub heartbeat_interval: Duration,
+    /// See [`WorkflowWorker::shutdown_grace`].
+    pub shutdown_grace: Duration,
+    /// See [`WorkflowWorker::worker_id`].
+    pub worker_id: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            concurrency: DEFAULT_CONCURRENCY,
+            lease_duration: DEFAULT_LEASE_DURATION,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            worker_id: default_worker_id(),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Checks every setting, naming the first one out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.poll_interval < MIN_POLL_INTERVAL {
+            return Err(ConfigError(format!(
+                "poll_interval ({:?}) must be at least {MIN_POLL_INTERVAL:?}",
+                self.poll_interval
+            )));
+        }
+        if self.concurrency == 0 {
+            return Err(ConfigError("concurrency must be at least 1".into()));
+        }
+        if self.heartbeat_interval.is_zero() {
+            return Err(ConfigError("heartbeat_interval must be positive".into()));
+        }
+        if self.heartbeat_interval >= self.lease_duration {
+            return Err(ConfigError(format!(
+                "heartbeat_interval ({:?}) must be shorter than lease_duration ({:?})",
+                self.heartbeat_interval, self.lease_duration
+            )));
+        }
+        if self.worker_id.trim().is_empty() {
+            return Err(ConfigError("worker_id must not be empty".into()));
+        }
+        Ok(())
+    }
+}
+
+/// `hostname-pid-xxxx`: unique per process, and readable in the lease owner column.
+fn default_worker_id() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &suffix[..4])
+}
+
+/// Runs workflow executions from a [`Store`].
+///
+/// ```no_run
+/// # use workflow_core::{Store, WorkflowWorker};
+/// # async fn run(store: impl Store) -> Result<(), workflow_core::Error> {
+/// use std::time::Duration;
+///
+/// WorkflowWorker::new(store)
+///     .poll_interval(Duration::from_millis(500))
+///     .concurrency(20)
+///     .run_until(async { tokio::signal::ctrl_c().await.ok(); })
+///     .await
+/// # }
+/// ```
+pub struct WorkflowWorker {
+    store: Arc<dyn Store>,
+    config: WorkerConfig,
+    registry: NodeRegistry,
+}
+
+impl fmt::Debug for WorkflowWorker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkflowWorker")
+            .field("config", &self.config)
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkflowWorker {
+    /// A worker over `store` with the default settings and the built-in node types.
+    pub fn new(store: impl Store) -> Self {
+        Self {
+            store: Arc::new(store),
+            config: WorkerConfig::default(),
+            registry: NodeRegistry::builtin(),
+        }
+    }
+
+    /// Replaces every setting at once.
+    #[must_use]
+    pub fn config(mut self, config: WorkerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// How long an idle worker waits between polls. Defaults to 1 s
+    /// ([`DEFAULT_POLL_INTERVAL`]); at least [`MIN_POLL_INTERVAL`]. The binary reads it from
+    /// `WORKFLOW_POLL_INTERVAL` (seconds).
+    #[must_use]
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.config.poll_interval = interval;
+        self
+    }
+
+    /// How many executions run at once. Defaults to 10 ([`DEFAULT_CONCURRENCY`]). The binary
+    /// reads it from `WORKFLOW_WORKER_CONCURRENCY`.
+    #[must_use]
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.config.concurrency = concurrency;
+        self
+    }
+
+    /// How long a claim holds an execution without a heartbeat. Defaults to 30 s
+    /// ([`DEFAULT_LEASE_DURATION`]). A crashed worker's executions are resumed after this.
+    #[must_use]
+    pub fn lease_duration(mut self, duration: Duration) -> Self {
+        self.config.lease_duration = duration;
+        self
+    }
+
+    /// How often leases of executions in flight are renewed. Defaults to 10 s
+    /// ([`DEFAULT_HEARTBEAT_INTERVAL`]); must be shorter than the lease duration.
+    #[must_use]
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.config.heartbeat_interval = interval;
+        self
+    }
+
+    /// How long executions in flight may take to finish once shutdown is requested; past it
+    /// they are abandoned and resumed elsewhere when their leases expire. Defaults to 30 s
+    /// ([`DEFAULT_SHUTDOWN_GRACE`]).
+    #[must_use]
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.config.shutdown_grace = grace;
+        self
+    }
+
+    /// The id recorded as lease owner. Defaults to `hostname-pid-xxxx`.
+    #[must_use]
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.config.worker_id = id.into();
+        self
+    }
+
+    /// Registers `executor` for nodes of type `node_type`, replacing any executor of that
+    /// name (including a built-in one).
+    #[must_use]
+    pub fn node(mut self, node_type: impl Into<String>, executor: impl NodeExecutor) -> Self {
+        self.registry.insert(node_type, Arc::new(executor));
+        self
+    }
+
+    /// The node types this worker runs; validate definitions against it before saving them.
+    pub fn registry(&self) -> &NodeRegistry {
+        &self.registry
+    }
+
+    /// The current settings.
+    pub fn settings(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    /// Runs until the process ends. See [`run_until`](Self::run_until).
+    pub async fn run(self) -> Result<(), Error> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Runs until `shutdown` completes, then stops claiming, lets executions in flight finish
+    /// within the shutdown grace period, and returns.
+    ///
+    /// Fails at once if the configuration is invalid; store errors while running are logged
+    /// and retried with backoff, never returned.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+        self.config.validate()?;
+        let config = self.config.clone();
+        info!(
+            worker.id = %config.worker_id,
+            poll_interval = ?config.poll_interval,
+            concurrency = config.concurrency,
+            node_types = ?self.registry,
+            "worker started"
+        );
+        let inner = Arc::new(Inner::new(&self));
+        let stop_heartbeat = CancellationToken::new();
+        let heartbeat = tokio::spawn(heartbeat(inner.clone(), stop_heartbeat.clone()));
+
+        let mut tasks = JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut failures = 0u32;
+        loop {
+            while let Some(done) = tasks.try_join_next() {
+                report_task_end(done);
+            }
+            let free = config.concurrency.saturating_sub(tasks.len());
+            let mut wait = config.poll_interval;
+            if free > 0 {
+                match inner.claim(free).await {
+                    Ok(batch) => {
+                        if failures > 0 {
+                            info!(worker.id = %config.worker_id, "store reachable again");
+                            failures = 0;
+                        }
+                        for claimed in batch {
+                            tasks.spawn(inner.clone().run_execution(claimed));
+                        }
+                    }
+                    Err(err) => {
+                        failures += 1;
+                        wait = error_backoff(config.poll_interval, failures);
+                        // Log the 1st, 2nd, 4th, 8th... failure in a row, not every poll.
+                        if failures.is_power_of_two() {
+                            error!(
+                                worker.id = %config.worker_id,
+                                error = %ErrorChain(&err),
+                                failures,
+                                retry_in = ?wait,
+                                "claiming executions failed"
+                            );
+                        }
+                    }
+                }
+            }
+            let busy = tasks.len() >= config.concurrency;
+            tokio::select! {
+                () = &mut shutdown => break,
+                done = tasks.join_next(), if busy => {
+                    if let Some(done) = done {
+                        report_task_end(done);
+                    }
+                }
+                () = tokio::time::sleep(wait), if !busy => {}
+            }
+        }
+
+        info!(
+            worker.id = %config.worker_id,
+            in_flight = tasks.len(),
+            grace = ?config.shutdown_grace,
+            "worker stopping"
+        );
+        let drained = tokio::time::timeout(config.shutdown_grace, async {
+            while let Some(done) = tasks.join_next().await {
+                report_task_end(done);
+            }
+        })
+        .await;
+        if drained.is_err() {
+            warn!(
+                worker.id = %config.worker_id,
+                abandoned = tasks.len(),
+                "grace period exceeded; abandoning executions in flight to be resumed after their leases expire"
+            );
+            tasks.shutdown().await;
+        }
+        stop_heartbeat.cancel();
+        let _ = heartbeat.await;
+        info!(worker.id = %config.worker_id, "worker stopped");
+        Ok(())
+    }
+
+    /// Claims one batch (up to the concurrency) and runs each claimed execution as far as it
+    /// goes (to its end, or until it waits for a retry), then returns how many were claimed.
+    /// Tests use it to step the worker without a poll loop.
+    pub async fn run_once(&self) -> Result<usize, Error> {
+        self.config.validate()?;
+        let inner = Arc::new(Inner::new(self));
+        let batch = inner.claim(self.config.concurrency).await?;
+        let claimed = batch.len();
+        let mut tasks = JoinSet::new();
+        for execution in batch {
+            tasks.spawn(inner.clone().run_execution(execution));
+        }
+        while let Some(done) = tasks.join_next().await {
+            report_task_end(done);
+        }
+        Ok(claimed)
+    }
+}
+
+fn error_backoff(poll_interval: Duration, failures: u32) -> Duration {
+    poll_interval
+        .saturating_mul(1 << failures.min(16))
+        .min(MAX_ERROR_BACKOFF)
+}
+
+fn report_task_end(result: Result<(), tokio::task::JoinError>) {
+    if let Err(err) = result
+        && err.is_panic()
+    {
+        // Node panics are caught per node; reaching this is a bug in the worker itself.
+        error!(error = %err, "execution task panicked");
+    }
+}
+
+/// Displays an error with its sources: `database unavailable: connection refused`.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(err) = source {
+            write!(f, ": {err}")?;
+            source = err.source();
+        }
+        Ok(())
+    }
+}
+
+/// A lease this worker holds on an execution in flight.
+#[derive(Debug)]
+struct Lease {
+    token: i64,
+    cancel: CancellationToken,
+}
+
+/// State shared by the poll loop, the heartbeat and the execution tasks.
+struct Inner {
+    store: Arc<dyn Store>,
+    config: WorkerConfig,
+    registry: NodeRegistry,
+    /// Validated graphs by workflow version; versions are immutable, so never invalidated.
+    graphs: Mutex<HashMap<(WorkflowId, i32), Arc<WorkflowGraph>>>,
+    leases: Mutex<HashMap<ExecutionId, Lease>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The maps stay consistent even if a holder panicked: every critical section is one call.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Why an execution task stopped without ending the execution.
+enum Interrupted {
+    LeaseLost,
+    Store(StoreError),
+}
+
+impl From<StoreError> for Interrupted {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::LeaseLost { .. } => Self::LeaseLost,
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// How one node attempt ended.
+enum Attempt {
+    Completed(NodeOutcome),
+    Failed { kind: ErrorKind, error: String },
+    TimedOut(Duration),
+}
+
+struct AttemptResult {
+    ready: ReadyNode,
+    duration: Duration,
+    attempt: Attempt,
+}
+
+impl Inner {
+    fn new(worker: &WorkflowWorker) -> Self {
+        Self {
+            store: worker.store.clone(),
+            config: worker.config.clone(),
+            registry: worker.registry.clone(),
+            graphs: Mutex::default(),
+            leases: Mutex::default(),
+        }
+    }
+
+    async fn claim(&self, limit: usize) -> Result<Vec<ClaimedExecution>, StoreError> {
+        let batch = self
+            .store
+            .claim_executions(ClaimParams {
+                worker_id: self.config.worker_id.clone(),
+                limit: u32::try_from(limit).unwrap_or(u32::MAX),
+                lease_duration: self.config.lease_duration,
+            })
+            .await?;
+        if batch.is_empty() {
+            trace!(worker.id = %self.config.worker_id, "nothing to claim");
+        } else {
+            debug!(worker.id = %self.config.worker_id, claimed = batch.len(), "claimed executions");
+        }
+        let mut leases = lock(&self.leases);
+        for claimed in &batch {
+            leases.insert(
+                claimed.execution.id,
+                Lease {
+                    token: claimed.execution.lease_token,
+                    cancel: CancellationToken::new(),
+                },
+            );
+        }
+        Ok(batch)
+    }
+
+    async fn run_execution(self: Arc<Self>, claimed: ClaimedExecution) {
+        let execution = &claimed.execution;
+        let span = info_span!(
+            "execution",
+            execution.id = %execution.id,
+            workflow = %execution.workflow_name,
+            worker.id = %self.config.worker_id,
+        );
+        let id = execution.id;
+        let result = self.drive(claimed).instrument(span.clone()).await;
+        lock(&self.leases).remove(&id);
+        let _entered = span.enter();
+        match result {
+            Ok(()) => {}
+            Err(Interrupted::LeaseLost) => {
+                warn!("lease lost; dropping the execution to its new owner");
+            }
+            Err(Interrupted::Store(err)) => {
+                error!(
+                    error = %ErrorChain(&err),
+                    "store error; the execution resumes when its lease expires"
+                );
+            }
+        }
+    }
+
+    async fn graph(
+        &self,
+        workflow_id: WorkflowId,
+        version: i32,
+    ) -> Result<Result<Arc<WorkflowGraph>, String>, StoreError> {
+        if let Some(graph) = lock(&self.graphs).get(&(workflow_id, version)) {
+            return Ok(Ok(graph.clone()));
+        }
+        let saved = self
+            .store
+            .get_workflow_version(workflow_id, version)
+            .await?;
+        match WorkflowGraph::validate(saved.definition, &self.registry) {
+            Ok(graph) => {
+                let graph = Arc::new(graph);
+                lock(&self.graphs).insert((workflow_id, version), graph.clone());
+                Ok(Ok(graph))
+            }
+            Err(errors) => Ok(Err(format!(
+                "workflow \"{}\" version {version} cannot run on worker {}: {errors}",
+                saved.name, self.config.worker_id
+            ))),
+        }
+    }
+
+    /// Runs a claimed execution until it ends, parks for a retry, or the claim is lost.
+    async fn drive(&self, claimed: ClaimedExecution) -> Result<(), Interrupted> {
+        let ClaimedExecution {
+            execution,
+            node_runs,
+        } = claimed;
+        let cancel = lock(&self.leases)
+            .get(&execution.id)
+            .map(|lease| lease.cancel.clone())
+            .unwrap_or_default();
+        if execution.lease_token == 1 {
+            info!(status = %execution.status, "execution started");
+        } else {
+            info!(lease_token = execution.lease_token, "execution resumed");
+        }
+        let mut writer = Writer {
+            inner: self,
+            execution_id: execution.id,
+            lease_token: execution.lease_token,
+            pending: Vec::new(),
+        };
+        let graph = match self
+            .graph(execution.workflow_id, execution.workflow_version)
+            .await?
+        {
+            Ok(graph) => graph,
+            Err(error) => return writer.fail(error).await,
+        };
+
+        let mut progress = Progress::new(&graph);
+        for run in &node_runs {
+            let Some(index) = graph.node_index(&run.node_id) else {
+                continue;
+            };
+            let attempt = u32::try_from(run.attempt).unwrap_or(1);
+            progress.set(
+                index,
+                match run.status {
+                    NodeRunStatus::Completed => NodeState::Completed {
+                        output: run.output.clone().unwrap_or(Value::Null),
+                        branch: run.branch.clone(),
+                    },
+                    NodeRunStatus::Skipped => NodeState::Skipped,
+                    // The execution was parked until the retry was due, and it is due now.
+                    NodeRunStatus::Failed | NodeRunStatus::TimedOut => {
+                        NodeState::RetryDue { attempt }
+                    }
+                },
+            );
+        }
+
+        let execution_input = Arc::new(execution.input.clone());
+        let mut running: JoinSet<AttemptResult> = JoinSet::new();
+        // Nodes that failed during this claim wait out their backoff with the execution parked,
+        // not here; nodes that failed before the claim are due now (`run_at` has passed).
+        let mut backing_off = HashSet::new();
+        // When the earliest of those retries is due.
+        let mut retry_at: Option<Instant> = None;
+        loop {
+            for index in progress.skip_untaken(&graph) {
+                writer.pending.push(skipped_run(&graph, index));
+            }
+            let ready: Vec<ReadyNode> = progress
+                .ready(&graph, &execution_input)
+                .into_iter()
+                .filter(|node| !backing_off.contains(&node.index))
+                .collect();
+            if ready.is_empty() && running.is_empty() {
+                if progress.is_finished() {
+                    let output = progress.output(&graph);
+                    return writer.complete(output).await;
+                }
+                if let Some(at) = retry_at {
+                    return writer
+                        .park(at.saturating_duration_since(Instant::now()))
+                        .await;
+                }
+                return writer
+                    .fail("no node can run: the graph is stuck (this is a bug)".into())
+                    .await;
+            }
+            writer.flush().await?;
+            for node in ready {
+                progress.set(node.index, NodeState::Running);
+                running.spawn(self.run_node(&graph, &execution, &execution_input, node, &cancel));
+            }
+
+            let result = tokio::select! {
+                () = cancel.cancelled() => return Err(Interrupted::LeaseLost),
+                joined = running.join_next() => match joined {
+                    Some(Ok(result)) => result,
+                    // Node panics are caught inside the task, so only a worker bug lands here.
+                    Some(Err(err)) => {
+                        running.abort_all();
+                        return writer.fail(format!("node task crashed: {err}")).await;
+                    }
+                    None => continue,
+                },
+            };
+            let index = result.ready.index;
+            let node = graph.node(index);
+            let attempt = result.ready.attempt;
+            let mut run = NewNodeRun {
+                node_id: node.id.clone(),
+                node_type: node.node_type.clone(),
+                attempt,
+                status: NodeRunStatus::Completed,
+                input: Some(result.ready.input),
+                output: None,
+                branch: None,
+                error: None,
+                duration: result.duration,
+            };
+            let (kind, error) = match result.attempt {
+                Attempt::Completed(NodeOutcome::Complete { output, branch }) => {
+                    info!(
+                        node.id = %node.id,
+                        attempt,
+                        duration_ms = result.duration.as_millis(),
+                        branch = branch.as_deref(),
+                        "node completed"
+                    );
+                    run.output = Some(output.clone());
+                    run.branch = branch.clone();
+                    writer.pending.push(run);
+                    progress.set(index, NodeState::Completed { output, branch });
+                    continue;
+                }
+                Attempt::Failed { kind, error } => {
+                    run.status = NodeRunStatus::Failed;
+                    (kind, error)
+                }
+                Attempt::TimedOut(limit) => {
+                    run.status = NodeRunStatus::TimedOut;
+                    (ErrorKind::Retryable, format!("timed out after {limit:?}"))
+                }
+            };
+            run.error = Some(error.clone());
+            writer.pending.push(run);
+            let policy = graph.retry_policy(index);
+            error!(
+                node.id = %node.id,
+                attempt,
+                max_attempts = policy.max_attempts,
+                error = %error,
+                "node failed"
+            );
+            if kind == ErrorKind::Retryable && attempt < policy.max_attempts {
+                let delay = policy.backoff(attempt);
+                warn!(
+                    node.id = %node.id,
+                    next_attempt = attempt + 1,
+                    max_attempts = policy.max_attempts,
+                    delay = ?delay,
+                    "retrying execution"
+                );
+                progress.set(index, NodeState::RetryDue { attempt });
+                backing_off.insert(index);
+                let due = Instant::now() + delay;
+                retry_at = Some(retry_at.map_or(due, |at| at.min(due)));
+                continue;
+            }
+            running.abort_all();
+            let attempts = if attempt > 1 {
+                format!(" after {attempt} attempts")
+            } else {
+                String::new()
+            };
+            return writer
+                .fail(format!("node \"{}\" failed{attempts}: {error}", node.id))
+                .await;
+        }
+    }
+
+    fn run_node(
+        &self,
+        graph: &WorkflowGraph,
+        execution: &crate::execution::Execution,
+        execution_input: &Arc<Value>,
+        ready: ReadyNode,
+        cancel: &CancellationToken,
+    ) -> impl Future<Output = AttemptResult> + Send + 'static {
+        let node = graph.node(ready.index);
+        let executor = self.registry.get(&node.node_type).cloned();
+        let timeout = node
+            .timeout
+            .or_else(|| executor.as_ref().and_then(|e| e.default_timeout()));
+        let mut ctx = NodeContext::new(
+            execution.id,
+            execution.workflow_id,
+            node.id.clone(),
+            node.node_type.clone(),
+            ready.attempt,
+        )
+        .config(node.config.clone())
+        .input(ready.input.clone())
+        .execution_input(execution_input.clone());
+        ctx.cancellation = cancel.child_token();
+        info!(
+            node.id = %node.id,
+            node.type = %node.node_type,
+            attempt = ready.attempt,
+            "node executing"
+        );
+        let span = tracing::Span::current();
+        async move {
+            let started = Instant::now();
+            let node_cancel = ctx.cancellation.clone();
+            let attempt = match executor {
+                // Validation against this registry passed, so this cannot happen; fail safe.
+                None => Attempt::Failed {
+                    kind: ErrorKind::Fatal,
+                    error: "node type is not registered".into(),
+                },
+                Some(executor) => {
+                    let call = AssertUnwindSafe(executor.execute(ctx)).catch_unwind();
+                    let outcome = match timeout {
+                        Some(limit) => tokio::time::timeout(limit, call).await.ok(),
+                        None => Some(call.await),
+                    };
+                    match outcome {
+                        None => {
+                            node_cancel.cancel();
+                            Attempt::TimedOut(timeout.unwrap_or_default())
+                        }
+                        Some(Ok(Ok(outcome))) => Attempt::Completed(outcome),
+                        Some(Ok(Err(err))) => Attempt::Failed {
+                            kind: err.kind(),
+                            error: ErrorChain(&err).to_string(),
+                        },
+                        Some(Err(panic)) => Attempt::Failed {
+                            kind: ErrorKind::Retryable,
+                            error: format!("node panicked: {}", panic_message(&*panic)),
+                        },
+                    }
+                }
+            };
+            AttemptResult {
+                ready,
+                duration: started.elapsed(),
+                attempt,
+            }
+        }
+        .instrument(span)
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
+}
+
+fn skipped_run(graph: &WorkflowGraph, index: usize) -> NewNodeRun {
+    let node = graph.node(index);
+    NewNodeRun {
+        node_id: node.id.clone(),
+        node_type: node.node_type.clone(),
+        attempt: 1,
+        status: NodeRunStatus::Skipped,
+        input: None,
+        output: None,
+        branch: None,
+        error: None,
+        duration: Duration::ZERO,
+    }
+}
+
+/// Writes for one claimed execution, every one fenced by its lease token.
+struct Writer<'a> {
+    inner: &'a Inner,
+    execution_id: ExecutionId,
+    lease_token: i64,
+    /// Node runs not yet recorded; they go out with the next write.
+    pending: Vec<NewNodeRun>,
+}
+
+impl Writer<'_> {
+    async fn write(&mut self, advance: Advance) -> Result<(), Interrupted> {
+        self.inner
+            .store
+            .record_node_runs(RecordNodeRunsParams {
+                execution_id: self.execution_id,
+                lease_token: self.lease_token,
+                worker_id: self.inner.config.worker_id.clone(),
+                runs: std::mem::take(&mut self.pending),
+                advance,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Records pending node runs, keeping the execution running.
+    async fn flush(&mut self) -> Result<(), Interrupted> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.write(Advance::Continue {
+            lease_duration: self.inner.config.lease_duration,
+        })
+        .await
+    }
+
+    /// The last write of this claim: the heartbeat stops renewing the lease first, so it
+    /// cannot mistake the released lease for a lost one.
+    async fn last_write(&mut self, advance: Advance) -> Result<(), Interrupted> {
+        lock(&self.inner.leases).remove(&self.execution_id);
+        self.write(advance).await
+    }
+
+    async fn complete(&mut self, output: Value) -> Result<(), Interrupted> {
+        let status = finish_status(ExecutionStatus::Completed);
+        self.last_write(Advance::Finish {
+            status,
+            output: Some(output),
+            error: None,
+        })
+        .await?;
+        info!("execution completed");
+        Ok(())
+    }
+
+    async fn fail(&mut self, error: String) -> Result<(), Interrupted> {
+        let status = finish_status(ExecutionStatus::Failed);
+        self.last_write(Advance::Finish {
+            status,
+            output: None,
+            error: Some(error.clone()),
+        })
+        .await?;
+        error!(error = %error, "execution failed");
+        Ok(())
+    }
+
+    async fn park(&mut self, delay: Duration) -> Result<(), Interrupted> {
+        let _ = finish_status(ExecutionStatus::Retrying);
+        self.last_write(Advance::Retry { delay }).await?;
+        info!(retry_in = ?delay, "execution waiting to retry");
+        Ok(())
+    }
+}
+
+/// A claimed execution is `running`; this checks the state machine allows `to` from there.
+fn finish_status(to: ExecutionStatus) -> ExecutionStatus {
+    match transition(ExecutionStatus::Running, to) {
+        Ok(status) => status,
+        Err(err) => unreachable!("{err}"),
+    }
+}
+
+/// Renews the leases of executions in flight every heartbeat interval, and cancels the ones
+/// found lost.
+async fn heartbeat(inner: Arc<Inner>, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(inner.config.heartbeat_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let held: Vec<(ExecutionId, i64)> = lock(&inner.leases)
+            .iter()
+            .map(|(id, lease)| (*id, lease.token))
+            .collect();
+        if held.is_empty() {
+            continue;
+        }
+        match inner
+            .store
+            .renew_leases(&held, inner.config.lease_duration)
+            .await
+        {
+            Ok(renewed) => {
+                let mut leases = lock(&inner.leases);
+                for (id, token) in held {
+                    if renewed.contains(&id) {
+                        continue;
+                    }
+                    // Only if the same claim is still in flight: it may have just finished.
+                    if let Some(lease) = leases.get(&id)
+                        && lease.token == token
+                    {
+                        warn!(execution.id = %id, lease_token = token, "lease lost");
+                        lease.cancel.cancel();
+                        leases.remove(&id);
+                    }
+                }
+            }
+            Err(err) => warn!(
+                worker.id = %inner.config.worker_id,
+                error = %ErrorChain(&err),
+                "renewing leases failed"
+            ),
+        }
+    }
+}

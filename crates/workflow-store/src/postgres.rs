@@ -1,0 +1,448 @@
+//! [`PgStore`]: the production store, for many workers on many machines.
+//!
+//! Claims use `for update skip locked` in one statement, so any number of workers can poll
+//! one database. Leases and fencing follow the [`Store`] contract; all time is the database's
+//! `now()`. The schema (`migrations/postgres/`) is a public contract documented in the README:
+//! other programs may start executions with a plain `insert into workflow_executions`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{FromRow, Row};
+use uuid::Uuid;
+use workflow_core::{
+    Advance, ClaimParams, ClaimedExecution, Execution, ExecutionDetail, ExecutionId,
+    ExecutionStatus, ListExecutionsParams, NodeRun, NodeRunStatus, RecordNodeRunsParams,
+    StartExecutionParams, Store, StoreError, WorkflowDefinition, WorkflowGraph, WorkflowId,
+    WorkflowRef, WorkflowVersion,
+};
+
+use crate::error::{classify, invalid};
+
+mod queries;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// How many connections a [`PgStore`] opens at most by default.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+
+/// A [`Store`] on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`)
+    /// with a pool of up to [`DEFAULT_MAX_CONNECTIONS`]. Does not migrate.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(classify)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(DEFAULT_MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(classify)?;
+        Ok(Self { pool })
+    }
+
+    /// Wraps an existing pool; size it for the worker's concurrency plus a few connections.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The underlying pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the embedded migrations that are not yet applied. Safe to run from several
+    /// workers at once: the migrator holds an advisory lock.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|err| StoreError::Migration(Box::new(err)))
+    }
+}
+
+#[derive(FromRow)]
+struct WorkflowRow {
+    workflow_id: Uuid,
+    name: String,
+    version: i32,
+    definition: Value,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<WorkflowRow> for WorkflowVersion {
+    type Error = StoreError;
+
+    fn try_from(row: WorkflowRow) -> Result<Self, StoreError> {
+        let definition =
+            serde_json::from_value::<WorkflowDefinition>(row.definition).map_err(|err| {
+                invalid(format!(
+                    "workflow \"{}\" version {}: {err}",
+                    row.name, row.version
+                ))
+            })?;
+        Ok(Self {
+            workflow_id: WorkflowId(row.workflow_id),
+            name: row.name,
+            version: row.version,
+            definition,
+            created_at: row.created_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct ExecutionRow {
+    id: Uuid,
+    workflow_id: Uuid,
+    workflow_name: String,
+    workflow_version: i32,
+    status: String,
+    input: Value,
+    output: Option<Value>,
+    error: Option<String>,
+    priority: i32,
+    run_at: Option<DateTime<Utc>>,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<DateTime<Utc>>,
+    lease_token: i64,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<ExecutionRow> for Execution {
+    type Error = StoreError;
+
+    fn try_from(row: ExecutionRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            status: ExecutionStatus::from_str(&row.status)
+                .map_err(|err| invalid(format!("execution {}: {err}", row.id)))?,
+            id: ExecutionId(row.id),
+            workflow_id: WorkflowId(row.workflow_id),
+            workflow_name: row.workflow_name,
+            workflow_version: row.workflow_version,
+            input: row.input,
+            output: row.output,
+            error: row.error,
+            priority: row.priority,
+            run_at: row.run_at,
+            lease_owner: row.lease_owner,
+            lease_expires_at: row.lease_expires_at,
+            lease_token: row.lease_token,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct NodeRunRow {
+    execution_id: Uuid,
+    node_id: String,
+    node_type: String,
+    attempt: i32,
+    status: String,
+    input: Option<Value>,
+    output: Option<Value>,
+    branch: Option<String>,
+    error: Option<String>,
+    worker_id: Option<String>,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+}
+
+impl TryFrom<NodeRunRow> for NodeRun {
+    type Error = StoreError;
+
+    fn try_from(row: NodeRunRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            status: NodeRunStatus::from_str(&row.status).map_err(|err| {
+                invalid(format!(
+                    "execution {} node \"{}\": {err}",
+                    row.execution_id, row.node_id
+                ))
+            })?,
+            execution_id: ExecutionId(row.execution_id),
+            node_id: row.node_id,
+            node_type: row.node_type,
+            attempt: row.attempt,
+            input: row.input,
+            output: row.output,
+            branch: row.branch,
+            error: row.error,
+            worker_id: row.worker_id,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+        })
+    }
+}
+
+fn convert<R, T: TryFrom<R, Error = StoreError>>(rows: Vec<R>) -> Result<Vec<T>, StoreError> {
+    rows.into_iter().map(T::try_from).collect()
+}
+
+/// `(id, name)` parameters for queries that name a workflow either way.
+fn workflow_key(workflow: &WorkflowRef) -> (Option<Uuid>, Option<&str>) {
+    match workflow {
+        WorkflowRef::Id(id) => (Some(id.0), None),
+        WorkflowRef::Name(name) => (None, Some(name.as_str())),
+    }
+}
+
+fn workflow_not_found(workflow: &WorkflowRef) -> StoreError {
+    StoreError::NotFound {
+        entity: "workflow",
+        id: workflow.to_string(),
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn save_workflow(&self, graph: &WorkflowGraph) -> Result<WorkflowVersion, StoreError> {
+        let definition = graph.definition();
+        let json = serde_json::to_value(definition)
+            .map_err(|err| invalid(format!("workflow \"{}\": {err}", definition.name)))?;
+        let row: WorkflowRow = sqlx::query_as(queries::SAVE_WORKFLOW)
+            .bind(&definition.name)
+            .bind(json)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.try_into()
+    }
+
+    async fn get_workflow(&self, workflow: &WorkflowRef) -> Result<WorkflowVersion, StoreError> {
+        let (id, name) = workflow_key(workflow);
+        let row: Option<WorkflowRow> = sqlx::query_as(queries::GET_WORKFLOW)
+            .bind(id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.ok_or_else(|| workflow_not_found(workflow))?.try_into()
+    }
+
+    async fn get_workflow_version(
+        &self,
+        workflow_id: WorkflowId,
+        version: i32,
+    ) -> Result<WorkflowVersion, StoreError> {
+        let row: Option<WorkflowRow> = sqlx::query_as(queries::GET_WORKFLOW_VERSION)
+            .bind(workflow_id.0)
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.ok_or_else(|| StoreError::NotFound {
+            entity: "workflow version",
+            id: format!("{workflow_id} v{version}"),
+        })?
+        .try_into()
+    }
+
+    async fn start_execution(&self, params: StartExecutionParams) -> Result<Execution, StoreError> {
+        let (id, name) = workflow_key(&params.workflow);
+        let row: Option<ExecutionRow> = sqlx::query_as(queries::START_EXECUTION)
+            .bind(id)
+            .bind(name)
+            .bind(&params.input)
+            .bind(params.priority)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.ok_or_else(|| workflow_not_found(&params.workflow))?
+            .try_into()
+    }
+
+    async fn claim_executions(
+        &self,
+        params: ClaimParams,
+    ) -> Result<Vec<ClaimedExecution>, StoreError> {
+        let rows: Vec<ExecutionRow> = sqlx::query_as(queries::CLAIM_EXECUTIONS)
+            .bind(i64::from(params.limit))
+            .bind(&params.worker_id)
+            .bind(params.lease_duration.as_secs_f64())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let executions: Vec<Execution> = convert(rows)?;
+        let ids: Vec<Uuid> = executions.iter().map(|e| e.id.0).collect();
+        let runs: Vec<NodeRunRow> = sqlx::query_as(queries::NODE_RUNS_OF_MANY)
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        let mut runs: Vec<NodeRun> = convert(runs)?;
+        Ok(executions
+            .into_iter()
+            .map(|execution| {
+                let (mine, rest) = runs.drain(..).partition(|r| r.execution_id == execution.id);
+                runs = rest;
+                ClaimedExecution {
+                    execution,
+                    node_runs: mine,
+                }
+            })
+            .collect())
+    }
+
+    async fn record_node_runs(&self, params: RecordNodeRunsParams) -> Result<(), StoreError> {
+        let RecordNodeRunsParams {
+            execution_id,
+            lease_token,
+            worker_id,
+            runs,
+            advance,
+        } = params;
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let fence = match &advance {
+            Advance::Continue { lease_duration } => sqlx::query(queries::ADVANCE_CONTINUE)
+                .bind(execution_id.0)
+                .bind(lease_token)
+                .bind(lease_duration.as_secs_f64()),
+            Advance::Retry { delay } => sqlx::query(queries::ADVANCE_RETRY)
+                .bind(execution_id.0)
+                .bind(lease_token)
+                .bind(delay.as_secs_f64()),
+            Advance::Finish {
+                status,
+                output,
+                error,
+            } => sqlx::query(queries::ADVANCE_FINISH)
+                .bind(execution_id.0)
+                .bind(lease_token)
+                .bind(status.as_str())
+                .bind(output.clone())
+                .bind(error.clone()),
+        };
+        let fenced = fence.fetch_optional(&mut *tx).await.map_err(classify)?;
+        if fenced.is_none() {
+            // Dropping the transaction rolls it back: nothing was written.
+            return Err(StoreError::LeaseLost {
+                execution_id,
+                lease_token,
+            });
+        }
+        if !runs.is_empty() {
+            let mut columns = NodeRunColumns::default();
+            for run in runs {
+                columns.node_id.push(run.node_id);
+                columns.node_type.push(run.node_type);
+                columns
+                    .attempt
+                    .push(i32::try_from(run.attempt).unwrap_or(i32::MAX));
+                columns.status.push(run.status.as_str());
+                columns.input.push(run.input);
+                columns.output.push(run.output);
+                columns.branch.push(run.branch);
+                columns.error.push(run.error);
+                columns.duration.push(run.duration.as_secs_f64());
+            }
+            sqlx::query(queries::INSERT_NODE_RUNS)
+                .bind(execution_id.0)
+                .bind(worker_id)
+                .bind(columns.node_id)
+                .bind(columns.node_type)
+                .bind(columns.attempt)
+                .bind(columns.status)
+                .bind(columns.input)
+                .bind(columns.output)
+                .bind(columns.branch)
+                .bind(columns.error)
+                .bind(columns.duration)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn renew_leases(
+        &self,
+        leases: &[(ExecutionId, i64)],
+        lease_duration: Duration,
+    ) -> Result<Vec<ExecutionId>, StoreError> {
+        let (ids, tokens): (Vec<Uuid>, Vec<i64>) =
+            leases.iter().map(|(id, token)| (id.0, *token)).unzip();
+        let rows = sqlx::query(queries::RENEW_LEASES)
+            .bind(ids)
+            .bind(tokens)
+            .bind(lease_duration.as_secs_f64())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|row| row.try_get::<Uuid, _>(0).map(ExecutionId).map_err(classify))
+            .collect()
+    }
+
+    async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, StoreError> {
+        let row: Option<ExecutionRow> = sqlx::query_as(queries::GET_EXECUTION)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        let execution = row
+            .ok_or_else(|| StoreError::NotFound {
+                entity: "execution",
+                id: id.to_string(),
+            })?
+            .try_into()?;
+        let runs: Vec<NodeRunRow> = sqlx::query_as(queries::NODE_RUNS_OF)
+            .bind(id.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(ExecutionDetail {
+            execution,
+            node_runs: convert(runs)?,
+        })
+    }
+
+    async fn list_executions(
+        &self,
+        params: ListExecutionsParams,
+    ) -> Result<Vec<Execution>, StoreError> {
+        let (workflow_id, workflow_name) = match &params.workflow {
+            Some(workflow) => workflow_key(workflow),
+            None => (None, None),
+        };
+        let rows: Vec<ExecutionRow> = sqlx::query_as(queries::LIST_EXECUTIONS)
+            .bind(params.status.map(ExecutionStatus::as_str))
+            .bind(workflow_id)
+            .bind(workflow_name)
+            .bind(i64::from(params.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        convert(rows)
+    }
+}
+
+/// Node runs as parallel arrays, for one `unnest` insert.
+#[derive(Default)]
+struct NodeRunColumns {
+    node_id: Vec<String>,
+    node_type: Vec<String>,
+    attempt: Vec<i32>,
+    status: Vec<&'static str>,
+    input: Vec<Option<Value>>,
+    output: Vec<Option<Value>>,
+    branch: Vec<Option<String>>,
+    error: Vec<Option<String>>,
+    duration: Vec<f64>,
+}

@@ -1,0 +1,218 @@
+//! Every SQL statement `PgStore` sends, one named query per `Store` step.
+
+/// Columns of an execution row joined with its workflow (`e` and `w`), in `ExecutionRow` order.
+macro_rules! execution_columns {
+    () => {
+        "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, e.input, \
+         e.output, e.error, e.priority, e.run_at, e.lease_owner, e.lease_expires_at, \
+         e.lease_token, e.created_at, e.started_at, e.finished_at"
+    };
+}
+
+macro_rules! node_run_columns {
+    () => {
+        "execution_id, node_id, node_type, attempt, status, input, output, branch, error, \
+         worker_id, started_at, finished_at"
+    };
+}
+
+/// Adds a version of a workflow (creating the workflow on its first save) in one statement.
+pub(super) const SAVE_WORKFLOW: &str = r#"
+with w as (
+    insert into workflows (name, latest_version)
+    values ($1, 1)
+    on conflict (name) do update
+    set latest_version = workflows.latest_version + 1,
+        updated_at = now()
+    returning id, name, latest_version
+)
+insert into workflow_versions (workflow_id, version, definition)
+select w.id, w.latest_version, $2
+from w
+returning workflow_id, (select name from w) as name, version, definition, created_at
+"#;
+
+/// The latest version of a workflow named by id ($1) or name ($2).
+pub(super) const GET_WORKFLOW: &str = r#"
+select w.id as workflow_id, w.name, v.version, v.definition, v.created_at
+from workflows w
+join workflow_versions v
+  on v.workflow_id = w.id
+ and v.version = w.latest_version
+where w.id = $1
+   or w.name = $2
+"#;
+
+pub(super) const GET_WORKFLOW_VERSION: &str = r#"
+select w.id as workflow_id, w.name, v.version, v.definition, v.created_at
+from workflows w
+join workflow_versions v
+  on v.workflow_id = w.id
+where w.id = $1
+  and v.version = $2
+"#;
+
+/// Inserts a pending execution of the latest version of a workflow named by id ($1) or name ($2).
+pub(super) const START_EXECUTION: &str = concat!(
+    r#"
+with w as (
+    select id, name, latest_version
+    from workflows
+    where id = $1
+       or name = $2
+),
+e as (
+    insert into workflow_executions (workflow_id, workflow_version, input, priority)
+    select w.id, w.latest_version, $3, $4
+    from w
+    returning *
+)
+select "#,
+    execution_columns!(),
+    r#"
+from e
+join w on w.id = e.workflow_id
+"#
+);
+
+/// Claims runnable executions: non-terminal, due, and with a free or expired lease. `skip
+/// locked` lets concurrent claims pass each other without ever returning the same row.
+pub(super) const CLAIM_EXECUTIONS: &str = concat!(
+    r#"
+with runnable as (
+    select id
+    from workflow_executions
+    where status in ('pending', 'running', 'retrying', 'waiting')
+      and run_at <= now()
+      and (lease_expires_at is null or lease_expires_at < now())
+    order by priority desc, run_at
+    limit $1
+    for update skip locked
+)
+update workflow_executions e
+set status = 'running',
+    lease_owner = $2,
+    lease_expires_at = now() + make_interval(secs => $3),
+    lease_token = e.lease_token + 1,
+    started_at = coalesce(e.started_at, now()),
+    updated_at = now()
+from runnable, workflows w
+where e.id = runnable.id
+  and w.id = e.workflow_id
+returning "#,
+    execution_columns!()
+);
+
+pub(super) const NODE_RUNS_OF_MANY: &str = concat!(
+    "select ",
+    node_run_columns!(),
+    r#"
+from workflow_node_runs
+where execution_id = any($1)
+order by id
+"#
+);
+
+pub(super) const NODE_RUNS_OF: &str = concat!(
+    "select ",
+    node_run_columns!(),
+    r#"
+from workflow_node_runs
+where execution_id = $1
+order by id
+"#
+);
+
+/// Fenced: keeps the execution running and extends its lease by $3 seconds.
+pub(super) const ADVANCE_CONTINUE: &str = r#"
+update workflow_executions
+set lease_expires_at = now() + make_interval(secs => $3),
+    updated_at = now()
+where id = $1
+  and lease_token = $2
+  and status = 'running'
+returning id
+"#;
+
+/// Fenced: parks the execution for a retry in $3 seconds and releases the lease.
+pub(super) const ADVANCE_RETRY: &str = r#"
+update workflow_executions
+set status = 'retrying',
+    run_at = now() + make_interval(secs => $3),
+    lease_owner = null,
+    lease_expires_at = null,
+    updated_at = now()
+where id = $1
+  and lease_token = $2
+  and status = 'running'
+returning id
+"#;
+
+/// Fenced: ends the execution in terminal status $3 and releases the lease.
+pub(super) const ADVANCE_FINISH: &str = r#"
+update workflow_executions
+set status = $3,
+    output = $4,
+    error = $5,
+    run_at = null,
+    finished_at = now(),
+    lease_owner = null,
+    lease_expires_at = null,
+    updated_at = now()
+where id = $1
+  and lease_token = $2
+  and status = 'running'
+returning id
+"#;
+
+/// Inserts node runs given as parallel arrays; run durations ($11, seconds) place
+/// `started_at` in database time.
+pub(super) const INSERT_NODE_RUNS: &str = r#"
+insert into workflow_node_runs (
+    execution_id, node_id, node_type, attempt, status, input, output, branch, error,
+    worker_id, started_at, finished_at
+)
+select $1, r.node_id, r.node_type, r.attempt, r.status, r.input, r.output, r.branch, r.error,
+       $2, clock_timestamp() - make_interval(secs => r.duration), clock_timestamp()
+from unnest(
+    $3::text[], $4::text[], $5::int4[], $6::text[], $7::jsonb[], $8::jsonb[], $9::text[],
+    $10::text[], $11::float8[]
+) as r(node_id, node_type, attempt, status, input, output, branch, error, duration)
+"#;
+
+/// Extends the leases ($1 ids, $2 tokens) still held by $3 seconds.
+pub(super) const RENEW_LEASES: &str = r#"
+update workflow_executions e
+set lease_expires_at = now() + make_interval(secs => $3),
+    updated_at = now()
+from unnest($1::uuid[], $2::int8[]) as l(id, token)
+where e.id = l.id
+  and e.lease_token = l.token
+  and e.status = 'running'
+returning e.id
+"#;
+
+pub(super) const GET_EXECUTION: &str = concat!(
+    "select ",
+    execution_columns!(),
+    r#"
+from workflow_executions e
+join workflows w on w.id = e.workflow_id
+where e.id = $1
+"#
+);
+
+/// Newest first, optionally filtered by status ($1) and workflow id ($2) or name ($3).
+pub(super) const LIST_EXECUTIONS: &str = concat!(
+    "select ",
+    execution_columns!(),
+    r#"
+from workflow_executions e
+join workflows w on w.id = e.workflow_id
+where ($1::text is null or e.status = $1)
+  and ($2::uuid is null or w.id = $2)
+  and ($3::text is null or w.name = $3)
+order by e.created_at desc, e.id
+limit $4
+"#
+);

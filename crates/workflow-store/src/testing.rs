@@ -1,0 +1,96 @@
+//! Test support: a fresh, migrated PostgreSQL database per test, so tests run in parallel.
+//!
+//! The server comes from `DATABASE_URL` (default [`DEFAULT_TEST_DATABASE_URL`]). Each
+//! [`TestDatabase`] creates its own database there and drops it when dropped; set
+//! `KEEP_TEST_DATABASES=1` to keep them for inspection.
+
+use crate::{PgStore, redact_url};
+
+/// The server tests use when `DATABASE_URL` is not set.
+pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A database created for one test.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// The URL of the new database (pass it to the binary under test).
+    pub url: String,
+    /// A migrated store on it.
+    pub store: PgStore,
+    name: String,
+    admin_url: String,
+}
+
+impl TestDatabase {
+    /// Creates and migrates a new database. Panics with instructions when no server answers.
+    pub async fn create() -> Self {
+        let admin_url =
+            std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned());
+        let admin = match sqlx::PgPool::connect(&admin_url).await {
+            Ok(pool) => pool,
+            Err(err) => panic!(
+                "cannot reach PostgreSQL at {} ({err}).\n\
+                 The tests need a PostgreSQL server (13 or newer) they may create databases on.\n\
+                 Point DATABASE_URL at one, for example\n  \
+                 DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo test --workspace\n\
+                 or start one locally, for example\n  \
+                 docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres:16\n  \
+                 (or: sudo apt install postgresql)",
+                redact_url(&admin_url)
+            ),
+        };
+        let name = format!("wfw_test_{}", uuid::Uuid::new_v4().simple());
+        let create = format!("create database {name}");
+        sqlx::query(sqlx::AssertSqlSafe(create))
+            .execute(&admin)
+            .await
+            .unwrap_or_else(|err| panic!("cannot create test database {name}: {err}"));
+        admin.close().await;
+
+        let mut url = url::Url::parse(&admin_url).expect("DATABASE_URL is a valid URL");
+        url.set_path(&name);
+        let url = url.to_string();
+        let store = PgStore::connect(&url)
+            .await
+            .unwrap_or_else(|err| panic!("cannot connect to test database {name}: {err}"));
+        store
+            .migrate()
+            .await
+            .unwrap_or_else(|err| panic!("cannot migrate test database {name}: {err:?}"));
+        Self {
+            url,
+            store,
+            name,
+            admin_url,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if std::env::var_os("KEEP_TEST_DATABASES").is_some() {
+            eprintln!("keeping test database {}", self.name);
+            return;
+        }
+        let admin_url = self.admin_url.clone();
+        let drop = format!("drop database if exists {} with (force)", self.name);
+        // Drop runs inside the test's runtime, which cannot block on async work: use a
+        // runtime of its own on a plain thread.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let admin = sqlx::PgPool::connect(&admin_url).await?;
+                sqlx::query(sqlx::AssertSqlSafe(drop))
+                    .execute(&admin)
+                    .await?;
+                admin.close().await;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Command-line options: flags first, then environment variables, then defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use workflow_core::ExecutionStatus;
+
+/// Runs durable workflows stored in PostgreSQL.
+#[derive(Debug, Parser)]
+#[command(name = "workflow-worker", version, about)]
+pub(crate) struct Cli {
+    /// Database URL, e.g. postgres://user:password@host:5432/db. Falls back to SUPABASE_DB_URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub(crate) database_url: Option<String>,
+
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the worker (the default when no command is given).
+    Run(RunArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage workflow definitions.
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
+    /// Start an execution of a workflow and print its id.
+    Start {
+        /// Workflow name or id.
+        workflow: String,
+        /// Execution input as JSON.
+        #[arg(long, default_value = "{}", value_parser = parse_json)]
+        input: serde_json::Value,
+    },
+    /// Inspect executions.
+    #[command(subcommand)]
+    Executions(ExecutionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WorkflowCommand {
+    /// Validate a workflow definition (JSON file) and save it as a new version.
+    Save {
+        /// Path of the JSON definition.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ExecutionsCommand {
+    /// List executions, newest first.
+    List {
+        /// Only executions in this status.
+        #[arg(long, value_parser = parse_status)]
+        status: Option<ExecutionStatus>,
+        /// Only executions of this workflow (name or id).
+        #[arg(long)]
+        workflow: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an execution with every node run.
+    Show {
+        /// Execution id.
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Options of the worker itself.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RunArgs {
+    /// Executions run at once.
+    #[arg(long, env = "WORKFLOW_WORKER_CONCURRENCY", default_value_t = workflow_core::worker::DEFAULT_CONCURRENCY)]
+    pub(crate) concurrency: usize,
+
+    /// Seconds between polls when idle.
+    #[arg(long, env = "WORKFLOW_POLL_INTERVAL", default_value = "1.0", value_parser = parse_seconds)]
+    pub(crate) poll_interval: Duration,
+
+    /// Lease owner id recorded on claimed executions. Defaults to hostname-pid-random.
+    #[arg(long, env = "WORKFLOW_WORKER_ID")]
+    pub(crate) worker_id: Option<String>,
+}
+
+fn parse_seconds(value: &str) -> Result<Duration, String> {
+    let secs: f64 = value
+        .parse()
+        .map_err(|_| format!("\"{value}\" is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{value} must be 0 or more seconds"))
+}
+
+fn parse_json(value: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(value).map_err(|err| format!("invalid JSON: {err}"))
+}
+
+fn parse_status(value: &str) -> Result<ExecutionStatus, String> {
+    value
+        .parse()
+        .map_err(|err: workflow_core::state::UnknownStatus| err.to_string())
+}

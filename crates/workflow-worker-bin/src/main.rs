@@ -1,0 +1,243 @@
+//! The `workflow-worker` binary: parses options, opens the store, wires the worker.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use workflow_core::{
+    ExecutionDetail, ExecutionId, ListExecutionsParams, NodeRegistry, StartExecutionParams, Store,
+    WorkflowDefinition, WorkflowGraph, WorkflowRef, WorkflowWorker,
+};
+
+mod cli;
+
+use cli::{Cli, Command, ExecutionsCommand, RunArgs, WorkflowCommand};
+
+/// Log filter when `RUST_LOG` is not set: our events, and only warnings from sqlx (its
+/// notices about already-applied migrations are noise).
+const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("workflow-worker: error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("workflow-worker: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Run(cli.run));
+    // Check the worker's settings before touching the database.
+    let worker_args = match &command {
+        Command::Run(args) => Some(args.clone()),
+        _ => None,
+    };
+    let config = worker_args.map(worker_config).transpose()?;
+    let url = database_url(cli.database_url)?;
+    let store = workflow_store::open_store(&url).await?;
+    match command {
+        Command::Run(_) => {
+            let mut worker = WorkflowWorker::new(store);
+            if let Some(config) = config {
+                worker = worker.config(config);
+            }
+            tracing::info!(database = %workflow_store::redact_url(&url), "database ready");
+            worker.run_until(shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            println!("migrations applied to {}", workflow_store::redact_url(&url));
+        }
+        Command::Workflow(WorkflowCommand::Save { file }) => save_workflow(&*store, &file).await?,
+        Command::Start { workflow, input } => {
+            let execution = store
+                .start_execution(StartExecutionParams::new(workflow.as_str(), input))
+                .await?;
+            println!("{}", execution.id);
+        }
+        Command::Executions(ExecutionsCommand::List {
+            status,
+            workflow,
+            limit,
+            json,
+        }) => {
+            let executions = store
+                .list_executions(ListExecutionsParams {
+                    status,
+                    workflow: workflow.as_deref().map(WorkflowRef::from),
+                    limit,
+                })
+                .await?;
+            for execution in executions {
+                if json {
+                    println!("{}", serde_json::to_string(&execution)?);
+                } else {
+                    println!(
+                        "{}  {:<10} {} v{}  created {}",
+                        execution.id,
+                        execution.status,
+                        execution.workflow_name,
+                        execution.workflow_version,
+                        execution.created_at.format("%Y-%m-%d %H:%M:%S%.3f UTC"),
+                    );
+                }
+            }
+        }
+        Command::Executions(ExecutionsCommand::Show { id, json }) => {
+            let id: ExecutionId = id
+                .parse()
+                .with_context(|| format!("invalid execution id \"{id}\""))?;
+            let detail = store.get_execution(id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&detail)?);
+            } else {
+                print!("{}", render_execution(&detail));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn worker_config(args: RunArgs) -> anyhow::Result<workflow_core::WorkerConfig> {
+    let mut config = workflow_core::WorkerConfig::default();
+    config.concurrency = args.concurrency;
+    config.poll_interval = args.poll_interval;
+    if let Some(id) = args.worker_id {
+        config.worker_id = id;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// `--database-url`/`DATABASE_URL`, else `SUPABASE_DB_URL`.
+fn database_url(flag_or_env: Option<String>) -> anyhow::Result<String> {
+    match flag_or_env.filter(|url| !url.is_empty()).or_else(|| {
+        std::env::var("SUPABASE_DB_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+    }) {
+        Some(url) => Ok(url),
+        None => bail!(
+            "no database configured: set DATABASE_URL (or SUPABASE_DB_URL, or pass --database-url), \
+             e.g. postgres://postgres@127.0.0.1:5432/postgres"
+        ),
+    }
+}
+
+async fn save_workflow(store: &dyn Store, file: &std::path::Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let definition: WorkflowDefinition = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid workflow definition", file.display()))?;
+    let graph = WorkflowGraph::validate(definition, &NodeRegistry::builtin())
+        .with_context(|| format!("{} was not saved", file.display()))?;
+    let saved = store.save_workflow(&graph).await?;
+    println!(
+        "saved workflow \"{}\" version {} ({})",
+        saved.name, saved.version, saved.workflow_id
+    );
+    Ok(())
+}
+
+fn render_execution(detail: &ExecutionDetail) -> String {
+    use std::fmt::Write;
+
+    let e = &detail.execution;
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or_else(
+            || "-".to_owned(),
+            |t| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string(),
+        )
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "execution {}", e.id);
+    let _ = writeln!(
+        out,
+        "  workflow:  {} v{} ({})",
+        e.workflow_name, e.workflow_version, e.workflow_id
+    );
+    let _ = writeln!(out, "  status:    {}", e.status);
+    let _ = writeln!(out, "  created:   {}", time(Some(e.created_at)));
+    let _ = writeln!(out, "  started:   {}", time(e.started_at));
+    let _ = writeln!(out, "  finished:  {}", time(e.finished_at));
+    if let (Some(start), Some(end)) = (e.started_at, e.finished_at) {
+        let _ = writeln!(out, "  duration:  {:.3}s", (end - start).as_seconds_f64());
+    }
+    let _ = writeln!(out, "  input:     {}", e.input);
+    if let Some(output) = &e.output {
+        let _ = writeln!(out, "  output:    {output}");
+    }
+    if let Some(error) = &e.error {
+        let _ = writeln!(out, "  error:     {error}");
+    }
+    let _ = writeln!(out, "node runs ({}):", detail.node_runs.len());
+    for run in &detail.node_runs {
+        let _ = writeln!(
+            out,
+            "  {}  {}  attempt {}  {}  {:.3}s",
+            run.node_id,
+            run.node_type,
+            run.attempt,
+            run.status,
+            run.duration().as_secs_f64()
+        );
+        if let Some(output) = &run.output {
+            let _ = writeln!(out, "    output: {output}");
+        }
+        if let Some(error) = &run.error {
+            let _ = writeln!(out, "    error:  {error}");
+        }
+    }
+    out
+}
+
+/// Completes on the first SIGINT or SIGTERM; a second one exits the process at once.
+async fn shutdown_signal() {
+    wait_for_signal().await;
+    tracing::info!("shutdown requested; finishing executions in flight (signal again to exit now)");
+    tokio::spawn(async {
+        wait_for_signal().await;
+        tracing::warn!("second signal; exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
