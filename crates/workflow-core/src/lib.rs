@@ -68,6 +68,8 @@ pub mod graph;
 pub mod node;
 pub mod state;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod worker;
 
 pub use execution::{

@@ -222,6 +222,14 @@ impl WorkflowWorker {
         self
     }
 
+    /// Replaces the node types this worker runs with `registry`. Defaults to
+    /// [`NodeRegistry::builtin`].
+    #[must_use]
+    pub fn nodes(mut self, registry: NodeRegistry) -> Self {
+        self.registry = registry;
+        self
+    }
+
     /// The node types this worker runs; validate definitions against it before saving them.
     pub fn registry(&self) -> &NodeRegistry {
         &self.registry

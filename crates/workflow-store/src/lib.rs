@@ -74,10 +74,11 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, OpenError> {
 }
 
 /// `url` with any password replaced by `***`, for logs and error messages. Text that is not
-/// a URL is returned as `<unparseable database URL>` since it may hold a password anyway.
+/// a `scheme://` URL is returned as `<unparseable database URL>` since it may hold a password
+/// anyway.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut parsed) => {
+        Ok(mut parsed) if !parsed.cannot_be_a_base() => {
             if parsed.password().is_some() {
                 // Only fails for URLs that cannot have a password, which this one has.
                 let _ = parsed.set_password(Some("***"));
@@ -99,7 +100,7 @@ pub fn redact_url(url: &str) -> String {
             }
             parsed.to_string()
         }
-        Err(_) => "<unparseable database URL>".to_owned(),
+        _ => "<unparseable database URL>".to_owned(),
     }
 }
 

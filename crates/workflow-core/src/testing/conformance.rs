@@ -1,0 +1,843 @@
+//! The conformance suite: each case is an async fn over any [`Store`], written once and run
+//! against every store by [`conformance_tests!`](crate::conformance_tests). Cases are grouped
+//! like the `Store` trait: workflows, executions and claims, fencing, then the worker.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::fixture::{self, run_until_terminal, workflow};
+use super::nodes::{self, Count};
+use crate::{
+    Advance, ClaimParams, ClaimedExecution, ExecutionId, ExecutionStatus, ListExecutionsParams,
+    NewNodeRun, NodeRunStatus, RecordNodeRunsParams, RetryPolicy, StartExecutionParams, Store,
+    StoreError, WorkflowRef, WorkflowWorker,
+};
+
+/// Stamps one `#[tokio::test]` per conformance case into a module named `$name`.
+///
+/// `$setup` is an async expression returning `(guard, store)`: the guard lives until the test
+/// ends (a per-test database, say) and `store` is any `Store + Clone`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($name:ident, $setup:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $crate::conformance_tests!(@cases $setup;
+                save_workflow_adds_a_version_per_save,
+                start_execution_pins_the_latest_version,
+                start_execution_of_an_unknown_workflow_is_not_found,
+                get_execution_of_an_unknown_id_is_not_found,
+                list_executions_filters_by_status_and_workflow,
+                claim_marks_running_under_a_new_lease,
+                claim_respects_the_limit,
+                claim_prefers_higher_priority,
+                concurrent_claims_never_return_the_same_execution,
+                expired_lease_is_reclaimed_with_a_new_token,
+                stale_lease_token_cannot_record_node_runs,
+                recording_the_same_attempt_twice_is_a_conflict,
+                finishing_ends_the_execution_and_releases_the_lease,
+                retry_parks_the_execution_until_its_backoff,
+                renew_leases_reports_lost_leases,
+                hello_workflow_completes_with_its_node_history,
+                diamond_runs_branches_concurrently_and_joins_their_outputs,
+                branches_not_taken_are_skipped_and_joins_still_run,
+                failing_nodes_fail_their_execution_and_the_worker_goes_on,
+                retryable_failure_is_retried_after_its_backoff,
+                exhausted_retries_fail_with_the_last_error,
+                unregistered_node_type_fails_the_execution_clearly,
+                two_workers_run_each_node_exactly_once,
+            );
+        }
+    };
+    (@cases $setup:expr; $($case:ident,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (_guard, store) = $setup.await;
+                $crate::testing::conformance::$case(store).await;
+            }
+        )*
+    };
+}
+
+const WORKER: &str = "worker-a";
+const LEASE: Duration = Duration::from_secs(30);
+const WAIT: Duration = Duration::from_secs(30);
+
+fn claim_params(worker: &str, limit: u32, lease: Duration) -> ClaimParams {
+    ClaimParams {
+        worker_id: worker.to_owned(),
+        limit,
+        lease_duration: lease,
+    }
+}
+
+async fn start(store: &impl Store, workflow: &str, input: Value) -> ExecutionId {
+    store
+        .start_execution(StartExecutionParams::new(workflow, input))
+        .await
+        .expect("start execution")
+        .id
+}
+
+async fn claim_one(store: &impl Store, worker: &str, lease: Duration) -> ClaimedExecution {
+    let mut claimed = store
+        .claim_executions(claim_params(worker, 1, lease))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1, "expected one claimable execution");
+    claimed.remove(0)
+}
+
+fn completed_run(node_id: &str, attempt: u32) -> NewNodeRun {
+    NewNodeRun {
+        node_id: node_id.to_owned(),
+        node_type: "echo".to_owned(),
+        attempt,
+        status: NodeRunStatus::Completed,
+        input: Some(json!({})),
+        output: Some(json!({"node": node_id})),
+        branch: None,
+        error: None,
+        duration: Duration::from_millis(5),
+    }
+}
+
+fn record(
+    claimed: &ClaimedExecution,
+    runs: Vec<NewNodeRun>,
+    advance: Advance,
+) -> RecordNodeRunsParams {
+    RecordNodeRunsParams {
+        execution_id: claimed.execution.id,
+        lease_token: claimed.execution.lease_token,
+        worker_id: WORKER.to_owned(),
+        runs,
+        advance,
+    }
+}
+
+fn keep_running() -> Advance {
+    Advance::Continue {
+        lease_duration: LEASE,
+    }
+}
+
+fn worker(store: impl Store) -> WorkflowWorker {
+    WorkflowWorker::new(store)
+        .poll_interval(Duration::from_millis(50))
+        .concurrency(8)
+        .nodes(nodes::registry())
+}
+
+// --- workflows ---
+
+/// Saving a name again adds a version; the latest is what `get_workflow` returns.
+pub async fn save_workflow_adds_a_version_per_save(store: impl Store) {
+    let registry = nodes::registry();
+    let v1 = fixture::hello().save(&store, &registry).await;
+    let v2 = fixture::hello()
+        .node("more", "echo", Value::Null)
+        .edge("say_hello", "more")
+        .save(&store, &registry)
+        .await;
+    assert_eq!((v1.version, v2.version), (1, 2));
+    assert_eq!(v1.workflow_id, v2.workflow_id);
+
+    let latest = store
+        .get_workflow(&WorkflowRef::Name("hello".into()))
+        .await
+        .unwrap();
+    assert_eq!(latest.version, 2);
+    assert_eq!(latest.definition.nodes.len(), 3);
+    let by_id = store
+        .get_workflow(&WorkflowRef::Id(v1.workflow_id))
+        .await
+        .unwrap();
+    assert_eq!(by_id.version, 2);
+    let first = store.get_workflow_version(v1.workflow_id, 1).await.unwrap();
+    assert_eq!(first.definition, v1.definition);
+    assert!(matches!(
+        store.get_workflow_version(v1.workflow_id, 3).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+/// An execution runs the version that was latest when it started, whatever is saved later.
+pub async fn start_execution_pins_the_latest_version(store: impl Store) {
+    let registry = nodes::registry();
+    fixture::hello().save(&store, &registry).await;
+    let first = start(&store, "hello", json!({})).await;
+    fixture::hello().save(&store, &registry).await;
+    let second = start(&store, "hello", json!({"n": 2})).await;
+
+    let first = store.get_execution(first).await.unwrap().execution;
+    let second = store.get_execution(second).await.unwrap().execution;
+    assert_eq!(first.workflow_version, 1);
+    assert_eq!(second.workflow_version, 2);
+    assert_eq!(first.status, ExecutionStatus::Pending);
+    assert_eq!(second.input, json!({"n": 2}));
+    assert_eq!(first.workflow_name, "hello");
+}
+
+/// Starting an unknown workflow names it and writes nothing.
+pub async fn start_execution_of_an_unknown_workflow_is_not_found(store: impl Store) {
+    let err = store
+        .start_execution(StartExecutionParams::new("nope", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "workflow \"nope\" not found");
+    let all = store
+        .list_executions(ListExecutionsParams {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(all.is_empty());
+}
+
+/// An unknown execution id is `NotFound`, naming the id.
+pub async fn get_execution_of_an_unknown_id_is_not_found(store: impl Store) {
+    let id = ExecutionId::new();
+    let err = store.get_execution(id).await.unwrap_err();
+    assert_eq!(err.to_string(), format!("execution {id} not found"));
+}
+
+/// Listing filters by status and by workflow name or id, newest first, up to the limit.
+pub async fn list_executions_filters_by_status_and_workflow(store: impl Store) {
+    let registry = nodes::registry();
+    let hello = fixture::hello().save(&store, &registry).await;
+    workflow("other").save(&store, &registry).await;
+    let h1 = start(&store, "hello", json!({})).await;
+    let h2 = start(&store, "hello", json!({})).await;
+    let o1 = start(&store, "other", json!({})).await;
+    // Claim one so statuses differ: exactly one execution becomes running.
+    let claimed = claim_one(&store, WORKER, LEASE).await.execution.id;
+
+    let list = |status, workflow, limit| {
+        store.list_executions(ListExecutionsParams {
+            status,
+            workflow,
+            limit,
+        })
+    };
+    let ids = |executions: Vec<crate::Execution>| -> HashSet<ExecutionId> {
+        executions.into_iter().map(|e| e.id).collect()
+    };
+    assert_eq!(ids(list(None, None, 10).await.unwrap()), HashSet::from([h1, h2, o1]));
+    assert_eq!(list(None, None, 2).await.unwrap().len(), 2);
+    assert_eq!(
+        ids(list(None, Some(WorkflowRef::Name("hello".into())), 10).await.unwrap()),
+        HashSet::from([h1, h2])
+    );
+    assert_eq!(
+        ids(list(None, Some(WorkflowRef::Id(hello.workflow_id)), 10).await.unwrap()),
+        HashSet::from([h1, h2])
+    );
+    assert_eq!(
+        ids(list(Some(ExecutionStatus::Running), None, 10).await.unwrap()),
+        HashSet::from([claimed])
+    );
+    assert_eq!(
+        list(Some(ExecutionStatus::Pending), None, 10).await.unwrap().len(),
+        2
+    );
+    let newest = list(None, None, 10).await.unwrap();
+    assert!(newest.windows(2).all(|w| w[0].created_at >= w[1].created_at));
+}
+
+// --- executions and claims ---
+
+/// A claim marks the execution running, owned by the worker, with token 1 and a lease that
+/// keeps other claims away.
+pub async fn claim_marks_running_under_a_new_lease(store: impl Store) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    let id = start(&store, "hello", json!({"x": 1})).await;
+
+    let claimed = claim_one(&store, WORKER, LEASE).await;
+    let execution = &claimed.execution;
+    assert_eq!(execution.id, id);
+    assert_eq!(execution.status, ExecutionStatus::Running);
+    assert_eq!(execution.lease_owner.as_deref(), Some(WORKER));
+    assert_eq!(execution.lease_token, 1);
+    assert_eq!(execution.input, json!({"x": 1}));
+    assert!(execution.started_at.is_some());
+    let expires = execution.lease_expires_at.expect("lease expiry");
+    let started = execution.started_at.expect("started");
+    assert!(expires > started + chrono::Duration::seconds(20), "{expires} vs {started}");
+    assert!(claimed.node_runs.is_empty());
+
+    let again = store
+        .claim_executions(claim_params("worker-b", 10, LEASE))
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "a leased execution must not be claimed again");
+}
+
+/// A claim returns at most `limit` executions.
+pub async fn claim_respects_the_limit(store: impl Store) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    for _ in 0..5 {
+        start(&store, "hello", json!({})).await;
+    }
+    let first = store
+        .claim_executions(claim_params(WORKER, 2, LEASE))
+        .await
+        .unwrap();
+    let rest = store
+        .claim_executions(claim_params(WORKER, 10, LEASE))
+        .await
+        .unwrap();
+    assert_eq!((first.len(), rest.len()), (2, 3));
+}
+
+/// Among runnable executions, higher priority is claimed first.
+pub async fn claim_prefers_higher_priority(store: impl Store) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    start(&store, "hello", json!({})).await;
+    let mut urgent = StartExecutionParams::new("hello", json!({}));
+    urgent.priority = 5;
+    let urgent = store.start_execution(urgent).await.unwrap().id;
+    assert_eq!(claim_one(&store, WORKER, LEASE).await.execution.id, urgent);
+}
+
+/// Concurrent claims hand out every execution exactly once.
+pub async fn concurrent_claims_never_return_the_same_execution(store: impl Store + Clone) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    let mut started = HashSet::new();
+    for _ in 0..60 {
+        started.insert(start(&store, "hello", json!({})).await);
+    }
+    let claimers = (0..6).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = store
+                    .claim_executions(claim_params(&format!("worker-{i}"), 7, LEASE))
+                    .await
+                    .expect("claim");
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch.into_iter().map(|c| c.execution.id));
+            }
+        })
+    });
+    let mut claimed = Vec::new();
+    for claimer in claimers {
+        claimed.extend(claimer.await.unwrap());
+    }
+    let unique: HashSet<_> = claimed.iter().copied().collect();
+    assert_eq!(claimed.len(), unique.len(), "an execution was claimed twice");
+    assert_eq!(unique, started);
+}
+
+/// Once its lease expires, an execution is claimed by another worker under a new token,
+/// with the node runs recorded so far.
+pub async fn expired_lease_is_reclaimed_with_a_new_token(store: impl Store) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    start(&store, "hello", json!({})).await;
+    let first = claim_one(&store, WORKER, Duration::from_millis(300)).await;
+    store
+        .record_node_runs(record(&first, vec![completed_run("start", 1)], Advance::Continue {
+            lease_duration: Duration::from_millis(300),
+        }))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    let second = claim_one(&store, "worker-b", LEASE).await;
+    assert_eq!(second.execution.id, first.execution.id);
+    assert_eq!(second.execution.lease_token, first.execution.lease_token + 1);
+    assert_eq!(second.execution.lease_owner.as_deref(), Some("worker-b"));
+    assert_eq!(second.node_runs.len(), 1);
+    assert_eq!(second.node_runs[0].node_id, "start");
+    assert_eq!(second.node_runs[0].worker_id.as_deref(), Some(WORKER));
+}
+
+// --- fencing ---
+
+/// A write carrying a superseded lease token changes nothing and says the lease was lost.
+pub async fn stale_lease_token_cannot_record_node_runs(store: impl Store) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    let id = start(&store, "hello", json!({})).await;
+    let stale = claim_one(&store, WORKER, Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let current = claim_one(&store, "worker-b", LEASE).await;
+
+    let finish = Advance::Finish {
+        status: ExecutionStatus::Completed,
+        output: Some(json!("stale")),
+        error: None,
+    };
+    let err = store
+        .record_node_runs(record(&stale, vec![completed_run("start", 1)], finish))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::LeaseLost { execution_id, lease_token: 1 } if execution_id == id),
+        "{err:?}"
+    );
+    let detail = store.get_execution(id).await.unwrap();
+    assert!(detail.node_runs.is_empty(), "the stale write recorded a node run");
+    assert_eq!(detail.execution.status, ExecutionStatus::Running);
+    assert_eq!(detail.execution.lease_owner.as_deref(), Some("worker-b"));
+
+    store
+        .record_node_runs(record(&current, vec![completed_run("start", 1)], keep_running()))
+        .await
+        .expect("the current owner can write");
+    assert_eq!(store.get_execution(id).await.unwrap().node_runs.len(), 1);
+}
+
+/// One (execution, node, attempt) is recorded at most once; a second record writes nothing.
+pub async fn recording_the_same_attempt_twice_is_a_conflict(store: impl Store) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    let id = start(&store, "hello", json!({})).await;
+    let claimed = claim_one(&store, WORKER, LEASE).await;
+    store
+        .record_node_runs(record(&claimed, vec![completed_run("start", 1)], keep_running()))
+        .await
+        .unwrap();
+    let finish = Advance::Finish {
+        status: ExecutionStatus::Completed,
+        output: None,
+        error: None,
+    };
+    let err = store
+        .record_node_runs(record(&claimed, vec![completed_run("start", 1)], finish))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let detail = store.get_execution(id).await.unwrap();
+    assert_eq!(detail.node_runs.len(), 1);
+    assert_eq!(
+        detail.execution.status,
+        ExecutionStatus::Running,
+        "the failed step must not finish the execution"
+    );
+}
+
+/// Finishing records the status, output and time, releases the lease, and fences out any
+/// later write.
+pub async fn finishing_ends_the_execution_and_releases_the_lease(store: impl Store) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    let id = start(&store, "hello", json!({})).await;
+    let claimed = claim_one(&store, WORKER, LEASE).await;
+    store
+        .record_node_runs(record(
+            &claimed,
+            vec![completed_run("start", 1), completed_run("say_hello", 1)],
+            Advance::Finish {
+                status: ExecutionStatus::Completed,
+                output: Some(json!({"done": true})),
+                error: None,
+            },
+        ))
+        .await
+        .unwrap();
+
+    let detail = store.get_execution(id).await.unwrap();
+    let execution = &detail.execution;
+    assert_eq!(execution.status, ExecutionStatus::Completed);
+    assert_eq!(execution.output, Some(json!({"done": true})));
+    assert!(execution.finished_at.is_some());
+    assert_eq!(execution.lease_owner, None);
+    assert_eq!(detail.node_runs.len(), 2);
+    assert!(detail.node_runs.iter().all(|r| r.finished_at >= r.started_at));
+    assert!(
+        store
+            .claim_executions(claim_params(WORKER, 10, LEASE))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let late = store
+        .record_node_runs(record(&claimed, vec![completed_run("late", 1)], keep_running()))
+        .await;
+    assert!(matches!(late, Err(StoreError::LeaseLost { .. })), "{late:?}");
+}
+
+/// A retry releases the lease and makes the execution claimable only after the backoff.
+pub async fn retry_parks_the_execution_until_its_backoff(store: impl Store) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    let id = start(&store, "hello", json!({})).await;
+    let claimed = claim_one(&store, WORKER, LEASE).await;
+    let mut failed = completed_run("start", 1);
+    failed.status = NodeRunStatus::Failed;
+    failed.output = None;
+    failed.error = Some("flaky".into());
+    store
+        .record_node_runs(record(&claimed, vec![failed], Advance::Retry {
+            delay: Duration::from_millis(700),
+        }))
+        .await
+        .unwrap();
+
+    let execution = store.get_execution(id).await.unwrap().execution;
+    assert_eq!(execution.status, ExecutionStatus::Retrying);
+    assert_eq!(execution.lease_owner, None);
+    let early = store
+        .claim_executions(claim_params(WORKER, 10, LEASE))
+        .await
+        .unwrap();
+    assert!(early.is_empty(), "claimed before the backoff passed");
+
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let again = claim_one(&store, WORKER, LEASE).await;
+    assert_eq!(again.execution.id, id);
+    assert_eq!(again.execution.lease_token, 2);
+    assert_eq!(again.node_runs.len(), 1);
+    assert_eq!(again.node_runs[0].status, NodeRunStatus::Failed);
+    assert_eq!(again.node_runs[0].error.as_deref(), Some("flaky"));
+}
+
+/// Renewal extends leases still held and leaves out the ones another claim took over.
+pub async fn renew_leases_reports_lost_leases(store: impl Store) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    start(&store, "hello", json!({})).await;
+    start(&store, "hello", json!({})).await;
+    let kept = claim_one(&store, WORKER, LEASE).await;
+    let lost = claim_one(&store, WORKER, Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let taken = claim_one(&store, "worker-b", LEASE).await;
+    assert_eq!(taken.execution.id, lost.execution.id);
+
+    let renewed = store
+        .renew_leases(
+            &[
+                (kept.execution.id, kept.execution.lease_token),
+                (lost.execution.id, lost.execution.lease_token),
+            ],
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(renewed, vec![kept.execution.id]);
+    let kept_now = store.get_execution(kept.execution.id).await.unwrap().execution;
+    assert!(kept_now.lease_expires_at > kept.execution.lease_expires_at);
+}
+
+// --- the worker ---
+
+/// The seed's scenario: trigger -> code; both node runs completed, the greeting in the output.
+pub async fn hello_workflow_completes_with_its_node_history(store: impl Store + Clone) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    let id = start(&store, "hello", json!({"who": "tests"})).await;
+    let claimed = worker(store.clone()).run_once().await.unwrap();
+    assert_eq!(claimed, 1);
+
+    let detail = store.get_execution(id).await.unwrap();
+    assert_eq!(detail.execution.status, ExecutionStatus::Completed, "{detail:?}");
+    let runs: Vec<(&str, NodeRunStatus)> = detail
+        .node_runs
+        .iter()
+        .map(|r| (r.node_id.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        runs,
+        vec![
+            ("start", NodeRunStatus::Completed),
+            ("say_hello", NodeRunStatus::Completed)
+        ]
+    );
+    assert_eq!(detail.node_runs[0].output, Some(json!({"who": "tests"})));
+    let stdout = &detail.node_runs[1].output.as_ref().unwrap()["stdout"];
+    assert_eq!(stdout, "Hello from workflow!\n");
+    assert_eq!(detail.execution.output.as_ref().unwrap()["stdout"], *stdout);
+}
+
+/// Independent branches overlap in time, and the join receives both outputs keyed by parent.
+pub async fn diamond_runs_branches_concurrently_and_joins_their_outputs(store: impl Store + Clone) {
+    fixture::diamond(400).save(&store, &nodes::registry()).await;
+    let id = start(&store, "diamond", json!({})).await;
+    let detail = run_until_terminal(worker(store.clone()), &store, &[id], WAIT)
+        .await
+        .remove(0);
+    assert_eq!(detail.execution.status, ExecutionStatus::Completed, "{detail:?}");
+
+    let run = |node: &str| {
+        detail
+            .node_runs
+            .iter()
+            .find(|r| r.node_id == node)
+            .unwrap_or_else(|| panic!("no run of {node}"))
+    };
+    let (a, b, c) = (run("a"), run("b"), run("c"));
+    assert!(
+        a.started_at < b.finished_at && b.started_at < a.finished_at,
+        "a ({} - {}) and b ({} - {}) did not overlap",
+        a.started_at,
+        a.finished_at,
+        b.started_at,
+        b.finished_at
+    );
+    let expected = json!({"a": {"slept_ms": 400}, "b": {"slept_ms": 400}});
+    assert_eq!(c.input, Some(expected.clone()));
+    assert_eq!(detail.execution.output, Some(expected));
+    assert!(c.started_at >= a.finished_at && c.started_at >= b.finished_at);
+}
+
+/// Edges on branches not chosen are not followed; nodes behind them are skipped, and a join
+/// with one path taken still runs.
+pub async fn branches_not_taken_are_skipped_and_joins_still_run(store: impl Store + Clone) {
+    workflow("branching")
+        .node("pick", "branch", json!({"branch": "yes"}))
+        .node("yes", "echo", Value::Null)
+        .node("no", "echo", Value::Null)
+        .node("after_no", "echo", Value::Null)
+        .node("join", "echo", Value::Null)
+        .edge("start", "pick")
+        .branch_edge("pick", "yes", "yes")
+        .branch_edge("pick", "no", "no")
+        .edge("no", "after_no")
+        .edge("yes", "join")
+        .edge("after_no", "join")
+        .save(&store, &nodes::registry())
+        .await;
+    let id = start(&store, "branching", json!({"v": 1})).await;
+    let detail = run_until_terminal(worker(store.clone()), &store, &[id], WAIT)
+        .await
+        .remove(0);
+    assert_eq!(detail.execution.status, ExecutionStatus::Completed, "{detail:?}");
+    let status: HashMap<&str, NodeRunStatus> = detail
+        .node_runs
+        .iter()
+        .map(|r| (r.node_id.as_str(), r.status))
+        .collect();
+    assert_eq!(status["pick"], NodeRunStatus::Completed);
+    assert_eq!(status["yes"], NodeRunStatus::Completed);
+    assert_eq!(status["no"], NodeRunStatus::Skipped);
+    assert_eq!(status["after_no"], NodeRunStatus::Skipped);
+    assert_eq!(status["join"], NodeRunStatus::Completed);
+    let join = detail.node_runs.iter().find(|r| r.node_id == "join").unwrap();
+    assert_eq!(join.input, Some(json!({"yes": {"v": 1}})));
+    let pick = detail.node_runs.iter().find(|r| r.node_id == "pick").unwrap();
+    assert_eq!(pick.branch.as_deref(), Some("yes"));
+}
+
+/// A code node that exits non-zero, one that times out, a fatal error and a panic each fail
+/// their execution with a clear error, and the worker completes the next execution.
+pub async fn failing_nodes_fail_their_execution_and_the_worker_goes_on(store: impl Store + Clone) {
+    let registry = nodes::registry();
+    workflow("exits")
+        .node(
+            "run",
+            "code",
+            json!({"language": "shell", "code": "echo 'disk full' >&2; exit 3"}),
+        )
+        .edge("start", "run")
+        .save(&store, &registry)
+        .await;
+    workflow("hangs")
+        .node("run", "code", json!({"language": "shell", "code": "sleep 30"}))
+        .timeout(Duration::from_millis(500))
+        .edge("start", "run")
+        .save(&store, &registry)
+        .await;
+    workflow("fatal")
+        .node("run", "fatal", Value::Null)
+        .edge("start", "run")
+        .save(&store, &registry)
+        .await;
+    workflow("panics")
+        .node("run", "panic", json!({"message": "node bug"}))
+        .edge("start", "run")
+        .save(&store, &registry)
+        .await;
+    fixture::hello().save(&store, &registry).await;
+
+    let mut ids = Vec::new();
+    for name in ["exits", "hangs", "fatal", "panics"] {
+        ids.push(start(&store, name, json!({})).await);
+    }
+    let started = tokio::time::Instant::now();
+    let failed = run_until_terminal(worker(store.clone()), &store, &ids, WAIT).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the timed-out node was not stopped"
+    );
+    let errors: Vec<(ExecutionStatus, Option<&str>)> = failed
+        .iter()
+        .map(|d| (d.execution.status, d.execution.error.as_deref()))
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            (
+                ExecutionStatus::Failed,
+                Some("node \"run\" failed: sh failed with exit status 3: disk full")
+            ),
+            (
+                ExecutionStatus::Failed,
+                Some("node \"run\" failed: timed out after 500ms")
+            ),
+            (
+                ExecutionStatus::Failed,
+                Some("node \"run\" failed: bad input, will never work")
+            ),
+            (
+                ExecutionStatus::Failed,
+                Some("node \"run\" failed: node panicked: node bug")
+            ),
+        ]
+    );
+    let statuses: Vec<NodeRunStatus> = failed.iter().map(|d| d.node_runs[1].status).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            NodeRunStatus::Failed,
+            NodeRunStatus::TimedOut,
+            NodeRunStatus::Failed,
+            NodeRunStatus::Failed
+        ]
+    );
+
+    // The same worker setup goes on to complete the next execution.
+    let next = start(&store, "hello", json!({})).await;
+    let next = run_until_terminal(worker(store.clone()), &store, &[next], WAIT)
+        .await
+        .remove(0);
+    assert_eq!(next.execution.status, ExecutionStatus::Completed);
+}
+
+/// A node failing twice then succeeding completes on attempt 3, each attempt after its
+/// backoff, with all three attempts in the history.
+pub async fn retryable_failure_is_retried_after_its_backoff(store: impl Store + Clone) {
+    let backoff = Duration::from_millis(300);
+    workflow("flaky")
+        .node("run", "flaky", json!({"fail_times": 2}))
+        .retry(RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: backoff,
+            multiplier: 1.0,
+            max_backoff: backoff,
+        })
+        .edge("start", "run")
+        .save(&store, &nodes::registry())
+        .await;
+    let id = start(&store, "flaky", json!({})).await;
+    let detail = run_until_terminal(worker(store.clone()), &store, &[id], WAIT)
+        .await
+        .remove(0);
+    assert_eq!(detail.execution.status, ExecutionStatus::Completed, "{detail:?}");
+    let attempts: Vec<(i32, NodeRunStatus)> = detail
+        .node_runs
+        .iter()
+        .filter(|r| r.node_id == "run")
+        .map(|r| (r.attempt, r.status))
+        .collect();
+    assert_eq!(
+        attempts,
+        vec![
+            (1, NodeRunStatus::Failed),
+            (2, NodeRunStatus::Failed),
+            (3, NodeRunStatus::Completed)
+        ]
+    );
+    let runs: Vec<_> = detail.node_runs.iter().filter(|r| r.node_id == "run").collect();
+    for pair in runs.windows(2) {
+        let gap = (pair[1].started_at - pair[0].finished_at).to_std().unwrap_or_default();
+        assert!(gap >= backoff - Duration::from_millis(50), "retried after only {gap:?}");
+    }
+    assert_eq!(detail.execution.output, Some(json!({"attempt": 3})));
+}
+
+/// The last allowed attempt failing fails the execution with that attempt's error.
+pub async fn exhausted_retries_fail_with_the_last_error(store: impl Store + Clone) {
+    workflow("doomed")
+        .node("run", "flaky", json!({}))
+        .retry(RetryPolicy {
+            max_attempts: 2,
+            initial_backoff: Duration::from_millis(100),
+            multiplier: 2.0,
+            max_backoff: Duration::from_secs(1),
+        })
+        .edge("start", "run")
+        .save(&store, &nodes::registry())
+        .await;
+    let id = start(&store, "doomed", json!({})).await;
+    let detail = run_until_terminal(worker(store.clone()), &store, &[id], WAIT)
+        .await
+        .remove(0);
+    assert_eq!(detail.execution.status, ExecutionStatus::Failed);
+    assert_eq!(
+        detail.execution.error.as_deref(),
+        Some("node \"run\" failed after 2 attempts: flaky failure on attempt 2")
+    );
+    assert_eq!(detail.node_runs.iter().filter(|r| r.node_id == "run").count(), 2);
+}
+
+/// A workflow using a node type this worker does not have fails with an error naming it,
+/// instead of being retried forever.
+pub async fn unregistered_node_type_fails_the_execution_clearly(store: impl Store + Clone) {
+    workflow("custom")
+        .node("special", "echo", Value::Null)
+        .edge("start", "special")
+        .save(&store, &nodes::registry())
+        .await;
+    let id = start(&store, "custom", json!({})).await;
+    // A worker with only the built-in node types.
+    let plain = WorkflowWorker::new(store.clone()).poll_interval(Duration::from_millis(50));
+    let detail = run_until_terminal(plain, &store, &[id], WAIT).await.remove(0);
+    assert_eq!(detail.execution.status, ExecutionStatus::Failed);
+    let error = detail.execution.error.unwrap_or_default();
+    assert!(
+        error.contains("node \"special\": unknown node type \"echo\""),
+        "{error}"
+    );
+    assert!(detail.node_runs.is_empty());
+}
+
+/// Two workers on one store run 200 executions: every execution completes, each node run is
+/// recorded once, and each node ran once.
+pub async fn two_workers_run_each_node_exactly_once(store: impl Store + Clone) {
+    let count = Count::default();
+    workflow("counted")
+        .node("count", "count", Value::Null)
+        .edge("start", "count")
+        .save(&store, &nodes::registry().with("count", count.clone()))
+        .await;
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        ids.push(start(&store, "counted", json!({"i": i})).await);
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let workers: Vec<_> = ["worker-a", "worker-b"]
+        .into_iter()
+        .map(|id| {
+            let worker = WorkflowWorker::new(store.clone())
+                .worker_id(id)
+                .poll_interval(Duration::from_millis(20))
+                .concurrency(8)
+                .node("count", count.clone());
+            tokio::spawn(worker.run_until(stop.clone().cancelled_owned()))
+        })
+        .collect();
+    let details =
+        fixture::wait_until_terminal(&store, &ids, Duration::from_secs(120)).await;
+    stop.cancel();
+    for worker in workers {
+        worker.await.unwrap().unwrap();
+    }
+
+    assert!(details.iter().all(|d| d.execution.status == ExecutionStatus::Completed));
+    for detail in &details {
+        let nodes: Vec<&str> = detail.node_runs.iter().map(|r| r.node_id.as_str()).collect();
+        assert_eq!(nodes, vec!["start", "count"], "{}", detail.execution.id);
+    }
+    let runs = count.runs();
+    assert_eq!(runs.len(), 200);
+    assert!(runs.values().all(|&n| n == 1), "a node ran twice: {runs:?}");
+    let owners: HashSet<&str> = details
+        .iter()
+        .flat_map(|d| d.node_runs.iter().filter_map(|r| r.worker_id.as_deref()))
+        .collect();
+    assert_eq!(owners, HashSet::from(["worker-a", "worker-b"]), "both workers took part");
+}

@@ -1,0 +1,163 @@
+//! Small builders for workflow definitions, and helpers to run a worker until executions end.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::{
+    Edge, ExecutionDetail, ExecutionId, NodeDefinition, NodeRegistry, RetryPolicy, Store,
+    WorkflowDefinition, WorkflowGraph, WorkflowVersion, WorkflowWorker,
+};
+
+/// Builds a workflow definition node by node.
+#[derive(Debug, Clone)]
+pub struct WorkflowBuilder {
+    definition: WorkflowDefinition,
+}
+
+/// Starts a workflow named `name` with a trigger node `start`.
+pub fn workflow(name: &str) -> WorkflowBuilder {
+    WorkflowBuilder {
+        definition: WorkflowDefinition {
+            name: name.to_owned(),
+            description: None,
+            retry: None,
+            nodes: Vec::new(),
+            edges: Vec::new(),
+        },
+    }
+    .node("start", "trigger", Value::Null)
+}
+
+impl WorkflowBuilder {
+    /// Adds a node.
+    #[must_use]
+    pub fn node(mut self, id: &str, node_type: &str, config: Value) -> Self {
+        self.definition.nodes.push(NodeDefinition {
+            id: id.to_owned(),
+            node_type: node_type.to_owned(),
+            config,
+            retry: None,
+            timeout: None,
+        });
+        self
+    }
+
+    /// Sets the timeout of the last node added.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        if let Some(node) = self.definition.nodes.last_mut() {
+            node.timeout = Some(timeout);
+        }
+        self
+    }
+
+    /// Sets the retry policy of the last node added.
+    #[must_use]
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        if let Some(node) = self.definition.nodes.last_mut() {
+            node.retry = Some(policy);
+        }
+        self
+    }
+
+    /// Adds an edge.
+    #[must_use]
+    pub fn edge(mut self, from: &str, to: &str) -> Self {
+        self.definition.edges.push(Edge {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            branch: None,
+        });
+        self
+    }
+
+    /// Adds an edge taken only on `branch`.
+    #[must_use]
+    pub fn branch_edge(mut self, from: &str, to: &str, branch: &str) -> Self {
+        self.definition.edges.push(Edge {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            branch: Some(branch.to_owned()),
+        });
+        self
+    }
+
+    /// The definition.
+    pub fn build(self) -> WorkflowDefinition {
+        self.definition
+    }
+
+    /// Validates against `registry` and saves; panics on failure.
+    pub async fn save(self, store: &impl Store, registry: &NodeRegistry) -> WorkflowVersion {
+        let graph = WorkflowGraph::validate(self.definition, registry).expect("fixture is valid");
+        store.save_workflow(&graph).await.expect("save workflow")
+    }
+}
+
+/// The seed's hello workflow: trigger -> code printing `Hello from workflow!`.
+pub fn hello() -> WorkflowBuilder {
+    workflow("hello")
+        .node(
+            "say_hello",
+            "code",
+            json!({"language": "python", "code": "print(\"Hello from workflow!\")"}),
+        )
+        .edge("start", "say_hello")
+}
+
+/// trigger -> `a`, `b` (each sleeping `sleep_ms`) -> join `c`.
+pub fn diamond(sleep_ms: u64) -> WorkflowBuilder {
+    workflow("diamond")
+        .node("a", "sleep", json!({"ms": sleep_ms}))
+        .node("b", "sleep", json!({"ms": sleep_ms}))
+        .node("c", "echo", Value::Null)
+        .edge("start", "a")
+        .edge("start", "b")
+        .edge("a", "c")
+        .edge("b", "c")
+}
+
+/// Runs `worker` until every execution in `ids` is terminal, or panics after `deadline`.
+/// Returns their details in the order of `ids`.
+pub async fn run_until_terminal(
+    worker: WorkflowWorker,
+    store: &impl Store,
+    ids: &[ExecutionId],
+    deadline: Duration,
+) -> Vec<ExecutionDetail> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(worker.run_until(stop.clone().cancelled_owned()));
+    let details = wait_until_terminal(store, ids, deadline).await;
+    stop.cancel();
+    running.await.expect("worker task").expect("worker run");
+    details
+}
+
+/// Polls until every execution in `ids` is terminal, or panics after `deadline`.
+pub async fn wait_until_terminal(
+    store: &impl Store,
+    ids: &[ExecutionId],
+    deadline: Duration,
+) -> Vec<ExecutionDetail> {
+    let started = tokio::time::Instant::now();
+    loop {
+        let mut details = Vec::with_capacity(ids.len());
+        for id in ids {
+            details.push(store.get_execution(*id).await.expect("get execution"));
+        }
+        let open = details
+            .iter()
+            .filter(|d| !d.execution.status.is_terminal())
+            .count();
+        if open == 0 {
+            return details;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "{open} of {} executions still not terminal after {deadline:?}",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -1,0 +1,136 @@
+//! Node types for tests. [`registry`] holds them all beside the built-ins.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use crate::{ExecutionId, NodeContext, NodeError, NodeExecutor, NodeOutcome, NodeRegistry};
+
+/// The built-in node types plus `sleep`, `echo`, `flaky`, `fatal`, `panic` and `branch`.
+pub fn registry() -> NodeRegistry {
+    NodeRegistry::builtin()
+        .with("sleep", Sleep)
+        .with("echo", Echo)
+        .with("flaky", Flaky)
+        .with("fatal", Fatal)
+        .with("panic", Panic)
+        .with("branch", Branch)
+}
+
+/// Sleeps `config.ms` milliseconds, then outputs `{"slept_ms": ms}`.
+#[derive(Debug, Clone, Copy)]
+pub struct Sleep;
+
+#[async_trait]
+impl NodeExecutor for Sleep {
+    async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+        let ms = ctx.config["ms"].as_u64().unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(NodeOutcome::complete(json!({ "slept_ms": ms })))
+    }
+}
+
+/// Outputs its input unchanged.
+#[derive(Debug, Clone, Copy)]
+pub struct Echo;
+
+#[async_trait]
+impl NodeExecutor for Echo {
+    async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+        Ok(NodeOutcome::complete(ctx.input))
+    }
+}
+
+/// Fails with a retryable error on attempts up to `config.fail_times`, then completes.
+#[derive(Debug, Clone, Copy)]
+pub struct Flaky;
+
+#[async_trait]
+impl NodeExecutor for Flaky {
+    async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+        let fail_times = ctx.config["fail_times"].as_u64().unwrap_or(u64::MAX);
+        if u64::from(ctx.attempt) <= fail_times {
+            return Err(NodeError::retryable(format!(
+                "flaky failure on attempt {}",
+                ctx.attempt
+            )));
+        }
+        Ok(NodeOutcome::complete(json!({ "attempt": ctx.attempt })))
+    }
+}
+
+/// Always fails with a fatal error.
+#[derive(Debug, Clone, Copy)]
+pub struct Fatal;
+
+#[async_trait]
+impl NodeExecutor for Fatal {
+    async fn execute(&self, _ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+        Err(NodeError::fatal("bad input, will never work"))
+    }
+}
+
+/// Panics with `config.message`.
+#[derive(Debug, Clone, Copy)]
+pub struct Panic;
+
+#[async_trait]
+impl NodeExecutor for Panic {
+    async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+        let message = ctx.config["message"].as_str().unwrap_or("boom").to_owned();
+        panic!("{message}");
+    }
+}
+
+/// Completes choosing branch `config.branch`, with its input as output.
+#[derive(Debug, Clone, Copy)]
+pub struct Branch;
+
+#[async_trait]
+impl NodeExecutor for Branch {
+    fn validate_config(&self, config: &Value) -> Result<(), crate::BoxError> {
+        config["branch"]
+            .as_str()
+            .map(|_| ())
+            .ok_or_else(|| "config.branch must be a string".into())
+    }
+
+    async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+        let branch = ctx.config["branch"].as_str().unwrap_or_default().to_owned();
+        Ok(NodeOutcome::branch(ctx.input, branch))
+    }
+}
+
+/// Counts how often it ran for each execution, to check that nodes run exactly once.
+#[derive(Debug, Clone, Default)]
+pub struct Count {
+    runs: Arc<Mutex<HashMap<ExecutionId, u32>>>,
+}
+
+impl Count {
+    /// How often the node ran for each execution.
+    pub fn runs(&self) -> HashMap<ExecutionId, u32> {
+        self.runs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+#[async_trait]
+impl NodeExecutor for Count {
+    async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+        *self
+            .runs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(ctx.execution_id)
+            .or_default() += 1;
+        // A little work, so executions overlap between workers.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        Ok(NodeOutcome::complete(json!({ "counted": true })))
+    }
+}
