@@ -430,7 +430,9 @@ impl WorkflowGraph {
                     }
                 }
                 for (i, node) in definition.nodes.iter().enumerate() {
-                    if !reached[i] && node.node_type != TRIGGER_TYPE {
+                    // A duplicate id was reported already; edges only ever reach its first node.
+                    let first_of_its_id = index.get(node.id.as_str()) == Some(&i);
+                    if !reached[i] && node.node_type != TRIGGER_TYPE && first_of_its_id {
                         errors.push(GraphError::Unreachable {
                             node: node.id.clone(),
                         });
@@ -765,5 +767,385 @@ mod seconds {
             struct Wrapper(#[serde(with = "super")] Duration);
             Ok(Option::<Wrapper>::deserialize(deserializer)?.map(|Wrapper(d)| d))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::node::{NodeContext, NodeError, NodeExecutor, NodeOutcome};
+
+    struct Noop;
+
+    #[async_trait::async_trait]
+    impl NodeExecutor for Noop {
+        async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+            Ok(NodeOutcome::complete(ctx.input))
+        }
+    }
+
+    fn registry() -> NodeRegistry {
+        NodeRegistry::builtin().with("noop", Noop)
+    }
+
+    fn definition(nodes: &[(&str, &str)], edges: &[(&str, &str)]) -> WorkflowDefinition {
+        WorkflowDefinition {
+            name: "test".into(),
+            description: None,
+            retry: None,
+            nodes: nodes
+                .iter()
+                .map(|(id, node_type)| NodeDefinition {
+                    id: (*id).into(),
+                    node_type: (*node_type).into(),
+                    config: Value::Null,
+                    retry: None,
+                    timeout: None,
+                })
+                .collect(),
+            edges: edges
+                .iter()
+                .map(|(from, to)| Edge {
+                    from: (*from).into(),
+                    to: (*to).into(),
+                    branch: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn errors(definition: WorkflowDefinition) -> Vec<String> {
+        match WorkflowGraph::validate(definition, &registry()) {
+            Ok(_) => panic!("expected validation errors"),
+            Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn graph(definition: WorkflowDefinition) -> WorkflowGraph {
+        WorkflowGraph::validate(definition, &registry()).expect("valid")
+    }
+
+    fn diamond() -> WorkflowGraph {
+        graph(definition(
+            &[("t", "trigger"), ("a", "noop"), ("b", "noop"), ("c", "noop")],
+            &[("t", "a"), ("t", "b"), ("a", "c"), ("b", "c")],
+        ))
+    }
+
+    fn complete(progress: &mut Progress, graph: &WorkflowGraph, id: &str, output: Value) {
+        let index = graph.node_index(id).unwrap();
+        progress.set(index, NodeState::Completed { output, branch: None });
+    }
+
+    fn ready_ids(progress: &Progress, graph: &WorkflowGraph) -> Vec<String> {
+        progress
+            .ready(graph, &json!({"in": 1}))
+            .into_iter()
+            .map(|r| graph.node(r.index).id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_valid_chain_passes() {
+        let graph = graph(definition(
+            &[("t", "trigger"), ("a", "noop")],
+            &[("t", "a")],
+        ));
+        assert_eq!(graph.definition().nodes.len(), 2);
+    }
+
+    #[test]
+    fn duplicate_ids_are_named() {
+        let errs = errors(definition(
+            &[("t", "trigger"), ("a", "noop"), ("a", "noop")],
+            &[("t", "a")],
+        ));
+        assert_eq!(errs, vec!["node \"a\": duplicate node id"]);
+    }
+
+    #[test]
+    fn edges_to_missing_nodes_are_named() {
+        let errs = errors(definition(
+            &[("t", "trigger"), ("a", "noop")],
+            &[("t", "a"), ("a", "x")],
+        ));
+        assert_eq!(errs, vec!["edge \"a\" -> \"x\": unknown node \"x\""]);
+    }
+
+    #[test]
+    fn unknown_types_are_named_with_the_known_ones() {
+        let errs = errors(definition(
+            &[("t", "trigger"), ("a", "teleport")],
+            &[("t", "a")],
+        ));
+        assert_eq!(
+            errs,
+            vec!["node \"a\": unknown node type \"teleport\" (known: code, noop, trigger)"]
+        );
+    }
+
+    #[test]
+    fn cycles_are_reported_with_their_path() {
+        let errs = errors(definition(
+            &[("t", "trigger"), ("a", "noop"), ("b", "noop"), ("c", "noop")],
+            &[("t", "a"), ("a", "b"), ("b", "c"), ("c", "a")],
+        ));
+        assert_eq!(errs, vec!["cycle: \"a\" -> \"b\" -> \"c\" -> \"a\""]);
+        let errs = errors(definition(
+            &[("t", "trigger"), ("a", "noop")],
+            &[("t", "a"), ("a", "a")],
+        ));
+        assert_eq!(errs, vec!["cycle: \"a\" -> \"a\""]);
+    }
+
+    #[test]
+    fn exactly_one_trigger_is_required() {
+        let errs = errors(definition(&[("a", "noop")], &[]));
+        assert_eq!(errs, vec!["workflow needs exactly one \"trigger\" node, found none"]);
+        let errs = errors(definition(&[("t1", "trigger"), ("t2", "trigger")], &[]));
+        assert_eq!(
+            errs,
+            vec!["workflow needs exactly one \"trigger\" node, found 2 (\"t1\", \"t2\")"]
+        );
+    }
+
+    #[test]
+    fn edges_into_the_trigger_are_rejected() {
+        let errs = errors(definition(
+            &[("t", "trigger"), ("a", "noop")],
+            &[("t", "a"), ("a", "t")],
+        ));
+        assert!(
+            errs.contains(&"edge \"a\" -> \"t\": the trigger node cannot have incoming edges".to_owned()),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn unreachable_nodes_are_named() {
+        let errs = errors(definition(
+            &[("t", "trigger"), ("a", "noop"), ("island", "noop")],
+            &[("t", "a")],
+        ));
+        assert_eq!(errs, vec!["node \"island\": not reachable from the trigger"]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut def = definition(
+            &[("a", "noop"), ("a", "warp"), ("", "noop")],
+            &[("a", "a"), ("a", "a"), ("a", "ghost")],
+        );
+        def.name = " ".into();
+        def.nodes[0].retry = Some(RetryPolicy {
+            max_attempts: 0,
+            ..RetryPolicy::NONE
+        });
+        let errs = errors(def);
+        assert_eq!(
+            errs,
+            vec![
+                "workflow name must not be empty",
+                "node \"a\": invalid retry policy: max_attempts must be at least 1",
+                "node \"a\": duplicate node id",
+                "node \"a\": unknown node type \"warp\" (known: code, noop, trigger)",
+                "node #2: id must not be empty",
+                "workflow needs exactly one \"trigger\" node, found none",
+                "edge \"a\" -> \"a\": duplicate edge",
+                "edge \"a\" -> \"ghost\": unknown node \"ghost\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn node_configs_are_checked_by_their_type() {
+        let mut def = definition(&[("t", "trigger"), ("run", "code")], &[("t", "run")]);
+        def.nodes[1].config = json!({"language": "cobol", "code": "x"});
+        let errs = errors(def);
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("node \"run\": invalid config: unknown variant `cobol`"), "{errs:?}");
+    }
+
+    #[test]
+    fn definitions_parse_from_json_with_durations_in_seconds() {
+        let def: WorkflowDefinition = serde_json::from_value(json!({
+            "name": "w",
+            "nodes": [
+                {"id": "t", "type": "trigger"},
+                {"id": "a", "type": "noop", "timeout": 1.5,
+                 "retry": {"max_attempts": 3, "initial_backoff": 0.25}}
+            ],
+            "edges": [{"from": "t", "to": "a", "branch": "yes"}]
+        }))
+        .unwrap();
+        let node = &def.nodes[1];
+        assert_eq!(node.timeout, Some(Duration::from_millis(1500)));
+        let retry = node.retry.as_ref().unwrap();
+        assert_eq!(retry.initial_backoff, Duration::from_millis(250));
+        assert_eq!(retry.max_backoff, Duration::from_secs(300));
+        assert_eq!(def.edges[0].branch.as_deref(), Some("yes"));
+        let round_trip: WorkflowDefinition =
+            serde_json::from_value(serde_json::to_value(&def).unwrap()).unwrap();
+        assert_eq!(round_trip, def);
+
+        let err = serde_json::from_value::<WorkflowDefinition>(json!({
+            "name": "w", "nodes": [{"id": "t", "type": "trigger", "timeout": -1}]
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("-1 is not a valid number of seconds"), "{err}");
+    }
+
+    #[test]
+    fn backoff_grows_by_the_multiplier_up_to_the_cap() {
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            initial_backoff: Duration::from_secs(1),
+            multiplier: 3.0,
+            max_backoff: Duration::from_secs(20),
+        };
+        let waits: Vec<u64> = (1..=5).map(|a| policy.backoff(a).as_secs()).collect();
+        assert_eq!(waits, vec![1, 3, 9, 20, 20]);
+    }
+
+    #[test]
+    fn retry_policy_falls_back_to_the_workflow_default_then_none() {
+        let mut def = definition(&[("t", "trigger"), ("a", "noop")], &[("t", "a")]);
+        let g = graph(def.clone());
+        assert_eq!(g.retry_policy(1).max_attempts, 1);
+        def.retry = Some(RetryPolicy {
+            max_attempts: 4,
+            ..RetryPolicy::NONE
+        });
+        let g = graph(def);
+        assert_eq!(g.retry_policy(1).max_attempts, 4);
+    }
+
+    #[test]
+    fn the_trigger_gets_the_execution_input() {
+        let graph = diamond();
+        let progress = Progress::new(&graph);
+        let ready = progress.ready(&graph, &json!({"in": 1}));
+        assert_eq!(ready.len(), 1);
+        assert_eq!(graph.node(ready[0].index).id, "t");
+        assert_eq!(ready[0].input, json!({"in": 1}));
+        assert_eq!(ready[0].attempt, 1);
+    }
+
+    #[test]
+    fn parallel_branches_are_ready_together_and_the_join_waits_for_both() {
+        let graph = diamond();
+        let mut progress = Progress::new(&graph);
+        complete(&mut progress, &graph, "t", json!({"in": 1}));
+        assert_eq!(ready_ids(&progress, &graph), vec!["a", "b"]);
+        let a_input = &progress.ready(&graph, &json!({}))[0].input;
+        assert_eq!(*a_input, json!({"in": 1}), "a single parent passes its output");
+
+        complete(&mut progress, &graph, "a", json!("A"));
+        progress.set(graph.node_index("b").unwrap(), NodeState::Running);
+        assert!(ready_ids(&progress, &graph).is_empty(), "c must wait for b");
+
+        complete(&mut progress, &graph, "b", json!("B"));
+        let ready = progress.ready(&graph, &json!({}));
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].input, json!({"a": "A", "b": "B"}));
+
+        complete(&mut progress, &graph, "c", json!("C"));
+        assert!(progress.is_finished());
+        assert_eq!(progress.output(&graph), json!("C"));
+    }
+
+    #[test]
+    fn untaken_branches_are_skipped_and_skips_propagate() {
+        let mut def = definition(
+            &[
+                ("t", "trigger"),
+                ("if", "noop"),
+                ("yes", "noop"),
+                ("no", "noop"),
+                ("no2", "noop"),
+                ("join", "noop"),
+            ],
+            &[("t", "if"), ("yes", "join"), ("no", "no2"), ("no2", "join")],
+        );
+        for (to, branch) in [("yes", "true"), ("no", "false")] {
+            def.edges.push(Edge {
+                from: "if".into(),
+                to: to.into(),
+                branch: Some(branch.into()),
+            });
+        }
+        let graph = graph(def);
+        let mut progress = Progress::new(&graph);
+        complete(&mut progress, &graph, "t", json!(1));
+        progress.set(
+            graph.node_index("if").unwrap(),
+            NodeState::Completed {
+                output: json!(2),
+                branch: Some("true".into()),
+            },
+        );
+        let skipped: Vec<&str> = progress
+            .skip_untaken(&graph)
+            .into_iter()
+            .map(|i| graph.node(i).id.as_str())
+            .collect();
+        assert_eq!(skipped, vec!["no", "no2"]);
+        assert_eq!(ready_ids(&progress, &graph), vec!["yes"]);
+
+        complete(&mut progress, &graph, "yes", json!("Y"));
+        let ready = progress.ready(&graph, &json!({}));
+        assert_eq!(graph.node(ready[0].index).id, "join");
+        assert_eq!(ready[0].input, json!({"yes": "Y"}), "only taken parents feed the join");
+        complete(&mut progress, &graph, "join", json!("J"));
+        assert!(progress.is_finished());
+    }
+
+    #[test]
+    fn a_node_with_no_taken_edge_in_is_skipped_even_as_a_join() {
+        let mut def = definition(
+            &[("t", "trigger"), ("if", "noop"), ("a", "noop"), ("b", "noop"), ("j", "noop")],
+            &[("t", "if"), ("a", "j"), ("b", "j")],
+        );
+        for to in ["a", "b"] {
+            def.edges.push(Edge {
+                from: "if".into(),
+                to: to.into(),
+                branch: Some("never".into()),
+            });
+        }
+        let graph = graph(def);
+        let mut progress = Progress::new(&graph);
+        complete(&mut progress, &graph, "t", json!(1));
+        complete(&mut progress, &graph, "if", json!(2));
+        assert_eq!(progress.skip_untaken(&graph).len(), 3);
+        assert!(progress.is_finished());
+        assert_eq!(progress.output(&graph), Value::Null);
+    }
+
+    #[test]
+    fn a_failed_node_due_for_retry_is_ready_with_the_next_attempt() {
+        let graph = diamond();
+        let mut progress = Progress::new(&graph);
+        complete(&mut progress, &graph, "t", json!(1));
+        progress.set(graph.node_index("a").unwrap(), NodeState::RetryDue { attempt: 2 });
+        let ready = progress.ready(&graph, &json!({}));
+        let a = ready.iter().find(|r| graph.node(r.index).id == "a").unwrap();
+        assert_eq!(a.attempt, 3);
+        assert!(!progress.is_finished());
+    }
+
+    #[test]
+    fn several_final_nodes_make_an_output_keyed_by_node() {
+        let graph = graph(definition(
+            &[("t", "trigger"), ("a", "noop"), ("b", "noop")],
+            &[("t", "a"), ("t", "b")],
+        ));
+        let mut progress = Progress::new(&graph);
+        complete(&mut progress, &graph, "t", json!(0));
+        complete(&mut progress, &graph, "a", json!(1));
+        complete(&mut progress, &graph, "b", json!(2));
+        assert_eq!(progress.output(&graph), json!({"a": 1, "b": 2}));
     }
 }

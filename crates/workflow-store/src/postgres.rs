@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{FromRow, Row};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection, FromRow, Row};
 use uuid::Uuid;
 use workflow_core::{
     Advance, ClaimParams, ClaimedExecution, Execution, ExecutionDetail, ExecutionId,
@@ -41,12 +41,14 @@ impl PgStore {
     /// with a pool of up to [`DEFAULT_MAX_CONNECTIONS`]. Does not migrate.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url).map_err(classify)?;
+        // One direct connection first: it fails at once with the real cause (refused,
+        // authentication, unknown database) where the pool would retry until its timeout.
+        let probe = PgConnection::connect_with(&options).await.map_err(classify)?;
+        probe.close().await.map_err(classify)?;
         let pool = PgPoolOptions::new()
             .max_connections(DEFAULT_MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await
-            .map_err(classify)?;
+            .connect_lazy_with(options);
         Ok(Self { pool })
     }
 

@@ -97,6 +97,9 @@ fn parse_config(config: &Value) -> Result<CodeConfig, serde_json::Error> {
 #[async_trait]
 impl NodeExecutor for CodeNode {
     fn validate_config(&self, config: &Value) -> Result<(), BoxError> {
+        if config.is_null() {
+            return Err(r#"config is required: {"language": "python" or "shell", "code": "..."}"#.into());
+        }
         let config = parse_config(config)?;
         if config.code.trim().is_empty() {
             return Err("code must not be empty".into());
@@ -343,7 +346,8 @@ mod tests {
             .validate_config(&json!({"language": "shell", "code": "  "}))
             .unwrap_err();
         assert_eq!(err.to_string(), "code must not be empty");
-        assert!(node.validate_config(&Value::Null).is_err());
+        let err = node.validate_config(&Value::Null).unwrap_err();
+        assert!(err.to_string().starts_with("config is required"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,120 @@
+//! The schema is a public contract: another program, with no Rust client, starts executions
+//! with a plain SQL `insert into workflow_executions`, and the worker runs them.
+
+use std::time::Duration;
+
+use serde_json::json;
+use uuid::Uuid;
+use workflow_core::testing::fixture::{self, run_until_terminal};
+use workflow_core::{ExecutionId, ExecutionStatus, NodeRunStatus, Store, WorkflowWorker};
+use workflow_store::testing::TestDatabase;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Another program's connection: plain SQL only.
+async fn other_program(db: &TestDatabase) -> sqlx::PgPool {
+    sqlx::PgPool::connect(&db.url).await.expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_inserted_with_plain_sql_are_picked_up_and_completed() {
+    let db = TestDatabase::create().await;
+    let saved = fixture::hello()
+        .save(&db.store, &workflow_core::NodeRegistry::builtin())
+        .await;
+    let sql = other_program(&db).await;
+
+    // The minimal insert: a workflow and an input; everything else has a default.
+    let (pending, status, version): (Uuid, String, i32) = sqlx::query_as(
+        "insert into workflow_executions (workflow_id, input) values ($1, $2) \
+         returning id, status, workflow_version",
+    )
+    .bind(saved.workflow_id.0)
+    .bind(json!({"from": "sql"}))
+    .fetch_one(&sql)
+    .await
+    .unwrap();
+    assert_eq!((status.as_str(), version), ("pending", 1));
+
+    // The seed's API inserts rows already marked running, with no lease.
+    let (running,): (Uuid,) = sqlx::query_as(
+        "insert into workflow_executions (workflow_id, input, status) \
+         values ($1, '{}', 'running') returning id",
+    )
+    .bind(saved.workflow_id.0)
+    .fetch_one(&sql)
+    .await
+    .unwrap();
+
+    let ids = [ExecutionId(pending), ExecutionId(running)];
+    let worker = WorkflowWorker::new(db.store.clone()).poll_interval(Duration::from_millis(50));
+    let details = run_until_terminal(worker, &db.store, &ids, WAIT).await;
+    for detail in &details {
+        assert_eq!(detail.execution.status, ExecutionStatus::Completed, "{detail:?}");
+        assert_eq!(detail.node_runs.len(), 2);
+        assert!(detail.node_runs.iter().all(|r| r.status == NodeRunStatus::Completed));
+        assert_eq!(
+            detail.node_runs[1].output.as_ref().unwrap()["stdout"],
+            "Hello from workflow!\n"
+        );
+    }
+    assert_eq!(details[0].node_runs[0].output, Some(json!({"from": "sql"})));
+
+    // What the other program reads back is the documented columns.
+    let (status, output, finished): (String, serde_json::Value, bool) = sqlx::query_as(
+        "select status, output, finished_at is not null from workflow_executions where id = $1",
+    )
+    .bind(pending)
+    .fetch_one(&sql)
+    .await
+    .unwrap();
+    assert_eq!(status, "completed");
+    assert_eq!(output["stdout"], "Hello from workflow!\n");
+    assert!(finished);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_sql_inserts_are_pinned_to_the_latest_version_and_checked() {
+    let db = TestDatabase::create().await;
+    let registry = workflow_core::NodeRegistry::builtin();
+    let v1 = fixture::hello().save(&db.store, &registry).await;
+    fixture::hello().save(&db.store, &registry).await;
+    let sql = other_program(&db).await;
+
+    let (version,): (i32,) = sqlx::query_as(
+        "insert into workflow_executions (workflow_id) values ($1) returning workflow_version",
+    )
+    .bind(v1.workflow_id.0)
+    .fetch_one(&sql)
+    .await
+    .unwrap();
+    assert_eq!(version, 2, "pinned to the latest version at insert time");
+
+    let unknown = sqlx::query("insert into workflow_executions (workflow_id) values ($1)")
+        .bind(Uuid::new_v4())
+        .execute(&sql)
+        .await
+        .unwrap_err();
+    assert!(unknown.to_string().contains("does not exist"), "{unknown}");
+
+    let bad_status = sqlx::query(
+        "insert into workflow_executions (workflow_id, status) values ($1, 'sleeping')",
+    )
+    .bind(v1.workflow_id.0)
+    .execute(&sql)
+    .await
+    .unwrap_err();
+    assert!(
+        bad_status.to_string().contains("workflow_executions_status_check"),
+        "{bad_status}"
+    );
+    let listed = db
+        .store
+        .list_executions(workflow_core::ListExecutionsParams {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1, "only the valid insert was written");
+}
