@@ -1,1 +1,153 @@
-fn main() {}
+//! A custom node type on an embedded worker: config checked when the workflow is saved,
+//! retryable and fatal errors, and a retry policy.
+//!
+//! ```sh
+//! cargo run --example custom_node
+//! ```
+//!
+//! Uses the PostgreSQL at `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use workflow_core::{
+    BoxError, ExecutionStatus, NodeContext, NodeError, NodeExecutor, NodeOutcome, ResultExt,
+    StartExecutionParams, Store, WorkflowDefinition, WorkflowGraph, WorkflowWorker,
+};
+use workflow_store::PgStore;
+
+/// Converts `input.amount` from one currency to another at a fixed rate.
+///
+/// Config: `{"rate": 0.92, "currency": "EUR"}`.
+struct ConvertCurrency;
+
+#[async_trait]
+impl NodeExecutor for ConvertCurrency {
+    /// Runs when a workflow using this type is saved: a bad config never reaches a worker.
+    fn validate_config(&self, config: &Value) -> Result<(), BoxError> {
+        let rate = config["rate"]
+            .as_f64()
+            .ok_or("config.rate must be a number")?;
+        if rate <= 0.0 {
+            return Err(format!("config.rate must be positive, got {rate}").into());
+        }
+        config["currency"]
+            .as_str()
+            .ok_or("config.currency must be a string")?;
+        Ok(())
+    }
+
+    async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+        // Bad input will never convert: fail the execution now, no retries.
+        let amount = ctx.input["amount"]
+            .as_f64()
+            .ok_or("input.amount must be a number")
+            .fatal()?;
+        // A flaky rate service: the first attempt fails with a retryable error. The worker
+        // records the failure and retries after the node's backoff.
+        if ctx.attempt == 1 {
+            return Err(NodeError::retryable("rate service timed out"));
+        }
+        let rate = ctx.config["rate"].as_f64().unwrap_or(1.0);
+        Ok(NodeOutcome::complete(json!({
+            "amount": (amount * rate * 100.0).round() / 100.0,
+            "currency": ctx.config["currency"],
+            "idempotency_key": ctx.idempotency_key,
+        })))
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let store = PgStore::connect(&url).await?;
+    store.migrate().await?;
+
+    let worker = WorkflowWorker::new(store.clone())
+        .poll_interval(Duration::from_millis(100))
+        .node("convert_currency", ConvertCurrency);
+
+    // A config the node type rejects is refused at save time, naming the node.
+    let bad: WorkflowDefinition = serde_json::from_value(json!({
+        "name": "convert",
+        "nodes": [
+            {"id": "start", "type": "trigger"},
+            {"id": "to_eur", "type": "convert_currency", "config": {"rate": -1, "currency": "EUR"}}
+        ],
+        "edges": [{"from": "start", "to": "to_eur"}]
+    }))?;
+    let err = WorkflowGraph::validate(bad, worker.registry()).unwrap_err();
+    println!("rejected: {err}");
+
+    let definition: WorkflowDefinition = serde_json::from_value(json!({
+        "name": "convert",
+        "nodes": [
+            {"id": "start", "type": "trigger"},
+            {"id": "to_eur", "type": "convert_currency",
+             "config": {"rate": 0.92, "currency": "EUR"},
+             "retry": {"max_attempts": 3, "initial_backoff": 0.2}}
+        ],
+        "edges": [{"from": "start", "to": "to_eur"}]
+    }))?;
+    store
+        .save_workflow(&WorkflowGraph::validate(definition, worker.registry())?)
+        .await?;
+    let good = store
+        .start_execution(StartExecutionParams::new("convert", json!({"amount": 100})))
+        .await?
+        .id;
+    let bad_input = store
+        .start_execution(StartExecutionParams::new(
+            "convert",
+            json!({"amount": "lots"}),
+        ))
+        .await?
+        .id;
+
+    let watch = store.clone();
+    worker
+        .run_until(async move {
+            loop {
+                let mut open = 0;
+                for id in [good, bad_input] {
+                    if let Ok(d) = watch.get_execution(id).await {
+                        open += usize::from(!d.execution.status.is_terminal());
+                    }
+                }
+                if open == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await?;
+
+    let good = store.get_execution(good).await?;
+    let bad_input = store.get_execution(bad_input).await?;
+    println!(
+        "converted: {} after {} attempts -> {}",
+        good.execution.status,
+        good.node_runs
+            .iter()
+            .filter(|r| r.node_id == "to_eur")
+            .count(),
+        good.execution.output.clone().unwrap_or_default()
+    );
+    println!(
+        "bad input: {} -> {}",
+        bad_input.execution.status,
+        bad_input.execution.error.clone().unwrap_or_default()
+    );
+    anyhow::ensure!(good.execution.status == ExecutionStatus::Completed);
+    anyhow::ensure!(bad_input.execution.status == ExecutionStatus::Failed);
+    Ok(())
+}

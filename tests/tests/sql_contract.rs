@@ -50,9 +50,18 @@ async fn executions_inserted_with_plain_sql_are_picked_up_and_completed() {
     let worker = WorkflowWorker::new(db.store.clone()).poll_interval(Duration::from_millis(50));
     let details = run_until_terminal(worker, &db.store, &ids, WAIT).await;
     for detail in &details {
-        assert_eq!(detail.execution.status, ExecutionStatus::Completed, "{detail:?}");
+        assert_eq!(
+            detail.execution.status,
+            ExecutionStatus::Completed,
+            "{detail:?}"
+        );
         assert_eq!(detail.node_runs.len(), 2);
-        assert!(detail.node_runs.iter().all(|r| r.status == NodeRunStatus::Completed));
+        assert!(
+            detail
+                .node_runs
+                .iter()
+                .all(|r| r.status == NodeRunStatus::Completed)
+        );
         assert_eq!(
             detail.node_runs[1].output.as_ref().unwrap()["stdout"],
             "Hello from workflow!\n"
@@ -105,7 +114,9 @@ async fn plain_sql_inserts_are_pinned_to_the_latest_version_and_checked() {
     .await
     .unwrap_err();
     assert!(
-        bad_status.to_string().contains("workflow_executions_status_check"),
+        bad_status
+            .to_string()
+            .contains("workflow_executions_status_check"),
         "{bad_status}"
     );
     let listed = db

@@ -576,26 +576,9 @@ impl Progress {
         }
     }
 
-    /// The state of the node at `index`.
-    pub fn state(&self, index: usize) -> &NodeState {
-        &self.states[index]
-    }
-
     /// Sets the state of the node at `index`.
     pub fn set(&mut self, index: usize, state: NodeState) {
         self.states[index] = state;
-    }
-
-    /// Whether any node is running.
-    pub fn any_running(&self) -> bool {
-        self.states.iter().any(|s| *s == NodeState::Running)
-    }
-
-    /// Whether any node waits for a retry.
-    pub fn any_retry_due(&self) -> bool {
-        self.states
-            .iter()
-            .any(|s| matches!(s, NodeState::RetryDue { .. }))
     }
 
     /// Whether every node completed or was skipped.
@@ -829,14 +812,25 @@ mod tests {
 
     fn diamond() -> WorkflowGraph {
         graph(definition(
-            &[("t", "trigger"), ("a", "noop"), ("b", "noop"), ("c", "noop")],
+            &[
+                ("t", "trigger"),
+                ("a", "noop"),
+                ("b", "noop"),
+                ("c", "noop"),
+            ],
             &[("t", "a"), ("t", "b"), ("a", "c"), ("b", "c")],
         ))
     }
 
     fn complete(progress: &mut Progress, graph: &WorkflowGraph, id: &str, output: Value) {
         let index = graph.node_index(id).unwrap();
-        progress.set(index, NodeState::Completed { output, branch: None });
+        progress.set(
+            index,
+            NodeState::Completed {
+                output,
+                branch: None,
+            },
+        );
     }
 
     fn ready_ids(progress: &Progress, graph: &WorkflowGraph) -> Vec<String> {
@@ -889,7 +883,12 @@ mod tests {
     #[test]
     fn cycles_are_reported_with_their_path() {
         let errs = errors(definition(
-            &[("t", "trigger"), ("a", "noop"), ("b", "noop"), ("c", "noop")],
+            &[
+                ("t", "trigger"),
+                ("a", "noop"),
+                ("b", "noop"),
+                ("c", "noop"),
+            ],
             &[("t", "a"), ("a", "b"), ("b", "c"), ("c", "a")],
         ));
         assert_eq!(errs, vec!["cycle: \"a\" -> \"b\" -> \"c\" -> \"a\""]);
@@ -903,7 +902,10 @@ mod tests {
     #[test]
     fn exactly_one_trigger_is_required() {
         let errs = errors(definition(&[("a", "noop")], &[]));
-        assert_eq!(errs, vec!["workflow needs exactly one \"trigger\" node, found none"]);
+        assert_eq!(
+            errs,
+            vec!["workflow needs exactly one \"trigger\" node, found none"]
+        );
         let errs = errors(definition(&[("t1", "trigger"), ("t2", "trigger")], &[]));
         assert_eq!(
             errs,
@@ -918,7 +920,9 @@ mod tests {
             &[("t", "a"), ("a", "t")],
         ));
         assert!(
-            errs.contains(&"edge \"a\" -> \"t\": the trigger node cannot have incoming edges".to_owned()),
+            errs.contains(
+                &"edge \"a\" -> \"t\": the trigger node cannot have incoming edges".to_owned()
+            ),
             "{errs:?}"
         );
     }
@@ -929,7 +933,10 @@ mod tests {
             &[("t", "trigger"), ("a", "noop"), ("island", "noop")],
             &[("t", "a")],
         ));
-        assert_eq!(errs, vec!["node \"island\": not reachable from the trigger"]);
+        assert_eq!(
+            errs,
+            vec!["node \"island\": not reachable from the trigger"]
+        );
     }
 
     #[test]
@@ -965,7 +972,10 @@ mod tests {
         def.nodes[1].config = json!({"language": "cobol", "code": "x"});
         let errs = errors(def);
         assert_eq!(errs.len(), 1);
-        assert!(errs[0].starts_with("node \"run\": invalid config: unknown variant `cobol`"), "{errs:?}");
+        assert!(
+            errs[0].starts_with("node \"run\": invalid config: unknown variant `cobol`"),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -994,7 +1004,11 @@ mod tests {
             "name": "w", "nodes": [{"id": "t", "type": "trigger", "timeout": -1}]
         }))
         .unwrap_err();
-        assert!(err.to_string().contains("-1 is not a valid number of seconds"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("-1 is not a valid number of seconds"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1040,7 +1054,11 @@ mod tests {
         complete(&mut progress, &graph, "t", json!({"in": 1}));
         assert_eq!(ready_ids(&progress, &graph), vec!["a", "b"]);
         let a_input = &progress.ready(&graph, &json!({}))[0].input;
-        assert_eq!(*a_input, json!({"in": 1}), "a single parent passes its output");
+        assert_eq!(
+            *a_input,
+            json!({"in": 1}),
+            "a single parent passes its output"
+        );
 
         complete(&mut progress, &graph, "a", json!("A"));
         progress.set(graph.node_index("b").unwrap(), NodeState::Running);
@@ -1097,7 +1115,11 @@ mod tests {
         complete(&mut progress, &graph, "yes", json!("Y"));
         let ready = progress.ready(&graph, &json!({}));
         assert_eq!(graph.node(ready[0].index).id, "join");
-        assert_eq!(ready[0].input, json!({"yes": "Y"}), "only taken parents feed the join");
+        assert_eq!(
+            ready[0].input,
+            json!({"yes": "Y"}),
+            "only taken parents feed the join"
+        );
         complete(&mut progress, &graph, "join", json!("J"));
         assert!(progress.is_finished());
     }
@@ -1105,7 +1127,13 @@ mod tests {
     #[test]
     fn a_node_with_no_taken_edge_in_is_skipped_even_as_a_join() {
         let mut def = definition(
-            &[("t", "trigger"), ("if", "noop"), ("a", "noop"), ("b", "noop"), ("j", "noop")],
+            &[
+                ("t", "trigger"),
+                ("if", "noop"),
+                ("a", "noop"),
+                ("b", "noop"),
+                ("j", "noop"),
+            ],
             &[("t", "if"), ("a", "j"), ("b", "j")],
         );
         for to in ["a", "b"] {
@@ -1129,9 +1157,15 @@ mod tests {
         let graph = diamond();
         let mut progress = Progress::new(&graph);
         complete(&mut progress, &graph, "t", json!(1));
-        progress.set(graph.node_index("a").unwrap(), NodeState::RetryDue { attempt: 2 });
+        progress.set(
+            graph.node_index("a").unwrap(),
+            NodeState::RetryDue { attempt: 2 },
+        );
         let ready = progress.ready(&graph, &json!({}));
-        let a = ready.iter().find(|r| graph.node(r.index).id == "a").unwrap();
+        let a = ready
+            .iter()
+            .find(|r| graph.node(r.index).id == "a")
+            .unwrap();
         assert_eq!(a.attempt, 3);
         assert!(!progress.is_finished());
     }

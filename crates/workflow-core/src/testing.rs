@@ -3,7 +3,7 @@
 //!
 //! A store crate stamps the suite into its tests with [`conformance_tests!`](crate::conformance_tests):
 //!
-//! ```ignore
+//! ```text
 //! workflow_core::conformance_tests!(postgres, async {
 //!     let db = workflow_store::testing::TestDatabase::create().await;
 //!     let store = db.store.clone();

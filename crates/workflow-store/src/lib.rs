@@ -104,6 +104,11 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Compiles the README's Rust examples as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 #[cfg(test)]
 mod tests {
     use super::*;

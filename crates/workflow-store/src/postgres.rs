@@ -43,7 +43,9 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url).map_err(classify)?;
         // One direct connection first: it fails at once with the real cause (refused,
         // authentication, unknown database) where the pool would retry until its timeout.
-        let probe = PgConnection::connect_with(&options).await.map_err(classify)?;
+        let probe = PgConnection::connect_with(&options)
+            .await
+            .map_err(classify)?;
         probe.close().await.map_err(classify)?;
         let pool = PgPoolOptions::new()
             .max_connections(DEFAULT_MAX_CONNECTIONS)

@@ -24,7 +24,10 @@ fn bin(database_url: Option<&str>) -> Command {
 }
 
 fn run(database_url: Option<&str>, args: &[&str]) -> Output {
-    bin(database_url).args(args).output().expect("run workflow-worker")
+    bin(database_url)
+        .args(args)
+        .output()
+        .expect("run workflow-worker")
 }
 
 fn stdout(output: &Output) -> String {
@@ -37,14 +40,22 @@ fn stderr(output: &Output) -> String {
 
 fn succeed(database_url: &str, args: &[&str]) -> String {
     let output = run(Some(database_url), args);
-    assert!(output.status.success(), "{args:?} failed: {}", stderr(&output));
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}",
+        stderr(&output)
+    );
     stdout(&output)
 }
 
 /// Runs a failing command and returns its error line.
 fn fail(database_url: Option<&str>, args: &[&str]) -> String {
     let output = run(database_url, args);
-    assert!(!output.status.success(), "{args:?} should fail: {}", stdout(&output));
+    assert!(
+        !output.status.success(),
+        "{args:?} should fail: {}",
+        stdout(&output)
+    );
     let err = stderr(&output);
     assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     err
@@ -69,12 +80,15 @@ async fn hello_workflow_runs_end_to_end_through_the_binary() {
     assert!(succeed(url, &["migrate"]).starts_with("migrations applied"));
     let hello = examples_dir().join("hello.json");
     let saved = succeed(url, &["workflow", "save", hello.to_str().unwrap()]);
-    assert!(saved.starts_with("saved workflow \"hello\" version 1"), "{saved}");
+    assert!(
+        saved.starts_with("saved workflow \"hello\" version 1"),
+        "{saved}"
+    );
     let id = succeed(url, &["start", "hello", "--input", r#"{"who": "cli"}"#])
         .trim()
         .to_owned();
 
-    let mut worker = bin(Some(url))
+    let worker = bin(Some(url))
         .args(["run", "--poll-interval", "0.1"])
         .stderr(Stdio::piped())
         .spawn()
@@ -88,14 +102,26 @@ async fn hello_workflow_runs_end_to_end_through_the_binary() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(detail["status"], "completed", "not completed within 3 s: {detail:#}");
+    assert_eq!(
+        detail["status"], "completed",
+        "not completed within 3 s: {detail:#}"
+    );
 
     let shown = succeed(url, &["executions", "show", &id]);
     assert!(shown.contains("status:    completed"), "{shown}");
     assert!(shown.contains("node runs (2):"), "{shown}");
-    assert!(shown.contains("start  trigger  attempt 1  completed"), "{shown}");
-    assert!(shown.contains("say_hello  code  attempt 1  completed"), "{shown}");
-    assert!(shown.contains(r#""stdout":"Hello from workflow!\n""#), "{shown}");
+    assert!(
+        shown.contains("start  trigger  attempt 1  completed"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("say_hello  code  attempt 1  completed"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(r#""stdout":"Hello from workflow!\n""#),
+        "{shown}"
+    );
 
     let listed = succeed(url, &["executions", "list", "--status", "completed"]);
     assert!(listed.contains(&id), "{listed}");
@@ -158,8 +184,15 @@ async fn invalid_definitions_are_rejected_at_save_and_nothing_is_written() {
     for (name, json, expected) in cases {
         let file = temp_file(&format!("{name}.json"), json);
         let err = fail(Some(&db.url), &["workflow", "save", file.to_str().unwrap()]);
-        assert!(err.contains(expected), "{name}: expected \"{expected}\" in: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "{name}: one line expected: {err}");
+        assert!(
+            err.contains(expected),
+            "{name}: expected \"{expected}\" in: {err}"
+        );
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "{name}: one line expected: {err}"
+        );
         let stored = db.store.get_workflow(&WorkflowRef::Name(name.into())).await;
         assert!(
             matches!(stored, Err(StoreError::NotFound { .. })),
@@ -167,7 +200,10 @@ async fn invalid_definitions_are_rejected_at_save_and_nothing_is_written() {
         );
     }
     let missing_file = fail(Some(&db.url), &["workflow", "save", "/no/such/file.json"]);
-    assert!(missing_file.contains("cannot read /no/such/file.json"), "{missing_file}");
+    assert!(
+        missing_file.contains("cannot read /no/such/file.json"),
+        "{missing_file}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,14 +219,20 @@ async fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
     assert!(err.contains("invalid execution id \"not-a-uuid\""), "{err}");
     let unknown = uuid::Uuid::new_v4();
     let err = fail(url, &["executions", "show", &unknown.to_string()]);
-    assert!(err.contains(&format!("execution {unknown} not found")), "{err}");
+    assert!(
+        err.contains(&format!("execution {unknown} not found")),
+        "{err}"
+    );
     let err = fail(url, &["executions", "list", "--status", "done"]);
     assert!(err.contains("unknown execution status \"done\""), "{err}");
     let err = fail(url, &["run", "--concurrency", "0"]);
     assert!(err.contains("concurrency must be at least 1"), "{err}");
 
     let err = fail(None, &["executions", "list"]);
-    assert!(err.contains("no database configured: set DATABASE_URL"), "{err}");
+    assert!(
+        err.contains("no database configured: set DATABASE_URL"),
+        "{err}"
+    );
     let err = fail(
         Some("postgres://postgres:hunter2@127.0.0.1:1/nothing"),
         &["executions", "list"],

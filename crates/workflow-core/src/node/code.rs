@@ -98,7 +98,9 @@ fn parse_config(config: &Value) -> Result<CodeConfig, serde_json::Error> {
 impl NodeExecutor for CodeNode {
     fn validate_config(&self, config: &Value) -> Result<(), BoxError> {
         if config.is_null() {
-            return Err(r#"config is required: {"language": "python" or "shell", "code": "..."}"#.into());
+            return Err(
+                r#"config is required: {"language": "python" or "shell", "code": "..."}"#.into(),
+            );
         }
         let config = parse_config(config)?;
         if config.code.trim().is_empty() {

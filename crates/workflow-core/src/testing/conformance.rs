@@ -229,26 +229,42 @@ pub async fn list_executions_filters_by_status_and_workflow(store: impl Store) {
     let ids = |executions: Vec<crate::Execution>| -> HashSet<ExecutionId> {
         executions.into_iter().map(|e| e.id).collect()
     };
-    assert_eq!(ids(list(None, None, 10).await.unwrap()), HashSet::from([h1, h2, o1]));
+    assert_eq!(
+        ids(list(None, None, 10).await.unwrap()),
+        HashSet::from([h1, h2, o1])
+    );
     assert_eq!(list(None, None, 2).await.unwrap().len(), 2);
     assert_eq!(
-        ids(list(None, Some(WorkflowRef::Name("hello".into())), 10).await.unwrap()),
+        ids(list(None, Some(WorkflowRef::Name("hello".into())), 10)
+            .await
+            .unwrap()),
         HashSet::from([h1, h2])
     );
     assert_eq!(
-        ids(list(None, Some(WorkflowRef::Id(hello.workflow_id)), 10).await.unwrap()),
+        ids(list(None, Some(WorkflowRef::Id(hello.workflow_id)), 10)
+            .await
+            .unwrap()),
         HashSet::from([h1, h2])
     );
     assert_eq!(
-        ids(list(Some(ExecutionStatus::Running), None, 10).await.unwrap()),
+        ids(list(Some(ExecutionStatus::Running), None, 10)
+            .await
+            .unwrap()),
         HashSet::from([claimed])
     );
     assert_eq!(
-        list(Some(ExecutionStatus::Pending), None, 10).await.unwrap().len(),
+        list(Some(ExecutionStatus::Pending), None, 10)
+            .await
+            .unwrap()
+            .len(),
         2
     );
     let newest = list(None, None, 10).await.unwrap();
-    assert!(newest.windows(2).all(|w| w[0].created_at >= w[1].created_at));
+    assert!(
+        newest
+            .windows(2)
+            .all(|w| w[0].created_at >= w[1].created_at)
+    );
 }
 
 // --- executions and claims ---
@@ -269,14 +285,20 @@ pub async fn claim_marks_running_under_a_new_lease(store: impl Store) {
     assert!(execution.started_at.is_some());
     let expires = execution.lease_expires_at.expect("lease expiry");
     let started = execution.started_at.expect("started");
-    assert!(expires > started + chrono::Duration::seconds(20), "{expires} vs {started}");
+    assert!(
+        expires > started + chrono::Duration::seconds(20),
+        "{expires} vs {started}"
+    );
     assert!(claimed.node_runs.is_empty());
 
     let again = store
         .claim_executions(claim_params("worker-b", 10, LEASE))
         .await
         .unwrap();
-    assert!(again.is_empty(), "a leased execution must not be claimed again");
+    assert!(
+        again.is_empty(),
+        "a leased execution must not be claimed again"
+    );
 }
 
 /// A claim returns at most `limit` executions.
@@ -334,7 +356,11 @@ pub async fn concurrent_claims_never_return_the_same_execution(store: impl Store
         claimed.extend(claimer.await.unwrap());
     }
     let unique: HashSet<_> = claimed.iter().copied().collect();
-    assert_eq!(claimed.len(), unique.len(), "an execution was claimed twice");
+    assert_eq!(
+        claimed.len(),
+        unique.len(),
+        "an execution was claimed twice"
+    );
     assert_eq!(unique, started);
 }
 
@@ -345,16 +371,23 @@ pub async fn expired_lease_is_reclaimed_with_a_new_token(store: impl Store) {
     start(&store, "hello", json!({})).await;
     let first = claim_one(&store, WORKER, Duration::from_millis(300)).await;
     store
-        .record_node_runs(record(&first, vec![completed_run("start", 1)], Advance::Continue {
-            lease_duration: Duration::from_millis(300),
-        }))
+        .record_node_runs(record(
+            &first,
+            vec![completed_run("start", 1)],
+            Advance::Continue {
+                lease_duration: Duration::from_millis(300),
+            },
+        ))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
 
     let second = claim_one(&store, "worker-b", LEASE).await;
     assert_eq!(second.execution.id, first.execution.id);
-    assert_eq!(second.execution.lease_token, first.execution.lease_token + 1);
+    assert_eq!(
+        second.execution.lease_token,
+        first.execution.lease_token + 1
+    );
     assert_eq!(second.execution.lease_owner.as_deref(), Some("worker-b"));
     assert_eq!(second.node_runs.len(), 1);
     assert_eq!(second.node_runs[0].node_id, "start");
@@ -385,12 +418,19 @@ pub async fn stale_lease_token_cannot_record_node_runs(store: impl Store) {
         "{err:?}"
     );
     let detail = store.get_execution(id).await.unwrap();
-    assert!(detail.node_runs.is_empty(), "the stale write recorded a node run");
+    assert!(
+        detail.node_runs.is_empty(),
+        "the stale write recorded a node run"
+    );
     assert_eq!(detail.execution.status, ExecutionStatus::Running);
     assert_eq!(detail.execution.lease_owner.as_deref(), Some("worker-b"));
 
     store
-        .record_node_runs(record(&current, vec![completed_run("start", 1)], keep_running()))
+        .record_node_runs(record(
+            &current,
+            vec![completed_run("start", 1)],
+            keep_running(),
+        ))
         .await
         .expect("the current owner can write");
     assert_eq!(store.get_execution(id).await.unwrap().node_runs.len(), 1);
@@ -402,7 +442,11 @@ pub async fn recording_the_same_attempt_twice_is_a_conflict(store: impl Store) {
     let id = start(&store, "hello", json!({})).await;
     let claimed = claim_one(&store, WORKER, LEASE).await;
     store
-        .record_node_runs(record(&claimed, vec![completed_run("start", 1)], keep_running()))
+        .record_node_runs(record(
+            &claimed,
+            vec![completed_run("start", 1)],
+            keep_running(),
+        ))
         .await
         .unwrap();
     let finish = Advance::Finish {
@@ -450,7 +494,12 @@ pub async fn finishing_ends_the_execution_and_releases_the_lease(store: impl Sto
     assert!(execution.finished_at.is_some());
     assert_eq!(execution.lease_owner, None);
     assert_eq!(detail.node_runs.len(), 2);
-    assert!(detail.node_runs.iter().all(|r| r.finished_at >= r.started_at));
+    assert!(
+        detail
+            .node_runs
+            .iter()
+            .all(|r| r.finished_at >= r.started_at)
+    );
     assert!(
         store
             .claim_executions(claim_params(WORKER, 10, LEASE))
@@ -459,9 +508,16 @@ pub async fn finishing_ends_the_execution_and_releases_the_lease(store: impl Sto
             .is_empty()
     );
     let late = store
-        .record_node_runs(record(&claimed, vec![completed_run("late", 1)], keep_running()))
+        .record_node_runs(record(
+            &claimed,
+            vec![completed_run("late", 1)],
+            keep_running(),
+        ))
         .await;
-    assert!(matches!(late, Err(StoreError::LeaseLost { .. })), "{late:?}");
+    assert!(
+        matches!(late, Err(StoreError::LeaseLost { .. })),
+        "{late:?}"
+    );
 }
 
 /// A retry releases the lease and makes the execution claimable only after the backoff.
@@ -474,9 +530,13 @@ pub async fn retry_parks_the_execution_until_its_backoff(store: impl Store) {
     failed.output = None;
     failed.error = Some("flaky".into());
     store
-        .record_node_runs(record(&claimed, vec![failed], Advance::Retry {
-            delay: Duration::from_millis(700),
-        }))
+        .record_node_runs(record(
+            &claimed,
+            vec![failed],
+            Advance::Retry {
+                delay: Duration::from_millis(700),
+            },
+        ))
         .await
         .unwrap();
 
@@ -520,7 +580,11 @@ pub async fn renew_leases_reports_lost_leases(store: impl Store) {
         .await
         .unwrap();
     assert_eq!(renewed, vec![kept.execution.id]);
-    let kept_now = store.get_execution(kept.execution.id).await.unwrap().execution;
+    let kept_now = store
+        .get_execution(kept.execution.id)
+        .await
+        .unwrap()
+        .execution;
     assert!(kept_now.lease_expires_at > kept.execution.lease_expires_at);
 }
 
@@ -534,7 +598,11 @@ pub async fn hello_workflow_completes_with_its_node_history(store: impl Store + 
     assert_eq!(claimed, 1);
 
     let detail = store.get_execution(id).await.unwrap();
-    assert_eq!(detail.execution.status, ExecutionStatus::Completed, "{detail:?}");
+    assert_eq!(
+        detail.execution.status,
+        ExecutionStatus::Completed,
+        "{detail:?}"
+    );
     let runs: Vec<(&str, NodeRunStatus)> = detail
         .node_runs
         .iter()
@@ -560,7 +628,11 @@ pub async fn diamond_runs_branches_concurrently_and_joins_their_outputs(store: i
     let detail = run_until_terminal(worker(store.clone()), &store, &[id], WAIT)
         .await
         .remove(0);
-    assert_eq!(detail.execution.status, ExecutionStatus::Completed, "{detail:?}");
+    assert_eq!(
+        detail.execution.status,
+        ExecutionStatus::Completed,
+        "{detail:?}"
+    );
 
     let run = |node: &str| {
         detail
@@ -605,7 +677,11 @@ pub async fn branches_not_taken_are_skipped_and_joins_still_run(store: impl Stor
     let detail = run_until_terminal(worker(store.clone()), &store, &[id], WAIT)
         .await
         .remove(0);
-    assert_eq!(detail.execution.status, ExecutionStatus::Completed, "{detail:?}");
+    assert_eq!(
+        detail.execution.status,
+        ExecutionStatus::Completed,
+        "{detail:?}"
+    );
     let status: HashMap<&str, NodeRunStatus> = detail
         .node_runs
         .iter()
@@ -616,9 +692,17 @@ pub async fn branches_not_taken_are_skipped_and_joins_still_run(store: impl Stor
     assert_eq!(status["no"], NodeRunStatus::Skipped);
     assert_eq!(status["after_no"], NodeRunStatus::Skipped);
     assert_eq!(status["join"], NodeRunStatus::Completed);
-    let join = detail.node_runs.iter().find(|r| r.node_id == "join").unwrap();
+    let join = detail
+        .node_runs
+        .iter()
+        .find(|r| r.node_id == "join")
+        .unwrap();
     assert_eq!(join.input, Some(json!({"yes": {"v": 1}})));
-    let pick = detail.node_runs.iter().find(|r| r.node_id == "pick").unwrap();
+    let pick = detail
+        .node_runs
+        .iter()
+        .find(|r| r.node_id == "pick")
+        .unwrap();
     assert_eq!(pick.branch.as_deref(), Some("yes"));
 }
 
@@ -636,7 +720,11 @@ pub async fn failing_nodes_fail_their_execution_and_the_worker_goes_on(store: im
         .save(&store, &registry)
         .await;
     workflow("hangs")
-        .node("run", "code", json!({"language": "shell", "code": "sleep 30"}))
+        .node(
+            "run",
+            "code",
+            json!({"language": "shell", "code": "sleep 30"}),
+        )
         .timeout(Duration::from_millis(500))
         .edge("start", "run")
         .save(&store, &registry)
@@ -726,7 +814,11 @@ pub async fn retryable_failure_is_retried_after_its_backoff(store: impl Store + 
     let detail = run_until_terminal(worker(store.clone()), &store, &[id], WAIT)
         .await
         .remove(0);
-    assert_eq!(detail.execution.status, ExecutionStatus::Completed, "{detail:?}");
+    assert_eq!(
+        detail.execution.status,
+        ExecutionStatus::Completed,
+        "{detail:?}"
+    );
     let attempts: Vec<(i32, NodeRunStatus)> = detail
         .node_runs
         .iter()
@@ -741,10 +833,19 @@ pub async fn retryable_failure_is_retried_after_its_backoff(store: impl Store + 
             (3, NodeRunStatus::Completed)
         ]
     );
-    let runs: Vec<_> = detail.node_runs.iter().filter(|r| r.node_id == "run").collect();
+    let runs: Vec<_> = detail
+        .node_runs
+        .iter()
+        .filter(|r| r.node_id == "run")
+        .collect();
     for pair in runs.windows(2) {
-        let gap = (pair[1].started_at - pair[0].finished_at).to_std().unwrap_or_default();
-        assert!(gap >= backoff - Duration::from_millis(50), "retried after only {gap:?}");
+        let gap = (pair[1].started_at - pair[0].finished_at)
+            .to_std()
+            .unwrap_or_default();
+        assert!(
+            gap >= backoff - Duration::from_millis(50),
+            "retried after only {gap:?}"
+        );
     }
     assert_eq!(detail.execution.output, Some(json!({"attempt": 3})));
 }
@@ -771,7 +872,14 @@ pub async fn exhausted_retries_fail_with_the_last_error(store: impl Store + Clon
         detail.execution.error.as_deref(),
         Some("node \"run\" failed after 2 attempts: flaky failure on attempt 2")
     );
-    assert_eq!(detail.node_runs.iter().filter(|r| r.node_id == "run").count(), 2);
+    assert_eq!(
+        detail
+            .node_runs
+            .iter()
+            .filter(|r| r.node_id == "run")
+            .count(),
+        2
+    );
 }
 
 /// A workflow using a node type this worker does not have fails with an error naming it,
@@ -785,7 +893,9 @@ pub async fn unregistered_node_type_fails_the_execution_clearly(store: impl Stor
     let id = start(&store, "custom", json!({})).await;
     // A worker with only the built-in node types.
     let plain = WorkflowWorker::new(store.clone()).poll_interval(Duration::from_millis(50));
-    let detail = run_until_terminal(plain, &store, &[id], WAIT).await.remove(0);
+    let detail = run_until_terminal(plain, &store, &[id], WAIT)
+        .await
+        .remove(0);
     assert_eq!(detail.execution.status, ExecutionStatus::Failed);
     let error = detail.execution.error.unwrap_or_default();
     assert!(
@@ -820,16 +930,23 @@ pub async fn two_workers_run_each_node_exactly_once(store: impl Store + Clone) {
             tokio::spawn(worker.run_until(stop.clone().cancelled_owned()))
         })
         .collect();
-    let details =
-        fixture::wait_until_terminal(&store, &ids, Duration::from_secs(120)).await;
+    let details = fixture::wait_until_terminal(&store, &ids, Duration::from_secs(120)).await;
     stop.cancel();
     for worker in workers {
         worker.await.unwrap().unwrap();
     }
 
-    assert!(details.iter().all(|d| d.execution.status == ExecutionStatus::Completed));
+    assert!(
+        details
+            .iter()
+            .all(|d| d.execution.status == ExecutionStatus::Completed)
+    );
     for detail in &details {
-        let nodes: Vec<&str> = detail.node_runs.iter().map(|r| r.node_id.as_str()).collect();
+        let nodes: Vec<&str> = detail
+            .node_runs
+            .iter()
+            .map(|r| r.node_id.as_str())
+            .collect();
         assert_eq!(nodes, vec!["start", "count"], "{}", detail.execution.id);
     }
     let runs = count.runs();
@@ -839,5 +956,9 @@ pub async fn two_workers_run_each_node_exactly_once(store: impl Store + Clone) {
         .iter()
         .flat_map(|d| d.node_runs.iter().filter_map(|r| r.worker_id.as_deref()))
         .collect();
-    assert_eq!(owners, HashSet::from(["worker-a", "worker-b"]), "both workers took part");
+    assert_eq!(
+        owners,
+        HashSet::from(["worker-a", "worker-b"]),
+        "both workers took part"
+    );
 }
