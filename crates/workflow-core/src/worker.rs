@@ -551,10 +551,13 @@ impl Inner {
         };
         let graph = match self
             .graph(execution.workflow_id, execution.workflow_version)
-            .await?
+            .await
         {
-            Ok(graph) => graph,
-            Err(error) => return writer.fail(error).await,
+            Ok(Ok(graph)) => graph,
+            Ok(Err(error)) => return writer.fail(error).await,
+            // A stored definition this worker cannot read will not get better on retry.
+            Err(StoreError::InvalidData(error)) => return writer.fail(error).await,
+            Err(err) => return Err(err.into()),
         };
 
         let mut progress = Progress::new(&graph);

@@ -88,7 +88,10 @@ async fn hello_workflow_runs_end_to_end_through_the_binary() {
         .trim()
         .to_owned();
 
-    let worker = bin(Some(url))
+    // The server trusts local connections, so a password can be added to check it never
+    // shows in the log.
+    let with_password = url.replacen("postgres@", "postgres:s3cret-pw@", 1);
+    let worker = bin(Some(&with_password))
         .args(["run", "--poll-interval", "0.1"])
         .stderr(Stdio::piped())
         .spawn()
@@ -136,7 +139,12 @@ async fn hello_workflow_runs_end_to_end_through_the_binary() {
     let output = worker.wait_with_output().unwrap();
     assert!(output.status.success(), "worker exit: {:?}", output.status);
     let log = stderr(&output);
+    assert!(
+        !log.contains("s3cret-pw"),
+        "the password leaked into the log:\n{log}"
+    );
     for event in [
+        "database ready",
         "worker started",
         "poll_interval=100ms",
         "concurrency=10",
@@ -227,6 +235,14 @@ async fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
     assert!(err.contains("unknown execution status \"done\""), "{err}");
     let err = fail(url, &["run", "--concurrency", "0"]);
     assert!(err.contains("concurrency must be at least 1"), "{err}");
+
+    // SUPABASE_DB_URL is the fallback when DATABASE_URL is not set.
+    let output = bin(None)
+        .env("SUPABASE_DB_URL", &db.url)
+        .args(["executions", "list"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
 
     let err = fail(None, &["executions", "list"]);
     assert!(
