@@ -1,17 +1,19 @@
 //! # workflow-store
 //!
-//! Stores for [workflow-core](workflow_core): [`PgStore`] on PostgreSQL, for any number of
-//! workers on any number of machines. Each store embeds its migrations and applies them with
-//! `migrate()`. [`open_store`] picks the store from a connection URL.
+//! Stores for [workflow-core](workflow_core):
+//! - [`PgStore`] on PostgreSQL, for any number of workers on any number of machines;
+//! - [`SqliteStore`] on an SQLite file, the embedded default: one machine, no server.
+//!
+//! Each store embeds its migrations and applies them with `migrate()`. [`open_store`] picks
+//! the store from a connection URL's scheme and migrates it.
 //!
 //! ```no_run
-//! # async fn example() -> Result<(), workflow_core::Error> {
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use workflow_core::WorkflowWorker;
-//! use workflow_store::PgStore;
 //!
-//! let store = PgStore::connect("postgres://postgres@127.0.0.1:5432/test").await?;
-//! store.migrate().await?;
-//! WorkflowWorker::new(store).run().await
+//! let store = workflow_store::open_store("sqlite://workflows.db").await?;
+//! WorkflowWorker::new(store).run().await?;
+//! # Ok(())
 //! # }
 //! ```
 
@@ -21,22 +23,32 @@ use workflow_core::{Store, StoreError};
 
 mod error;
 pub mod postgres;
+pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
 
-/// The URL schemes [`open_store`] accepts.
-pub const SUPPORTED_SCHEMES: [&str; 2] = ["postgres", "postgresql"];
+/// The database the binary and the examples use when no URL is configured: an SQLite file in
+/// the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://workflow-worker.db";
+
+/// The configured database URL: `DATABASE_URL`, else `SUPABASE_DB_URL`; `None` when neither is
+/// set (or both are empty).
+pub fn database_url_from_env() -> Option<String> {
+    ["DATABASE_URL", "SUPABASE_DB_URL"]
+        .into_iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|url| !url.is_empty())
+}
 
 /// Why [`open_store`] failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
     /// The URL names no supported database.
-    #[error(
-        "unsupported database URL {url}: expected a URL starting with postgres:// or postgresql://"
-    )]
+    #[error("unsupported database URL {url}: expected postgres://, postgresql:// or sqlite://")]
     UnsupportedScheme {
         /// The URL, password redacted.
         url: String,
@@ -52,23 +64,26 @@ pub enum OpenError {
     },
 }
 
-/// Opens the store a URL names (`postgres://` or `postgresql://`) and applies its migrations.
+/// Opens the store a URL names and applies its migrations: `postgres://` and `postgresql://`
+/// give a [`PgStore`], `sqlite://` a [`SqliteStore`] (the file is created if missing).
 pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, OpenError> {
-    let redacted = redact_url(url);
-    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
-    if !scheme.is_some_and(|s| SUPPORTED_SCHEMES.contains(&s)) {
-        return Err(OpenError::UnsupportedScheme { url: redacted });
-    }
-    let open = async {
-        let store = PgStore::connect(url).await?;
-        store.migrate().await?;
-        Ok(store)
+    let failed = |source| OpenError::Store {
+        url: redact_url(url),
+        source,
     };
-    match open.await {
-        Ok(store) => Ok(Arc::new(store)),
-        Err(source) => Err(OpenError::Store {
-            url: redacted,
-            source,
+    match url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("postgres" | "postgresql") => {
+            let store = PgStore::connect(url).await.map_err(failed)?;
+            store.migrate().await.map_err(failed)?;
+            Ok(Arc::new(store))
+        }
+        Some("sqlite") => {
+            let store = SqliteStore::connect(url).await.map_err(failed)?;
+            store.migrate().await.map_err(failed)?;
+            Ok(Arc::new(store))
+        }
+        _ => Err(OpenError::UnsupportedScheme {
+            url: redact_url(url),
         }),
     }
 }
@@ -130,6 +145,19 @@ mod tests {
         assert_eq!(redact_url("app:s3cret@db"), "<unparseable database URL>");
     }
 
+    #[test]
+    fn both_stores_have_the_same_migration_versions() {
+        let versions = |migrator: &sqlx::migrate::Migrator| -> Vec<(i64, String)> {
+            migrator
+                .iter()
+                .map(|m| (m.version, m.description.to_string()))
+                .collect()
+        };
+        let postgres = versions(&postgres::MIGRATOR);
+        assert!(!postgres.is_empty());
+        assert_eq!(postgres, versions(&sqlite::MIGRATOR));
+    }
+
     #[tokio::test]
     async fn unsupported_scheme_is_rejected_naming_the_accepted_ones() {
         let err = open_store("mysql://root:pw@localhost/db")
@@ -138,7 +166,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             err.to_string(),
-            "unsupported database URL mysql://root:***@localhost/db: expected a URL starting with postgres:// or postgresql://"
+            "unsupported database URL mysql://root:***@localhost/db: expected postgres://, postgresql:// or sqlite://"
         );
     }
 }

@@ -25,7 +25,7 @@ use crate::error::{classify, invalid};
 
 mod queries;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 /// How many connections a [`PgStore`] opens at most by default.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;

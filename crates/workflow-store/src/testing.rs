@@ -1,10 +1,17 @@
-//! Test support: a fresh, migrated PostgreSQL database per test, so tests run in parallel.
+//! Test support: a fresh, migrated database per test, so tests run in parallel.
 //!
-//! The server comes from `DATABASE_URL` (default [`DEFAULT_TEST_DATABASE_URL`]). Each
-//! [`TestDatabase`] creates its own database there and drops it when dropped; set
-//! `KEEP_TEST_DATABASES=1` to keep them for inspection.
+//! [`TestDatabase`] is a PostgreSQL database on the server at `DATABASE_URL` (default
+//! [`DEFAULT_TEST_DATABASE_URL`]); [`TestSqlite`] is an SQLite file in a fresh temporary
+//! directory. Both are removed when dropped; set `KEEP_TEST_DATABASES=1` to keep them for
+//! inspection.
 
-use crate::{PgStore, redact_url};
+use std::path::PathBuf;
+
+use crate::{PgStore, SqliteStore, redact_url};
+
+fn keep() -> bool {
+    std::env::var_os("KEEP_TEST_DATABASES").is_some()
+}
 
 /// The server tests use when `DATABASE_URL` is not set.
 pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -67,7 +74,7 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        if std::env::var_os("KEEP_TEST_DATABASES").is_some() {
+        if keep() {
             eprintln!("keeping test database {}", self.name);
             return;
         }
@@ -91,6 +98,44 @@ impl Drop for TestDatabase {
         .join();
         if !matches!(dropped, Ok(Ok(()))) {
             eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// An SQLite database file created for one test.
+#[derive(Debug)]
+pub struct TestSqlite {
+    /// The URL of the file (pass it to the binary under test).
+    pub url: String,
+    /// A migrated store on it.
+    pub store: SqliteStore,
+    dir: PathBuf,
+}
+
+impl TestSqlite {
+    /// Creates and migrates a new database file in a fresh temporary directory.
+    pub async fn create() -> Self {
+        let dir = std::env::temp_dir().join(format!("wfw_test_{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|err| panic!("cannot create {}: {err}", dir.display()));
+        let url = format!("sqlite://{}", dir.join("workflows.db").display());
+        let store = SqliteStore::connect(&url)
+            .await
+            .unwrap_or_else(|err| panic!("cannot open {url}: {err:?}"));
+        store
+            .migrate()
+            .await
+            .unwrap_or_else(|err| panic!("cannot migrate {url}: {err:?}"));
+        Self { url, store, dir }
+    }
+}
+
+impl Drop for TestSqlite {
+    fn drop(&mut self) {
+        if keep() {
+            eprintln!("keeping test database {}", self.url);
+        } else if let Err(err) = std::fs::remove_dir_all(&self.dir) {
+            eprintln!("could not remove {}: {err}", self.dir.display());
         }
     }
 }

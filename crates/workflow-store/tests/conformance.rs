@@ -5,3 +5,9 @@ workflow_core::conformance_tests!(postgres, async {
     let store = db.store.clone();
     (db, store)
 });
+
+workflow_core::conformance_tests!(sqlite, async {
+    let db = workflow_store::testing::TestSqlite::create().await;
+    let store = db.store.clone();
+    (db, store)
+});

@@ -1,0 +1,521 @@
+//! [`SqliteStore`]: the embedded default store, for one machine and zero setup.
+//!
+//! It keeps the promises of every [`Store`]: atomic steps, leases and fencing, database time.
+//! Its limits, honestly:
+//! - **One machine.** Several worker processes may share one database file on a local disk
+//!   (never a network file system): every write runs in an immediate transaction, so claims
+//!   never interleave and an execution is never handed to two workers at once.
+//! - **One writer at a time.** SQLite serialises writes; WAL mode lets reads go on beside
+//!   them, and a busy timeout ([`BUSY_TIMEOUT`]) makes writers wait their turn rather than
+//!   fail. Throughput is bounded by that single writer: for many workers on many machines,
+//!   use [`PgStore`](crate::PgStore).
+//!
+//! In the file, ids are UUID text, JSON is text and times are Unix milliseconds.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, FromRow, Row};
+use uuid::Uuid;
+use workflow_core::{
+    Advance, ClaimParams, ClaimedExecution, Execution, ExecutionDetail, ExecutionId,
+    ExecutionStatus, ListExecutionsParams, NodeRun, NodeRunStatus, RecordNodeRunsParams,
+    StartExecutionParams, Store, StoreError, WorkflowDefinition, WorkflowGraph, WorkflowId,
+    WorkflowRef, WorkflowVersion,
+};
+
+use crate::error::{classify, invalid};
+
+mod queries;
+
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// How long a writer waits for the database lock before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many connections a [`SqliteStore`] opens at most.
+pub const MAX_CONNECTIONS: u32 = 4;
+
+/// Starts every transaction that writes: takes the write lock up front, so two claims can
+/// never read the same runnable rows.
+const BEGIN_IMMEDIATE: &str = "begin immediate";
+
+/// A [`Store`] on an SQLite database file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing) the database at `url`, e.g. `sqlite://workflows.db` or
+    /// `sqlite:///var/lib/workflows.db`, in WAL mode with a busy timeout and foreign keys on.
+    /// Does not migrate.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(classify)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        // One direct connection first: an unwritable path or a file that is not a database
+        // fails here, at once, with SQLite's own words.
+        let probe = SqliteConnection::connect_with(&options)
+            .await
+            .map_err(classify)?;
+        probe.close().await.map_err(classify)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    /// The underlying pool.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Applies the embedded migrations that are not yet applied.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|err| StoreError::Migration(Box::new(err)))
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn time(ms: i64, what: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| invalid(format!("{what}: bad time {ms}")))
+}
+
+fn optional_time(ms: Option<i64>, what: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    ms.map(|ms| time(ms, what)).transpose()
+}
+
+fn uuid(text: &str, what: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text).map_err(|err| invalid(format!("{what}: bad id \"{text}\": {err}")))
+}
+
+fn json(text: &str, what: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(text).map_err(|err| invalid(format!("{what}: bad JSON: {err}")))
+}
+
+fn optional_json(text: Option<&str>, what: &str) -> Result<Option<Value>, StoreError> {
+    text.map(|text| json(text, what)).transpose()
+}
+
+#[derive(FromRow)]
+struct WorkflowRow {
+    workflow_id: String,
+    name: String,
+    version: i32,
+    definition: String,
+    created_at: i64,
+}
+
+impl TryFrom<WorkflowRow> for WorkflowVersion {
+    type Error = StoreError;
+
+    fn try_from(row: WorkflowRow) -> Result<Self, StoreError> {
+        let what = format!("workflow \"{}\" version {}", row.name, row.version);
+        let definition = serde_json::from_str::<WorkflowDefinition>(&row.definition)
+            .map_err(|err| invalid(format!("{what}: {err}")))?;
+        Ok(Self {
+            workflow_id: WorkflowId(uuid(&row.workflow_id, &what)?),
+            definition,
+            created_at: time(row.created_at, &what)?,
+            name: row.name,
+            version: row.version,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct ExecutionRow {
+    id: String,
+    workflow_id: String,
+    workflow_name: String,
+    workflow_version: i32,
+    status: String,
+    input: String,
+    output: Option<String>,
+    error: Option<String>,
+    priority: i32,
+    run_at: Option<i64>,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<i64>,
+    lease_token: i64,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+}
+
+impl TryFrom<ExecutionRow> for Execution {
+    type Error = StoreError;
+
+    fn try_from(row: ExecutionRow) -> Result<Self, StoreError> {
+        let what = format!("execution {}", row.id);
+        Ok(Self {
+            id: ExecutionId(uuid(&row.id, &what)?),
+            workflow_id: WorkflowId(uuid(&row.workflow_id, &what)?),
+            workflow_name: row.workflow_name,
+            workflow_version: row.workflow_version,
+            status: ExecutionStatus::from_str(&row.status)
+                .map_err(|err| invalid(format!("{what}: {err}")))?,
+            input: json(&row.input, &what)?,
+            output: optional_json(row.output.as_deref(), &what)?,
+            error: row.error,
+            priority: row.priority,
+            run_at: optional_time(row.run_at, &what)?,
+            lease_owner: row.lease_owner,
+            lease_expires_at: optional_time(row.lease_expires_at, &what)?,
+            lease_token: row.lease_token,
+            created_at: time(row.created_at, &what)?,
+            started_at: optional_time(row.started_at, &what)?,
+            finished_at: optional_time(row.finished_at, &what)?,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct NodeRunRow {
+    execution_id: String,
+    node_id: String,
+    node_type: String,
+    attempt: i32,
+    status: String,
+    input: Option<String>,
+    output: Option<String>,
+    branch: Option<String>,
+    error: Option<String>,
+    worker_id: Option<String>,
+    started_at: i64,
+    finished_at: i64,
+}
+
+impl TryFrom<NodeRunRow> for NodeRun {
+    type Error = StoreError;
+
+    fn try_from(row: NodeRunRow) -> Result<Self, StoreError> {
+        let what = format!("execution {} node \"{}\"", row.execution_id, row.node_id);
+        Ok(Self {
+            execution_id: ExecutionId(uuid(&row.execution_id, &what)?),
+            status: NodeRunStatus::from_str(&row.status)
+                .map_err(|err| invalid(format!("{what}: {err}")))?,
+            input: optional_json(row.input.as_deref(), &what)?,
+            output: optional_json(row.output.as_deref(), &what)?,
+            started_at: time(row.started_at, &what)?,
+            finished_at: time(row.finished_at, &what)?,
+            node_id: row.node_id,
+            node_type: row.node_type,
+            attempt: row.attempt,
+            branch: row.branch,
+            error: row.error,
+            worker_id: row.worker_id,
+        })
+    }
+}
+
+fn convert<R, T: TryFrom<R, Error = StoreError>>(rows: Vec<R>) -> Result<Vec<T>, StoreError> {
+    rows.into_iter().map(T::try_from).collect()
+}
+
+/// `(id, name)` parameters for queries that name a workflow either way.
+fn workflow_key(workflow: &WorkflowRef) -> (Option<String>, Option<&str>) {
+    match workflow {
+        WorkflowRef::Id(id) => (Some(id.to_string()), None),
+        WorkflowRef::Name(name) => (None, Some(name.as_str())),
+    }
+}
+
+fn workflow_not_found(workflow: &WorkflowRef) -> StoreError {
+    StoreError::NotFound {
+        entity: "workflow",
+        id: workflow.to_string(),
+    }
+}
+
+fn to_text(value: &Value) -> String {
+    value.to_string()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn save_workflow(&self, graph: &WorkflowGraph) -> Result<WorkflowVersion, StoreError> {
+        let definition = graph.definition();
+        let text = serde_json::to_string(definition)
+            .map_err(|err| invalid(format!("workflow \"{}\": {err}", definition.name)))?;
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(classify)?;
+        let row = sqlx::query(queries::UPSERT_WORKFLOW)
+            .bind(Uuid::new_v4().to_string())
+            .bind(&definition.name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let id: String = row.try_get(0).map_err(classify)?;
+        let version: i32 = row.try_get(1).map_err(classify)?;
+        sqlx::query(queries::INSERT_WORKFLOW_VERSION)
+            .bind(&id)
+            .bind(version)
+            .bind(text)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let saved: WorkflowRow = sqlx::query_as(queries::GET_WORKFLOW_VERSION)
+            .bind(&id)
+            .bind(version)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        saved.try_into()
+    }
+
+    async fn get_workflow(&self, workflow: &WorkflowRef) -> Result<WorkflowVersion, StoreError> {
+        let (id, name) = workflow_key(workflow);
+        let row: Option<WorkflowRow> = sqlx::query_as(queries::GET_WORKFLOW)
+            .bind(id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.ok_or_else(|| workflow_not_found(workflow))?.try_into()
+    }
+
+    async fn get_workflow_version(
+        &self,
+        workflow_id: WorkflowId,
+        version: i32,
+    ) -> Result<WorkflowVersion, StoreError> {
+        let row: Option<WorkflowRow> = sqlx::query_as(queries::GET_WORKFLOW_VERSION)
+            .bind(workflow_id.to_string())
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.ok_or_else(|| StoreError::NotFound {
+            entity: "workflow version",
+            id: format!("{workflow_id} v{version}"),
+        })?
+        .try_into()
+    }
+
+    async fn start_execution(&self, params: StartExecutionParams) -> Result<Execution, StoreError> {
+        let id = ExecutionId::new();
+        let (workflow_id, name) = workflow_key(&params.workflow);
+        let inserted = sqlx::query(queries::START_EXECUTION)
+            .bind(id.to_string())
+            .bind(workflow_id)
+            .bind(name)
+            .bind(to_text(&params.input))
+            .bind(params.priority)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        if inserted.rows_affected() == 0 {
+            return Err(workflow_not_found(&params.workflow));
+        }
+        Ok(self.get_execution(id).await?.execution)
+    }
+
+    async fn claim_executions(
+        &self,
+        params: ClaimParams,
+    ) -> Result<Vec<ClaimedExecution>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(classify)?;
+        let claimed = sqlx::query(queries::CLAIM_EXECUTIONS)
+            .bind(i64::from(params.limit))
+            .bind(&params.worker_id)
+            .bind(millis(params.lease_duration))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if claimed.is_empty() {
+            tx.rollback().await.map_err(classify)?;
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = claimed
+            .iter()
+            .map(|row| row.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()
+            .map_err(classify)?;
+        let ids = Value::from(ids).to_string();
+        let rows: Vec<ExecutionRow> = sqlx::query_as(queries::EXECUTIONS_BY_IDS)
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let runs: Vec<NodeRunRow> = sqlx::query_as(queries::NODE_RUNS_OF_MANY)
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+
+        let executions: Vec<Execution> = convert(rows)?;
+        let mut runs: Vec<NodeRun> = convert(runs)?;
+        Ok(executions
+            .into_iter()
+            .map(|execution| {
+                let (mine, rest) = runs.drain(..).partition(|r| r.execution_id == execution.id);
+                runs = rest;
+                ClaimedExecution {
+                    execution,
+                    node_runs: mine,
+                }
+            })
+            .collect())
+    }
+
+    async fn record_node_runs(&self, params: RecordNodeRunsParams) -> Result<(), StoreError> {
+        let RecordNodeRunsParams {
+            execution_id,
+            lease_token,
+            worker_id,
+            runs,
+            advance,
+        } = params;
+        let id = execution_id.to_string();
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(classify)?;
+        let fence = match &advance {
+            Advance::Continue { lease_duration } => sqlx::query(queries::ADVANCE_CONTINUE)
+                .bind(&id)
+                .bind(lease_token)
+                .bind(millis(*lease_duration)),
+            Advance::Retry { delay } => sqlx::query(queries::ADVANCE_RETRY)
+                .bind(&id)
+                .bind(lease_token)
+                .bind(millis(*delay)),
+            Advance::Finish {
+                status,
+                output,
+                error,
+            } => sqlx::query(queries::ADVANCE_FINISH)
+                .bind(&id)
+                .bind(lease_token)
+                .bind(status.as_str())
+                .bind(output.as_ref().map(to_text))
+                .bind(error.clone()),
+        };
+        let fenced = fence.fetch_optional(&mut *tx).await.map_err(classify)?;
+        if fenced.is_none() {
+            // Dropping the transaction rolls it back: nothing was written.
+            return Err(StoreError::LeaseLost {
+                execution_id,
+                lease_token,
+            });
+        }
+        for run in runs {
+            sqlx::query(queries::INSERT_NODE_RUN)
+                .bind(&id)
+                .bind(run.node_id)
+                .bind(run.node_type)
+                .bind(i64::from(run.attempt))
+                .bind(run.status.as_str())
+                .bind(run.input.as_ref().map(to_text))
+                .bind(run.output.as_ref().map(to_text))
+                .bind(run.branch)
+                .bind(run.error)
+                .bind(&worker_id)
+                .bind(millis(run.duration))
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn renew_leases(
+        &self,
+        leases: &[(ExecutionId, i64)],
+        lease_duration: Duration,
+    ) -> Result<Vec<ExecutionId>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(classify)?;
+        let mut renewed = Vec::new();
+        for (id, token) in leases {
+            let updated = sqlx::query(queries::RENEW_LEASE)
+                .bind(id.to_string())
+                .bind(token)
+                .bind(millis(lease_duration))
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            if updated.rows_affected() == 1 {
+                renewed.push(*id);
+            }
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(renewed)
+    }
+
+    async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, StoreError> {
+        let key = id.to_string();
+        let row: Option<ExecutionRow> = sqlx::query_as(queries::GET_EXECUTION)
+            .bind(&key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        let execution = row
+            .ok_or_else(|| StoreError::NotFound {
+                entity: "execution",
+                id: key.clone(),
+            })?
+            .try_into()?;
+        let runs: Vec<NodeRunRow> = sqlx::query_as(queries::NODE_RUNS_OF)
+            .bind(&key)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(ExecutionDetail {
+            execution,
+            node_runs: convert(runs)?,
+        })
+    }
+
+    async fn list_executions(
+        &self,
+        params: ListExecutionsParams,
+    ) -> Result<Vec<Execution>, StoreError> {
+        let (workflow_id, workflow_name) = match &params.workflow {
+            Some(workflow) => workflow_key(workflow),
+            None => (None, None),
+        };
+        let rows: Vec<ExecutionRow> = sqlx::query_as(queries::LIST_EXECUTIONS)
+            .bind(params.status.map(ExecutionStatus::as_str))
+            .bind(workflow_id)
+            .bind(workflow_name)
+            .bind(i64::from(params.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        convert(rows)
+    }
+}

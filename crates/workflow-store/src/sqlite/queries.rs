@@ -1,0 +1,258 @@
+//! Every SQL statement `SqliteStore` sends, one named query per `Store` step.
+//!
+//! Times are Unix milliseconds; `now` is the database clock, read once per statement.
+
+/// The database's clock in Unix milliseconds.
+macro_rules! now_ms {
+    () => {
+        "cast(unixepoch('subsec') * 1000 as integer)"
+    };
+}
+
+/// Columns of an execution row joined with its workflow (`e` and `w`), in `ExecutionRow` order.
+macro_rules! execution_columns {
+    () => {
+        "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, e.input, \
+         e.output, e.error, e.priority, e.run_at, e.lease_owner, e.lease_expires_at, \
+         e.lease_token, e.created_at, e.started_at, e.finished_at"
+    };
+}
+
+macro_rules! node_run_columns {
+    () => {
+        "execution_id, node_id, node_type, attempt, status, input, output, branch, error, \
+         worker_id, started_at, finished_at"
+    };
+}
+
+/// Creates the workflow on its first save ($1 new id, $2 name), else bumps its version.
+pub(super) const UPSERT_WORKFLOW: &str = concat!(
+    r#"
+insert into workflows (id, name, latest_version)
+values ($1, $2, 1)
+on conflict (name) do update
+set latest_version = latest_version + 1,
+    updated_at = "#,
+    now_ms!(),
+    r#"
+returning id, latest_version
+"#
+);
+
+pub(super) const INSERT_WORKFLOW_VERSION: &str = r#"
+insert into workflow_versions (workflow_id, version, definition)
+values ($1, $2, $3)
+"#;
+
+/// The latest version of a workflow named by id ($1) or name ($2).
+pub(super) const GET_WORKFLOW: &str = r#"
+select w.id as workflow_id, w.name, v.version, v.definition, v.created_at
+from workflows w
+join workflow_versions v
+  on v.workflow_id = w.id
+ and v.version = w.latest_version
+where w.id = $1
+   or w.name = $2
+"#;
+
+pub(super) const GET_WORKFLOW_VERSION: &str = r#"
+select w.id as workflow_id, w.name, v.version, v.definition, v.created_at
+from workflows w
+join workflow_versions v
+  on v.workflow_id = w.id
+where w.id = $1
+  and v.version = $2
+"#;
+
+/// Inserts a pending execution ($1 id) of the latest version of a workflow named by id ($2)
+/// or name ($3).
+pub(super) const START_EXECUTION: &str = r#"
+insert into workflow_executions (id, workflow_id, workflow_version, input, priority)
+select $1, w.id, w.latest_version, $4, $5
+from workflows w
+where w.id = $2
+   or w.name = $3
+"#;
+
+/// Claims runnable executions: non-terminal, due, and with a free or expired lease. Runs in
+/// an immediate transaction, so claims on one file never interleave.
+pub(super) const CLAIM_EXECUTIONS: &str = concat!(
+    r#"
+update workflow_executions
+set status = 'running',
+    lease_owner = $2,
+    lease_expires_at = "#,
+    now_ms!(),
+    r#" + $3,
+    lease_token = lease_token + 1,
+    started_at = coalesce(started_at, "#,
+    now_ms!(),
+    r#"),
+    updated_at = "#,
+    now_ms!(),
+    r#"
+where id in (
+    select id
+    from workflow_executions
+    where status in ('pending', 'running', 'retrying', 'waiting')
+      and run_at <= "#,
+    now_ms!(),
+    r#"
+      and (lease_expires_at is null or lease_expires_at < "#,
+    now_ms!(),
+    r#")
+    order by priority desc, run_at
+    limit $1
+)
+returning id
+"#
+);
+
+/// Executions by id, given as a JSON array ($1).
+pub(super) const EXECUTIONS_BY_IDS: &str = concat!(
+    "select ",
+    execution_columns!(),
+    r#"
+from workflow_executions e
+join workflows w on w.id = e.workflow_id
+where e.id in (select value from json_each($1))
+order by e.priority desc, e.run_at
+"#
+);
+
+/// Node runs of executions given as a JSON array of ids ($1).
+pub(super) const NODE_RUNS_OF_MANY: &str = concat!(
+    "select ",
+    node_run_columns!(),
+    r#"
+from workflow_node_runs
+where execution_id in (select value from json_each($1))
+order by id
+"#
+);
+
+pub(super) const NODE_RUNS_OF: &str = concat!(
+    "select ",
+    node_run_columns!(),
+    r#"
+from workflow_node_runs
+where execution_id = $1
+order by id
+"#
+);
+
+/// Fenced: keeps the execution running and extends its lease by $3 milliseconds.
+pub(super) const ADVANCE_CONTINUE: &str = concat!(
+    r#"
+update workflow_executions
+set lease_expires_at = "#,
+    now_ms!(),
+    r#" + $3,
+    updated_at = "#,
+    now_ms!(),
+    r#"
+where id = $1
+  and lease_token = $2
+  and status = 'running'
+returning id
+"#
+);
+
+/// Fenced: parks the execution for a retry in $3 milliseconds and releases the lease.
+pub(super) const ADVANCE_RETRY: &str = concat!(
+    r#"
+update workflow_executions
+set status = 'retrying',
+    run_at = "#,
+    now_ms!(),
+    r#" + $3,
+    lease_owner = null,
+    lease_expires_at = null,
+    updated_at = "#,
+    now_ms!(),
+    r#"
+where id = $1
+  and lease_token = $2
+  and status = 'running'
+returning id
+"#
+);
+
+/// Fenced: ends the execution in terminal status $3 and releases the lease.
+pub(super) const ADVANCE_FINISH: &str = concat!(
+    r#"
+update workflow_executions
+set status = $3,
+    output = $4,
+    error = $5,
+    run_at = null,
+    finished_at = "#,
+    now_ms!(),
+    r#",
+    lease_owner = null,
+    lease_expires_at = null,
+    updated_at = "#,
+    now_ms!(),
+    r#"
+where id = $1
+  and lease_token = $2
+  and status = 'running'
+returning id
+"#
+);
+
+/// Inserts one node run; its duration ($12, milliseconds) places `started_at`.
+pub(super) const INSERT_NODE_RUN: &str = concat!(
+    r#"
+insert into workflow_node_runs (
+    execution_id, node_id, node_type, attempt, status, input, output, branch, error,
+    worker_id, started_at, finished_at
+)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "#,
+    now_ms!(),
+    " - $11, ",
+    now_ms!(),
+    r#")
+"#
+);
+
+/// Extends the lease of one execution ($1) still held with token $2 by $3 milliseconds.
+pub(super) const RENEW_LEASE: &str = concat!(
+    r#"
+update workflow_executions
+set lease_expires_at = "#,
+    now_ms!(),
+    r#" + $3,
+    updated_at = "#,
+    now_ms!(),
+    r#"
+where id = $1
+  and lease_token = $2
+  and status = 'running'
+"#
+);
+
+pub(super) const GET_EXECUTION: &str = concat!(
+    "select ",
+    execution_columns!(),
+    r#"
+from workflow_executions e
+join workflows w on w.id = e.workflow_id
+where e.id = $1
+"#
+);
+
+/// Newest first, optionally filtered by status ($1) and workflow id ($2) or name ($3).
+pub(super) const LIST_EXECUTIONS: &str = concat!(
+    "select ",
+    execution_columns!(),
+    r#"
+from workflow_executions e
+join workflows w on w.id = e.workflow_id
+where ($1 is null or e.status = $1)
+  and ($2 is null or w.id = $2)
+  and ($3 is null or w.name = $3)
+order by e.created_at desc, e.id
+limit $4
+"#
+);
