@@ -5,7 +5,8 @@
 //! cargo run --example custom_node
 //! ```
 //!
-//! Uses the PostgreSQL at `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
+//! Uses the database at `DATABASE_URL` (PostgreSQL or SQLite); without one, the embedded
+//! SQLite file `workflow-worker.db` in the working directory: nothing to install.
 
 use std::time::Duration;
 
@@ -15,7 +16,6 @@ use workflow_core::{
     BoxError, ExecutionStatus, NodeContext, NodeError, NodeExecutor, NodeOutcome, ResultExt,
     StartExecutionParams, Store, WorkflowDefinition, WorkflowGraph, WorkflowWorker,
 };
-use workflow_store::PgStore;
 
 /// Converts `input.amount` from one currency to another at a fixed rate.
 ///
@@ -67,10 +67,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let store = PgStore::connect(&url).await?;
-    store.migrate().await?;
+    let url = workflow_store::database_url_from_env()
+        .unwrap_or_else(|| workflow_store::DEFAULT_DATABASE_URL.to_owned());
+    let store = workflow_store::open_store(&url).await?;
 
     let worker = WorkflowWorker::new(store.clone())
         .poll_interval(Duration::from_millis(100))

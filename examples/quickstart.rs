@@ -5,17 +5,14 @@
 //! cargo run --example quickstart
 //! ```
 //!
-//! Uses the PostgreSQL at `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
+//! Uses the database at `DATABASE_URL` (PostgreSQL or SQLite); without one, the embedded
+//! SQLite file `workflow-worker.db` in the working directory: nothing to install.
 
 use std::time::Duration;
 
-use anyhow::Context;
 use workflow_core::{
     ExecutionId, StartExecutionParams, Store, WorkflowDefinition, WorkflowGraph, WorkflowWorker,
 };
-use workflow_store::PgStore;
-
-const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -26,14 +23,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
-    let store = PgStore::connect(&url).await.with_context(|| {
-        format!(
-            "cannot connect to {} (set DATABASE_URL to a PostgreSQL server)",
-            workflow_store::redact_url(&url)
-        )
-    })?;
-    store.migrate().await?;
+    let url = workflow_store::database_url_from_env()
+        .unwrap_or_else(|| workflow_store::DEFAULT_DATABASE_URL.to_owned());
+    println!("database: {}", workflow_store::redact_url(&url));
+    let store = workflow_store::open_store(&url).await?;
 
     // The worker knows which node types exist; definitions are validated against them.
     let worker = WorkflowWorker::new(store.clone()).poll_interval(Duration::from_millis(100));

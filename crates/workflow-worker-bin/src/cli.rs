@@ -6,11 +6,12 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use workflow_core::ExecutionStatus;
 
-/// Runs durable workflows stored in PostgreSQL.
+/// Runs durable workflows stored in PostgreSQL or an embedded SQLite file.
 #[derive(Debug, Parser)]
 #[command(name = "workflow-worker", version, about)]
 pub(crate) struct Cli {
-    /// Database URL, e.g. postgres://user:password@host:5432/db. Falls back to SUPABASE_DB_URL.
+    /// Database URL: postgres://user:password@host:5432/db or sqlite://path/to/file.db. Falls
+    /// back to SUPABASE_DB_URL, then to the embedded SQLite file sqlite://workflow-worker.db.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub(crate) database_url: Option<String>,
 

@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use workflow_core::{
     ExecutionDetail, ExecutionId, ListExecutionsParams, NodeRegistry, StartExecutionParams, Store,
@@ -70,7 +70,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => None,
     };
     let config = worker_args.map(worker_config).transpose()?;
-    let url = database_url(cli.database_url)?;
+    let (url, embedded_default) = database_url(cli.database_url);
     let store = workflow_store::open_store(&url).await?;
     match command {
         Command::Run(_) => {
@@ -78,7 +78,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(config) = config {
                 worker = worker.config(config);
             }
-            tracing::info!(database = %workflow_store::redact_url(&url), "database ready");
+            if embedded_default {
+                tracing::info!(
+                    database = %url,
+                    "no DATABASE_URL set: using the embedded SQLite store in the working directory"
+                );
+            } else {
+                tracing::info!(database = %workflow_store::redact_url(&url), "database ready");
+            }
             worker.run_until(shutdown_signal()).await?;
         }
         Command::Migrate => {
@@ -145,18 +152,15 @@ fn worker_config(args: RunArgs) -> anyhow::Result<workflow_core::WorkerConfig> {
     Ok(config)
 }
 
-/// `--database-url`/`DATABASE_URL`, else `SUPABASE_DB_URL`.
-fn database_url(flag_or_env: Option<String>) -> anyhow::Result<String> {
-    match flag_or_env.filter(|url| !url.is_empty()).or_else(|| {
-        std::env::var("SUPABASE_DB_URL")
-            .ok()
-            .filter(|url| !url.is_empty())
-    }) {
-        Some(url) => Ok(url),
-        None => bail!(
-            "no database configured: set DATABASE_URL (or SUPABASE_DB_URL, or pass --database-url), \
-             e.g. postgres://postgres@127.0.0.1:5432/postgres"
-        ),
+/// `--database-url`/`DATABASE_URL`, else `SUPABASE_DB_URL`, else the embedded SQLite file;
+/// `true` beside the URL when it is that default.
+fn database_url(flag_or_env: Option<String>) -> (String, bool) {
+    match flag_or_env
+        .filter(|url| !url.is_empty())
+        .or_else(workflow_store::database_url_from_env)
+    {
+        Some(url) => (url, false),
+        None => (workflow_store::DEFAULT_DATABASE_URL.to_owned(), true),
     }
 }
 

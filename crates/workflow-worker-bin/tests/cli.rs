@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use workflow_core::{ListExecutionsParams, Store, StoreError, WorkflowRef};
-use workflow_store::testing::TestDatabase;
+use workflow_store::testing::{TestDatabase, TestSqlite};
 
 fn bin(database_url: Option<&str>) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_workflow-worker"));
@@ -74,9 +74,20 @@ fn temp_file(name: &str, contents: &str) -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hello_workflow_runs_end_to_end_through_the_binary() {
+async fn hello_workflow_runs_end_to_end_through_the_binary_on_postgres() {
     let db = TestDatabase::create().await;
-    let url = db.url.as_str();
+    hello_workflow_runs_end_to_end(&db.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_workflow_runs_end_to_end_through_the_binary_on_sqlite() {
+    let db = TestSqlite::create().await;
+    hello_workflow_runs_end_to_end(&db.url).await;
+}
+
+/// The seed's scenario: migrate, save examples/hello.json, start it, run the worker: completed
+/// within 3 s, with both node runs and the greeting shown.
+async fn hello_workflow_runs_end_to_end(url: &str) {
     assert!(succeed(url, &["migrate"]).starts_with("migrations applied"));
     let hello = examples_dir().join("hello.json");
     let saved = succeed(url, &["workflow", "save", hello.to_str().unwrap()]);
@@ -91,11 +102,7 @@ async fn hello_workflow_runs_end_to_end_through_the_binary() {
     // The server trusts local connections, so a password can be added to check it never
     // shows in the log.
     let with_password = url.replacen("postgres@", "postgres:s3cret-pw@", 1);
-    let worker = bin(Some(&with_password))
-        .args(["run", "--poll-interval", "0.1"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the worker");
+    let worker = Worker::spawn(bin(Some(&with_password)).args(["run", "--poll-interval", "0.1"]));
     let started = Instant::now();
     let detail = loop {
         let detail: Value =
@@ -131,14 +138,7 @@ async fn hello_workflow_runs_end_to_end_through_the_binary() {
     assert!(succeed(url, &["executions", "list", "--status", "failed"]).is_empty());
 
     // SIGTERM stops the worker cleanly, and its log told the story one line per event.
-    let term = Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let output = worker.wait_with_output().unwrap();
-    assert!(output.status.success(), "worker exit: {:?}", output.status);
-    let log = stderr(&output);
+    let log = worker.stop();
     assert!(
         !log.contains("s3cret-pw"),
         "the password leaked into the log:\n{log}"
@@ -244,11 +244,6 @@ async fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
 
-    let err = fail(None, &["executions", "list"]);
-    assert!(
-        err.contains("no database configured: set DATABASE_URL"),
-        "{err}"
-    );
     let err = fail(
         Some("postgres://postgres:hunter2@127.0.0.1:1/nothing"),
         &["executions", "list"],
@@ -270,4 +265,184 @@ async fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
         .await
         .unwrap();
     assert!(nothing.is_empty());
+}
+
+#[test]
+fn without_a_database_url_the_embedded_sqlite_file_is_used() {
+    let dir = std::env::temp_dir().join(format!("wfw-cli-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let in_dir = |args: &[&str]| {
+        let output = bin(None).current_dir(&dir).args(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        stdout(&output)
+    };
+    let hello = examples_dir().join("hello.json");
+    in_dir(&["workflow", "save", hello.to_str().unwrap()]);
+    let id = in_dir(&["start", "hello"]);
+    assert!(dir.join("workflow-worker.db").exists());
+    assert!(in_dir(&["executions", "list"]).contains(id.trim()));
+
+    // The worker says which store it uses before it starts.
+    let worker = Worker::spawn(
+        bin(None)
+            .current_dir(&dir)
+            .args(["run", "--poll-interval", "0.1"]),
+    );
+    let started = Instant::now();
+    while !in_dir(&["executions", "show", id.trim()]).contains("status:    completed") {
+        assert!(started.elapsed() < Duration::from_secs(30), "not completed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = worker.stop();
+    assert!(
+        log.contains(
+            "no DATABASE_URL set: using the embedded SQLite store in the working directory"
+        ) && log.contains("sqlite://workflow-worker.db"),
+        "{log}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unusable_sqlite_paths_fail_at_start_with_a_clear_error() {
+    let err = fail(Some("sqlite:///no/such/dir/workflows.db"), &["migrate"]);
+    assert!(
+        err.contains("cannot open database sqlite:///no/such/dir/workflows.db")
+            && err.contains("unable to open database file"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let corrupt = temp_file(
+        "corrupt.db",
+        &"this is not an SQLite database\n".repeat(200),
+    );
+    let url = format!("sqlite://{}", corrupt.display());
+    let err = fail(Some(&url), &["run"]);
+    assert!(
+        err.contains(&format!("cannot open database {url}"))
+            && err.contains("file is not a database"),
+        "{err}"
+    );
+    assert!(!err.contains("worker started"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_processes_share_one_sqlite_file() {
+    let db = TestSqlite::create().await;
+    let definition: workflow_core::WorkflowDefinition = serde_json::from_value(serde_json::json!({
+        "name": "shared",
+        "nodes": [
+            {"id": "start", "type": "trigger"},
+            {"id": "work", "type": "code", "config": {"language": "shell", "code": "echo done"}}
+        ],
+        "edges": [{"from": "start", "to": "work"}]
+    }))
+    .unwrap();
+    let graph =
+        workflow_core::WorkflowGraph::validate(definition, &workflow_core::NodeRegistry::builtin())
+            .unwrap();
+    db.store.save_workflow(&graph).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..300 {
+        let params =
+            workflow_core::StartExecutionParams::new("shared", serde_json::json!({"i": i}));
+        ids.push(db.store.start_execution(params).await.unwrap().id);
+    }
+
+    let workers: Vec<_> = ["one", "two"]
+        .into_iter()
+        .map(|name| {
+            Worker::spawn(bin(Some(&db.url)).args([
+                "run",
+                "--poll-interval",
+                "0.05",
+                "--concurrency",
+                "8",
+                "--worker-id",
+                name,
+            ]))
+        })
+        .collect();
+    let started = Instant::now();
+    loop {
+        let open = db
+            .store
+            .list_executions(ListExecutionsParams {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| !e.status.is_terminal())
+            .count();
+        if open == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{open} executions still open after 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for worker in workers {
+        let log = worker.stop();
+        assert!(!log.contains("lease lost"), "{log}");
+    }
+
+    let mut owners = std::collections::HashSet::new();
+    for id in ids {
+        let detail = db.store.get_execution(id).await.unwrap();
+        assert_eq!(
+            detail.execution.status,
+            workflow_core::ExecutionStatus::Completed,
+            "{detail:?}"
+        );
+        let nodes: Vec<(&str, i32)> = detail
+            .node_runs
+            .iter()
+            .map(|r| (r.node_id.as_str(), r.attempt))
+            .collect();
+        assert_eq!(
+            nodes,
+            vec![("start", 1), ("work", 1)],
+            "each node run recorded once"
+        );
+        owners.extend(detail.node_runs.iter().filter_map(|r| r.worker_id.clone()));
+    }
+    assert_eq!(owners.len(), 2, "both workers took part: {owners:?}");
+}
+
+/// A worker process whose log goes to a file (a pipe nobody reads would fill up and block it).
+struct Worker {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Worker {
+    fn spawn(command: &mut Command) -> Self {
+        let log =
+            std::env::temp_dir().join(format!("wfw-worker-{}.log", uuid::Uuid::new_v4().simple()));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = command
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("start the worker");
+        Self { child, log }
+    }
+
+    /// Sends SIGTERM, checks the worker exits cleanly, and returns its log.
+    fn stop(mut self) -> String {
+        let term = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(term.success());
+        let status = self.child.wait().unwrap();
+        let log = std::fs::read_to_string(&self.log).unwrap();
+        std::fs::remove_file(&self.log).unwrap();
+        assert!(status.success(), "worker exit {status:?}:\n{log}");
+        log
+    }
 }
