@@ -111,6 +111,9 @@ pub struct Execution {
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// Increments on every claim; every write for a claimed execution is fenced by it.
     pub lease_token: i64,
+    /// Claims in a row that found the previous lease expired with no step recorded since:
+    /// how often a worker died while running it.
+    pub rescue_count: i32,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When a worker first claimed it.
@@ -131,12 +134,24 @@ pub enum NodeRunStatus {
     TimedOut,
     /// No path into the node was taken, so it did not run.
     Skipped,
+    /// The worker shut down before the attempt ended and released the execution; the attempt
+    /// runs again with the same number, so it does not use up a retry.
+    Interrupted,
+    /// The attempt's worker died (its lease expired); recorded by the worker that rescued the
+    /// execution, which runs the attempt again with the same number.
+    Abandoned,
 }
 
 impl NodeRunStatus {
     /// Every node run status.
-    pub const ALL: [NodeRunStatus; 4] =
-        [Self::Completed, Self::Failed, Self::TimedOut, Self::Skipped];
+    pub const ALL: [NodeRunStatus; 6] = [
+        Self::Completed,
+        Self::Failed,
+        Self::TimedOut,
+        Self::Skipped,
+        Self::Interrupted,
+        Self::Abandoned,
+    ];
 
     /// The snake_case name stored in the database.
     pub fn as_str(self) -> &'static str {
@@ -145,6 +160,8 @@ impl NodeRunStatus {
             Self::Failed => "failed",
             Self::TimedOut => "timed_out",
             Self::Skipped => "skipped",
+            Self::Interrupted => "interrupted",
+            Self::Abandoned => "abandoned",
         }
     }
 }

@@ -540,6 +540,12 @@ pub enum NodeState {
         /// The failed attempt.
         attempt: u32,
     },
+    /// Attempt `attempt` started but never ended (its worker shut down or died); it runs
+    /// again with the same number.
+    Interrupted {
+        /// The unfinished attempt.
+        attempt: u32,
+    },
     /// Not run because no path into it was taken.
     Skipped,
 }
@@ -618,6 +624,7 @@ impl Progress {
                 let attempt = match self.states[node] {
                     NodeState::Pending => 1,
                     NodeState::RetryDue { attempt } => attempt + 1,
+                    NodeState::Interrupted { attempt } => attempt,
                     _ => return None,
                 };
                 if !self.parents_finished(graph, node) {
@@ -1168,6 +1175,23 @@ mod tests {
             .unwrap();
         assert_eq!(a.attempt, 3);
         assert!(!progress.is_finished());
+    }
+
+    #[test]
+    fn an_interrupted_attempt_runs_again_with_the_same_number() {
+        let graph = diamond();
+        let mut progress = Progress::new(&graph);
+        complete(&mut progress, &graph, "t", json!(1));
+        progress.set(
+            graph.node_index("b").unwrap(),
+            NodeState::Interrupted { attempt: 2 },
+        );
+        let ready = progress.ready(&graph, &json!({}));
+        let b = ready
+            .iter()
+            .find(|r| graph.node(r.index).id == "b")
+            .unwrap();
+        assert_eq!(b.attempt, 2);
     }
 
     #[test]

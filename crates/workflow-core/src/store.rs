@@ -167,6 +167,10 @@ pub enum Advance {
         /// The backoff before the retry.
         delay: Duration,
     },
+    /// It stays `running` but its lease is released, so any worker may claim it at once
+    /// (graceful shutdown). Unlike the others, this does not count as progress for poison
+    /// detection.
+    Release,
     /// It ends in terminal `status`, releasing its lease.
     Finish {
         /// A terminal status decided by [`transition`](crate::transition).
@@ -234,7 +238,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Claims up to `limit` runnable executions, highest priority and oldest `run_at` first,
     /// marking them `running` under a new lease owned by `worker_id`. Two concurrent claims
-    /// never return the same execution.
+    /// never return the same execution. Claiming an execution whose previous lease expired
+    /// (a rescue) increments its `rescue_count`; recording a step (any advance but
+    /// [`Advance::Release`]) resets it.
     async fn claim_executions(
         &self,
         params: ClaimParams,

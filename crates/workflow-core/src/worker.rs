@@ -45,8 +45,13 @@ pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(30);
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 /// How long in-flight executions may take to finish after shutdown is requested, by default.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How many times in a row an execution may be rescued from a dead worker before it is
+/// failed as poison, by default.
+pub const DEFAULT_MAX_RESCUES: u32 = 3;
 /// The longest wait between claims while the store keeps failing.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(30);
+/// How long executions get to record their release once the grace period is over.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A worker setting out of range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,6 +72,8 @@ pub struct WorkerConfig {
     pub heartbeat_interval: Duration,
     /// See [`WorkflowWorker::shutdown_grace`].
     pub shutdown_grace: Duration,
+    /// See [`WorkflowWorker::max_rescues`].
+    pub max_rescues: u32,
     /// See [`WorkflowWorker::worker_id`].
     pub worker_id: String,
 }
@@ -79,6 +86,7 @@ impl Default for WorkerConfig {
             lease_duration: DEFAULT_LEASE_DURATION,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            max_rescues: DEFAULT_MAX_RESCUES,
             worker_id: default_worker_id(),
         }
     }
@@ -104,6 +112,9 @@ impl WorkerConfig {
                 "heartbeat_interval ({:?}) must be shorter than lease_duration ({:?})",
                 self.heartbeat_interval, self.lease_duration
             )));
+        }
+        if self.max_rescues == 0 {
+            return Err(ConfigError("max_rescues must be at least 1".into()));
         }
         if self.worker_id.trim().is_empty() {
             return Err(ConfigError("worker_id must not be empty".into()));
@@ -198,12 +209,25 @@ impl WorkflowWorker {
         self
     }
 
-    /// How long executions in flight may take to finish once shutdown is requested; past it
-    /// they are abandoned and resumed elsewhere when their leases expire. Defaults to 30 s
-    /// ([`DEFAULT_SHUTDOWN_GRACE`]).
+    /// How long the nodes running when shutdown is requested may take to finish. Executions
+    /// start no new nodes once shutdown is requested; each is released (its lease freed, so
+    /// another worker takes it over at once) when its running nodes have finished, or when
+    /// the grace period ends, whichever is first. Nodes still running then are stopped and
+    /// recorded as interrupted; they run again elsewhere without using up an attempt.
+    /// Defaults to 30 s ([`DEFAULT_SHUTDOWN_GRACE`]).
     #[must_use]
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.config.shutdown_grace = grace;
+        self
+    }
+
+    /// How many times in a row an execution may be rescued after its worker died (its lease
+    /// expired with no step recorded since the last rescue) before it is failed as poison,
+    /// so one execution that crashes its worker cannot take the fleet down forever.
+    /// Defaults to 3 ([`DEFAULT_MAX_RESCUES`]).
+    #[must_use]
+    pub fn max_rescues(mut self, rescues: u32) -> Self {
+        self.config.max_rescues = rescues;
         self
     }
 
@@ -245,8 +269,9 @@ impl WorkflowWorker {
         self.run_until(std::future::pending()).await
     }
 
-    /// Runs until `shutdown` completes, then stops claiming, lets executions in flight finish
-    /// within the shutdown grace period, and returns.
+    /// Runs until `shutdown` completes, then stops claiming, lets the nodes in flight finish
+    /// within the shutdown grace period, releases the executions still in flight so other
+    /// workers take them over at once, and returns.
     ///
     /// Fails at once if the configuration is invalid; store errors while running are logged
     /// and retried with backoff, never returned.
@@ -257,6 +282,7 @@ impl WorkflowWorker {
             worker.id = %config.worker_id,
             poll_interval = ?config.poll_interval,
             concurrency = config.concurrency,
+            lease = ?config.lease_duration,
             node_types = ?self.registry,
             "worker started"
         );
@@ -265,11 +291,12 @@ impl WorkflowWorker {
         let heartbeat = tokio::spawn(heartbeat(inner.clone(), stop_heartbeat.clone()));
 
         let mut tasks = JoinSet::new();
+        let mut tally = Tally::default();
         let mut shutdown = std::pin::pin!(shutdown);
         let mut failures = 0u32;
         loop {
             while let Some(done) = tasks.try_join_next() {
-                report_task_end(done);
+                tally.add(done);
             }
             let free = config.concurrency.saturating_sub(tasks.len());
             let mut wait = config.poll_interval;
@@ -277,7 +304,7 @@ impl WorkflowWorker {
                 match inner.claim(free).await {
                     Ok(batch) => {
                         if failures > 0 {
-                            info!(worker.id = %config.worker_id, "store reachable again");
+                            info!(worker.id = %config.worker_id, failures, "store reachable again");
                             failures = 0;
                         }
                         for claimed in batch {
@@ -305,7 +332,7 @@ impl WorkflowWorker {
                 () = &mut shutdown => break,
                 done = tasks.join_next(), if busy => {
                     if let Some(done) = done {
-                        report_task_end(done);
+                        tally.add(done);
                     }
                 }
                 () = tokio::time::sleep(wait), if !busy => {}
@@ -316,25 +343,46 @@ impl WorkflowWorker {
             worker.id = %config.worker_id,
             in_flight = tasks.len(),
             grace = ?config.shutdown_grace,
-            "worker stopping"
+            "worker stopping: no new claims or nodes; letting running nodes finish"
         );
+        inner.draining.cancel();
         let drained = tokio::time::timeout(config.shutdown_grace, async {
             while let Some(done) = tasks.join_next().await {
-                report_task_end(done);
+                tally.add(done);
             }
         })
         .await;
         if drained.is_err() {
             warn!(
                 worker.id = %config.worker_id,
-                abandoned = tasks.len(),
-                "grace period exceeded; abandoning executions in flight to be resumed after their leases expire"
+                in_flight = tasks.len(),
+                "grace period exceeded; interrupting the nodes still running"
             );
-            tasks.shutdown().await;
+            inner.interrupt.cancel();
+            let released = tokio::time::timeout(RELEASE_TIMEOUT, async {
+                while let Some(done) = tasks.join_next().await {
+                    tally.add(done);
+                }
+            })
+            .await;
+            if released.is_err() {
+                warn!(
+                    worker.id = %config.worker_id,
+                    abandoned = tasks.len(),
+                    "could not release every execution; the rest resume when their leases expire"
+                );
+                tasks.shutdown().await;
+            }
         }
         stop_heartbeat.cancel();
         let _ = heartbeat.await;
-        info!(worker.id = %config.worker_id, "worker stopped");
+        info!(
+            worker.id = %config.worker_id,
+            finished = tally.finished,
+            released = tally.released,
+            dropped = tally.dropped,
+            "worker stopped"
+        );
         Ok(())
     }
 
@@ -351,7 +399,7 @@ impl WorkflowWorker {
             tasks.spawn(inner.clone().run_execution(execution));
         }
         while let Some(done) = tasks.join_next().await {
-            report_task_end(done);
+            Tally::default().add(done);
         }
         Ok(claimed)
     }
@@ -363,12 +411,31 @@ fn error_backoff(poll_interval: Duration, failures: u32) -> Duration {
         .min(MAX_ERROR_BACKOFF)
 }
 
-fn report_task_end(result: Result<(), tokio::task::JoinError>) {
-    if let Err(err) = result
-        && err.is_panic()
-    {
-        // Node panics are caught per node; reaching this is a bug in the worker itself.
-        error!(error = %err, "execution task panicked");
+/// How the execution tasks of a worker ended, for its stop line.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Completed, failed, or parked for a retry.
+    finished: usize,
+    /// Released on shutdown for another worker to take over.
+    released: usize,
+    /// Dropped: lease lost, store unreachable, or aborted.
+    dropped: usize,
+}
+
+impl Tally {
+    fn add(&mut self, result: Result<Ended, tokio::task::JoinError>) {
+        match result {
+            Ok(Ended::Finished) => self.finished += 1,
+            Ok(Ended::Released) => self.released += 1,
+            Ok(Ended::Dropped) => self.dropped += 1,
+            Err(err) => {
+                self.dropped += 1;
+                if err.is_panic() {
+                    // Node panics are caught per node; reaching this is a worker bug.
+                    error!(error = %err, "execution task panicked");
+                }
+            }
+        }
     }
 }
 
@@ -402,6 +469,10 @@ struct Inner {
     /// Validated graphs by workflow version; versions are immutable, so never invalidated.
     graphs: Mutex<HashMap<(WorkflowId, i32), Arc<WorkflowGraph>>>,
     leases: Mutex<HashMap<ExecutionId, Lease>>,
+    /// Shutdown requested: start no new nodes, release executions once their nodes finish.
+    draining: CancellationToken,
+    /// The grace period is over: stop running nodes, record them interrupted, release.
+    interrupt: CancellationToken,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -409,6 +480,17 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// How an execution task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The execution completed, failed, or was parked for a retry.
+    Finished,
+    /// The worker is shutting down and released it for another worker.
+    Released,
+    /// The task stopped without ending it: lease lost or store unreachable.
+    Dropped,
 }
 
 /// Why an execution task stopped without ending the execution.
@@ -447,6 +529,8 @@ impl Inner {
             registry: worker.registry.clone(),
             graphs: Mutex::default(),
             leases: Mutex::default(),
+            draining: CancellationToken::new(),
+            interrupt: CancellationToken::new(),
         }
     }
 
@@ -477,7 +561,7 @@ impl Inner {
         Ok(batch)
     }
 
-    async fn run_execution(self: Arc<Self>, claimed: ClaimedExecution) {
+    async fn run_execution(self: Arc<Self>, claimed: ClaimedExecution) -> Ended {
         let execution = &claimed.execution;
         let span = info_span!(
             "execution",
@@ -490,15 +574,17 @@ impl Inner {
         lock(&self.leases).remove(&id);
         let _entered = span.enter();
         match result {
-            Ok(()) => {}
+            Ok(ended) => ended,
             Err(Interrupted::LeaseLost) => {
                 warn!("lease lost; dropping the execution to its new owner");
+                Ended::Dropped
             }
             Err(Interrupted::Store(err)) => {
                 error!(
                     error = %ErrorChain(&err),
                     "store error; the execution resumes when its lease expires"
                 );
+                Ended::Dropped
             }
         }
     }
@@ -528,8 +614,9 @@ impl Inner {
         }
     }
 
-    /// Runs a claimed execution until it ends, parks for a retry, or the claim is lost.
-    async fn drive(&self, claimed: ClaimedExecution) -> Result<(), Interrupted> {
+    /// Runs a claimed execution until it ends, parks for a retry, is released on shutdown,
+    /// or the claim is lost.
+    async fn drive(&self, claimed: ClaimedExecution) -> Result<Ended, Interrupted> {
         let ClaimedExecution {
             execution,
             node_runs,
@@ -540,6 +627,12 @@ impl Inner {
             .unwrap_or_default();
         if execution.lease_token == 1 {
             info!(status = %execution.status, "execution started");
+        } else if execution.rescue_count > 0 {
+            warn!(
+                lease_token = execution.lease_token,
+                rescues = execution.rescue_count,
+                "execution rescued: its previous worker stopped renewing the lease"
+            );
         } else {
             info!(lease_token = execution.lease_token, "execution resumed");
         }
@@ -578,12 +671,45 @@ impl Inner {
                     NodeRunStatus::Failed | NodeRunStatus::TimedOut => {
                         NodeState::RetryDue { attempt }
                     }
+                    NodeRunStatus::Interrupted | NodeRunStatus::Abandoned => {
+                        NodeState::Interrupted { attempt }
+                    }
                 },
             );
         }
 
         let execution_input = Arc::new(execution.input.clone());
+        if execution.rescue_count > 0 {
+            // The nodes that were due when the previous worker died are the ones it was
+            // running: record them abandoned (they run again under the same attempt).
+            for index in progress.skip_untaken(&graph) {
+                writer.pending.push(skipped_run(&graph, index));
+            }
+            for node in progress.ready(&graph, &execution_input) {
+                let mut run = unfinished_run(&graph, &node, NodeRunStatus::Abandoned);
+                run.error = Some("the worker running it stopped renewing its lease".into());
+                writer.pending.push(run);
+            }
+            let rescues = u32::try_from(execution.rescue_count).unwrap_or(u32::MAX);
+            if rescues >= self.config.max_rescues {
+                let nodes: Vec<&str> = writer
+                    .pending
+                    .iter()
+                    .filter(|run| run.status == NodeRunStatus::Abandoned)
+                    .map(|run| run.node_id.as_str())
+                    .collect();
+                let error = format!(
+                    "quarantined: its worker died (lease expired) {rescues} times in a row while \
+                     running it (nodes: {}); not retried again",
+                    nodes.join(", ")
+                );
+                return writer.fail(error).await;
+            }
+        }
+
         let mut running: JoinSet<AttemptResult> = JoinSet::new();
+        // The attempts in `running`, with when they started, for interruption.
+        let mut in_flight: HashMap<usize, (ReadyNode, Instant)> = HashMap::new();
         // Nodes that failed during this claim wait out their backoff with the execution parked,
         // not here; nodes that failed before the claim are due now (`run_at` has passed).
         let mut backing_off = HashSet::new();
@@ -612,14 +738,39 @@ impl Inner {
                     .fail("no node can run: the graph is stuck (this is a bug)".into())
                     .await;
             }
+            let draining = self.draining.is_cancelled();
+            if draining && running.is_empty() {
+                return writer.release().await;
+            }
             writer.flush().await?;
-            for node in ready {
-                progress.set(node.index, NodeState::Running);
-                running.spawn(self.run_node(&graph, &execution, &execution_input, node, &cancel));
+            if !draining {
+                for node in ready {
+                    progress.set(node.index, NodeState::Running);
+                    in_flight.insert(node.index, (node.clone(), Instant::now()));
+                    running.spawn(self.run_node(
+                        &graph,
+                        &execution,
+                        &execution_input,
+                        node,
+                        &cancel,
+                    ));
+                }
             }
 
             let result = tokio::select! {
                 () = cancel.cancelled() => return Err(Interrupted::LeaseLost),
+                () = self.interrupt.cancelled() => {
+                    running.abort_all();
+                    for (node, started) in in_flight.into_values() {
+                        let mut run = unfinished_run(&graph, &node, NodeRunStatus::Interrupted);
+                        run.duration = started.elapsed();
+                        run.error = Some("the worker shut down before the node finished".into());
+                        writer.pending.push(run);
+                    }
+                    return writer.release().await;
+                }
+                // Wake up once when shutdown starts, to stop starting nodes.
+                () = self.draining.cancelled(), if !draining => continue,
                 joined = running.join_next() => match joined {
                     Some(Ok(result)) => result,
                     // Node panics are caught inside the task, so only a worker bug lands here.
@@ -631,6 +782,7 @@ impl Inner {
                 },
             };
             let index = result.ready.index;
+            in_flight.remove(&index);
             let node = graph.node(index);
             let attempt = result.ready.attempt;
             let mut run = NewNodeRun {
@@ -801,6 +953,22 @@ fn skipped_run(graph: &WorkflowGraph, index: usize) -> NewNodeRun {
     }
 }
 
+/// A record of an attempt that started and did not end: interrupted or abandoned.
+fn unfinished_run(graph: &WorkflowGraph, node: &ReadyNode, status: NodeRunStatus) -> NewNodeRun {
+    let definition = graph.node(node.index);
+    NewNodeRun {
+        node_id: definition.id.clone(),
+        node_type: definition.node_type.clone(),
+        attempt: node.attempt,
+        status,
+        input: Some(node.input.clone()),
+        output: None,
+        branch: None,
+        error: None,
+        duration: Duration::ZERO,
+    }
+}
+
 /// Writes for one claimed execution, every one fenced by its lease token.
 struct Writer<'a> {
     inner: &'a Inner,
@@ -811,23 +979,46 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
+    /// Writes pending runs with `advance`. While the store is unreachable the write is
+    /// retried with backoff for up to a lease duration: the lease is still ours meanwhile,
+    /// and fencing makes a retry safe. If an attempt committed but its answer was lost, the
+    /// retry finds its runs already recorded, which is success.
     async fn write(&mut self, advance: Advance) -> Result<(), Interrupted> {
-        self.inner
-            .store
-            .record_node_runs(RecordNodeRunsParams {
-                execution_id: self.execution_id,
-                lease_token: self.lease_token,
-                worker_id: self.inner.config.worker_id.clone(),
-                runs: std::mem::take(&mut self.pending),
-                advance,
-            })
-            .await?;
-        Ok(())
+        let params = RecordNodeRunsParams {
+            execution_id: self.execution_id,
+            lease_token: self.lease_token,
+            worker_id: self.inner.config.worker_id.clone(),
+            runs: std::mem::take(&mut self.pending),
+            advance,
+        };
+        let give_up = Instant::now() + self.inner.config.lease_duration;
+        let mut backoff = Duration::from_millis(100);
+        let mut retried = false;
+        loop {
+            match self.inner.store.record_node_runs(params.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict(_)) if retried => return Ok(()),
+                Err(StoreError::Unavailable(err)) if Instant::now() + backoff < give_up => {
+                    warn!(error = %ErrorChain(&*err), retry_in = ?backoff, "recording a step failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    retried = true;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
     }
 
-    /// Records pending node runs, keeping the execution running.
+    /// Records pending node runs, keeping the execution running. Records of unfinished
+    /// attempts alone wait for a real result, so they never count as progress.
     async fn flush(&mut self) -> Result<(), Interrupted> {
-        if self.pending.is_empty() {
+        let unfinished = |run: &NewNodeRun| {
+            matches!(
+                run.status,
+                NodeRunStatus::Abandoned | NodeRunStatus::Interrupted
+            )
+        };
+        if self.pending.iter().all(unfinished) {
             return Ok(());
         }
         self.write(Advance::Continue {
@@ -843,7 +1034,7 @@ impl Writer<'_> {
         self.write(advance).await
     }
 
-    async fn complete(&mut self, output: Value) -> Result<(), Interrupted> {
+    async fn complete(&mut self, output: Value) -> Result<Ended, Interrupted> {
         let status = finish_status(ExecutionStatus::Completed);
         self.last_write(Advance::Finish {
             status,
@@ -852,10 +1043,10 @@ impl Writer<'_> {
         })
         .await?;
         info!("execution completed");
-        Ok(())
+        Ok(Ended::Finished)
     }
 
-    async fn fail(&mut self, error: String) -> Result<(), Interrupted> {
+    async fn fail(&mut self, error: String) -> Result<Ended, Interrupted> {
         let status = finish_status(ExecutionStatus::Failed);
         self.last_write(Advance::Finish {
             status,
@@ -864,14 +1055,28 @@ impl Writer<'_> {
         })
         .await?;
         error!(error = %error, "execution failed");
-        Ok(())
+        Ok(Ended::Finished)
     }
 
-    async fn park(&mut self, delay: Duration) -> Result<(), Interrupted> {
+    async fn park(&mut self, delay: Duration) -> Result<Ended, Interrupted> {
         let _ = finish_status(ExecutionStatus::Retrying);
         self.last_write(Advance::Retry { delay }).await?;
         info!(retry_in = ?delay, "execution waiting to retry");
-        Ok(())
+        Ok(Ended::Finished)
+    }
+
+    async fn release(&mut self) -> Result<Ended, Interrupted> {
+        let interrupted = self
+            .pending
+            .iter()
+            .filter(|run| run.status == NodeRunStatus::Interrupted)
+            .count();
+        self.last_write(Advance::Release).await?;
+        info!(
+            interrupted_nodes = interrupted,
+            "execution released for another worker"
+        );
+        Ok(Ended::Released)
     }
 }
 

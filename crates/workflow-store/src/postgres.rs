@@ -119,6 +119,7 @@ struct ExecutionRow {
     lease_owner: Option<String>,
     lease_expires_at: Option<DateTime<Utc>>,
     lease_token: i64,
+    rescue_count: i32,
     created_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
@@ -143,6 +144,7 @@ impl TryFrom<ExecutionRow> for Execution {
             lease_owner: row.lease_owner,
             lease_expires_at: row.lease_expires_at,
             lease_token: row.lease_token,
+            rescue_count: row.rescue_count,
             created_at: row.created_at,
             started_at: row.started_at,
             finished_at: row.finished_at,
@@ -322,6 +324,9 @@ impl Store for PgStore {
                 .bind(execution_id.0)
                 .bind(lease_token)
                 .bind(delay.as_secs_f64()),
+            Advance::Release => sqlx::query(queries::ADVANCE_RELEASE)
+                .bind(execution_id.0)
+                .bind(lease_token),
             Advance::Finish {
                 status,
                 output,

@@ -157,6 +157,7 @@ struct ExecutionRow {
     lease_owner: Option<String>,
     lease_expires_at: Option<i64>,
     lease_token: i64,
+    rescue_count: i32,
     created_at: i64,
     started_at: Option<i64>,
     finished_at: Option<i64>,
@@ -182,6 +183,7 @@ impl TryFrom<ExecutionRow> for Execution {
             lease_owner: row.lease_owner,
             lease_expires_at: optional_time(row.lease_expires_at, &what)?,
             lease_token: row.lease_token,
+            rescue_count: row.rescue_count,
             created_at: time(row.created_at, &what)?,
             started_at: optional_time(row.started_at, &what)?,
             finished_at: optional_time(row.finished_at, &what)?,
@@ -410,6 +412,9 @@ impl Store for SqliteStore {
                 .bind(&id)
                 .bind(lease_token)
                 .bind(millis(*delay)),
+            Advance::Release => sqlx::query(queries::ADVANCE_RELEASE)
+                .bind(&id)
+                .bind(lease_token),
             Advance::Finish {
                 status,
                 output,

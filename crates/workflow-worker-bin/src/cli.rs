@@ -94,6 +94,24 @@ pub(crate) struct RunArgs {
     /// Lease owner id recorded on claimed executions. Defaults to hostname-pid-random.
     #[arg(long, env = "WORKFLOW_WORKER_ID")]
     pub(crate) worker_id: Option<String>,
+
+    /// Seconds a claim holds an execution without a heartbeat; a dead worker's executions are
+    /// rescued after this.
+    #[arg(long, env = "WORKFLOW_LEASE_DURATION", default_value = "30", value_parser = parse_seconds)]
+    pub(crate) lease_duration: Duration,
+
+    /// Seconds between lease renewals; must be shorter than the lease.
+    #[arg(long, env = "WORKFLOW_HEARTBEAT_INTERVAL", default_value = "10", value_parser = parse_seconds)]
+    pub(crate) heartbeat_interval: Duration,
+
+    /// Seconds running nodes get to finish after SIGINT/SIGTERM before they are interrupted
+    /// and their executions released.
+    #[arg(long, env = "WORKFLOW_SHUTDOWN_GRACE", default_value = "30", value_parser = parse_seconds)]
+    pub(crate) shutdown_grace: Duration,
+
+    /// Rescues in a row after which an execution whose worker keeps dying is failed.
+    #[arg(long, env = "WORKFLOW_MAX_RESCUES", default_value_t = workflow_core::worker::DEFAULT_MAX_RESCUES)]
+    pub(crate) max_rescues: u32,
 }
 
 fn parse_seconds(value: &str) -> Result<Duration, String> {

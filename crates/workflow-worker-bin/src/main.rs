@@ -145,6 +145,10 @@ fn worker_config(args: RunArgs) -> anyhow::Result<workflow_core::WorkerConfig> {
     let mut config = workflow_core::WorkerConfig::default();
     config.concurrency = args.concurrency;
     config.poll_interval = args.poll_interval;
+    config.lease_duration = args.lease_duration;
+    config.heartbeat_interval = args.heartbeat_interval;
+    config.shutdown_grace = args.shutdown_grace;
+    config.max_rescues = args.max_rescues;
     if let Some(id) = args.worker_id {
         config.worker_id = id;
     }

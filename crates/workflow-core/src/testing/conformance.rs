@@ -50,6 +50,11 @@ macro_rules! conformance_tests {
                 exhausted_retries_fail_with_the_last_error,
                 unregistered_node_type_fails_the_execution_clearly,
                 two_workers_run_each_node_exactly_once,
+                claims_count_rescues_until_a_step_is_recorded,
+                poison_execution_is_failed_after_max_rescues,
+                late_write_of_a_worker_whose_lease_was_taken_over_is_rejected,
+                shutdown_interrupts_running_nodes_and_releases_the_execution,
+                shutdown_lets_running_nodes_finish_within_the_grace_period,
             );
         }
     };
@@ -960,5 +965,275 @@ pub async fn two_workers_run_each_node_exactly_once(store: impl Store + Clone) {
         owners,
         HashSet::from(["worker-a", "worker-b"]),
         "both workers took part"
+    );
+}
+
+// --- leases, rescues and shutdown ---
+
+/// A claim that finds the previous lease expired counts a rescue; a recorded step resets the
+/// count, and a release does not count.
+pub async fn claims_count_rescues_until_a_step_is_recorded(store: impl Store) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    let id = start(&store, "hello", json!({})).await;
+    let short = Duration::from_millis(200);
+    let first = claim_one(&store, WORKER, short).await;
+    assert_eq!(first.execution.rescue_count, 0);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let second = claim_one(&store, WORKER, short).await;
+    assert_eq!(second.execution.rescue_count, 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let third = claim_one(&store, WORKER, LEASE).await;
+    assert_eq!(third.execution.rescue_count, 2);
+
+    store
+        .record_node_runs(record(
+            &third,
+            vec![completed_run("start", 1)],
+            Advance::Continue {
+                lease_duration: short,
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_execution(id)
+            .await
+            .unwrap()
+            .execution
+            .rescue_count,
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let fourth = claim_one(&store, WORKER, LEASE).await;
+    assert_eq!(
+        fourth.execution.rescue_count, 1,
+        "counted again from the last step"
+    );
+
+    store
+        .record_node_runs(record(&fourth, vec![], Advance::Release))
+        .await
+        .unwrap();
+    let released = store.get_execution(id).await.unwrap().execution;
+    assert_eq!(released.status, ExecutionStatus::Running);
+    assert_eq!(
+        (released.lease_owner, released.lease_expires_at),
+        (None, None)
+    );
+    let fifth = claim_one(&store, "worker-b", LEASE).await;
+    assert_eq!(
+        fifth.execution.rescue_count, 1,
+        "a released lease is not a rescue"
+    );
+    assert_eq!(
+        fifth.execution.lease_token,
+        fourth.execution.lease_token + 1
+    );
+}
+
+/// An execution whose workers keep dying while running it is failed once it has been
+/// rescued `max_rescues` times in a row, with the abandoned attempts in its history.
+pub async fn poison_execution_is_failed_after_max_rescues(store: impl Store + Clone) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    let id = start(&store, "hello", json!({})).await;
+    // Three claims whose workers "die": they never write, and their leases expire.
+    for _ in 0..3 {
+        claim_one(&store, "doomed-worker", Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(350)).await;
+    }
+    let claimed = worker(store.clone())
+        .max_rescues(3)
+        .run_once()
+        .await
+        .unwrap();
+    assert_eq!(claimed, 1);
+
+    let detail = store.get_execution(id).await.unwrap();
+    assert_eq!(detail.execution.status, ExecutionStatus::Failed);
+    let error = detail.execution.error.unwrap_or_default();
+    assert!(
+        error.starts_with("quarantined: its worker died (lease expired) 3 times in a row"),
+        "{error}"
+    );
+    assert!(error.contains("nodes: start"), "{error}");
+    let runs: Vec<(&str, NodeRunStatus)> = detail
+        .node_runs
+        .iter()
+        .map(|r| (r.node_id.as_str(), r.status))
+        .collect();
+    assert_eq!(runs, vec![("start", NodeRunStatus::Abandoned)]);
+}
+
+/// A worker whose heartbeat stalled past its lease loses the execution to another worker;
+/// its late result is rejected, and the history shows only the new owner's result.
+pub async fn late_write_of_a_worker_whose_lease_was_taken_over_is_rejected(
+    store: impl Store + Clone,
+) {
+    workflow("slow")
+        .node("slow", "sleep", json!({"ms": 1500}))
+        .edge("start", "slow")
+        .save(&store, &nodes::registry())
+        .await;
+    let id = start(&store, "slow", json!({})).await;
+
+    let stalled = WorkflowWorker::new(fixture::StalledHeartbeat(store.clone()))
+        .worker_id("stalled")
+        .nodes(nodes::registry())
+        .poll_interval(Duration::from_millis(50))
+        .lease_duration(Duration::from_millis(400))
+        .heartbeat_interval(Duration::from_millis(100));
+    let stalled = tokio::spawn(async move { stalled.run_once().await });
+    // Let the stalled worker claim first and start the slow node.
+    let started = tokio::time::Instant::now();
+    while store.get_execution(id).await.unwrap().node_runs.is_empty() {
+        assert!(
+            started.elapsed() < WAIT,
+            "the stalled worker never recorded the trigger"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rescuer = worker(store.clone()).worker_id("rescuer");
+    let detail = run_until_terminal(rescuer, &store, &[id], WAIT)
+        .await
+        .remove(0);
+    // The stalled worker's run ends once its late write is refused.
+    stalled.await.unwrap().unwrap();
+
+    assert_eq!(detail.execution.status, ExecutionStatus::Completed);
+    let slow: Vec<(NodeRunStatus, Option<&str>, i32)> = detail
+        .node_runs
+        .iter()
+        .filter(|r| r.node_id == "slow")
+        .map(|r| (r.status, r.worker_id.as_deref(), r.attempt))
+        .collect();
+    assert_eq!(
+        slow,
+        vec![
+            (NodeRunStatus::Abandoned, Some("rescuer"), 1),
+            (NodeRunStatus::Completed, Some("rescuer"), 1)
+        ],
+        "only the new owner's result is recorded"
+    );
+    let after = store.get_execution(id).await.unwrap();
+    assert_eq!(
+        after.node_runs.len(),
+        detail.node_runs.len(),
+        "a late write landed"
+    );
+}
+
+/// On shutdown a node still running after the grace period is stopped and recorded as
+/// interrupted, and the execution is released: another worker claims it at once and runs the
+/// node again under the same attempt number.
+pub async fn shutdown_interrupts_running_nodes_and_releases_the_execution(
+    store: impl Store + Clone,
+) {
+    workflow("long")
+        .node("long", "sleep", json!({"ms": 20_000}))
+        .edge("start", "long")
+        .save(&store, &nodes::registry())
+        .await;
+    let id = start(&store, "long", json!({})).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let first = worker(store.clone())
+        .worker_id("first")
+        .shutdown_grace(Duration::from_millis(300));
+    let first = tokio::spawn(first.run_until(stop.clone().cancelled_owned()));
+    let started = tokio::time::Instant::now();
+    while store.get_execution(id).await.unwrap().node_runs.is_empty() {
+        assert!(started.elapsed() < WAIT, "the first worker never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    first.await.unwrap().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "shutdown waited for the node instead of interrupting it"
+    );
+
+    let released = store.get_execution(id).await.unwrap();
+    assert_eq!(released.execution.status, ExecutionStatus::Running);
+    assert_eq!(
+        released.execution.lease_owner, None,
+        "the lease was not released"
+    );
+    let long: Vec<(NodeRunStatus, i32)> = released
+        .node_runs
+        .iter()
+        .filter(|r| r.node_id == "long")
+        .map(|r| (r.status, r.attempt))
+        .collect();
+    assert_eq!(long, vec![(NodeRunStatus::Interrupted, 1)]);
+
+    // Claimable at once, not after the lease would have expired; resumed with attempt 1.
+    let resumed = claim_one(&store, "second", LEASE).await;
+    assert_eq!(resumed.execution.id, id);
+    assert_eq!(resumed.execution.rescue_count, 0);
+    let mut again = NewNodeRun {
+        node_type: "sleep".into(),
+        ..completed_run("long", 1)
+    };
+    again.output = Some(json!({"slept_ms": 0}));
+    store
+        .record_node_runs(record(&resumed, vec![again], keep_running()))
+        .await
+        .expect("the same attempt can complete after an interruption");
+}
+
+/// On shutdown, nodes that finish within the grace period are recorded, no new node starts,
+/// and the execution is released for another worker to finish.
+pub async fn shutdown_lets_running_nodes_finish_within_the_grace_period(store: impl Store + Clone) {
+    workflow("two_steps")
+        .node("first_step", "sleep", json!({"ms": 600}))
+        .node("second_step", "echo", Value::Null)
+        .edge("start", "first_step")
+        .edge("first_step", "second_step")
+        .save(&store, &nodes::registry())
+        .await;
+    let id = start(&store, "two_steps", json!({})).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let first = worker(store.clone())
+        .worker_id("first")
+        .shutdown_grace(Duration::from_secs(20));
+    let first = tokio::spawn(first.run_until(stop.clone().cancelled_owned()));
+    let started = tokio::time::Instant::now();
+    while store.get_execution(id).await.unwrap().node_runs.is_empty() {
+        assert!(started.elapsed() < WAIT, "the first worker never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    first.await.unwrap().unwrap();
+
+    let released = store.get_execution(id).await.unwrap();
+    assert_eq!(released.execution.status, ExecutionStatus::Running);
+    assert_eq!(released.execution.lease_owner, None);
+    let runs: Vec<(&str, NodeRunStatus)> = released
+        .node_runs
+        .iter()
+        .map(|r| (r.node_id.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        runs,
+        vec![
+            ("start", NodeRunStatus::Completed),
+            ("first_step", NodeRunStatus::Completed)
+        ],
+        "the running node finished and no new node started"
+    );
+
+    let detail = run_until_terminal(
+        worker(store.clone()).worker_id("second"),
+        &store,
+        &[id],
+        WAIT,
+    )
+    .await
+    .remove(0);
+    assert_eq!(detail.execution.status, ExecutionStatus::Completed);
+    let last = detail.node_runs.last().unwrap();
+    assert_eq!(
+        (last.node_id.as_str(), last.worker_id.as_deref()),
+        ("second_step", Some("second"))
     );
 }

@@ -161,3 +161,75 @@ pub async fn wait_until_terminal(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// A store whose lease renewals silently do nothing, as if the worker's heartbeat were stalled
+/// (a long GC pause, a partition): its leases expire while its nodes still run. Everything
+/// else goes to the real store.
+#[derive(Debug, Clone)]
+pub struct StalledHeartbeat<S>(pub S);
+
+#[async_trait::async_trait]
+impl<S: Store> Store for StalledHeartbeat<S> {
+    async fn save_workflow(
+        &self,
+        graph: &WorkflowGraph,
+    ) -> Result<WorkflowVersion, crate::StoreError> {
+        self.0.save_workflow(graph).await
+    }
+
+    async fn get_workflow(
+        &self,
+        workflow: &crate::WorkflowRef,
+    ) -> Result<WorkflowVersion, crate::StoreError> {
+        self.0.get_workflow(workflow).await
+    }
+
+    async fn get_workflow_version(
+        &self,
+        workflow_id: crate::WorkflowId,
+        version: i32,
+    ) -> Result<WorkflowVersion, crate::StoreError> {
+        self.0.get_workflow_version(workflow_id, version).await
+    }
+
+    async fn start_execution(
+        &self,
+        params: crate::StartExecutionParams,
+    ) -> Result<crate::Execution, crate::StoreError> {
+        self.0.start_execution(params).await
+    }
+
+    async fn claim_executions(
+        &self,
+        params: crate::ClaimParams,
+    ) -> Result<Vec<crate::ClaimedExecution>, crate::StoreError> {
+        self.0.claim_executions(params).await
+    }
+
+    async fn record_node_runs(
+        &self,
+        params: crate::RecordNodeRunsParams,
+    ) -> Result<(), crate::StoreError> {
+        self.0.record_node_runs(params).await
+    }
+
+    /// Claims every lease was renewed, renewing none.
+    async fn renew_leases(
+        &self,
+        leases: &[(ExecutionId, i64)],
+        _lease_duration: Duration,
+    ) -> Result<Vec<ExecutionId>, crate::StoreError> {
+        Ok(leases.iter().map(|(id, _)| *id).collect())
+    }
+
+    async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, crate::StoreError> {
+        self.0.get_execution(id).await
+    }
+
+    async fn list_executions(
+        &self,
+        params: crate::ListExecutionsParams,
+    ) -> Result<Vec<crate::Execution>, crate::StoreError> {
+        self.0.list_executions(params).await
+    }
+}

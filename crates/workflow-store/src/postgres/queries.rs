@@ -5,7 +5,7 @@ macro_rules! execution_columns {
     () => {
         "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, e.input, \
          e.output, e.error, e.priority, e.run_at, e.lease_owner, e.lease_expires_at, \
-         e.lease_token, e.created_at, e.started_at, e.finished_at"
+         e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at"
     };
 }
 
@@ -94,6 +94,11 @@ set status = 'running',
     lease_owner = $2,
     lease_expires_at = now() + make_interval(secs => $3),
     lease_token = e.lease_token + 1,
+    -- A running execution with a lease still set was abandoned by a worker that died.
+    rescue_count = case
+        when e.status = 'running' and e.lease_expires_at is not null then e.rescue_count + 1
+        else e.rescue_count
+    end,
     started_at = coalesce(e.started_at, now()),
     updated_at = now()
 from runnable, workflows w
@@ -127,6 +132,7 @@ order by id
 pub(super) const ADVANCE_CONTINUE: &str = r#"
 update workflow_executions
 set lease_expires_at = now() + make_interval(secs => $3),
+    rescue_count = 0,
     updated_at = now()
 where id = $1
   and lease_token = $2
@@ -141,6 +147,20 @@ set status = 'retrying',
     run_at = now() + make_interval(secs => $3),
     lease_owner = null,
     lease_expires_at = null,
+    rescue_count = 0,
+    updated_at = now()
+where id = $1
+  and lease_token = $2
+  and status = 'running'
+returning id
+"#;
+
+/// Fenced: releases the lease of a running execution so any worker may claim it now.
+pub(super) const ADVANCE_RELEASE: &str = r#"
+update workflow_executions
+set lease_owner = null,
+    lease_expires_at = null,
+    run_at = now(),
     updated_at = now()
 where id = $1
   and lease_token = $2
@@ -158,6 +178,7 @@ set status = $3,
     finished_at = now(),
     lease_owner = null,
     lease_expires_at = null,
+    rescue_count = 0,
     updated_at = now()
 where id = $1
   and lease_token = $2

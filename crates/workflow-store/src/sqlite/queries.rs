@@ -14,7 +14,7 @@ macro_rules! execution_columns {
     () => {
         "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, e.input, \
          e.output, e.error, e.priority, e.run_at, e.lease_owner, e.lease_expires_at, \
-         e.lease_token, e.created_at, e.started_at, e.finished_at"
+         e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at"
     };
 }
 
@@ -85,6 +85,11 @@ set status = 'running',
     now_ms!(),
     r#" + $3,
     lease_token = lease_token + 1,
+    -- A running execution with a lease still set was abandoned by a worker that died.
+    rescue_count = case
+        when status = 'running' and lease_expires_at is not null then rescue_count + 1
+        else rescue_count
+    end,
     started_at = coalesce(started_at, "#,
     now_ms!(),
     r#"),
@@ -148,6 +153,7 @@ update workflow_executions
 set lease_expires_at = "#,
     now_ms!(),
     r#" + $3,
+    rescue_count = 0,
     updated_at = "#,
     now_ms!(),
     r#"
@@ -168,6 +174,26 @@ set status = 'retrying',
     r#" + $3,
     lease_owner = null,
     lease_expires_at = null,
+    rescue_count = 0,
+    updated_at = "#,
+    now_ms!(),
+    r#"
+where id = $1
+  and lease_token = $2
+  and status = 'running'
+returning id
+"#
+);
+
+/// Fenced: releases the lease of a running execution so any worker may claim it now.
+pub(super) const ADVANCE_RELEASE: &str = concat!(
+    r#"
+update workflow_executions
+set lease_owner = null,
+    lease_expires_at = null,
+    run_at = "#,
+    now_ms!(),
+    r#",
     updated_at = "#,
     now_ms!(),
     r#"
@@ -191,6 +217,7 @@ set status = $3,
     r#",
     lease_owner = null,
     lease_expires_at = null,
+    rescue_count = 0,
     updated_at = "#,
     now_ms!(),
     r#"
