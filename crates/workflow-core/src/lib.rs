@@ -86,7 +86,7 @@ pub use node::{
 pub use state::{ExecutionStatus, TransitionError, transition};
 pub use store::{
     Advance, ClaimParams, ClaimedExecution, ListExecutionsParams, NewNodeRun, RecordNodeRunsParams,
-    StartExecutionParams, Store, StoreError, WorkflowRef,
+    RescueFilter, StartExecutionParams, Store, StoreError, WorkflowRef,
 };
 pub use worker::{ConfigError, WorkerConfig, WorkflowWorker};
 

@@ -119,6 +119,35 @@ pub struct ClaimParams {
     pub limit: u32,
     /// How long the lease lasts from the claim (database time).
     pub lease_duration: Duration,
+    /// Which executions to claim by how often their workers died while running them.
+    pub rescues: RescueFilter,
+}
+
+/// Sorts runnable executions by their `rescue_count` for a claim. A *suspect* is an
+/// execution whose lease expired (its worker died) and whose `rescue_count` before this claim
+/// is at least the threshold: one more death in the company of others could get them
+/// quarantined too, so workers run suspects alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RescueFilter {
+    /// Every runnable execution.
+    Any,
+    /// Only executions that are not suspects at this threshold.
+    NotSuspect(i32),
+    /// Only suspects at this threshold.
+    Suspect(i32),
+}
+
+impl RescueFilter {
+    /// The threshold below which expired executions are claimed normally, and the one from
+    /// which only suspects are claimed: `(not_suspect_below, suspect_from)` for queries with
+    /// two nullable parameters.
+    pub fn thresholds(self) -> (Option<i32>, Option<i32>) {
+        match self {
+            Self::Any => (None, None),
+            Self::NotSuspect(n) => (Some(n), None),
+            Self::Suspect(n) => (None, Some(n)),
+        }
+    }
 }
 
 /// An execution claimed under a lease, with what has been recorded for it so far.

@@ -30,7 +30,8 @@ use crate::graph::{NodeState, Progress, ReadyNode, WorkflowGraph};
 use crate::node::{ErrorKind, NodeContext, NodeExecutor, NodeOutcome, NodeRegistry};
 use crate::state::{ExecutionStatus, transition};
 use crate::store::{
-    Advance, ClaimParams, ClaimedExecution, NewNodeRun, RecordNodeRunsParams, Store, StoreError,
+    Advance, ClaimParams, ClaimedExecution, NewNodeRun, RecordNodeRunsParams, RescueFilter, Store,
+    StoreError,
 };
 
 /// How often an idle worker polls for runnable executions by default.
@@ -294,18 +295,28 @@ impl WorkflowWorker {
         let mut tally = Tally::default();
         let mut shutdown = std::pin::pin!(shutdown);
         let mut failures = 0u32;
+        // A suspect execution (its workers died while running it, again and again) runs alone:
+        // if it kills this worker too, it takes no other execution down with it.
+        let mut isolated: Option<ExecutionId> = None;
+        let suspect_from = i32::try_from(config.max_rescues.saturating_sub(2)).unwrap_or(i32::MAX);
         loop {
             while let Some(done) = tasks.try_join_next() {
-                tally.add(done);
+                tally.add(done, &mut isolated);
             }
-            let free = config.concurrency.saturating_sub(tasks.len());
             let mut wait = config.poll_interval;
-            if free > 0 {
-                match inner.claim(free).await {
-                    Ok(batch) => {
+            if isolated.is_none() {
+                let free = config.concurrency.saturating_sub(tasks.len());
+                let claimed = inner
+                    .claim_batch(free, tasks.is_empty(), suspect_from)
+                    .await;
+                match claimed {
+                    Ok((batch, suspect)) => {
                         if failures > 0 {
                             info!(worker.id = %config.worker_id, failures, "store reachable again");
                             failures = 0;
+                        }
+                        if suspect {
+                            isolated = batch.first().map(|claimed| claimed.execution.id);
                         }
                         for claimed in batch {
                             tasks.spawn(inner.clone().run_execution(claimed));
@@ -327,12 +338,12 @@ impl WorkflowWorker {
                     }
                 }
             }
-            let busy = tasks.len() >= config.concurrency;
+            let busy = isolated.is_some() || tasks.len() >= config.concurrency;
             tokio::select! {
                 () = &mut shutdown => break,
                 done = tasks.join_next(), if busy => {
                     if let Some(done) = done {
-                        tally.add(done);
+                        tally.add(done, &mut isolated);
                     }
                 }
                 () = tokio::time::sleep(wait), if !busy => {}
@@ -348,7 +359,7 @@ impl WorkflowWorker {
         inner.draining.cancel();
         let drained = tokio::time::timeout(config.shutdown_grace, async {
             while let Some(done) = tasks.join_next().await {
-                tally.add(done);
+                tally.add(done, &mut None);
             }
         })
         .await;
@@ -361,7 +372,7 @@ impl WorkflowWorker {
             inner.interrupt.cancel();
             let released = tokio::time::timeout(RELEASE_TIMEOUT, async {
                 while let Some(done) = tasks.join_next().await {
-                    tally.add(done);
+                    tally.add(done, &mut None);
                 }
             })
             .await;
@@ -392,14 +403,16 @@ impl WorkflowWorker {
     pub async fn run_once(&self) -> Result<usize, Error> {
         self.config.validate()?;
         let inner = Arc::new(Inner::new(self));
-        let batch = inner.claim(self.config.concurrency).await?;
+        let batch = inner
+            .claim(self.config.concurrency, RescueFilter::Any)
+            .await?;
         let claimed = batch.len();
         let mut tasks = JoinSet::new();
         for execution in batch {
             tasks.spawn(inner.clone().run_execution(execution));
         }
         while let Some(done) = tasks.join_next().await {
-            Tally::default().add(done);
+            Tally::default().add(done, &mut None);
         }
         Ok(claimed)
     }
@@ -423,11 +436,21 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, result: Result<Ended, tokio::task::JoinError>) {
+    /// Counts a task's end, and clears `isolated` when it was the isolated execution.
+    fn add(
+        &mut self,
+        result: Result<(ExecutionId, Ended), tokio::task::JoinError>,
+        isolated: &mut Option<ExecutionId>,
+    ) {
+        if let Ok((id, _)) = &result
+            && *isolated == Some(*id)
+        {
+            *isolated = None;
+        }
         match result {
-            Ok(Ended::Finished) => self.finished += 1,
-            Ok(Ended::Released) => self.released += 1,
-            Ok(Ended::Dropped) => self.dropped += 1,
+            Ok((_, Ended::Finished)) => self.finished += 1,
+            Ok((_, Ended::Released)) => self.released += 1,
+            Ok((_, Ended::Dropped)) => self.dropped += 1,
             Err(err) => {
                 self.dropped += 1;
                 if err.is_panic() {
@@ -534,13 +557,41 @@ impl Inner {
         }
     }
 
-    async fn claim(&self, limit: usize) -> Result<Vec<ClaimedExecution>, StoreError> {
+    /// One poll's claim. An idle worker first looks for a suspect to run alone (the `true`
+    /// beside the batch); otherwise it claims up to its free slots among the others.
+    async fn claim_batch(
+        &self,
+        free: usize,
+        idle: bool,
+        suspect_from: i32,
+    ) -> Result<(Vec<ClaimedExecution>, bool), StoreError> {
+        if idle {
+            let suspect = self.claim(1, RescueFilter::Suspect(suspect_from)).await?;
+            if !suspect.is_empty() {
+                return Ok((suspect, true));
+            }
+        }
+        if free == 0 {
+            return Ok((Vec::new(), false));
+        }
+        let batch = self
+            .claim(free, RescueFilter::NotSuspect(suspect_from))
+            .await?;
+        Ok((batch, false))
+    }
+
+    async fn claim(
+        &self,
+        limit: usize,
+        rescues: RescueFilter,
+    ) -> Result<Vec<ClaimedExecution>, StoreError> {
         let batch = self
             .store
             .claim_executions(ClaimParams {
                 worker_id: self.config.worker_id.clone(),
                 limit: u32::try_from(limit).unwrap_or(u32::MAX),
                 lease_duration: self.config.lease_duration,
+                rescues,
             })
             .await?;
         if batch.is_empty() {
@@ -561,7 +612,7 @@ impl Inner {
         Ok(batch)
     }
 
-    async fn run_execution(self: Arc<Self>, claimed: ClaimedExecution) -> Ended {
+    async fn run_execution(self: Arc<Self>, claimed: ClaimedExecution) -> (ExecutionId, Ended) {
         let execution = &claimed.execution;
         let span = info_span!(
             "execution",
@@ -573,7 +624,7 @@ impl Inner {
         let result = self.drive(claimed).instrument(span.clone()).await;
         lock(&self.leases).remove(&id);
         let _entered = span.enter();
-        match result {
+        let ended = match result {
             Ok(ended) => ended,
             Err(Interrupted::LeaseLost) => {
                 warn!("lease lost; dropping the execution to its new owner");
@@ -586,7 +637,8 @@ impl Inner {
                 );
                 Ended::Dropped
             }
-        }
+        };
+        (id, ended)
     }
 
     async fn graph(

@@ -275,10 +275,13 @@ impl Store for PgStore {
         &self,
         params: ClaimParams,
     ) -> Result<Vec<ClaimedExecution>, StoreError> {
+        let (not_suspect_below, suspect_from) = params.rescues.thresholds();
         let rows: Vec<ExecutionRow> = sqlx::query_as(queries::CLAIM_EXECUTIONS)
             .bind(i64::from(params.limit))
             .bind(&params.worker_id)
             .bind(params.lease_duration.as_secs_f64())
+            .bind(not_suspect_below)
+            .bind(suspect_from)
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;

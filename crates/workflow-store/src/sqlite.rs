@@ -340,6 +340,7 @@ impl Store for SqliteStore {
         &self,
         params: ClaimParams,
     ) -> Result<Vec<ClaimedExecution>, StoreError> {
+        let (not_suspect_below, suspect_from) = params.rescues.thresholds();
         let mut tx = self
             .pool
             .begin_with(BEGIN_IMMEDIATE)
@@ -349,6 +350,8 @@ impl Store for SqliteStore {
             .bind(i64::from(params.limit))
             .bind(&params.worker_id)
             .bind(millis(params.lease_duration))
+            .bind(not_suspect_below)
+            .bind(suspect_from)
             .fetch_all(&mut *tx)
             .await
             .map_err(classify)?;

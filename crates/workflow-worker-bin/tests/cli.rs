@@ -2,26 +2,16 @@
 //! run, show; and one clear error line for bad input.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use workflow_core::{ListExecutionsParams, Store, StoreError, WorkflowRef};
 use workflow_store::testing::{TestDatabase, TestSqlite};
 
-fn bin(database_url: Option<&str>) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_workflow-worker"));
-    command
-        .env_remove("DATABASE_URL")
-        .env_remove("SUPABASE_DB_URL")
-        .env_remove("WORKFLOW_WORKER_CONCURRENCY")
-        .env_remove("WORKFLOW_POLL_INTERVAL")
-        .env_remove("RUST_LOG");
-    if let Some(url) = database_url {
-        command.env("DATABASE_URL", url);
-    }
-    command
-}
+mod common;
+
+use common::{Worker, bin};
 
 fn run(database_url: Option<&str>, args: &[&str]) -> Output {
     bin(database_url)
@@ -412,37 +402,4 @@ async fn two_worker_processes_share_one_sqlite_file() {
         owners.extend(detail.node_runs.iter().filter_map(|r| r.worker_id.clone()));
     }
     assert_eq!(owners.len(), 2, "both workers took part: {owners:?}");
-}
-
-/// A worker process whose log goes to a file (a pipe nobody reads would fill up and block it).
-struct Worker {
-    child: std::process::Child,
-    log: PathBuf,
-}
-
-impl Worker {
-    fn spawn(command: &mut Command) -> Self {
-        let log =
-            std::env::temp_dir().join(format!("wfw-worker-{}.log", uuid::Uuid::new_v4().simple()));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = command
-            .stderr(Stdio::from(file))
-            .spawn()
-            .expect("start the worker");
-        Self { child, log }
-    }
-
-    /// Sends SIGTERM, checks the worker exits cleanly, and returns its log.
-    fn stop(mut self) -> String {
-        let term = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(term.success());
-        let status = self.child.wait().unwrap();
-        let log = std::fs::read_to_string(&self.log).unwrap();
-        std::fs::remove_file(&self.log).unwrap();
-        assert!(status.success(), "worker exit {status:?}:\n{log}");
-        log
-    }
 }

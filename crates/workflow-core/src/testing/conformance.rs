@@ -11,8 +11,8 @@ use super::fixture::{self, run_until_terminal, workflow};
 use super::nodes::{self, Count};
 use crate::{
     Advance, ClaimParams, ClaimedExecution, ExecutionId, ExecutionStatus, ListExecutionsParams,
-    NewNodeRun, NodeRunStatus, RecordNodeRunsParams, RetryPolicy, StartExecutionParams, Store,
-    StoreError, WorkflowRef, WorkflowWorker,
+    NewNodeRun, NodeRunStatus, RecordNodeRunsParams, RescueFilter, RetryPolicy,
+    StartExecutionParams, Store, StoreError, WorkflowRef, WorkflowWorker,
 };
 
 /// Stamps one `#[tokio::test]` per conformance case into a module named `$name`.
@@ -51,6 +51,7 @@ macro_rules! conformance_tests {
                 unregistered_node_type_fails_the_execution_clearly,
                 two_workers_run_each_node_exactly_once,
                 claims_count_rescues_until_a_step_is_recorded,
+                suspects_are_claimed_only_when_asked_for,
                 poison_execution_is_failed_after_max_rescues,
                 late_write_of_a_worker_whose_lease_was_taken_over_is_rejected,
                 shutdown_interrupts_running_nodes_and_releases_the_execution,
@@ -78,6 +79,7 @@ fn claim_params(worker: &str, limit: u32, lease: Duration) -> ClaimParams {
         worker_id: worker.to_owned(),
         limit,
         lease_duration: lease,
+        rescues: RescueFilter::Any,
     }
 }
 
@@ -1030,6 +1032,41 @@ pub async fn claims_count_rescues_until_a_step_is_recorded(store: impl Store) {
         fifth.execution.lease_token,
         fourth.execution.lease_token + 1
     );
+}
+
+/// Executions whose lease expired after enough rescues are claimed only by a claim that asks
+/// for suspects, and such a claim takes nothing else.
+pub async fn suspects_are_claimed_only_when_asked_for(store: impl Store) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    let suspect = start(&store, "hello", json!({})).await;
+    // Two deaths: rescue_count 1 with an expired lease.
+    claim_one(&store, "dead-1", Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    claim_one(&store, "dead-2", Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let healthy = start(&store, "hello", json!({})).await;
+
+    let claim = |rescues| {
+        let mut params = claim_params(WORKER, 10, LEASE);
+        params.rescues = rescues;
+        store.claim_executions(params)
+    };
+    let others = claim(RescueFilter::NotSuspect(1)).await.unwrap();
+    let others: Vec<ExecutionId> = others.iter().map(|c| c.execution.id).collect();
+    assert_eq!(
+        others,
+        vec![healthy],
+        "a suspect was claimed with the others"
+    );
+    let none = claim(RescueFilter::Suspect(2)).await.unwrap();
+    assert!(
+        none.is_empty(),
+        "rescued once is not a suspect at threshold 2"
+    );
+    let suspects = claim(RescueFilter::Suspect(1)).await.unwrap();
+    assert_eq!(suspects.len(), 1);
+    assert_eq!(suspects[0].execution.id, suspect);
+    assert_eq!(suspects[0].execution.rescue_count, 2);
 }
 
 /// An execution whose workers keep dying while running it is failed once it has been

@@ -85,6 +85,9 @@ with runnable as (
     where status in ('pending', 'running', 'retrying', 'waiting')
       and run_at <= now()
       and (lease_expires_at is null or lease_expires_at < now())
+      -- $4: leave out suspects (expired, rescued at least $4 times); $5: only suspects.
+      and ($4::int is null or lease_expires_at is null or rescue_count < $4)
+      and ($5::int is null or (lease_expires_at is not null and rescue_count >= $5))
     order by priority desc, run_at
     limit $1
     for update skip locked

@@ -106,6 +106,9 @@ where id in (
       and (lease_expires_at is null or lease_expires_at < "#,
     now_ms!(),
     r#")
+      -- $4: leave out suspects (expired, rescued at least $4 times); $5: only suspects.
+      and ($4 is null or lease_expires_at is null or rescue_count < $4)
+      and ($5 is null or (lease_expires_at is not null and rescue_count >= $5))
     order by priority desc, run_at
     limit $1
 )
