@@ -116,6 +116,14 @@ pub struct RetryPolicy {
     /// No wait is longer than this. Defaults to 5 minutes.
     #[serde(default = "RetryPolicy::default_max_backoff", with = "seconds")]
     pub max_backoff: Duration,
+    /// Spreads each wait randomly by up to this fraction either way (0.1: ±10 %), so
+    /// executions that failed together do not retry together. From 0 to 1; defaults to 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub jitter: f64,
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 impl RetryPolicy {
@@ -125,6 +133,7 @@ impl RetryPolicy {
         initial_backoff: Duration::from_secs(1),
         multiplier: 2.0,
         max_backoff: Duration::from_secs(300),
+        jitter: 0.0,
     };
 
     fn default_initial_backoff() -> Duration {
@@ -148,6 +157,12 @@ impl RetryPolicy {
             .min(self.max_backoff)
     }
 
+    /// [`backoff`](Self::backoff) spread by the jitter; `unit` is a random number in [0, 1).
+    pub fn jittered_backoff(&self, attempt: u32, unit: f64) -> Duration {
+        let factor = 1.0 + self.jitter * (2.0 * unit - 1.0);
+        self.backoff(attempt).mul_f64(factor.max(0.0))
+    }
+
     fn problem(&self) -> Option<String> {
         if self.max_attempts == 0 {
             Some("max_attempts must be at least 1".into())
@@ -156,6 +171,8 @@ impl RetryPolicy {
                 "multiplier ({}) must be at least 1",
                 self.multiplier
             ))
+        } else if !(0.0..=1.0).contains(&self.jitter) {
+            Some(format!("jitter ({}) must be between 0 and 1", self.jitter))
         } else if self.max_backoff < self.initial_backoff {
             Some(format!(
                 "max_backoff ({:?}) must not be shorter than initial_backoff ({:?})",
@@ -883,7 +900,9 @@ mod tests {
         ));
         assert_eq!(
             errs,
-            vec!["node \"a\": unknown node type \"teleport\" (known: code, noop, trigger)"]
+            vec![
+                "node \"a\": unknown node type \"teleport\" (known: code, condition, noop, trigger)"
+            ]
         );
     }
 
@@ -964,7 +983,7 @@ mod tests {
                 "workflow name must not be empty",
                 "node \"a\": invalid retry policy: max_attempts must be at least 1",
                 "node \"a\": duplicate node id",
-                "node \"a\": unknown node type \"warp\" (known: code, noop, trigger)",
+                "node \"a\": unknown node type \"warp\" (known: code, condition, noop, trigger)",
                 "node #2: id must not be empty",
                 "workflow needs exactly one \"trigger\" node, found none",
                 "edge \"a\" -> \"a\": duplicate edge",
@@ -1025,9 +1044,35 @@ mod tests {
             initial_backoff: Duration::from_secs(1),
             multiplier: 3.0,
             max_backoff: Duration::from_secs(20),
+            jitter: 0.0,
         };
         let waits: Vec<u64> = (1..=5).map(|a| policy.backoff(a).as_secs()).collect();
         assert_eq!(waits, vec![1, 3, 9, 20, 20]);
+    }
+
+    #[test]
+    fn jitter_spreads_the_wait_both_ways() {
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_secs(10),
+            jitter: 0.2,
+            ..RetryPolicy::NONE
+        };
+        assert_eq!(policy.jittered_backoff(1, 0.0), Duration::from_secs(8));
+        assert_eq!(policy.jittered_backoff(1, 0.5), Duration::from_secs(10));
+        assert!(policy.jittered_backoff(1, 0.999) < Duration::from_secs(12));
+        let errs = errors({
+            let mut def = definition(&[("t", "trigger")], &[]);
+            def.retry = Some(RetryPolicy {
+                jitter: 1.5,
+                ..RetryPolicy::NONE
+            });
+            def
+        });
+        assert_eq!(
+            errs,
+            vec!["workflow: invalid retry policy: jitter (1.5) must be between 0 and 1"]
+        );
     }
 
     #[test]

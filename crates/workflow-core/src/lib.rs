@@ -80,8 +80,8 @@ pub use graph::{
     WorkflowGraph,
 };
 pub use node::{
-    BoxError, CodeNode, ErrorKind, NodeContext, NodeError, NodeExecutor, NodeOutcome, NodeRegistry,
-    ResultExt, TriggerNode,
+    BoxError, CodeNode, ConditionNode, ErrorKind, NodeContext, NodeError, NodeExecutor,
+    NodeOutcome, NodeRegistry, ResultExt, TriggerNode,
 };
 pub use state::{ExecutionStatus, TransitionError, transition};
 pub use store::{

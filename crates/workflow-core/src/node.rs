@@ -26,9 +26,11 @@ use tokio_util::sync::CancellationToken;
 use crate::execution::{ExecutionId, WorkflowId};
 
 mod code;
+mod condition;
 mod trigger;
 
 pub use code::{CodeNode, DEFAULT_CODE_TIMEOUT, DEFAULT_MAX_OUTPUT_BYTES};
+pub use condition::ConditionNode;
 pub use trigger::TriggerNode;
 
 /// Runs one type of node.
@@ -275,11 +277,12 @@ pub struct NodeRegistry {
 }
 
 impl NodeRegistry {
-    /// A registry with the built-in types: `trigger` and `code`.
+    /// A registry with the built-in types: `trigger`, `code` and `condition`.
     pub fn builtin() -> Self {
         Self::empty()
             .with(crate::graph::TRIGGER_TYPE, TriggerNode)
             .with(code::CODE_TYPE, CodeNode::default())
+            .with(condition::CONDITION_TYPE, ConditionNode)
     }
 
     /// A registry with no types at all.

@@ -883,7 +883,7 @@ impl Inner {
                 "node failed"
             );
             if kind == ErrorKind::Retryable && attempt < policy.max_attempts {
-                let delay = policy.backoff(attempt);
+                let delay = policy.jittered_backoff(attempt, random_unit());
                 warn!(
                     node.id = %node.id,
                     next_attempt = attempt + 1,
@@ -980,6 +980,13 @@ impl Inner {
         }
         .instrument(span)
     }
+}
+
+/// A random number in [0, 1), for retry jitter.
+fn random_unit() -> f64 {
+    let bits = uuid::Uuid::new_v4().as_u64_pair().0 >> 11;
+    // 53 random bits scaled into [0, 1): exactly representable in an f64.
+    bits as f64 / (1u64 << 53) as f64
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

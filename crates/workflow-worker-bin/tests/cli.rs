@@ -171,7 +171,7 @@ async fn invalid_definitions_are_rejected_at_save_and_nothing_is_written() {
         (
             "unknown_type",
             r#"{"name": "unknown_type", "nodes": [{"id": "t", "type": "trigger"}, {"id": "x", "type": "teleport"}], "edges": [{"from": "t", "to": "x"}]}"#,
-            r#"node "x": unknown node type "teleport" (known: code, trigger)"#,
+            r#"node "x": unknown node type "teleport" (known: code, condition, trigger)"#,
         ),
         (
             "malformed",

@@ -45,6 +45,7 @@ macro_rules! conformance_tests {
                 hello_workflow_completes_with_its_node_history,
                 diamond_runs_branches_concurrently_and_joins_their_outputs,
                 branches_not_taken_are_skipped_and_joins_still_run,
+                condition_node_routes_each_execution_down_one_branch,
                 failing_nodes_fail_their_execution_and_the_worker_goes_on,
                 retryable_failure_is_retried_after_its_backoff,
                 exhausted_retries_fail_with_the_last_error,
@@ -713,6 +714,54 @@ pub async fn branches_not_taken_are_skipped_and_joins_still_run(store: impl Stor
     assert_eq!(pick.branch.as_deref(), Some("yes"));
 }
 
+/// The built-in condition node picks `true` or `false` from its input; a path missing from
+/// the input fails the execution with an error naming it.
+pub async fn condition_node_routes_each_execution_down_one_branch(store: impl Store + Clone) {
+    workflow("routing")
+        .node(
+            "check",
+            "condition",
+            json!({"path": "order.total", "op": ">", "value": 100}),
+        )
+        .node("big", "echo", Value::Null)
+        .node("small", "echo", Value::Null)
+        .edge("start", "check")
+        .branch_edge("check", "big", "true")
+        .branch_edge("check", "small", "false")
+        .save(&store, &nodes::registry())
+        .await;
+    let big = start(&store, "routing", json!({"order": {"total": 150}})).await;
+    let small = start(&store, "routing", json!({"order": {"total": 50}})).await;
+    let missing = start(&store, "routing", json!({"order": {}})).await;
+    let details =
+        run_until_terminal(worker(store.clone()), &store, &[big, small, missing], WAIT).await;
+    let ran =
+        |detail: &crate::ExecutionDetail| -> std::collections::BTreeMap<String, NodeRunStatus> {
+            detail
+                .node_runs
+                .iter()
+                .filter(|r| r.node_id == "big" || r.node_id == "small")
+                .map(|r| (r.node_id.clone(), r.status))
+                .collect()
+        };
+    let expect = |big, small| {
+        std::collections::BTreeMap::from([("big".to_owned(), big), ("small".to_owned(), small)])
+    };
+    assert_eq!(
+        ran(&details[0]),
+        expect(NodeRunStatus::Completed, NodeRunStatus::Skipped)
+    );
+    assert_eq!(
+        ran(&details[1]),
+        expect(NodeRunStatus::Skipped, NodeRunStatus::Completed)
+    );
+    assert_eq!(details[2].execution.status, ExecutionStatus::Failed);
+    assert_eq!(
+        details[2].execution.error.as_deref(),
+        Some("node \"check\" failed: path \"order.total\" not found in the input")
+    );
+}
+
 /// A code node that exits non-zero, one that times out, a fatal error and a panic each fail
 /// their execution with a clear error, and the worker completes the next execution.
 pub async fn failing_nodes_fail_their_execution_and_the_worker_goes_on(store: impl Store + Clone) {
@@ -813,6 +862,7 @@ pub async fn retryable_failure_is_retried_after_its_backoff(store: impl Store + 
             initial_backoff: backoff,
             multiplier: 1.0,
             max_backoff: backoff,
+            jitter: 0.0,
         })
         .edge("start", "run")
         .save(&store, &nodes::registry())
@@ -866,6 +916,7 @@ pub async fn exhausted_retries_fail_with_the_last_error(store: impl Store + Clon
             initial_backoff: Duration::from_millis(100),
             multiplier: 2.0,
             max_backoff: Duration::from_secs(1),
+            jitter: 0.5,
         })
         .edge("start", "run")
         .save(&store, &nodes::registry())
