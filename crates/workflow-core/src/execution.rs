@@ -105,6 +105,8 @@ pub struct Execution {
     pub priority: i32,
     /// When it may next be advanced; `None` while it waits with no timer.
     pub run_at: Option<DateTime<Utc>>,
+    /// Past this it ends `timed_out`.
+    pub deadline: Option<DateTime<Utc>>,
     /// The worker holding its lease, if any.
     pub lease_owner: Option<String>,
     /// When that lease expires (database time).

@@ -49,6 +49,14 @@ pub struct WorkflowDefinition {
     /// Retry policy for nodes that have none of their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
+    /// How long an execution may take from its creation, in seconds in JSON; past it the
+    /// execution ends `timed_out`, whichever worker holds it. A start call may set its own.
+    #[serde(
+        default,
+        with = "seconds::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
     /// The nodes.
     pub nodes: Vec<NodeDefinition>,
     /// The edges between nodes.
@@ -802,6 +810,7 @@ mod tests {
             name: "test".into(),
             description: None,
             retry: None,
+            timeout: None,
             nodes: nodes
                 .iter()
                 .map(|(id, node_type)| NodeDefinition {

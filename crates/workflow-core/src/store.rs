@@ -97,6 +97,8 @@ pub struct StartExecutionParams {
     pub input: Value,
     /// Higher runs first among runnable executions. Usually 0.
     pub priority: i32,
+    /// The deadline, from now; `None` takes the workflow's `timeout`, if any.
+    pub timeout: Option<Duration>,
 }
 
 impl StartExecutionParams {
@@ -106,6 +108,7 @@ impl StartExecutionParams {
             workflow: workflow.into(),
             input,
             priority: 0,
+            timeout: None,
         }
     }
 }
@@ -289,6 +292,20 @@ pub trait Store: Send + Sync + 'static {
         lease_duration: Duration,
     ) -> Result<Vec<ExecutionId>, StoreError>;
 
+    /// Cancels an execution that has not ended, whatever it is doing, recording `reason` as
+    /// its error; the worker running it (if any) loses its lease, stops its nodes and writes
+    /// nothing more. An execution that already ended is a [`StoreError::Conflict`] naming
+    /// its status.
+    async fn cancel_execution(
+        &self,
+        id: ExecutionId,
+        reason: &str,
+    ) -> Result<Execution, StoreError>;
+
+    /// Ends every execution past its deadline as `timed_out` (whoever holds it) and returns
+    /// their ids.
+    async fn time_out_executions(&self) -> Result<Vec<ExecutionId>, StoreError>;
+
     /// An execution with its node runs.
     async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, StoreError>;
 
@@ -340,6 +357,18 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         lease_duration: Duration,
     ) -> Result<Vec<ExecutionId>, StoreError> {
         (**self).renew_leases(leases, lease_duration).await
+    }
+
+    async fn cancel_execution(
+        &self,
+        id: ExecutionId,
+        reason: &str,
+    ) -> Result<Execution, StoreError> {
+        (**self).cancel_execution(id, reason).await
+    }
+
+    async fn time_out_executions(&self) -> Result<Vec<ExecutionId>, StoreError> {
+        (**self).time_out_executions().await
     }
 
     async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, StoreError> {

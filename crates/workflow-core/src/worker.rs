@@ -51,6 +51,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_RESCUES: u32 = 3;
 /// The longest wait between claims while the store keeps failing.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(30);
+/// How often a worker looks for executions past their deadline.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How long executions get to record their release once the grace period is over.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -299,9 +301,15 @@ impl WorkflowWorker {
         // if it kills this worker too, it takes no other execution down with it.
         let mut isolated: Option<ExecutionId> = None;
         let suspect_from = i32::try_from(config.max_rescues.saturating_sub(2)).unwrap_or(i32::MAX);
+        let mut last_sweep: Option<Instant> = None;
         loop {
             while let Some(done) = tasks.try_join_next() {
                 tally.add(done, &mut isolated);
+            }
+            // Deadlines are enforced by whichever worker looks first, at most once a second.
+            if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_INTERVAL) {
+                last_sweep = Some(Instant::now());
+                inner.time_out_executions().await;
             }
             let mut wait = config.poll_interval;
             if isolated.is_none() {
@@ -612,6 +620,18 @@ impl Inner {
         Ok(batch)
     }
 
+    async fn time_out_executions(&self) {
+        match self.store.time_out_executions().await {
+            Ok(ids) => {
+                for id in ids {
+                    warn!(execution.id = %id, worker.id = %self.config.worker_id, "execution timed out: deadline passed");
+                }
+            }
+            // The claim that follows reports an unreachable store, with backoff.
+            Err(err) => debug!(error = %ErrorChain(&err), "deadline sweep failed"),
+        }
+    }
+
     async fn run_execution(self: Arc<Self>, claimed: ClaimedExecution) -> (ExecutionId, Ended) {
         let execution = &claimed.execution;
         let span = info_span!(
@@ -627,7 +647,21 @@ impl Inner {
         let ended = match result {
             Ok(ended) => ended,
             Err(Interrupted::LeaseLost) => {
-                warn!("lease lost; dropping the execution to its new owner");
+                // Say why: it was cancelled, timed out, or taken over by another worker.
+                match self
+                    .store
+                    .get_execution(id)
+                    .await
+                    .map(|d| d.execution.status)
+                {
+                    Ok(ExecutionStatus::Cancelled) => {
+                        info!("execution cancelled; its running nodes were stopped");
+                    }
+                    Ok(ExecutionStatus::TimedOut) => {
+                        warn!("execution timed out; its running nodes were stopped");
+                    }
+                    _ => warn!("lease lost; dropping the execution to its new owner"),
+                }
                 Ended::Dropped
             }
             Err(Interrupted::Store(err)) => {
@@ -704,6 +738,23 @@ impl Inner {
             Err(StoreError::InvalidData(error)) => return writer.fail(error).await,
             Err(err) => return Err(err.into()),
         };
+
+        // The deadline in this worker's clock: database time at the claim was the lease expiry
+        // minus the lease length, so no clock skew creeps in.
+        let deadline_at = execution.deadline.map(|deadline| {
+            let claimed_at = execution
+                .lease_expires_at
+                .and_then(|expires| {
+                    chrono::Duration::from_std(self.config.lease_duration)
+                        .ok()
+                        .map(|lease| expires - lease)
+                })
+                .unwrap_or(deadline);
+            Instant::now() + (deadline - claimed_at).to_std().unwrap_or_default()
+        });
+        if deadline_at.is_some_and(|at| at <= Instant::now()) {
+            return writer.time_out().await;
+        }
 
         let mut progress = Progress::new(&graph);
         for run in &node_runs {
@@ -811,6 +862,16 @@ impl Inner {
 
             let result = tokio::select! {
                 () = cancel.cancelled() => return Err(Interrupted::LeaseLost),
+                () = sleep_until_some(deadline_at) => {
+                    running.abort_all();
+                    for (node, started) in in_flight.into_values() {
+                        let mut run = unfinished_run(&graph, &node, NodeRunStatus::TimedOut);
+                        run.duration = started.elapsed();
+                        run.error = Some("the execution deadline passed".into());
+                        writer.pending.push(run);
+                    }
+                    return writer.time_out().await;
+                }
                 () = self.interrupt.cancelled() => {
                     running.abort_all();
                     for (node, started) in in_flight.into_values() {
@@ -982,6 +1043,14 @@ impl Inner {
     }
 }
 
+/// Sleeps until `at`, or forever when there is no `at`.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A random number in [0, 1), for retry jitter.
 fn random_unit() -> f64 {
     let bits = uuid::Uuid::new_v4().as_u64_pair().0 >> 11;
@@ -1121,6 +1190,18 @@ impl Writer<'_> {
         let _ = finish_status(ExecutionStatus::Retrying);
         self.last_write(Advance::Retry { delay }).await?;
         info!(retry_in = ?delay, "execution waiting to retry");
+        Ok(Ended::Finished)
+    }
+
+    async fn time_out(&mut self) -> Result<Ended, Interrupted> {
+        let status = finish_status(ExecutionStatus::TimedOut);
+        self.last_write(Advance::Finish {
+            status,
+            output: None,
+            error: Some("the execution deadline passed".into()),
+        })
+        .await?;
+        warn!("execution timed out: deadline passed");
         Ok(Ended::Finished)
     }
 

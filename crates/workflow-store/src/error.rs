@@ -1,7 +1,7 @@
 //! Turning sqlx errors into portable [`StoreError`]s, so callers never match on sqlx types.
 
 use sqlx::error::ErrorKind;
-use workflow_core::StoreError;
+use workflow_core::{Execution, StoreError};
 
 /// Classifies a sqlx error.
 pub(crate) fn classify(err: sqlx::Error) -> StoreError {
@@ -38,4 +38,12 @@ fn is_unavailable(code: Option<&str>) -> bool {
 /// A stored value that cannot be read back.
 pub(crate) fn invalid(message: String) -> StoreError {
     StoreError::InvalidData(message)
+}
+
+/// An operation that needs a live execution found this one ended.
+pub(crate) fn already_ended(execution: Execution) -> StoreError {
+    StoreError::Conflict(format!(
+        "execution {} already ended ({})",
+        execution.id, execution.status
+    ))
 }

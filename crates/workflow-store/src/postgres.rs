@@ -21,7 +21,7 @@ use workflow_core::{
     WorkflowRef, WorkflowVersion,
 };
 
-use crate::error::{classify, invalid};
+use crate::error::{already_ended, classify, invalid};
 
 mod queries;
 
@@ -116,6 +116,7 @@ struct ExecutionRow {
     error: Option<String>,
     priority: i32,
     run_at: Option<DateTime<Utc>>,
+    deadline: Option<DateTime<Utc>>,
     lease_owner: Option<String>,
     lease_expires_at: Option<DateTime<Utc>>,
     lease_token: i64,
@@ -141,6 +142,7 @@ impl TryFrom<ExecutionRow> for Execution {
             error: row.error,
             priority: row.priority,
             run_at: row.run_at,
+            deadline: row.deadline,
             lease_owner: row.lease_owner,
             lease_expires_at: row.lease_expires_at,
             lease_token: row.lease_token,
@@ -264,6 +266,7 @@ impl Store for PgStore {
             .bind(name)
             .bind(&params.input)
             .bind(params.priority)
+            .bind(params.timeout.map(|t| t.as_secs_f64()))
             .fetch_optional(&self.pool)
             .await
             .map_err(classify)?;
@@ -394,6 +397,33 @@ impl Store for PgStore {
             .bind(ids)
             .bind(tokens)
             .bind(lease_duration.as_secs_f64())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|row| row.try_get::<Uuid, _>(0).map(ExecutionId).map_err(classify))
+            .collect()
+    }
+
+    async fn cancel_execution(
+        &self,
+        id: ExecutionId,
+        reason: &str,
+    ) -> Result<Execution, StoreError> {
+        let row: Option<ExecutionRow> = sqlx::query_as(queries::CANCEL_EXECUTION)
+            .bind(id.0)
+            .bind(reason)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        match row {
+            Some(row) => row.try_into(),
+            None => Err(already_ended(self.get_execution(id).await?.execution)),
+        }
+    }
+
+    async fn time_out_executions(&self) -> Result<Vec<ExecutionId>, StoreError> {
+        let rows = sqlx::query(queries::TIME_OUT_EXECUTIONS)
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;

@@ -31,7 +31,7 @@ use workflow_core::{
     WorkflowRef, WorkflowVersion,
 };
 
-use crate::error::{classify, invalid};
+use crate::error::{already_ended, classify, invalid};
 
 mod queries;
 
@@ -154,6 +154,7 @@ struct ExecutionRow {
     error: Option<String>,
     priority: i32,
     run_at: Option<i64>,
+    deadline: Option<i64>,
     lease_owner: Option<String>,
     lease_expires_at: Option<i64>,
     lease_token: i64,
@@ -180,6 +181,7 @@ impl TryFrom<ExecutionRow> for Execution {
             error: row.error,
             priority: row.priority,
             run_at: optional_time(row.run_at, &what)?,
+            deadline: optional_time(row.deadline, &what)?,
             lease_owner: row.lease_owner,
             lease_expires_at: optional_time(row.lease_expires_at, &what)?,
             lease_token: row.lease_token,
@@ -327,6 +329,7 @@ impl Store for SqliteStore {
             .bind(name)
             .bind(to_text(&params.input))
             .bind(params.priority)
+            .bind(params.timeout.map(millis))
             .execute(&self.pool)
             .await
             .map_err(classify)?;
@@ -482,6 +485,37 @@ impl Store for SqliteStore {
         }
         tx.commit().await.map_err(classify)?;
         Ok(renewed)
+    }
+
+    async fn cancel_execution(
+        &self,
+        id: ExecutionId,
+        reason: &str,
+    ) -> Result<Execution, StoreError> {
+        let cancelled = sqlx::query(queries::CANCEL_EXECUTION)
+            .bind(id.to_string())
+            .bind(reason)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        let execution = self.get_execution(id).await?.execution;
+        if cancelled.rows_affected() == 0 {
+            return Err(already_ended(execution));
+        }
+        Ok(execution)
+    }
+
+    async fn time_out_executions(&self) -> Result<Vec<ExecutionId>, StoreError> {
+        let rows = sqlx::query(queries::TIME_OUT_EXECUTIONS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get(0).map_err(classify)?;
+                uuid(&id, "timed-out execution").map(ExecutionId)
+            })
+            .collect()
     }
 
     async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, StoreError> {

@@ -38,6 +38,18 @@ pub(crate) enum Command {
         /// Execution input as JSON.
         #[arg(long, default_value = "{}", value_parser = parse_json)]
         input: serde_json::Value,
+        /// Seconds the execution may take before it ends timed_out (default: the workflow's
+        /// timeout, if any).
+        #[arg(long, value_parser = parse_seconds)]
+        timeout: Option<Duration>,
+    },
+    /// Cancel an execution that has not ended; a running node is stopped.
+    Cancel {
+        /// Execution id.
+        id: String,
+        /// Recorded as the execution's error.
+        #[arg(long, default_value = "cancelled by request")]
+        reason: String,
     },
     /// Inspect executions.
     #[command(subcommand)]

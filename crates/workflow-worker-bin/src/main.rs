@@ -92,11 +92,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied to {}", workflow_store::redact_url(&url));
         }
         Command::Workflow(WorkflowCommand::Save { file }) => save_workflow(&*store, &file).await?,
-        Command::Start { workflow, input } => {
-            let execution = store
-                .start_execution(StartExecutionParams::new(workflow.as_str(), input))
-                .await?;
+        Command::Start {
+            workflow,
+            input,
+            timeout,
+        } => {
+            let mut params = StartExecutionParams::new(workflow.as_str(), input);
+            params.timeout = timeout;
+            let execution = store.start_execution(params).await?;
             println!("{}", execution.id);
+        }
+        Command::Cancel { id, reason } => {
+            let cancelled = store.cancel_execution(parse_id(&id)?, &reason).await?;
+            println!("cancelled execution {}", cancelled.id);
         }
         Command::Executions(ExecutionsCommand::List {
             status,
@@ -127,10 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Executions(ExecutionsCommand::Show { id, json }) => {
-            let id: ExecutionId = id
-                .parse()
-                .with_context(|| format!("invalid execution id \"{id}\""))?;
-            let detail = store.get_execution(id).await?;
+            let detail = store.get_execution(parse_id(&id)?).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&detail)?);
             } else {
@@ -139,6 +144,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn parse_id(id: &str) -> anyhow::Result<ExecutionId> {
+    id.parse()
+        .with_context(|| format!("invalid execution id \"{id}\""))
 }
 
 fn worker_config(args: RunArgs) -> anyhow::Result<workflow_core::WorkerConfig> {
@@ -201,6 +211,9 @@ fn render_execution(detail: &ExecutionDetail) -> String {
         e.workflow_name, e.workflow_version, e.workflow_id
     );
     let _ = writeln!(out, "  status:    {}", e.status);
+    if let Some(deadline) = e.deadline {
+        let _ = writeln!(out, "  deadline:  {}", time(Some(deadline)));
+    }
     let _ = writeln!(out, "  created:   {}", time(Some(e.created_at)));
     let _ = writeln!(out, "  started:   {}", time(e.started_at));
     let _ = writeln!(out, "  finished:  {}", time(e.finished_at));

@@ -146,6 +146,25 @@ async fn hello_workflow_runs_end_to_end(url: &str) {
     ] {
         assert!(log.contains(event), "log lacks \"{event}\":\n{log}");
     }
+
+    // With the worker stopped, a new execution stays pending until it is cancelled.
+    let err = fail(Some(url), &["cancel", &id]);
+    assert!(err.contains("already ended (completed)"), "{err}");
+    let pending = succeed(url, &["start", "hello", "--timeout", "3600"]);
+    let cancelled = succeed(
+        url,
+        &["cancel", pending.trim(), "--reason", "changed my mind"],
+    );
+    assert_eq!(
+        cancelled.trim(),
+        format!("cancelled execution {}", pending.trim())
+    );
+    let shown = succeed(url, &["executions", "show", pending.trim()]);
+    assert!(
+        shown.contains("status:    cancelled") && shown.contains("error:     changed my mind"),
+        "{shown}"
+    );
+    assert!(shown.contains("deadline:"), "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,6 +240,15 @@ async fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
         err.contains(&format!("execution {unknown} not found")),
         "{err}"
     );
+    let err = fail(url, &["cancel", &unknown.to_string()]);
+    assert!(
+        err.contains(&format!("execution {unknown} not found")),
+        "{err}"
+    );
+    let err = fail(url, &["cancel", "nope"]);
+    assert!(err.contains("invalid execution id \"nope\""), "{err}");
+    let err = fail(url, &["start", "nope", "--timeout", "soon"]);
+    assert!(err.contains("\"soon\" is not a number of seconds"), "{err}");
     let err = fail(url, &["executions", "list", "--status", "done"]);
     assert!(err.contains("unknown execution status \"done\""), "{err}");
     let err = fail(url, &["run", "--concurrency", "0"]);

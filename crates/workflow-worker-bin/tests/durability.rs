@@ -250,7 +250,7 @@ async fn a_node_that_kills_its_worker_is_quarantined_while_other_executions_comp
 
 /// Three worker processes run 1,000 executions of a 3-node workflow while one random worker
 /// is killed with SIGKILL about every 2 s and restarted. Run by `.ci/run`:
-/// `cargo test -p workflow-worker-bin --test durability -- --ignored --nocapture`.
+/// `cargo test --workspace --test durability -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a minute of killing workers; run by .ci/run"]
 async fn chaos_kill_random_workers_until_all_executions_are_done() {

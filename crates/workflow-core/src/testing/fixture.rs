@@ -22,6 +22,7 @@ pub fn workflow(name: &str) -> WorkflowBuilder {
             name: name.to_owned(),
             description: None,
             retry: None,
+            timeout: None,
             nodes: Vec::new(),
             edges: Vec::new(),
         },
@@ -58,6 +59,13 @@ impl WorkflowBuilder {
         if let Some(node) = self.definition.nodes.last_mut() {
             node.retry = Some(policy);
         }
+        self
+    }
+
+    /// Sets the execution timeout (deadline from creation) of the workflow.
+    #[must_use]
+    pub fn execution_timeout(mut self, timeout: Duration) -> Self {
+        self.definition.timeout = Some(timeout);
         self
     }
 
@@ -220,6 +228,18 @@ impl<S: Store> Store for StalledHeartbeat<S> {
         _lease_duration: Duration,
     ) -> Result<Vec<ExecutionId>, crate::StoreError> {
         Ok(leases.iter().map(|(id, _)| *id).collect())
+    }
+
+    async fn cancel_execution(
+        &self,
+        id: ExecutionId,
+        reason: &str,
+    ) -> Result<crate::Execution, crate::StoreError> {
+        self.0.cancel_execution(id, reason).await
+    }
+
+    async fn time_out_executions(&self) -> Result<Vec<ExecutionId>, crate::StoreError> {
+        self.0.time_out_executions().await
     }
 
     async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, crate::StoreError> {

@@ -4,7 +4,7 @@
 macro_rules! execution_columns {
     () => {
         "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, e.input, \
-         e.output, e.error, e.priority, e.run_at, e.lease_owner, e.lease_expires_at, \
+         e.output, e.error, e.priority, e.run_at, e.deadline, e.lease_owner, e.lease_expires_at, \
          e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at"
     };
 }
@@ -52,7 +52,8 @@ where w.id = $1
   and v.version = $2
 "#;
 
-/// Inserts a pending execution of the latest version of a workflow named by id ($1) or name ($2).
+/// Inserts a pending execution of the latest version of a workflow named by id ($1) or name
+/// ($2); a null deadline ($5, seconds from now) takes the workflow's timeout (see the trigger).
 pub(super) const START_EXECUTION: &str = concat!(
     r#"
 with w as (
@@ -62,8 +63,8 @@ with w as (
        or name = $2
 ),
 e as (
-    insert into workflow_executions (workflow_id, workflow_version, input, priority)
-    select w.id, w.latest_version, $3, $4
+    insert into workflow_executions (workflow_id, workflow_version, input, priority, deadline)
+    select w.id, w.latest_version, $3, $4, now() + make_interval(secs => $5)
     from w
     returning *
 )
@@ -214,6 +215,45 @@ where e.id = l.id
   and e.lease_token = l.token
   and e.status = 'running'
 returning e.id
+"#;
+
+/// Cancels an execution ($1) that has not ended, with reason $2.
+pub(super) const CANCEL_EXECUTION: &str = concat!(
+    r#"
+with e as (
+    update workflow_executions
+    set status = 'cancelled',
+        error = $2,
+        run_at = null,
+        finished_at = now(),
+        lease_owner = null,
+        lease_expires_at = null,
+        updated_at = now()
+    where id = $1
+      and status in ('pending', 'running', 'retrying', 'waiting')
+    returning *
+)
+select "#,
+    execution_columns!(),
+    r#"
+from e
+join workflows w on w.id = e.workflow_id
+"#
+);
+
+/// Ends every execution past its deadline.
+pub(super) const TIME_OUT_EXECUTIONS: &str = r#"
+update workflow_executions
+set status = 'timed_out',
+    error = 'deadline passed at ' || to_char(deadline at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS "UTC"'),
+    run_at = null,
+    finished_at = now(),
+    lease_owner = null,
+    lease_expires_at = null,
+    updated_at = now()
+where deadline < now()
+  and status in ('pending', 'running', 'retrying', 'waiting')
+returning id
 "#;
 
 pub(super) const GET_EXECUTION: &str = concat!(

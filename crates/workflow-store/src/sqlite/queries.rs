@@ -13,7 +13,7 @@ macro_rules! now_ms {
 macro_rules! execution_columns {
     () => {
         "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, e.input, \
-         e.output, e.error, e.priority, e.run_at, e.lease_owner, e.lease_expires_at, \
+         e.output, e.error, e.priority, e.run_at, e.deadline, e.lease_owner, e.lease_expires_at, \
          e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at"
     };
 }
@@ -65,14 +65,18 @@ where w.id = $1
 "#;
 
 /// Inserts a pending execution ($1 id) of the latest version of a workflow named by id ($2)
-/// or name ($3).
-pub(super) const START_EXECUTION: &str = r#"
-insert into workflow_executions (id, workflow_id, workflow_version, input, priority)
-select $1, w.id, w.latest_version, $4, $5
+/// or name ($3); a null deadline ($6, milliseconds from now) takes the workflow's timeout.
+pub(super) const START_EXECUTION: &str = concat!(
+    r#"
+insert into workflow_executions (id, workflow_id, workflow_version, input, priority, deadline)
+select $1, w.id, w.latest_version, $4, $5, "#,
+    now_ms!(),
+    r#" + $6
 from workflows w
 where w.id = $2
    or w.name = $3
-"#;
+"#
+);
 
 /// Claims runnable executions: non-terminal, due, and with a free or expired lease. Runs in
 /// an immediate transaction, so claims on one file never interleave.
@@ -259,6 +263,50 @@ set lease_expires_at = "#,
 where id = $1
   and lease_token = $2
   and status = 'running'
+"#
+);
+
+/// Cancels an execution ($1) that has not ended, with reason $2.
+pub(super) const CANCEL_EXECUTION: &str = concat!(
+    r#"
+update workflow_executions
+set status = 'cancelled',
+    error = $2,
+    run_at = null,
+    finished_at = "#,
+    now_ms!(),
+    r#",
+    lease_owner = null,
+    lease_expires_at = null,
+    updated_at = "#,
+    now_ms!(),
+    r#"
+where id = $1
+  and status in ('pending', 'running', 'retrying', 'waiting')
+"#
+);
+
+/// Ends every execution past its deadline.
+pub(super) const TIME_OUT_EXECUTIONS: &str = concat!(
+    r#"
+update workflow_executions
+set status = 'timed_out',
+    error = 'deadline passed at '
+        || strftime('%Y-%m-%d %H:%M:%f UTC', deadline / 1000.0, 'unixepoch'),
+    run_at = null,
+    finished_at = "#,
+    now_ms!(),
+    r#",
+    lease_owner = null,
+    lease_expires_at = null,
+    updated_at = "#,
+    now_ms!(),
+    r#"
+where deadline < "#,
+    now_ms!(),
+    r#"
+  and status in ('pending', 'running', 'retrying', 'waiting')
+returning id
 "#
 );
 
