@@ -142,17 +142,21 @@ pub enum NodeRunStatus {
     /// The attempt's worker died (its lease expired); recorded by the worker that rescued the
     /// execution, which runs the attempt again with the same number.
     Abandoned,
+    /// The node parked the execution to wait for a signal or a timer (`started_at` is when it
+    /// began waiting); its result follows under the same attempt number when it resumes.
+    Waiting,
 }
 
 impl NodeRunStatus {
     /// Every node run status.
-    pub const ALL: [NodeRunStatus; 6] = [
+    pub const ALL: [NodeRunStatus; 7] = [
         Self::Completed,
         Self::Failed,
         Self::TimedOut,
         Self::Skipped,
         Self::Interrupted,
         Self::Abandoned,
+        Self::Waiting,
     ];
 
     /// The snake_case name stored in the database.
@@ -164,6 +168,7 @@ impl NodeRunStatus {
             Self::Skipped => "skipped",
             Self::Interrupted => "interrupted",
             Self::Abandoned => "abandoned",
+            Self::Waiting => "waiting",
         }
     }
 }
@@ -228,7 +233,28 @@ impl NodeRun {
     }
 }
 
-/// An execution with its node runs, oldest first.
+/// A message sent to an execution, kept in its durable inbox until a node consumes it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Signal {
+    /// Its id, in the order signals arrived.
+    pub id: i64,
+    /// The execution it was sent to.
+    pub execution_id: ExecutionId,
+    /// Its name, e.g. `approval`.
+    pub name: String,
+    /// Its JSON payload.
+    pub payload: Value,
+    /// The sender's key: a retried send with the same key is stored once.
+    pub idempotency_key: Option<String>,
+    /// When it arrived.
+    pub created_at: DateTime<Utc>,
+    /// When a node consumed it.
+    pub consumed_at: Option<DateTime<Utc>>,
+    /// The node that consumed it.
+    pub consumed_by_node: Option<String>,
+}
+
+/// An execution with its node runs and signals, oldest first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExecutionDetail {
     /// The execution.
@@ -236,6 +262,8 @@ pub struct ExecutionDetail {
     pub execution: Execution,
     /// Every recorded node run, in the order they were recorded.
     pub node_runs: Vec<NodeRun>,
+    /// Every signal sent to it, in the order they arrived.
+    pub signals: Vec<Signal>,
 }
 
 #[cfg(test)]

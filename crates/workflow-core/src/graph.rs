@@ -571,6 +571,14 @@ pub enum NodeState {
         /// The unfinished attempt.
         attempt: u32,
     },
+    /// Attempt `attempt` parked to wait for a signal or a timer since `since` (database
+    /// time); it runs again with the same number to see whether its wait is over.
+    Waiting {
+        /// The waiting attempt.
+        attempt: u32,
+        /// When it began waiting.
+        since: chrono::DateTime<chrono::Utc>,
+    },
     /// Not run because no path into it was taken.
     Skipped,
 }
@@ -605,6 +613,11 @@ impl Progress {
         Self {
             states: vec![NodeState::Pending; graph.definition.nodes.len()],
         }
+    }
+
+    /// The state of the node at `index`.
+    pub fn state(&self, index: usize) -> &NodeState {
+        &self.states[index]
     }
 
     /// Sets the state of the node at `index`.
@@ -649,7 +662,9 @@ impl Progress {
                 let attempt = match self.states[node] {
                     NodeState::Pending => 1,
                     NodeState::RetryDue { attempt } => attempt + 1,
-                    NodeState::Interrupted { attempt } => attempt,
+                    NodeState::Interrupted { attempt } | NodeState::Waiting { attempt, .. } => {
+                        attempt
+                    }
                     _ => return None,
                 };
                 if !self.parents_finished(graph, node) {
@@ -910,7 +925,7 @@ mod tests {
         assert_eq!(
             errs,
             vec![
-                "node \"a\": unknown node type \"teleport\" (known: code, condition, noop, trigger)"
+                "node \"a\": unknown node type \"teleport\" (known: code, condition, delay, noop, trigger, wait_for_signal)"
             ]
         );
     }
@@ -992,7 +1007,7 @@ mod tests {
                 "workflow name must not be empty",
                 "node \"a\": invalid retry policy: max_attempts must be at least 1",
                 "node \"a\": duplicate node id",
-                "node \"a\": unknown node type \"warp\" (known: code, condition, noop, trigger)",
+                "node \"a\": unknown node type \"warp\" (known: code, condition, delay, noop, trigger, wait_for_signal)",
                 "node #2: id must not be empty",
                 "workflow needs exactly one \"trigger\" node, found none",
                 "edge \"a\" -> \"a\": duplicate edge",

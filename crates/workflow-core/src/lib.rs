@@ -73,20 +73,21 @@ pub mod testing;
 pub mod worker;
 
 pub use execution::{
-    Execution, ExecutionDetail, ExecutionId, NodeRun, NodeRunStatus, WorkflowId, WorkflowVersion,
+    Execution, ExecutionDetail, ExecutionId, NodeRun, NodeRunStatus, Signal, WorkflowId,
+    WorkflowVersion,
 };
 pub use graph::{
     Edge, GraphError, NodeDefinition, RetryPolicy, ValidationErrors, WorkflowDefinition,
     WorkflowGraph,
 };
 pub use node::{
-    BoxError, CodeNode, ConditionNode, ErrorKind, NodeContext, NodeError, NodeExecutor,
-    NodeOutcome, NodeRegistry, ResultExt, TriggerNode,
+    BoxError, CodeNode, ConditionNode, DelayNode, ErrorKind, NodeContext, NodeError, NodeExecutor,
+    NodeOutcome, NodeRegistry, ResultExt, TriggerNode, WaitForSignalNode,
 };
 pub use state::{ExecutionStatus, TransitionError, transition};
 pub use store::{
     Advance, ClaimParams, ClaimedExecution, ListExecutionsParams, NewNodeRun, RecordNodeRunsParams,
-    RescueFilter, StartExecutionParams, Store, StoreError, WorkflowRef,
+    RescueFilter, SendSignalParams, StartExecutionParams, Store, StoreError, WorkflowRef,
 };
 pub use worker::{ConfigError, WorkerConfig, WorkflowWorker};
 

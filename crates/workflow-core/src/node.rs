@@ -23,15 +23,19 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::execution::{ExecutionId, WorkflowId};
+use chrono::{DateTime, Utc};
+
+use crate::execution::{ExecutionId, Signal, WorkflowId};
 
 mod code;
 mod condition;
 mod trigger;
+mod wait;
 
 pub use code::{CodeNode, DEFAULT_CODE_TIMEOUT, DEFAULT_MAX_OUTPUT_BYTES};
 pub use condition::ConditionNode;
 pub use trigger::TriggerNode;
+pub use wait::{DelayNode, WaitForSignalNode};
 
 /// Runs one type of node.
 ///
@@ -111,6 +115,15 @@ pub struct NodeContext {
     /// Fires when the attempt should stop: its timeout passed, the worker lost the lease, or
     /// the worker is shutting down.
     pub cancellation: CancellationToken,
+    /// The execution's signals not yet consumed, oldest first. Complete with
+    /// [`NodeOutcome::Signalled`] to consume one.
+    pub signals: Vec<Signal>,
+    /// When this attempt began waiting (database time), if it parked before with
+    /// [`NodeOutcome::Wait`] and is now resumed.
+    pub waiting_since: Option<DateTime<Utc>>,
+    /// The database's clock now, as well as the worker knows it: the claim's database time
+    /// plus the time since.
+    pub now: DateTime<Utc>,
 }
 
 impl NodeContext {
@@ -134,6 +147,9 @@ impl NodeContext {
             execution_input: Arc::new(Value::Null),
             attempt,
             cancellation: CancellationToken::new(),
+            signals: Vec::new(),
+            waiting_since: None,
+            now: Utc::now(),
         }
     }
 
@@ -157,6 +173,22 @@ impl NodeContext {
         self.execution_input = input;
         self
     }
+
+    /// Sets the pending signals.
+    #[must_use]
+    pub fn signals(mut self, signals: Vec<Signal>) -> Self {
+        self.signals = signals;
+        self
+    }
+
+    /// Marks the attempt as resumed from a wait that began at `since`, with the database
+    /// clock at `now`.
+    #[must_use]
+    pub fn resumed(mut self, since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Self {
+        self.waiting_since = since;
+        self.now = now;
+        self
+    }
 }
 
 /// How a node attempt ended successfully.
@@ -170,6 +202,27 @@ pub enum NodeOutcome {
         output: Value,
         /// The branch chosen, for nodes with labelled outgoing edges.
         branch: Option<String>,
+    },
+    /// Like `Complete`, and consumes the signal with id `signal` (from
+    /// [`NodeContext::signals`]) in the same transaction that records the result: a signal
+    /// is consumed exactly once.
+    Signalled {
+        /// The consumed signal's id.
+        signal: i64,
+        /// The node's output.
+        output: Value,
+        /// The branch chosen.
+        branch: Option<String>,
+    },
+    /// Parks the execution without holding a worker slot or a lease, until a signal named
+    /// `signal` arrives or `timeout` passes (whichever is set; at least one should be). The
+    /// node then runs again under the same attempt, with [`NodeContext::waiting_since`] set,
+    /// and decides whether its wait is over.
+    Wait {
+        /// The signal name to wake up for.
+        signal: Option<String>,
+        /// How long to wait at most from now.
+        timeout: Option<Duration>,
     },
 }
 
@@ -277,12 +330,15 @@ pub struct NodeRegistry {
 }
 
 impl NodeRegistry {
-    /// A registry with the built-in types: `trigger`, `code` and `condition`.
+    /// A registry with the built-in types: `trigger`, `code`, `condition`,
+    /// `wait_for_signal` and `delay`.
     pub fn builtin() -> Self {
         Self::empty()
             .with(crate::graph::TRIGGER_TYPE, TriggerNode)
             .with(code::CODE_TYPE, CodeNode::default())
             .with(condition::CONDITION_TYPE, ConditionNode)
+            .with(wait::WAIT_FOR_SIGNAL_TYPE, WaitForSignalNode)
+            .with(wait::DELAY_TYPE, DelayNode)
     }
 
     /// A registry with no types at all.

@@ -18,7 +18,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::execution::{
-    Execution, ExecutionDetail, ExecutionId, NodeRun, NodeRunStatus, WorkflowId, WorkflowVersion,
+    Execution, ExecutionDetail, ExecutionId, NodeRun, NodeRunStatus, Signal, WorkflowId,
+    WorkflowVersion,
 };
 use crate::graph::WorkflowGraph;
 use crate::state::ExecutionStatus;
@@ -160,6 +161,23 @@ pub struct ClaimedExecution {
     pub execution: Execution,
     /// Its recorded node runs, oldest first.
     pub node_runs: Vec<NodeRun>,
+    /// Its signals not yet consumed, oldest first, when it was claimed out of `waiting`
+    /// (otherwise empty: an execution that parks while one is pending is woken at once, and
+    /// then gets them).
+    pub signals: Vec<Signal>,
+}
+
+/// Parameters of [`Store::send_signal`].
+#[derive(Debug, Clone)]
+pub struct SendSignalParams {
+    /// The execution to send it to.
+    pub execution_id: ExecutionId,
+    /// Its name, e.g. `approval`.
+    pub name: String,
+    /// Its payload.
+    pub payload: Value,
+    /// A sender's key: sending again with the same key stores nothing new.
+    pub idempotency_key: Option<String>,
 }
 
 /// A node run to record.
@@ -184,6 +202,9 @@ pub struct NewNodeRun {
     /// How long it ran; the store records `finished_at = now()` and
     /// `started_at = finished_at - duration` in database time.
     pub duration: Duration,
+    /// The signal the node consumed; it is marked consumed in the same transaction, and the
+    /// whole step fails with [`StoreError::Conflict`] if it already was.
+    pub consumed_signal: Option<i64>,
 }
 
 /// What happens to the execution in the step that records node runs.
@@ -198,6 +219,15 @@ pub enum Advance {
     Retry {
         /// The backoff before the retry.
         delay: Duration,
+    },
+    /// It moves to `waiting` and releases its lease. It is runnable again after `delay`
+    /// (never, for `None`) or as soon as a signal named in `signals` arrives; if one is
+    /// already pending, at once.
+    Wait {
+        /// The earliest timer among its waiting nodes.
+        delay: Option<Duration>,
+        /// The signal names its waiting nodes wait for.
+        signals: Vec<String>,
     },
     /// It stays `running` but its lease is released, so any worker may claim it at once
     /// (graceful shutdown). Unlike the others, this does not count as progress for poison
@@ -306,6 +336,14 @@ pub trait Store: Send + Sync + 'static {
     /// their ids.
     async fn time_out_executions(&self) -> Result<Vec<ExecutionId>, StoreError>;
 
+    // --- signals ---
+
+    /// Stores a signal in an execution's inbox and wakes the execution if it is waiting. A
+    /// second send with the same idempotency key returns the stored signal and stores
+    /// nothing. An unknown execution is [`StoreError::NotFound`]; one that ended is a
+    /// [`StoreError::Conflict`] naming its status.
+    async fn send_signal(&self, params: SendSignalParams) -> Result<Signal, StoreError>;
+
     /// An execution with its node runs.
     async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, StoreError>;
 
@@ -369,6 +407,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     async fn time_out_executions(&self) -> Result<Vec<ExecutionId>, StoreError> {
         (**self).time_out_executions().await
+    }
+
+    async fn send_signal(&self, params: SendSignalParams) -> Result<Signal, StoreError> {
+        (**self).send_signal(params).await
     }
 
     async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, StoreError> {

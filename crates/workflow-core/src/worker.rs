@@ -17,6 +17,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use serde_json::Value;
 use tokio::task::JoinSet;
@@ -550,6 +551,46 @@ struct AttemptResult {
     ready: ReadyNode,
     duration: Duration,
     attempt: Attempt,
+    /// When the attempt began waiting, if it was resumed from a wait.
+    waiting_since: Option<DateTime<Utc>>,
+}
+
+/// What a node attempt resumes with.
+struct Resume {
+    signals: Vec<crate::execution::Signal>,
+    waiting_since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+}
+
+/// The database's clock as seen from a claim: the lease expires a lease length after the
+/// claim, in database time, so database time now is that moment plus the time since. No
+/// clock skew between the worker and the database creeps in.
+struct DbClock {
+    claimed_at: DateTime<Utc>,
+    claimed: Instant,
+}
+
+impl DbClock {
+    fn at_claim(execution: &crate::execution::Execution, lease: Duration) -> Self {
+        let claimed_at = execution
+            .lease_expires_at
+            .zip(chrono::Duration::from_std(lease).ok())
+            .map_or_else(Utc::now, |(expires, lease)| expires - lease);
+        Self {
+            claimed_at,
+            claimed: Instant::now(),
+        }
+    }
+
+    /// Database time now.
+    fn now(&self) -> DateTime<Utc> {
+        self.claimed_at + chrono::Duration::from_std(self.claimed.elapsed()).unwrap_or_default()
+    }
+
+    /// The instant in this worker's clock of a database time.
+    fn instant_of(&self, at: DateTime<Utc>) -> Instant {
+        self.claimed + (at - self.claimed_at).to_std().unwrap_or_default()
+    }
 }
 
 impl Inner {
@@ -706,7 +747,9 @@ impl Inner {
         let ClaimedExecution {
             execution,
             node_runs,
+            mut signals,
         } = claimed;
+        let clock = DbClock::at_claim(&execution, self.config.lease_duration);
         let cancel = lock(&self.leases)
             .get(&execution.id)
             .map(|lease| lease.cancel.clone())
@@ -739,19 +782,10 @@ impl Inner {
             Err(err) => return Err(err.into()),
         };
 
-        // The deadline in this worker's clock: database time at the claim was the lease expiry
-        // minus the lease length, so no clock skew creeps in.
-        let deadline_at = execution.deadline.map(|deadline| {
-            let claimed_at = execution
-                .lease_expires_at
-                .and_then(|expires| {
-                    chrono::Duration::from_std(self.config.lease_duration)
-                        .ok()
-                        .map(|lease| expires - lease)
-                })
-                .unwrap_or(deadline);
-            Instant::now() + (deadline - claimed_at).to_std().unwrap_or_default()
-        });
+        // The deadline in this worker's clock, measured in database time from the claim.
+        let deadline_at = execution
+            .deadline
+            .map(|deadline| clock.instant_of(deadline));
         if deadline_at.is_some_and(|at| at <= Instant::now()) {
             return writer.time_out().await;
         }
@@ -777,6 +811,10 @@ impl Inner {
                     NodeRunStatus::Interrupted | NodeRunStatus::Abandoned => {
                         NodeState::Interrupted { attempt }
                     }
+                    NodeRunStatus::Waiting => NodeState::Waiting {
+                        attempt,
+                        since: run.started_at,
+                    },
                 },
             );
         }
@@ -818,6 +856,9 @@ impl Inner {
         let mut backing_off = HashSet::new();
         // When the earliest of those retries is due.
         let mut retry_at: Option<Instant> = None;
+        // Nodes that chose to wait during this claim: the signal each waits for, and when its
+        // timer is due. They run again when the execution is woken.
+        let mut parked: HashMap<usize, (Option<String>, Option<Instant>)> = HashMap::new();
         loop {
             for index in progress.skip_untaken(&graph) {
                 writer.pending.push(skipped_run(&graph, index));
@@ -825,12 +866,27 @@ impl Inner {
             let ready: Vec<ReadyNode> = progress
                 .ready(&graph, &execution_input)
                 .into_iter()
-                .filter(|node| !backing_off.contains(&node.index))
+                .filter(|node| {
+                    !backing_off.contains(&node.index) && !parked.contains_key(&node.index)
+                })
                 .collect();
             if ready.is_empty() && running.is_empty() {
                 if progress.is_finished() {
                     let output = progress.output(&graph);
                     return writer.complete(output).await;
+                }
+                if !parked.is_empty() {
+                    let timers = parked.values().filter_map(|(_, due)| *due).chain(retry_at);
+                    let delay = timers
+                        .min()
+                        .map(|at| at.saturating_duration_since(Instant::now()));
+                    let mut awaited: Vec<String> = parked
+                        .values()
+                        .filter_map(|(signal, _)| signal.clone())
+                        .collect();
+                    awaited.sort();
+                    awaited.dedup();
+                    return writer.wait(delay, awaited).await;
                 }
                 if let Some(at) = retry_at {
                     return writer
@@ -848,14 +904,24 @@ impl Inner {
             writer.flush().await?;
             if !draining {
                 for node in ready {
+                    let waiting_since = match progress.state(node.index) {
+                        NodeState::Waiting { since, .. } => Some(*since),
+                        _ => None,
+                    };
                     progress.set(node.index, NodeState::Running);
                     in_flight.insert(node.index, (node.clone(), Instant::now()));
+                    let resume = Resume {
+                        signals: signals.clone(),
+                        waiting_since,
+                        now: clock.now(),
+                    };
                     running.spawn(self.run_node(
                         &graph,
                         &execution,
                         &execution_input,
                         node,
                         &cancel,
+                        resume,
                     ));
                 }
             }
@@ -908,20 +974,43 @@ impl Inner {
                 branch: None,
                 error: None,
                 duration: result.duration,
+                consumed_signal: None,
             };
             let (kind, error) = match result.attempt {
-                Attempt::Completed(NodeOutcome::Complete { output, branch }) => {
+                Attempt::Completed(NodeOutcome::Wait { signal, timeout }) => {
                     info!(
                         node.id = %node.id,
-                        attempt,
-                        duration_ms = result.duration.as_millis(),
-                        branch = branch.as_deref(),
-                        "node completed"
+                        signal = signal.as_deref(),
+                        timeout = ?timeout,
+                        "node waiting"
                     );
-                    run.output = Some(output.clone());
-                    run.branch = branch.clone();
-                    writer.pending.push(run);
-                    progress.set(index, NodeState::Completed { output, branch });
+                    let since = match result.waiting_since {
+                        Some(since) => since,
+                        None => {
+                            // The first time: record when the wait began, in database time.
+                            run.status = NodeRunStatus::Waiting;
+                            writer.pending.push(run);
+                            clock.now()
+                                - chrono::Duration::from_std(result.duration).unwrap_or_default()
+                        }
+                    };
+                    progress.set(index, NodeState::Waiting { attempt, since });
+                    parked.insert(index, (signal, timeout.map(|t| Instant::now() + t)));
+                    continue;
+                }
+                Attempt::Completed(NodeOutcome::Signalled {
+                    signal,
+                    output,
+                    branch,
+                }) => {
+                    info!(node.id = %node.id, signal.id = signal, "signal consumed");
+                    signals.retain(|s| s.id != signal);
+                    run.consumed_signal = Some(signal);
+                    node_completed(&mut writer, &mut progress, index, run, output, branch);
+                    continue;
+                }
+                Attempt::Completed(NodeOutcome::Complete { output, branch }) => {
+                    node_completed(&mut writer, &mut progress, index, run, output, branch);
                     continue;
                 }
                 Attempt::Failed { kind, error } => {
@@ -977,6 +1066,7 @@ impl Inner {
         execution_input: &Arc<Value>,
         ready: ReadyNode,
         cancel: &CancellationToken,
+        resume: Resume,
     ) -> impl Future<Output = AttemptResult> + Send + 'static {
         let node = graph.node(ready.index);
         let executor = self.registry.get(&node.node_type).cloned();
@@ -992,8 +1082,11 @@ impl Inner {
         )
         .config(node.config.clone())
         .input(ready.input.clone())
-        .execution_input(execution_input.clone());
+        .execution_input(execution_input.clone())
+        .signals(resume.signals)
+        .resumed(resume.waiting_since, resume.now);
         ctx.cancellation = cancel.child_token();
+        let waiting_since = resume.waiting_since;
         info!(
             node.id = %node.id,
             node.type = %node.node_type,
@@ -1037,6 +1130,7 @@ impl Inner {
                 ready,
                 duration: started.elapsed(),
                 attempt,
+                waiting_since,
             }
         }
         .instrument(span)
@@ -1056,6 +1150,28 @@ fn random_unit() -> f64 {
     let bits = uuid::Uuid::new_v4().as_u64_pair().0 >> 11;
     // 53 random bits scaled into [0, 1): exactly representable in an f64.
     bits as f64 / (1u64 << 53) as f64
+}
+
+/// Records a node's result and marks it completed.
+fn node_completed(
+    writer: &mut Writer<'_>,
+    progress: &mut Progress,
+    index: usize,
+    mut run: NewNodeRun,
+    output: Value,
+    branch: Option<String>,
+) {
+    info!(
+        node.id = %run.node_id,
+        attempt = run.attempt,
+        duration_ms = run.duration.as_millis(),
+        branch = branch.as_deref(),
+        "node completed"
+    );
+    run.output = Some(output.clone());
+    run.branch = branch.clone();
+    writer.pending.push(run);
+    progress.set(index, NodeState::Completed { output, branch });
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -1078,6 +1194,7 @@ fn skipped_run(graph: &WorkflowGraph, index: usize) -> NewNodeRun {
         branch: None,
         error: None,
         duration: Duration::ZERO,
+        consumed_signal: None,
     }
 }
 
@@ -1094,6 +1211,7 @@ fn unfinished_run(graph: &WorkflowGraph, node: &ReadyNode, status: NodeRunStatus
         branch: None,
         error: None,
         duration: Duration::ZERO,
+        consumed_signal: None,
     }
 }
 
@@ -1190,6 +1308,18 @@ impl Writer<'_> {
         let _ = finish_status(ExecutionStatus::Retrying);
         self.last_write(Advance::Retry { delay }).await?;
         info!(retry_in = ?delay, "execution waiting to retry");
+        Ok(Ended::Finished)
+    }
+
+    async fn wait(
+        &mut self,
+        delay: Option<Duration>,
+        signals: Vec<String>,
+    ) -> Result<Ended, Interrupted> {
+        let _ = finish_status(ExecutionStatus::Waiting);
+        let awaited = signals.join(", ");
+        self.last_write(Advance::Wait { delay, signals }).await?;
+        info!(signals = %awaited, wake_in = ?delay, "execution waiting");
         Ok(Ended::Finished)
     }
 

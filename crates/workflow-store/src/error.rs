@@ -1,7 +1,7 @@
 //! Turning sqlx errors into portable [`StoreError`]s, so callers never match on sqlx types.
 
 use sqlx::error::ErrorKind;
-use workflow_core::{Execution, StoreError};
+use workflow_core::{Execution, ExecutionId, StoreError};
 
 /// Classifies a sqlx error.
 pub(crate) fn classify(err: sqlx::Error) -> StoreError {
@@ -45,5 +45,12 @@ pub(crate) fn already_ended(execution: Execution) -> StoreError {
     StoreError::Conflict(format!(
         "execution {} already ended ({})",
         execution.id, execution.status
+    ))
+}
+
+/// A node tried to consume a signal that another step already consumed.
+pub(crate) fn signal_taken(signal: i64, execution: ExecutionId) -> StoreError {
+    StoreError::Conflict(format!(
+        "signal {signal} of execution {execution} was already consumed"
     ))
 }

@@ -17,9 +17,12 @@
 //! # }
 //! ```
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use workflow_core::{Store, StoreError};
+use workflow_core::{
+    ClaimedExecution, Execution, ExecutionId, ExecutionStatus, NodeRun, Signal, Store, StoreError,
+};
 
 mod error;
 pub mod postgres;
@@ -85,6 +88,50 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, OpenError> {
         _ => Err(OpenError::UnsupportedScheme {
             url: redact_url(url),
         }),
+    }
+}
+
+/// Groups the node runs and signals read for a claim under their executions.
+fn assemble_claims(
+    executions: Vec<Execution>,
+    runs: Vec<NodeRun>,
+    signals: Vec<Signal>,
+) -> Vec<ClaimedExecution> {
+    let mut runs_of: HashMap<ExecutionId, Vec<NodeRun>> = HashMap::new();
+    for run in runs {
+        runs_of.entry(run.execution_id).or_default().push(run);
+    }
+    let mut signals_of: HashMap<ExecutionId, Vec<Signal>> = HashMap::new();
+    for signal in signals {
+        signals_of
+            .entry(signal.execution_id)
+            .or_default()
+            .push(signal);
+    }
+    executions
+        .into_iter()
+        .map(|execution| ClaimedExecution {
+            node_runs: runs_of.remove(&execution.id).unwrap_or_default(),
+            signals: signals_of.remove(&execution.id).unwrap_or_default(),
+            execution,
+        })
+        .collect()
+}
+
+/// A signal may only be sent to an execution that exists and has not ended.
+fn check_signal_target(id: ExecutionId, status: Option<&str>) -> Result<(), StoreError> {
+    let Some(status) = status else {
+        return Err(StoreError::NotFound {
+            entity: "execution",
+            id: id.to_string(),
+        });
+    };
+    match status.parse::<ExecutionStatus>() {
+        Ok(status) if status.is_terminal() => Err(StoreError::Conflict(format!(
+            "execution {id} already ended ({status}); signals are not accepted"
+        ))),
+        Ok(_) => Ok(()),
+        Err(err) => Err(StoreError::InvalidData(format!("execution {id}: {err}"))),
     }
 }
 

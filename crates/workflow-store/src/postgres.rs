@@ -17,8 +17,8 @@ use uuid::Uuid;
 use workflow_core::{
     Advance, ClaimParams, ClaimedExecution, Execution, ExecutionDetail, ExecutionId,
     ExecutionStatus, ListExecutionsParams, NodeRun, NodeRunStatus, RecordNodeRunsParams,
-    StartExecutionParams, Store, StoreError, WorkflowDefinition, WorkflowGraph, WorkflowId,
-    WorkflowRef, WorkflowVersion,
+    SendSignalParams, Signal, StartExecutionParams, Store, StoreError, WorkflowDefinition,
+    WorkflowGraph, WorkflowId, WorkflowRef, WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid};
@@ -196,6 +196,42 @@ impl TryFrom<NodeRunRow> for NodeRun {
     }
 }
 
+#[derive(FromRow)]
+struct ClaimRow {
+    previous_status: String,
+    #[sqlx(flatten)]
+    execution: ExecutionRow,
+}
+
+#[derive(FromRow)]
+struct SignalRow {
+    id: i64,
+    execution_id: Uuid,
+    name: String,
+    payload: Value,
+    idempotency_key: Option<String>,
+    created_at: DateTime<Utc>,
+    consumed_at: Option<DateTime<Utc>>,
+    consumed_by_node: Option<String>,
+}
+
+impl TryFrom<SignalRow> for Signal {
+    type Error = StoreError;
+
+    fn try_from(row: SignalRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.id,
+            execution_id: ExecutionId(row.execution_id),
+            name: row.name,
+            payload: row.payload,
+            idempotency_key: row.idempotency_key,
+            created_at: row.created_at,
+            consumed_at: row.consumed_at,
+            consumed_by_node: row.consumed_by_node,
+        })
+    }
+}
+
 fn convert<R, T: TryFrom<R, Error = StoreError>>(rows: Vec<R>) -> Result<Vec<T>, StoreError> {
     rows.into_iter().map(T::try_from).collect()
 }
@@ -279,7 +315,7 @@ impl Store for PgStore {
         params: ClaimParams,
     ) -> Result<Vec<ClaimedExecution>, StoreError> {
         let (not_suspect_below, suspect_from) = params.rescues.thresholds();
-        let rows: Vec<ExecutionRow> = sqlx::query_as(queries::CLAIM_EXECUTIONS)
+        let rows: Vec<ClaimRow> = sqlx::query_as(queries::CLAIM_EXECUTIONS)
             .bind(i64::from(params.limit))
             .bind(&params.worker_id)
             .bind(params.lease_duration.as_secs_f64())
@@ -291,25 +327,34 @@ impl Store for PgStore {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let executions: Vec<Execution> = convert(rows)?;
+        // Only executions woken from waiting need their signals.
+        let woken: Vec<Uuid> = rows
+            .iter()
+            .filter(|row| row.previous_status == ExecutionStatus::Waiting.as_str())
+            .map(|row| row.execution.id)
+            .collect();
+        let executions: Vec<Execution> =
+            convert(rows.into_iter().map(|row| row.execution).collect())?;
         let ids: Vec<Uuid> = executions.iter().map(|e| e.id.0).collect();
         let runs: Vec<NodeRunRow> = sqlx::query_as(queries::NODE_RUNS_OF_MANY)
             .bind(ids)
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        let mut runs: Vec<NodeRun> = convert(runs)?;
-        Ok(executions
-            .into_iter()
-            .map(|execution| {
-                let (mine, rest) = runs.drain(..).partition(|r| r.execution_id == execution.id);
-                runs = rest;
-                ClaimedExecution {
-                    execution,
-                    node_runs: mine,
-                }
-            })
-            .collect())
+        let signals: Vec<SignalRow> = if woken.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(queries::PENDING_SIGNALS_OF_MANY)
+                .bind(woken)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?
+        };
+        Ok(crate::assemble_claims(
+            executions,
+            convert(runs)?,
+            convert(signals)?,
+        ))
     }
 
     async fn record_node_runs(&self, params: RecordNodeRunsParams) -> Result<(), StoreError> {
@@ -330,6 +375,11 @@ impl Store for PgStore {
                 .bind(execution_id.0)
                 .bind(lease_token)
                 .bind(delay.as_secs_f64()),
+            Advance::Wait { delay, signals } => sqlx::query(queries::ADVANCE_WAIT)
+                .bind(execution_id.0)
+                .bind(lease_token)
+                .bind(delay.map(|d| d.as_secs_f64()))
+                .bind(signals.clone()),
             Advance::Release => sqlx::query(queries::ADVANCE_RELEASE)
                 .bind(execution_id.0)
                 .bind(lease_token),
@@ -351,6 +401,20 @@ impl Store for PgStore {
                 execution_id,
                 lease_token,
             });
+        }
+        for run in &runs {
+            if let Some(signal) = run.consumed_signal {
+                let consumed = sqlx::query(queries::CONSUME_SIGNAL)
+                    .bind(signal)
+                    .bind(execution_id.0)
+                    .bind(&run.node_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                if consumed.is_none() {
+                    return Err(crate::error::signal_taken(signal, execution_id));
+                }
+            }
         }
         if !runs.is_empty() {
             let mut columns = NodeRunColumns::default();
@@ -432,6 +496,33 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn send_signal(&self, params: SendSignalParams) -> Result<Signal, StoreError> {
+        let status: Option<String> = sqlx::query_scalar(queries::EXECUTION_STATUS)
+            .bind(params.execution_id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        crate::check_signal_target(params.execution_id, status.as_deref())?;
+        let inserted: Option<SignalRow> = sqlx::query_as(queries::INSERT_SIGNAL)
+            .bind(params.execution_id.0)
+            .bind(&params.name)
+            .bind(&params.payload)
+            .bind(&params.idempotency_key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        let row = match inserted {
+            Some(row) => row,
+            None => sqlx::query_as(queries::SIGNAL_BY_KEY)
+                .bind(params.execution_id.0)
+                .bind(&params.idempotency_key)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(classify)?,
+        };
+        row.try_into()
+    }
+
     async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, StoreError> {
         let row: Option<ExecutionRow> = sqlx::query_as(queries::GET_EXECUTION)
             .bind(id.0)
@@ -449,9 +540,15 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
+        let signals: Vec<SignalRow> = sqlx::query_as(queries::SIGNALS_OF)
+            .bind(id.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(ExecutionDetail {
             execution,
             node_runs: convert(runs)?,
+            signals: convert(signals)?,
         })
     }
 

@@ -27,8 +27,8 @@ use uuid::Uuid;
 use workflow_core::{
     Advance, ClaimParams, ClaimedExecution, Execution, ExecutionDetail, ExecutionId,
     ExecutionStatus, ListExecutionsParams, NodeRun, NodeRunStatus, RecordNodeRunsParams,
-    StartExecutionParams, Store, StoreError, WorkflowDefinition, WorkflowGraph, WorkflowId,
-    WorkflowRef, WorkflowVersion,
+    SendSignalParams, Signal, StartExecutionParams, Store, StoreError, WorkflowDefinition,
+    WorkflowGraph, WorkflowId, WorkflowRef, WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid};
@@ -232,6 +232,36 @@ impl TryFrom<NodeRunRow> for NodeRun {
     }
 }
 
+#[derive(FromRow)]
+struct SignalRow {
+    id: i64,
+    execution_id: String,
+    name: String,
+    payload: String,
+    idempotency_key: Option<String>,
+    created_at: i64,
+    consumed_at: Option<i64>,
+    consumed_by_node: Option<String>,
+}
+
+impl TryFrom<SignalRow> for Signal {
+    type Error = StoreError;
+
+    fn try_from(row: SignalRow) -> Result<Self, StoreError> {
+        let what = format!("signal {}", row.id);
+        Ok(Self {
+            id: row.id,
+            execution_id: ExecutionId(uuid(&row.execution_id, &what)?),
+            payload: json(&row.payload, &what)?,
+            created_at: time(row.created_at, &what)?,
+            consumed_at: optional_time(row.consumed_at, &what)?,
+            name: row.name,
+            idempotency_key: row.idempotency_key,
+            consumed_by_node: row.consumed_by_node,
+        })
+    }
+}
+
 fn convert<R, T: TryFrom<R, Error = StoreError>>(rows: Vec<R>) -> Result<Vec<T>, StoreError> {
     rows.into_iter().map(T::try_from).collect()
 }
@@ -349,25 +379,36 @@ impl Store for SqliteStore {
             .begin_with(BEGIN_IMMEDIATE)
             .await
             .map_err(classify)?;
-        let claimed = sqlx::query(queries::CLAIM_EXECUTIONS)
+        let runnable = sqlx::query(queries::RUNNABLE)
             .bind(i64::from(params.limit))
-            .bind(&params.worker_id)
-            .bind(millis(params.lease_duration))
             .bind(not_suspect_below)
             .bind(suspect_from)
             .fetch_all(&mut *tx)
             .await
             .map_err(classify)?;
-        if claimed.is_empty() {
+        if runnable.is_empty() {
             tx.rollback().await.map_err(classify)?;
             return Ok(Vec::new());
         }
-        let ids: Vec<String> = claimed
-            .iter()
-            .map(|row| row.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()
-            .map_err(classify)?;
+        let mut ids = Vec::with_capacity(runnable.len());
+        let mut woken = Vec::new();
+        for row in &runnable {
+            let id: String = row.try_get(0).map_err(classify)?;
+            let status: String = row.try_get(1).map_err(classify)?;
+            // Only executions woken from waiting need their signals.
+            if status == ExecutionStatus::Waiting.as_str() {
+                woken.push(id.clone());
+            }
+            ids.push(id);
+        }
         let ids = Value::from(ids).to_string();
+        sqlx::query(queries::CLAIM_EXECUTIONS)
+            .bind(&ids)
+            .bind(&params.worker_id)
+            .bind(millis(params.lease_duration))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         let rows: Vec<ExecutionRow> = sqlx::query_as(queries::EXECUTIONS_BY_IDS)
             .bind(&ids)
             .fetch_all(&mut *tx)
@@ -378,21 +419,21 @@ impl Store for SqliteStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(classify)?;
+        let signals: Vec<SignalRow> = if woken.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(queries::PENDING_SIGNALS_OF_MANY)
+                .bind(Value::from(woken).to_string())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(classify)?
+        };
         tx.commit().await.map_err(classify)?;
-
-        let executions: Vec<Execution> = convert(rows)?;
-        let mut runs: Vec<NodeRun> = convert(runs)?;
-        Ok(executions
-            .into_iter()
-            .map(|execution| {
-                let (mine, rest) = runs.drain(..).partition(|r| r.execution_id == execution.id);
-                runs = rest;
-                ClaimedExecution {
-                    execution,
-                    node_runs: mine,
-                }
-            })
-            .collect())
+        Ok(crate::assemble_claims(
+            convert(rows)?,
+            convert(runs)?,
+            convert(signals)?,
+        ))
     }
 
     async fn record_node_runs(&self, params: RecordNodeRunsParams) -> Result<(), StoreError> {
@@ -418,6 +459,11 @@ impl Store for SqliteStore {
                 .bind(&id)
                 .bind(lease_token)
                 .bind(millis(*delay)),
+            Advance::Wait { delay, signals } => sqlx::query(queries::ADVANCE_WAIT)
+                .bind(&id)
+                .bind(lease_token)
+                .bind(delay.map(millis))
+                .bind(Value::from(signals.clone()).to_string()),
             Advance::Release => sqlx::query(queries::ADVANCE_RELEASE)
                 .bind(&id)
                 .bind(lease_token),
@@ -441,6 +487,18 @@ impl Store for SqliteStore {
             });
         }
         for run in runs {
+            if let Some(signal) = run.consumed_signal {
+                let consumed = sqlx::query(queries::CONSUME_SIGNAL)
+                    .bind(signal)
+                    .bind(&id)
+                    .bind(&run.node_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                if consumed.is_none() {
+                    return Err(crate::error::signal_taken(signal, execution_id));
+                }
+            }
             sqlx::query(queries::INSERT_NODE_RUN)
                 .bind(&id)
                 .bind(run.node_id)
@@ -518,6 +576,34 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn send_signal(&self, params: SendSignalParams) -> Result<Signal, StoreError> {
+        let execution = params.execution_id.to_string();
+        let status: Option<String> = sqlx::query_scalar(queries::EXECUTION_STATUS)
+            .bind(&execution)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        crate::check_signal_target(params.execution_id, status.as_deref())?;
+        let inserted: Option<SignalRow> = sqlx::query_as(queries::INSERT_SIGNAL)
+            .bind(&execution)
+            .bind(&params.name)
+            .bind(to_text(&params.payload))
+            .bind(&params.idempotency_key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        let row = match inserted {
+            Some(row) => row,
+            None => sqlx::query_as(queries::SIGNAL_BY_KEY)
+                .bind(&execution)
+                .bind(&params.idempotency_key)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(classify)?,
+        };
+        row.try_into()
+    }
+
     async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, StoreError> {
         let key = id.to_string();
         let row: Option<ExecutionRow> = sqlx::query_as(queries::GET_EXECUTION)
@@ -536,9 +622,15 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
+        let signals: Vec<SignalRow> = sqlx::query_as(queries::SIGNALS_OF)
+            .bind(&key)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(ExecutionDetail {
             execution,
             node_runs: convert(runs)?,
+            signals: convert(signals)?,
         })
     }
 

@@ -43,6 +43,19 @@ pub(crate) enum Command {
         #[arg(long, value_parser = parse_seconds)]
         timeout: Option<Duration>,
     },
+    /// Send a signal (e.g. an approval) to an execution; a waiting execution wakes at once.
+    Signal {
+        /// Execution id.
+        id: String,
+        /// Signal name, e.g. approval.
+        name: String,
+        /// Payload as JSON, e.g. '{"approved": true}'.
+        #[arg(long, default_value = "null", value_parser = parse_json)]
+        payload: serde_json::Value,
+        /// Sending again with the same key stores the signal once.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
     /// Cancel an execution that has not ended; a running node is stopped.
     Cancel {
         /// Execution id.

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use workflow_core::{
-    ExecutionDetail, ExecutionId, ListExecutionsParams, NodeRegistry, StartExecutionParams, Store,
-    WorkflowDefinition, WorkflowGraph, WorkflowRef, WorkflowWorker,
+    ExecutionDetail, ExecutionId, ListExecutionsParams, NodeRegistry, SendSignalParams,
+    StartExecutionParams, Store, WorkflowDefinition, WorkflowGraph, WorkflowRef, WorkflowWorker,
 };
 
 mod cli;
@@ -101,6 +101,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             params.timeout = timeout;
             let execution = store.start_execution(params).await?;
             println!("{}", execution.id);
+        }
+        Command::Signal {
+            id,
+            name,
+            payload,
+            idempotency_key,
+        } => {
+            let signal = store
+                .send_signal(SendSignalParams {
+                    execution_id: parse_id(&id)?,
+                    name,
+                    payload,
+                    idempotency_key,
+                })
+                .await?;
+            println!(
+                "signal {} \"{}\" sent to execution {}",
+                signal.id, signal.name, signal.execution_id
+            );
         }
         Command::Cancel { id, reason } => {
             let cancelled = store.cancel_execution(parse_id(&id)?, &reason).await?;
@@ -226,6 +245,17 @@ fn render_execution(detail: &ExecutionDetail) -> String {
     }
     if let Some(error) = &e.error {
         let _ = writeln!(out, "  error:     {error}");
+    }
+    for signal in &detail.signals {
+        let consumed = match (&signal.consumed_by_node, signal.consumed_at) {
+            (Some(node), Some(at)) => format!("consumed by {node} at {}", time(Some(at))),
+            _ => "pending".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  signal:    {} {} ({consumed})",
+            signal.name, signal.payload
+        );
     }
     let _ = writeln!(out, "node runs ({}):", detail.node_runs.len());
     for run in &detail.node_runs {

@@ -147,6 +147,30 @@ async fn hello_workflow_runs_end_to_end(url: &str) {
         assert!(log.contains(event), "log lacks \"{event}\":\n{log}");
     }
 
+    // Signals to a pending execution are kept in its inbox, once per idempotency key.
+    let pending = succeed(url, &["start", "hello"]);
+    for _ in 0..2 {
+        let sent = succeed(
+            url,
+            &[
+                "signal",
+                pending.trim(),
+                "approval",
+                "--payload",
+                r#"{"approved": true}"#,
+                "--idempotency-key",
+                "k1",
+            ],
+        );
+        assert!(
+            sent.starts_with("signal ") && sent.contains("\"approval\" sent"),
+            "{sent}"
+        );
+    }
+    let shown = succeed(url, &["executions", "show", pending.trim()]);
+    assert_eq!(shown.matches("signal:    approval").count(), 1, "{shown}");
+    assert!(shown.contains(r#"{"approved":true} (pending)"#), "{shown}");
+
     // With the worker stopped, a new execution stays pending until it is cancelled.
     let err = fail(Some(url), &["cancel", &id]);
     assert!(err.contains("already ended (completed)"), "{err}");
@@ -190,7 +214,7 @@ async fn invalid_definitions_are_rejected_at_save_and_nothing_is_written() {
         (
             "unknown_type",
             r#"{"name": "unknown_type", "nodes": [{"id": "t", "type": "trigger"}, {"id": "x", "type": "teleport"}], "edges": [{"from": "t", "to": "x"}]}"#,
-            r#"node "x": unknown node type "teleport" (known: code, condition, trigger)"#,
+            r#"node "x": unknown node type "teleport" (known: code, condition, delay, trigger, wait_for_signal)"#,
         ),
         (
             "malformed",
@@ -240,6 +264,16 @@ async fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
         err.contains(&format!("execution {unknown} not found")),
         "{err}"
     );
+    let err = fail(url, &["signal", &unknown.to_string(), "approval"]);
+    assert!(
+        err.contains(&format!("execution {unknown} not found")),
+        "{err}"
+    );
+    let err = fail(
+        url,
+        &["signal", &unknown.to_string(), "approval", "--payload", "{"],
+    );
+    assert!(err.contains("invalid JSON"), "{err}");
     let err = fail(url, &["cancel", &unknown.to_string()]);
     assert!(
         err.contains(&format!("execution {unknown} not found")),

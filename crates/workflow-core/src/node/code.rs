@@ -239,6 +239,7 @@ mod tests {
     async fn run(config: Value, input: Value) -> Result<Value, NodeError> {
         match CodeNode::default().execute(ctx(config, input)).await? {
             NodeOutcome::Complete { output, .. } => Ok(output),
+            other => panic!("a code node completes or fails, got {other:?}"),
         }
     }
 

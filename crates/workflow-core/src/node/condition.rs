@@ -176,6 +176,7 @@ mod tests {
                 assert_eq!(output, input, "the input passes through");
                 Ok(branch.unwrap_or_default())
             }
+            other => panic!("a condition completes or fails, got {other:?}"),
         }
     }
 

@@ -61,6 +61,11 @@ macro_rules! conformance_tests {
                 cancelling_a_running_code_node_kills_its_process,
                 an_execution_past_its_deadline_times_out_while_running,
                 a_deadline_is_enforced_when_the_worker_holding_it_died,
+                approval_runs_only_the_branch_the_signal_chose,
+                signals_are_stored_once_per_key_and_refused_for_ended_executions,
+                a_wait_for_signal_times_out_down_its_timeout_branch,
+                a_delay_resumes_on_time_after_a_worker_restart,
+                waiting_executions_hold_no_worker_slot,
             );
         }
     };
@@ -116,6 +121,7 @@ fn completed_run(node_id: &str, attempt: u32) -> NewNodeRun {
         branch: None,
         error: None,
         duration: Duration::from_millis(5),
+        consumed_signal: None,
     }
 }
 
@@ -1547,4 +1553,297 @@ pub async fn a_deadline_is_enforced_when_the_worker_holding_it_died(store: impl 
         took < Duration::from_secs(1) + Duration::from_secs(1) + poll + Duration::from_millis(1500),
         "timed out only after {took:?}"
     );
+}
+
+// --- signals and durable timers ---
+
+fn approval_workflow() -> fixture::WorkflowBuilder {
+    workflow("approval")
+        .node("approval", "wait_for_signal", json!({"signal": "approval"}))
+        .node("ship", "echo", Value::Null)
+        .node("refund", "echo", Value::Null)
+        .edge("start", "approval")
+        .branch_edge("approval", "ship", "approved")
+        .branch_edge("approval", "refund", "rejected")
+}
+
+async fn send(store: &impl Store, id: ExecutionId, name: &str, payload: Value) -> crate::Signal {
+    store
+        .send_signal(crate::SendSignalParams {
+            execution_id: id,
+            name: name.into(),
+            payload,
+            idempotency_key: None,
+        })
+        .await
+        .expect("send signal")
+}
+
+/// Polls until every execution in `ids` is `waiting`.
+async fn wait_until_waiting(store: &impl Store, ids: &[ExecutionId]) {
+    let started = tokio::time::Instant::now();
+    loop {
+        let mut all = true;
+        for id in ids {
+            all &= store.get_execution(*id).await.unwrap().execution.status
+                == ExecutionStatus::Waiting;
+        }
+        if all {
+            return;
+        }
+        assert!(started.elapsed() < WAIT, "executions never parked to wait");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// An approval parks the execution (no lease, no timer) until its signal; approving one
+/// execution and rejecting another runs only the chosen branch of each, the other shows as
+/// skipped, and a signal sent before the wait began is not lost.
+pub async fn approval_runs_only_the_branch_the_signal_chose(store: impl Store + Clone) {
+    approval_workflow().save(&store, &nodes::registry()).await;
+    let approved = start(&store, "approval", json!({"order": 1})).await;
+    let rejected = start(&store, "approval", json!({"order": 2})).await;
+    let early = start(&store, "approval", json!({"order": 3})).await;
+    send(
+        &store,
+        early,
+        "approval",
+        json!({"approved": true, "by": "early"}),
+    )
+    .await;
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(worker(store.clone()).run_until(stop.clone().cancelled_owned()));
+    wait_until_waiting(&store, &[approved, rejected]).await;
+    let parked = store.get_execution(approved).await.unwrap();
+    assert_eq!(
+        parked.execution.lease_owner, None,
+        "a waiting execution holds no lease"
+    );
+    assert_eq!(
+        parked.execution.run_at, None,
+        "it waits for the signal alone"
+    );
+    let waiting_row = parked
+        .node_runs
+        .iter()
+        .find(|r| r.node_id == "approval")
+        .unwrap();
+    assert_eq!(waiting_row.status, NodeRunStatus::Waiting);
+
+    send(
+        &store,
+        approved,
+        "approval",
+        json!({"approved": true, "by": "ada"}),
+    )
+    .await;
+    send(
+        &store,
+        rejected,
+        "approval",
+        json!({"approved": false, "by": "bob"}),
+    )
+    .await;
+    let details = fixture::wait_until_terminal(&store, &[approved, rejected, early], WAIT).await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    let outcome = |detail: &crate::ExecutionDetail| {
+        let status = |node: &str| {
+            detail
+                .node_runs
+                .iter()
+                .rev()
+                .find(|r| r.node_id == node)
+                .map(|r| r.status)
+        };
+        (status("approval"), status("ship"), status("refund"))
+    };
+    let done = Some(NodeRunStatus::Completed);
+    let skipped = Some(NodeRunStatus::Skipped);
+    assert_eq!(outcome(&details[0]), (done, done, skipped));
+    assert_eq!(outcome(&details[1]), (done, skipped, done));
+    assert_eq!(
+        outcome(&details[2]),
+        (done, done, skipped),
+        "the early signal was lost"
+    );
+    for detail in &details {
+        assert_eq!(detail.execution.status, ExecutionStatus::Completed);
+        assert_eq!(detail.signals.len(), 1);
+        assert_eq!(
+            detail.signals[0].consumed_by_node.as_deref(),
+            Some("approval")
+        );
+        assert!(detail.signals[0].consumed_at.is_some());
+    }
+    let approval = details[1]
+        .node_runs
+        .iter()
+        .rev()
+        .find(|r| r.node_id == "approval")
+        .unwrap();
+    assert_eq!(
+        approval.output,
+        Some(json!({"approved": false, "by": "bob"}))
+    );
+    assert_eq!(approval.branch.as_deref(), Some("rejected"));
+}
+
+/// A retried send with the same idempotency key stores one signal; unknown and ended
+/// executions refuse signals with a clear error and nothing stored.
+pub async fn signals_are_stored_once_per_key_and_refused_for_ended_executions(
+    store: impl Store + Clone,
+) {
+    approval_workflow().save(&store, &nodes::registry()).await;
+    let id = start(&store, "approval", json!({})).await;
+    let keyed = || crate::SendSignalParams {
+        execution_id: id,
+        name: "approval".into(),
+        payload: json!({"approved": true}),
+        idempotency_key: Some("click-42".into()),
+    };
+    let first = store.send_signal(keyed()).await.unwrap();
+    let again = store.send_signal(keyed()).await.unwrap();
+    assert_eq!(first.id, again.id, "a retried send stored a second signal");
+    send(&store, id, "other", json!(1)).await;
+    assert_eq!(store.get_execution(id).await.unwrap().signals.len(), 2);
+
+    let unknown = ExecutionId::new();
+    let err = store
+        .send_signal(crate::SendSignalParams {
+            execution_id: unknown,
+            ..keyed()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), format!("execution {unknown} not found"));
+
+    store.cancel_execution(id, "done").await.unwrap();
+    let err = store.send_signal(keyed()).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("conflict: execution {id} already ended (cancelled); signals are not accepted")
+    );
+    assert_eq!(store.get_execution(id).await.unwrap().signals.len(), 2);
+}
+
+/// Without its signal, a wait with a timeout takes its `timeout` branch when it passes.
+pub async fn a_wait_for_signal_times_out_down_its_timeout_branch(store: impl Store + Clone) {
+    workflow("impatient")
+        .node(
+            "approval",
+            "wait_for_signal",
+            json!({"signal": "approval", "timeout": 0.5, "on_timeout": "branch"}),
+        )
+        .node("escalate", "echo", Value::Null)
+        .edge("start", "approval")
+        .branch_edge("approval", "escalate", "timeout")
+        .save(&store, &nodes::registry())
+        .await;
+    let id = start(&store, "impatient", json!({})).await;
+    let detail = run_until_terminal(worker(store.clone()), &store, &[id], WAIT)
+        .await
+        .remove(0);
+    assert_eq!(detail.execution.status, ExecutionStatus::Completed);
+    let escalate = detail
+        .node_runs
+        .iter()
+        .find(|r| r.node_id == "escalate")
+        .unwrap();
+    assert_eq!(escalate.status, NodeRunStatus::Completed);
+    assert_eq!(
+        escalate.input,
+        Some(json!({"timed_out": true, "signal": "approval"}))
+    );
+}
+
+/// A 2 s delay survives the worker stopping in the middle: another worker completes it after
+/// about 2 s, not earlier, and no worker slot is held meanwhile.
+pub async fn a_delay_resumes_on_time_after_a_worker_restart(store: impl Store + Clone) {
+    workflow("delayed")
+        .node("wait", "delay", json!({"seconds": 2}))
+        .node("after", "echo", Value::Null)
+        .edge("start", "wait")
+        .edge("wait", "after")
+        .save(&store, &nodes::registry())
+        .await;
+    let id = start(&store, "delayed", json!({"carry": "on"})).await;
+    let started = tokio::time::Instant::now();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let first = tokio::spawn(worker(store.clone()).run_until(stop.clone().cancelled_owned()));
+    wait_until_waiting(&store, &[id]).await;
+    stop.cancel();
+    first.await.unwrap().unwrap();
+    let parked = store.get_execution(id).await.unwrap().execution;
+    assert!(parked.run_at.is_some(), "a timer sets when it wakes");
+
+    let poll = Duration::from_millis(100);
+    let detail = run_until_terminal(
+        worker(store.clone()).poll_interval(poll),
+        &store,
+        &[id],
+        WAIT,
+    )
+    .await
+    .remove(0);
+    let took = started.elapsed();
+    assert_eq!(detail.execution.status, ExecutionStatus::Completed);
+    assert!(
+        took >= Duration::from_millis(1950),
+        "the delay ended early, after {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(2) + poll + Duration::from_millis(1500),
+        "late: {took:?}"
+    );
+    let after = detail
+        .node_runs
+        .iter()
+        .find(|r| r.node_id == "after")
+        .unwrap();
+    assert_eq!(
+        after.input,
+        Some(json!({"carry": "on"})),
+        "the delay passes its input on"
+    );
+}
+
+/// While 10 executions wait for signals, a worker with 2 slots completes 20 others.
+pub async fn waiting_executions_hold_no_worker_slot(store: impl Store + Clone) {
+    approval_workflow().save(&store, &nodes::registry()).await;
+    workflow("quick")
+        .node("work", "echo", Value::Null)
+        .edge("start", "work")
+        .save(&store, &nodes::registry())
+        .await;
+    let mut waiting = Vec::new();
+    for _ in 0..10 {
+        waiting.push(start(&store, "approval", json!({})).await);
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(
+        worker(store.clone())
+            .concurrency(2)
+            .run_until(stop.clone().cancelled_owned()),
+    );
+    wait_until_waiting(&store, &waiting).await;
+    let mut quick = Vec::new();
+    for _ in 0..20 {
+        quick.push(start(&store, "quick", json!({})).await);
+    }
+    let done = fixture::wait_until_terminal(&store, &quick, WAIT).await;
+    assert!(
+        done.iter()
+            .all(|d| d.execution.status == ExecutionStatus::Completed)
+    );
+    for id in &waiting {
+        assert_eq!(
+            store.get_execution(*id).await.unwrap().execution.status,
+            ExecutionStatus::Waiting
+        );
+    }
+    stop.cancel();
+    running.await.unwrap().unwrap();
 }

@@ -242,6 +242,13 @@ impl<S: Store> Store for StalledHeartbeat<S> {
         self.0.time_out_executions().await
     }
 
+    async fn send_signal(
+        &self,
+        params: crate::SendSignalParams,
+    ) -> Result<crate::Signal, crate::StoreError> {
+        self.0.send_signal(params).await
+    }
+
     async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, crate::StoreError> {
         self.0.get_execution(id).await
     }

@@ -81,7 +81,7 @@ join w on w.id = e.workflow_id
 pub(super) const CLAIM_EXECUTIONS: &str = concat!(
     r#"
 with runnable as (
-    select id
+    select id, status as previous_status
     from workflow_executions
     where status in ('pending', 'running', 'retrying', 'waiting')
       and run_at <= now()
@@ -108,7 +108,7 @@ set status = 'running',
 from runnable, workflows w
 where e.id = runnable.id
   and w.id = e.workflow_id
-returning "#,
+returning runnable.previous_status, "#,
     execution_columns!()
 );
 
@@ -136,6 +136,100 @@ order by id
 pub(super) const ADVANCE_CONTINUE: &str = r#"
 update workflow_executions
 set lease_expires_at = now() + make_interval(secs => $3),
+    rescue_count = 0,
+    updated_at = now()
+where id = $1
+  and lease_token = $2
+  and status = 'running'
+returning id
+"#;
+
+macro_rules! signal_columns {
+    () => {
+        "id, execution_id, name, payload, idempotency_key, created_at, consumed_at, \
+         consumed_by_node"
+    };
+}
+
+/// Signals not yet consumed of executions given as ids ($1), oldest first.
+pub(super) const PENDING_SIGNALS_OF_MANY: &str = concat!(
+    "select ",
+    signal_columns!(),
+    r#"
+from workflow_signals
+where execution_id = any($1)
+  and consumed_at is null
+order by id
+"#
+);
+
+/// Every signal of an execution ($1), oldest first.
+pub(super) const SIGNALS_OF: &str = concat!(
+    "select ",
+    signal_columns!(),
+    r#"
+from workflow_signals
+where execution_id = $1
+order by id
+"#
+);
+
+/// Stores a signal; a repeated idempotency key stores nothing (and returns no row). The
+/// trigger on the table wakes the execution if it waits.
+pub(super) const INSERT_SIGNAL: &str = concat!(
+    r#"
+insert into workflow_signals (execution_id, name, payload, idempotency_key)
+values ($1, $2, $3, $4)
+on conflict (execution_id, idempotency_key) do nothing
+returning "#,
+    signal_columns!()
+);
+
+/// The signal stored earlier with an idempotency key.
+pub(super) const SIGNAL_BY_KEY: &str = concat!(
+    "select ",
+    signal_columns!(),
+    r#"
+from workflow_signals
+where execution_id = $1
+  and idempotency_key = $2
+"#
+);
+
+pub(super) const EXECUTION_STATUS: &str = r#"
+select status
+from workflow_executions
+where id = $1
+"#;
+
+/// Marks a signal ($1) of an execution ($2) consumed by a node ($3), unless it already was.
+pub(super) const CONSUME_SIGNAL: &str = r#"
+update workflow_signals
+set consumed_at = now(),
+    consumed_by_node = $3
+where id = $1
+  and execution_id = $2
+  and consumed_at is null
+returning id
+"#;
+
+/// Fenced: parks the execution to wait and releases the lease. It is due after $3 seconds
+/// (never, for null), or at once if a signal it waits for ($4) is already pending.
+pub(super) const ADVANCE_WAIT: &str = r#"
+update workflow_executions
+set status = 'waiting',
+    run_at = case
+        when exists (
+            select 1
+            from workflow_signals s
+            where s.execution_id = $1
+              and s.consumed_at is null
+              and s.name = any($4)
+        ) then now()
+        else now() + make_interval(secs => $3)
+    end,
+    lease_owner = null,
+    lease_expires_at = null,
     rescue_count = 0,
     updated_at = now()
 where id = $1

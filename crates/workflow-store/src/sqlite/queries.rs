@@ -78,8 +78,30 @@ where w.id = $2
 "#
 );
 
-/// Claims runnable executions: non-terminal, due, and with a free or expired lease. Runs in
-/// an immediate transaction, so claims on one file never interleave.
+/// The runnable executions a claim takes, with their status before it: non-terminal, due,
+/// and with a free or expired lease. Runs in an immediate transaction with the update below,
+/// so claims on one file never interleave.
+pub(super) const RUNNABLE: &str = concat!(
+    r#"
+select id, status
+from workflow_executions
+where status in ('pending', 'running', 'retrying', 'waiting')
+  and run_at <= "#,
+    now_ms!(),
+    r#"
+  and (lease_expires_at is null or lease_expires_at < "#,
+    now_ms!(),
+    r#")
+  -- $2: leave out suspects (expired, rescued at least $2 times); $3: only suspects.
+  and ($2 is null or lease_expires_at is null or rescue_count < $2)
+  and ($3 is null or (lease_expires_at is not null and rescue_count >= $3))
+order by priority desc, run_at
+limit $1
+"#
+);
+
+/// Claims the executions given as a JSON array of ids ($1) for worker $2 with a lease of $3
+/// milliseconds.
 pub(super) const CLAIM_EXECUTIONS: &str = concat!(
     r#"
 update workflow_executions
@@ -100,22 +122,7 @@ set status = 'running',
     updated_at = "#,
     now_ms!(),
     r#"
-where id in (
-    select id
-    from workflow_executions
-    where status in ('pending', 'running', 'retrying', 'waiting')
-      and run_at <= "#,
-    now_ms!(),
-    r#"
-      and (lease_expires_at is null or lease_expires_at < "#,
-    now_ms!(),
-    r#")
-      -- $4: leave out suspects (expired, rescued at least $4 times); $5: only suspects.
-      and ($4 is null or lease_expires_at is null or rescue_count < $4)
-      and ($5 is null or (lease_expires_at is not null and rescue_count >= $5))
-    order by priority desc, run_at
-    limit $1
-)
+where id in (select value from json_each($1))
 returning id
 "#
 );
@@ -160,6 +167,113 @@ update workflow_executions
 set lease_expires_at = "#,
     now_ms!(),
     r#" + $3,
+    rescue_count = 0,
+    updated_at = "#,
+    now_ms!(),
+    r#"
+where id = $1
+  and lease_token = $2
+  and status = 'running'
+returning id
+"#
+);
+
+macro_rules! signal_columns {
+    () => {
+        "id, execution_id, name, payload, idempotency_key, created_at, consumed_at, \
+         consumed_by_node"
+    };
+}
+
+/// Signals not yet consumed of executions given as a JSON array of ids ($1), oldest first.
+pub(super) const PENDING_SIGNALS_OF_MANY: &str = concat!(
+    "select ",
+    signal_columns!(),
+    r#"
+from workflow_signals
+where execution_id in (select value from json_each($1))
+  and consumed_at is null
+order by id
+"#
+);
+
+/// Every signal of an execution ($1), oldest first.
+pub(super) const SIGNALS_OF: &str = concat!(
+    "select ",
+    signal_columns!(),
+    r#"
+from workflow_signals
+where execution_id = $1
+order by id
+"#
+);
+
+/// Stores a signal; a repeated idempotency key stores nothing (and returns no row). The
+/// trigger on the table wakes the execution if it waits.
+pub(super) const INSERT_SIGNAL: &str = concat!(
+    r#"
+insert into workflow_signals (execution_id, name, payload, idempotency_key)
+values ($1, $2, $3, $4)
+on conflict (execution_id, idempotency_key) do nothing
+returning "#,
+    signal_columns!()
+);
+
+/// The signal stored earlier with an idempotency key.
+pub(super) const SIGNAL_BY_KEY: &str = concat!(
+    "select ",
+    signal_columns!(),
+    r#"
+from workflow_signals
+where execution_id = $1
+  and idempotency_key = $2
+"#
+);
+
+pub(super) const EXECUTION_STATUS: &str = r#"
+select status
+from workflow_executions
+where id = $1
+"#;
+
+/// Marks a signal ($1) of an execution ($2) consumed by a node ($3), unless it already was.
+pub(super) const CONSUME_SIGNAL: &str = concat!(
+    r#"
+update workflow_signals
+set consumed_at = "#,
+    now_ms!(),
+    r#",
+    consumed_by_node = $3
+where id = $1
+  and execution_id = $2
+  and consumed_at is null
+returning id
+"#
+);
+
+/// Fenced: parks the execution to wait and releases the lease. It is due after $3
+/// milliseconds (never, for null), or at once if a signal it waits for (a JSON array of
+/// names, $4) is already pending.
+pub(super) const ADVANCE_WAIT: &str = concat!(
+    r#"
+update workflow_executions
+set status = 'waiting',
+    run_at = case
+        when exists (
+            select 1
+            from workflow_signals s
+            where s.execution_id = $1
+              and s.consumed_at is null
+              and s.name in (select value from json_each($4))
+        ) then "#,
+    now_ms!(),
+    r#"
+        else "#,
+    now_ms!(),
+    r#" + $3
+    end,
+    lease_owner = null,
+    lease_expires_at = null,
     rescue_count = 0,
     updated_at = "#,
     now_ms!(),
