@@ -922,7 +922,7 @@ pub async fn exhausted_retries_fail_with_the_last_error(store: impl Store + Clon
     workflow("doomed")
         .node("run", "flaky", json!({}))
         .retry(RetryPolicy {
-            max_attempts: 2,
+            max_attempts: 3,
             initial_backoff: Duration::from_millis(100),
             multiplier: 2.0,
             max_backoff: Duration::from_secs(1),
@@ -938,7 +938,7 @@ pub async fn exhausted_retries_fail_with_the_last_error(store: impl Store + Clon
     assert_eq!(detail.execution.status, ExecutionStatus::Failed);
     assert_eq!(
         detail.execution.error.as_deref(),
-        Some("node \"run\" failed after 2 attempts: flaky failure on attempt 2")
+        Some("node \"run\" failed after 3 attempts: flaky failure on attempt 3")
     );
     assert_eq!(
         detail
@@ -946,7 +946,7 @@ pub async fn exhausted_retries_fail_with_the_last_error(store: impl Store + Clon
             .iter()
             .filter(|r| r.node_id == "run")
             .count(),
-        2
+        3
     );
 }
 
@@ -1759,11 +1759,11 @@ pub async fn a_wait_for_signal_times_out_down_its_timeout_branch(store: impl Sto
     );
 }
 
-/// A 2 s delay survives the worker stopping in the middle: another worker completes it after
-/// about 2 s, not earlier, and no worker slot is held meanwhile.
+/// A 3 s delay survives the worker stopping in the middle: another worker completes it after
+/// about 3 s, not earlier, and no worker slot is held meanwhile.
 pub async fn a_delay_resumes_on_time_after_a_worker_restart(store: impl Store + Clone) {
     workflow("delayed")
-        .node("wait", "delay", json!({"seconds": 2}))
+        .node("wait", "delay", json!({"seconds": 3}))
         .node("after", "echo", Value::Null)
         .edge("start", "wait")
         .edge("wait", "after")
@@ -1791,11 +1791,11 @@ pub async fn a_delay_resumes_on_time_after_a_worker_restart(store: impl Store + 
     let took = started.elapsed();
     assert_eq!(detail.execution.status, ExecutionStatus::Completed);
     assert!(
-        took >= Duration::from_millis(1950),
+        took >= Duration::from_millis(2950),
         "the delay ended early, after {took:?}"
     );
     assert!(
-        took < Duration::from_secs(2) + poll + Duration::from_millis(1500),
+        took < Duration::from_secs(3) + poll + Duration::from_millis(1500),
         "late: {took:?}"
     );
     let after = detail
