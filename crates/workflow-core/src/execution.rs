@@ -107,6 +107,8 @@ pub struct Execution {
     pub run_at: Option<DateTime<Utc>>,
     /// Past this it ends `timed_out`.
     pub deadline: Option<DateTime<Utc>>,
+    /// The schedule tick it was started for, if a schedule started it.
+    pub scheduled_for: Option<DateTime<Utc>>,
     /// The worker holding its lease, if any.
     pub lease_owner: Option<String>,
     /// When that lease expires (database time).

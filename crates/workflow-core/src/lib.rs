@@ -66,6 +66,7 @@
 pub mod execution;
 pub mod graph;
 pub mod node;
+pub mod schedule;
 pub mod state;
 pub mod store;
 #[cfg(feature = "testing")]
@@ -84,10 +85,12 @@ pub use node::{
     BoxError, CodeNode, ConditionNode, DelayNode, ErrorKind, NodeContext, NodeError, NodeExecutor,
     NodeOutcome, NodeRegistry, ResultExt, TriggerNode, WaitForSignalNode,
 };
+pub use schedule::{CronSchedule, Schedule, ScheduleError, ScheduleId};
 pub use state::{ExecutionStatus, TransitionError, transition};
 pub use store::{
-    Advance, ClaimParams, ClaimedExecution, ListExecutionsParams, NewNodeRun, RecordNodeRunsParams,
-    RescueFilter, SendSignalParams, StartExecutionParams, Store, StoreError, WorkflowRef,
+    Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DueSchedules, FireScheduleParams,
+    ListExecutionsParams, NewNodeRun, RecordNodeRunsParams, RescueFilter, SendSignalParams,
+    StartExecutionParams, Store, StoreError, WorkflowRef,
 };
 pub use worker::{ConfigError, WorkerConfig, WorkflowWorker};
 
@@ -104,6 +107,9 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A schedule's cron expression or time zone is invalid.
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
 }
 
 /// `Result` with this crate's [`Error`].

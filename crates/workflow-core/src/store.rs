@@ -22,6 +22,7 @@ use crate::execution::{
     WorkflowVersion,
 };
 use crate::graph::WorkflowGraph;
+use crate::schedule::{Schedule, ScheduleId};
 use crate::state::ExecutionStatus;
 
 /// A store failure. Stores classify their backend's errors into these portable variants.
@@ -259,6 +260,49 @@ pub struct RecordNodeRunsParams {
     pub advance: Advance,
 }
 
+/// Parameters of [`Store::create_schedule`]; build them with
+/// [`schedule::create`](crate::schedule::create), which validates them.
+#[derive(Debug, Clone)]
+pub struct CreateScheduleParams {
+    /// The workflow to start on every tick.
+    pub workflow: WorkflowRef,
+    /// A cron expression.
+    pub cron: String,
+    /// An IANA time zone.
+    pub timezone: String,
+    /// The input of every execution.
+    pub input: Value,
+    /// How many missed ticks to fire when several are due at once.
+    pub catch_up: u32,
+    /// The first tick.
+    pub next_fire_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// What [`Store::due_schedules`] found.
+#[derive(Debug, Clone)]
+pub struct DueSchedules {
+    /// The database's clock when it looked.
+    pub now: chrono::DateTime<chrono::Utc>,
+    /// Enabled schedules whose next tick is due, or not yet computed.
+    pub due: Vec<Schedule>,
+    /// The earliest next tick of the other enabled schedules.
+    pub next_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Parameters of [`Store::fire_schedule`].
+#[derive(Debug, Clone)]
+pub struct FireScheduleParams {
+    /// The schedule.
+    pub schedule_id: ScheduleId,
+    /// Its `next_fire_at` as read: the step applies only if it is still that (fencing out a
+    /// worker that fired it meanwhile).
+    pub expected_next_fire_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The ticks to start executions for.
+    pub ticks: Vec<chrono::DateTime<chrono::Utc>>,
+    /// The tick after them.
+    pub next_fire_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// Parameters of [`Store::list_executions`].
 #[derive(Debug, Clone, Default)]
 pub struct ListExecutionsParams {
@@ -347,6 +391,36 @@ pub trait Store: Send + Sync + 'static {
     /// An execution with its node runs.
     async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, StoreError>;
 
+    // --- schedules ---
+
+    /// The database's clock.
+    async fn now(&self) -> Result<chrono::DateTime<chrono::Utc>, StoreError>;
+
+    /// Stores a schedule, enabled.
+    async fn create_schedule(&self, params: CreateScheduleParams) -> Result<Schedule, StoreError>;
+
+    /// Every schedule, oldest first.
+    async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError>;
+
+    /// Pauses or resumes a schedule. Resuming clears its next tick, so the next worker to
+    /// look computes the first tick after now: a paused period fires nothing.
+    async fn set_schedule_enabled(
+        &self,
+        id: ScheduleId,
+        enabled: bool,
+    ) -> Result<Schedule, StoreError>;
+
+    /// Deletes a schedule; executions it started stay.
+    async fn delete_schedule(&self, id: ScheduleId) -> Result<(), StoreError>;
+
+    /// Up to `limit` enabled schedules that are due (or whose next tick is not computed).
+    async fn due_schedules(&self, limit: u32) -> Result<DueSchedules, StoreError>;
+
+    /// In one transaction, and only if the schedule's next tick is still the expected one:
+    /// moves it to `next_fire_at` and starts one execution per tick (a tick that already has
+    /// one is skipped). Returns how many executions it started.
+    async fn fire_schedule(&self, params: FireScheduleParams) -> Result<u32, StoreError>;
+
     /// Executions, newest first.
     async fn list_executions(
         &self,
@@ -415,6 +489,38 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, StoreError> {
         (**self).get_execution(id).await
+    }
+
+    async fn now(&self) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+        (**self).now().await
+    }
+
+    async fn create_schedule(&self, params: CreateScheduleParams) -> Result<Schedule, StoreError> {
+        (**self).create_schedule(params).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        (**self).list_schedules().await
+    }
+
+    async fn set_schedule_enabled(
+        &self,
+        id: ScheduleId,
+        enabled: bool,
+    ) -> Result<Schedule, StoreError> {
+        (**self).set_schedule_enabled(id, enabled).await
+    }
+
+    async fn delete_schedule(&self, id: ScheduleId) -> Result<(), StoreError> {
+        (**self).delete_schedule(id).await
+    }
+
+    async fn due_schedules(&self, limit: u32) -> Result<DueSchedules, StoreError> {
+        (**self).due_schedules(limit).await
+    }
+
+    async fn fire_schedule(&self, params: FireScheduleParams) -> Result<u32, StoreError> {
+        (**self).fire_schedule(params).await
     }
 
     async fn list_executions(

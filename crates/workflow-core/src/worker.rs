@@ -29,10 +29,11 @@ use crate::Error;
 use crate::execution::{ExecutionId, NodeRunStatus, WorkflowId};
 use crate::graph::{NodeState, Progress, ReadyNode, WorkflowGraph};
 use crate::node::{ErrorKind, NodeContext, NodeExecutor, NodeOutcome, NodeRegistry};
+use crate::schedule::CronSchedule;
 use crate::state::{ExecutionStatus, transition};
 use crate::store::{
-    Advance, ClaimParams, ClaimedExecution, NewNodeRun, RecordNodeRunsParams, RescueFilter, Store,
-    StoreError,
+    Advance, ClaimParams, ClaimedExecution, FireScheduleParams, NewNodeRun, RecordNodeRunsParams,
+    RescueFilter, Store, StoreError,
 };
 
 /// How often an idle worker polls for runnable executions by default.
@@ -52,6 +53,10 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_RESCUES: u32 = 3;
 /// The longest wait between claims while the store keeps failing.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(30);
+/// How often a worker looks for new schedules when none is due sooner.
+const SCHEDULE_REFRESH: Duration = Duration::from_secs(1);
+/// How many due schedules a worker fires per look.
+const SCHEDULE_BATCH: u32 = 100;
 /// How often a worker looks for executions past their deadline.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How long executions get to record their release once the grace period is over.
@@ -303,6 +308,7 @@ impl WorkflowWorker {
         let mut isolated: Option<ExecutionId> = None;
         let suspect_from = i32::try_from(config.max_rescues.saturating_sub(2)).unwrap_or(i32::MAX);
         let mut last_sweep: Option<Instant> = None;
+        let mut next_schedule_check = Instant::now();
         loop {
             while let Some(done) = tasks.try_join_next() {
                 tally.add(done, &mut isolated);
@@ -311,6 +317,9 @@ impl WorkflowWorker {
             if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_INTERVAL) {
                 last_sweep = Some(Instant::now());
                 inner.time_out_executions().await;
+            }
+            if Instant::now() >= next_schedule_check {
+                next_schedule_check = inner.fire_schedules().await;
             }
             let mut wait = config.poll_interval;
             if isolated.is_none() {
@@ -347,6 +356,8 @@ impl WorkflowWorker {
                     }
                 }
             }
+            // Wake for the next schedule tick too, not only at the next poll.
+            wait = wait.min(next_schedule_check.saturating_duration_since(Instant::now()));
             let busy = isolated.is_some() || tasks.len() >= config.concurrency;
             tokio::select! {
                 () = &mut shutdown => break,
@@ -659,6 +670,67 @@ impl Inner {
             );
         }
         Ok(batch)
+    }
+
+    /// Fires the schedules that are due and returns when to look again: at the earliest next
+    /// tick, and at least every [`SCHEDULE_REFRESH`] to notice new schedules.
+    async fn fire_schedules(&self) -> Instant {
+        let looked = Instant::now();
+        let refresh = looked + SCHEDULE_REFRESH;
+        let due = match self.store.due_schedules(SCHEDULE_BATCH).await {
+            Ok(due) => due,
+            Err(err) => {
+                // The claim that follows reports an unreachable store, with backoff.
+                debug!(error = %ErrorChain(&err), "looking for due schedules failed");
+                return looked + self.config.poll_interval;
+            }
+        };
+        let at =
+            |tick: chrono::DateTime<Utc>| looked + (tick - due.now).to_std().unwrap_or_default();
+        let mut next_check = due.next_at.map_or(refresh, |tick| at(tick).min(refresh));
+        let mut triggered = 0;
+        let full_batch = due.due.len() == SCHEDULE_BATCH as usize;
+        for schedule in due.due {
+            let parsed = match CronSchedule::parse(&schedule.cron, &schedule.timezone) {
+                Ok(parsed) => parsed,
+                Err(err) => {
+                    error!(schedule.id = %schedule.id, error = %err, "schedule cannot fire; pausing it");
+                    let _ = self.store.set_schedule_enabled(schedule.id, false).await;
+                    continue;
+                }
+            };
+            let (ticks, next_fire_at) = match schedule.next_fire_at {
+                // Resumed (or new): start from the first tick after now, firing nothing.
+                None => (Vec::new(), parsed.next_after(due.now)),
+                Some(next) => parsed.plan(next, due.now, schedule.catch_up),
+            };
+            if let Some(next) = next_fire_at {
+                next_check = next_check.min(at(next));
+            }
+            match self
+                .store
+                .fire_schedule(FireScheduleParams {
+                    schedule_id: schedule.id,
+                    expected_next_fire_at: schedule.next_fire_at,
+                    ticks,
+                    next_fire_at,
+                })
+                .await
+            {
+                Ok(started) => triggered += started,
+                Err(err) => {
+                    warn!(schedule.id = %schedule.id, error = %ErrorChain(&err), "firing a schedule failed")
+                }
+            }
+        }
+        if triggered > 0 {
+            info!(worker.id = %self.config.worker_id, count = triggered, "triggered scheduled executions");
+        }
+        if full_batch {
+            // More may be due: look again at once.
+            return Instant::now();
+        }
+        next_check
     }
 
     async fn time_out_executions(&self) {

@@ -15,10 +15,11 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, FromRow, Row};
 use uuid::Uuid;
 use workflow_core::{
-    Advance, ClaimParams, ClaimedExecution, Execution, ExecutionDetail, ExecutionId,
-    ExecutionStatus, ListExecutionsParams, NodeRun, NodeRunStatus, RecordNodeRunsParams,
-    SendSignalParams, Signal, StartExecutionParams, Store, StoreError, WorkflowDefinition,
-    WorkflowGraph, WorkflowId, WorkflowRef, WorkflowVersion,
+    Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DueSchedules, Execution,
+    ExecutionDetail, ExecutionId, ExecutionStatus, FireScheduleParams, ListExecutionsParams,
+    NodeRun, NodeRunStatus, RecordNodeRunsParams, Schedule, ScheduleId, SendSignalParams, Signal,
+    StartExecutionParams, Store, StoreError, WorkflowDefinition, WorkflowGraph, WorkflowId,
+    WorkflowRef, WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid};
@@ -117,6 +118,7 @@ struct ExecutionRow {
     priority: i32,
     run_at: Option<DateTime<Utc>>,
     deadline: Option<DateTime<Utc>>,
+    scheduled_for: Option<DateTime<Utc>>,
     lease_owner: Option<String>,
     lease_expires_at: Option<DateTime<Utc>>,
     lease_token: i64,
@@ -143,6 +145,7 @@ impl TryFrom<ExecutionRow> for Execution {
             priority: row.priority,
             run_at: row.run_at,
             deadline: row.deadline,
+            scheduled_for: row.scheduled_for,
             lease_owner: row.lease_owner,
             lease_expires_at: row.lease_expires_at,
             lease_token: row.lease_token,
@@ -229,6 +232,49 @@ impl TryFrom<SignalRow> for Signal {
             consumed_at: row.consumed_at,
             consumed_by_node: row.consumed_by_node,
         })
+    }
+}
+
+#[derive(FromRow)]
+struct ScheduleRow {
+    id: Uuid,
+    workflow_id: Uuid,
+    workflow_name: String,
+    cron: String,
+    timezone: String,
+    input: Value,
+    enabled: bool,
+    catch_up: i32,
+    next_fire_at: Option<DateTime<Utc>>,
+    last_fire_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<ScheduleRow> for Schedule {
+    type Error = StoreError;
+
+    fn try_from(row: ScheduleRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: ScheduleId(row.id),
+            workflow_id: WorkflowId(row.workflow_id),
+            workflow_name: row.workflow_name,
+            cron: row.cron,
+            timezone: row.timezone,
+            input: row.input,
+            enabled: row.enabled,
+            catch_up: u32::try_from(row.catch_up)
+                .map_err(|_| invalid(format!("schedule {}: catch_up {}", row.id, row.catch_up)))?,
+            next_fire_at: row.next_fire_at,
+            last_fire_at: row.last_fire_at,
+            created_at: row.created_at,
+        })
+    }
+}
+
+fn schedule_not_found(id: ScheduleId) -> StoreError {
+    StoreError::NotFound {
+        entity: "schedule",
+        id: id.to_string(),
     }
 }
 
@@ -521,6 +567,113 @@ impl Store for PgStore {
                 .map_err(classify)?,
         };
         row.try_into()
+    }
+
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        sqlx::query_scalar(queries::NOW)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    async fn create_schedule(&self, params: CreateScheduleParams) -> Result<Schedule, StoreError> {
+        let (id, name) = workflow_key(&params.workflow);
+        let row: Option<ScheduleRow> = sqlx::query_as(queries::CREATE_SCHEDULE)
+            .bind(id)
+            .bind(name)
+            .bind(&params.cron)
+            .bind(&params.timezone)
+            .bind(&params.input)
+            .bind(i32::try_from(params.catch_up).unwrap_or(i32::MAX))
+            .bind(params.next_fire_at)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.ok_or_else(|| workflow_not_found(&params.workflow))?
+            .try_into()
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        let rows: Vec<ScheduleRow> = sqlx::query_as(queries::LIST_SCHEDULES)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        convert(rows)
+    }
+
+    async fn set_schedule_enabled(
+        &self,
+        id: ScheduleId,
+        enabled: bool,
+    ) -> Result<Schedule, StoreError> {
+        let row: Option<ScheduleRow> = sqlx::query_as(queries::SET_SCHEDULE_ENABLED)
+            .bind(id.0)
+            .bind(enabled)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.ok_or_else(|| schedule_not_found(id))?.try_into()
+    }
+
+    async fn delete_schedule(&self, id: ScheduleId) -> Result<(), StoreError> {
+        let deleted = sqlx::query(queries::DELETE_SCHEDULE)
+            .bind(id.0)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        if deleted.rows_affected() == 0 {
+            return Err(schedule_not_found(id));
+        }
+        Ok(())
+    }
+
+    async fn due_schedules(&self, limit: u32) -> Result<DueSchedules, StoreError> {
+        let (now, next_at): (DateTime<Utc>, Option<DateTime<Utc>>) =
+            sqlx::query_as(queries::NEXT_SCHEDULE_TICK)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(classify)?;
+        let rows: Vec<ScheduleRow> = sqlx::query_as(queries::DUE_SCHEDULES)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(DueSchedules {
+            now,
+            due: convert(rows)?,
+            next_at,
+        })
+    }
+
+    async fn fire_schedule(&self, params: FireScheduleParams) -> Result<u32, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let advanced: Option<(Uuid, Value)> = sqlx::query_as(queries::ADVANCE_SCHEDULE)
+            .bind(params.schedule_id.0)
+            .bind(params.expected_next_fire_at)
+            .bind(params.next_fire_at)
+            .bind(params.ticks.iter().max().copied())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let Some((workflow_id, input)) = advanced else {
+            // Another worker fired it first, or it was paused: nothing to do.
+            return Ok(0);
+        };
+        let started = if params.ticks.is_empty() {
+            0
+        } else {
+            sqlx::query(queries::START_SCHEDULED)
+                .bind(params.schedule_id.0)
+                .bind(workflow_id)
+                .bind(input)
+                .bind(&params.ticks)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?
+                .rows_affected()
+        };
+        tx.commit().await.map_err(classify)?;
+        Ok(u32::try_from(started).unwrap_or(u32::MAX))
     }
 
     async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, StoreError> {

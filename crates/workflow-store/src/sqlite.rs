@@ -25,10 +25,11 @@ use sqlx::sqlite::{
 use sqlx::{Connection, FromRow, Row};
 use uuid::Uuid;
 use workflow_core::{
-    Advance, ClaimParams, ClaimedExecution, Execution, ExecutionDetail, ExecutionId,
-    ExecutionStatus, ListExecutionsParams, NodeRun, NodeRunStatus, RecordNodeRunsParams,
-    SendSignalParams, Signal, StartExecutionParams, Store, StoreError, WorkflowDefinition,
-    WorkflowGraph, WorkflowId, WorkflowRef, WorkflowVersion,
+    Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DueSchedules, Execution,
+    ExecutionDetail, ExecutionId, ExecutionStatus, FireScheduleParams, ListExecutionsParams,
+    NodeRun, NodeRunStatus, RecordNodeRunsParams, Schedule, ScheduleId, SendSignalParams, Signal,
+    StartExecutionParams, Store, StoreError, WorkflowDefinition, WorkflowGraph, WorkflowId,
+    WorkflowRef, WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid};
@@ -54,6 +55,15 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    async fn schedule(&self, id: ScheduleId) -> Result<Schedule, StoreError> {
+        let row: Option<ScheduleRow> = sqlx::query_as(queries::GET_SCHEDULE)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.ok_or_else(|| schedule_not_found(id))?.try_into()
+    }
+
     /// Opens (creating it if missing) the database at `url`, e.g. `sqlite://workflows.db` or
     /// `sqlite:///var/lib/workflows.db`, in WAL mode with a busy timeout and foreign keys on.
     /// Does not migrate.
@@ -155,6 +165,7 @@ struct ExecutionRow {
     priority: i32,
     run_at: Option<i64>,
     deadline: Option<i64>,
+    scheduled_for: Option<i64>,
     lease_owner: Option<String>,
     lease_expires_at: Option<i64>,
     lease_token: i64,
@@ -182,6 +193,7 @@ impl TryFrom<ExecutionRow> for Execution {
             priority: row.priority,
             run_at: optional_time(row.run_at, &what)?,
             deadline: optional_time(row.deadline, &what)?,
+            scheduled_for: optional_time(row.scheduled_for, &what)?,
             lease_owner: row.lease_owner,
             lease_expires_at: optional_time(row.lease_expires_at, &what)?,
             lease_token: row.lease_token,
@@ -260,6 +272,54 @@ impl TryFrom<SignalRow> for Signal {
             consumed_by_node: row.consumed_by_node,
         })
     }
+}
+
+#[derive(FromRow)]
+struct ScheduleRow {
+    id: String,
+    workflow_id: String,
+    workflow_name: String,
+    cron: String,
+    timezone: String,
+    input: String,
+    enabled: bool,
+    catch_up: i64,
+    next_fire_at: Option<i64>,
+    last_fire_at: Option<i64>,
+    created_at: i64,
+}
+
+impl TryFrom<ScheduleRow> for Schedule {
+    type Error = StoreError;
+
+    fn try_from(row: ScheduleRow) -> Result<Self, StoreError> {
+        let what = format!("schedule {}", row.id);
+        Ok(Self {
+            id: ScheduleId(uuid(&row.id, &what)?),
+            workflow_id: WorkflowId(uuid(&row.workflow_id, &what)?),
+            input: json(&row.input, &what)?,
+            catch_up: u32::try_from(row.catch_up)
+                .map_err(|_| invalid(format!("{what}: catch_up {}", row.catch_up)))?,
+            next_fire_at: optional_time(row.next_fire_at, &what)?,
+            last_fire_at: optional_time(row.last_fire_at, &what)?,
+            created_at: time(row.created_at, &what)?,
+            workflow_name: row.workflow_name,
+            cron: row.cron,
+            timezone: row.timezone,
+            enabled: row.enabled,
+        })
+    }
+}
+
+fn schedule_not_found(id: ScheduleId) -> StoreError {
+    StoreError::NotFound {
+        entity: "schedule",
+        id: id.to_string(),
+    }
+}
+
+fn ms(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
 }
 
 fn convert<R, T: TryFrom<R, Error = StoreError>>(rows: Vec<R>) -> Result<Vec<T>, StoreError> {
@@ -602,6 +662,124 @@ impl Store for SqliteStore {
                 .map_err(classify)?,
         };
         row.try_into()
+    }
+
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        let now: i64 = sqlx::query_scalar(queries::NOW)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        time(now, "database clock")
+    }
+
+    async fn create_schedule(&self, params: CreateScheduleParams) -> Result<Schedule, StoreError> {
+        let id = ScheduleId(Uuid::new_v4());
+        let (workflow_id, name) = workflow_key(&params.workflow);
+        let created = sqlx::query(queries::CREATE_SCHEDULE)
+            .bind(id.to_string())
+            .bind(workflow_id)
+            .bind(name)
+            .bind(&params.cron)
+            .bind(&params.timezone)
+            .bind(to_text(&params.input))
+            .bind(i64::from(params.catch_up))
+            .bind(ms(params.next_fire_at))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        if created.rows_affected() == 0 {
+            return Err(workflow_not_found(&params.workflow));
+        }
+        self.schedule(id).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        let rows: Vec<ScheduleRow> = sqlx::query_as(queries::LIST_SCHEDULES)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        convert(rows)
+    }
+
+    async fn set_schedule_enabled(
+        &self,
+        id: ScheduleId,
+        enabled: bool,
+    ) -> Result<Schedule, StoreError> {
+        let updated = sqlx::query(queries::SET_SCHEDULE_ENABLED)
+            .bind(id.to_string())
+            .bind(enabled)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        if updated.rows_affected() == 0 {
+            return Err(schedule_not_found(id));
+        }
+        self.schedule(id).await
+    }
+
+    async fn delete_schedule(&self, id: ScheduleId) -> Result<(), StoreError> {
+        let deleted = sqlx::query(queries::DELETE_SCHEDULE)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        if deleted.rows_affected() == 0 {
+            return Err(schedule_not_found(id));
+        }
+        Ok(())
+    }
+
+    async fn due_schedules(&self, limit: u32) -> Result<DueSchedules, StoreError> {
+        let (now, next_at): (i64, Option<i64>) = sqlx::query_as(queries::NEXT_SCHEDULE_TICK)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        let rows: Vec<ScheduleRow> = sqlx::query_as(queries::DUE_SCHEDULES)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(DueSchedules {
+            now: time(now, "database clock")?,
+            due: convert(rows)?,
+            next_at: optional_time(next_at, "next schedule tick")?,
+        })
+    }
+
+    async fn fire_schedule(&self, params: FireScheduleParams) -> Result<u32, StoreError> {
+        let id = params.schedule_id.to_string();
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(classify)?;
+        let advanced: Option<(String, String)> = sqlx::query_as(queries::ADVANCE_SCHEDULE)
+            .bind(&id)
+            .bind(params.expected_next_fire_at.map(ms))
+            .bind(params.next_fire_at.map(ms))
+            .bind(params.ticks.iter().max().copied().map(ms))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let Some((workflow_id, input)) = advanced else {
+            // Another worker fired it first, or it was paused: nothing to do.
+            return Ok(0);
+        };
+        let mut started = 0;
+        for tick in &params.ticks {
+            let inserted = sqlx::query(queries::START_SCHEDULED)
+                .bind(&id)
+                .bind(&workflow_id)
+                .bind(&input)
+                .bind(ms(*tick))
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            started += u32::try_from(inserted.rows_affected()).unwrap_or(0);
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(started)
     }
 
     async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, StoreError> {

@@ -67,6 +67,46 @@ pub(crate) enum Command {
     /// Inspect executions.
     #[command(subcommand)]
     Executions(ExecutionsCommand),
+    /// Manage cron schedules that start workflows.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ScheduleCommand {
+    /// Start WORKFLOW on every tick of CRON ("*/5 * * * *", or six fields with seconds).
+    Add {
+        /// Workflow name or id.
+        workflow: String,
+        /// Cron expression.
+        cron: String,
+        /// IANA time zone the expression is read in.
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// Input of every execution, as JSON.
+        #[arg(long, default_value = "{}", value_parser = parse_json)]
+        input: serde_json::Value,
+        /// How many missed ticks to fire after an outage (default: once for the period).
+        #[arg(long, default_value_t = 1)]
+        catch_up: u32,
+    },
+    /// List schedules.
+    List,
+    /// Stop a schedule from firing.
+    Pause {
+        /// Schedule id.
+        id: String,
+    },
+    /// Fire a paused schedule again, from its next tick (no burst for the paused period).
+    Resume {
+        /// Schedule id.
+        id: String,
+    },
+    /// Delete a schedule; the executions it started stay.
+    Delete {
+        /// Schedule id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

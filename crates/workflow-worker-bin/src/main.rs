@@ -6,13 +6,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use workflow_core::{
-    ExecutionDetail, ExecutionId, ListExecutionsParams, NodeRegistry, SendSignalParams,
-    StartExecutionParams, Store, WorkflowDefinition, WorkflowGraph, WorkflowRef, WorkflowWorker,
+    ExecutionDetail, ExecutionId, ListExecutionsParams, NodeRegistry, Schedule, ScheduleId,
+    SendSignalParams, StartExecutionParams, Store, WorkflowDefinition, WorkflowGraph, WorkflowRef,
+    WorkflowWorker,
 };
 
 mod cli;
 
-use cli::{Cli, Command, ExecutionsCommand, RunArgs, WorkflowCommand};
+use cli::{Cli, Command, ExecutionsCommand, RunArgs, ScheduleCommand, WorkflowCommand};
 
 /// Log filter when `RUST_LOG` is not set: our events, and only warnings from sqlx (its
 /// notices about already-applied migrations are noise).
@@ -121,6 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 signal.id, signal.name, signal.execution_id
             );
         }
+        Command::Schedule(command) => schedule(&*store, command).await?,
         Command::Cancel { id, reason } => {
             let cancelled = store.cancel_execution(parse_id(&id)?, &reason).await?;
             println!("cancelled execution {}", cancelled.id);
@@ -160,6 +162,64 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print!("{}", render_execution(&detail));
             }
+        }
+    }
+    Ok(())
+}
+
+async fn schedule(store: &dyn Store, command: ScheduleCommand) -> anyhow::Result<()> {
+    let parse = |id: &str| -> anyhow::Result<ScheduleId> {
+        id.parse()
+            .with_context(|| format!("invalid schedule id \"{id}\""))
+    };
+    let print = |s: &Schedule| {
+        let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+            t.map_or_else(
+                || "-".to_owned(),
+                |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            )
+        };
+        println!(
+            "{}  {:<8} {}  \"{}\" {}  next {}  last {}",
+            s.id,
+            if s.enabled { "enabled" } else { "paused" },
+            s.workflow_name,
+            s.cron,
+            s.timezone,
+            time(s.next_fire_at),
+            time(s.last_fire_at),
+        );
+    };
+    match command {
+        ScheduleCommand::Add {
+            workflow,
+            cron,
+            tz,
+            input,
+            catch_up,
+        } => {
+            let created = workflow_core::schedule::create(
+                store,
+                WorkflowRef::from(workflow.as_str()),
+                &cron,
+                &tz,
+                input,
+                catch_up,
+            )
+            .await?;
+            print(&created);
+        }
+        ScheduleCommand::List => store.list_schedules().await?.iter().for_each(print),
+        ScheduleCommand::Pause { id } => {
+            print(&store.set_schedule_enabled(parse(&id)?, false).await?)
+        }
+        ScheduleCommand::Resume { id } => {
+            print(&store.set_schedule_enabled(parse(&id)?, true).await?)
+        }
+        ScheduleCommand::Delete { id } => {
+            let id = parse(&id)?;
+            store.delete_schedule(id).await?;
+            println!("deleted schedule {id}");
         }
     }
     Ok(())

@@ -171,6 +171,42 @@ async fn hello_workflow_runs_end_to_end(url: &str) {
     assert_eq!(shown.matches("signal:    approval").count(), 1, "{shown}");
     assert!(shown.contains(r#"{"approved":true} (pending)"#), "{shown}");
 
+    // Schedules: add, list, pause, resume, delete; bad expressions and zones are refused.
+    let err = fail(Some(url), &["schedule", "add", "hello", "every day"]);
+    assert!(
+        err.contains("invalid cron expression \"every day\""),
+        "{err}"
+    );
+    let err = fail(
+        Some(url),
+        &["schedule", "add", "hello", "0 9 * * *", "--tz", "Mars/Base"],
+    );
+    assert!(err.contains("unknown time zone \"Mars/Base\""), "{err}");
+    let added = succeed(
+        url,
+        &[
+            "schedule",
+            "add",
+            "hello",
+            "0 9 * * Mon-Fri",
+            "--tz",
+            "Europe/Berlin",
+        ],
+    );
+    let schedule_id = added.split_whitespace().next().unwrap().to_owned();
+    assert!(
+        added.contains("enabled") && added.contains("Europe/Berlin"),
+        "{added}"
+    );
+    assert!(succeed(url, &["schedule", "pause", &schedule_id]).contains("paused"));
+    assert!(succeed(url, &["schedule", "list"]).contains(&schedule_id));
+    assert!(succeed(url, &["schedule", "resume", &schedule_id]).contains("enabled"));
+    assert_eq!(
+        succeed(url, &["schedule", "delete", &schedule_id]).trim(),
+        format!("deleted schedule {schedule_id}")
+    );
+    assert!(succeed(url, &["schedule", "list"]).is_empty());
+
     // With the worker stopped, a new execution stays pending until it is cancelled.
     let err = fail(Some(url), &["cancel", &id]);
     assert!(err.contains("already ended (completed)"), "{err}");
@@ -274,6 +310,15 @@ async fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
         &["signal", &unknown.to_string(), "approval", "--payload", "{"],
     );
     assert!(err.contains("invalid JSON"), "{err}");
+    let err = fail(url, &["schedule", "add", "nope", "* * * * *"]);
+    assert!(err.contains("workflow \"nope\" not found"), "{err}");
+    let err = fail(url, &["schedule", "pause", "abc"]);
+    assert!(err.contains("invalid schedule id \"abc\""), "{err}");
+    let err = fail(url, &["schedule", "resume", &unknown.to_string()]);
+    assert!(
+        err.contains(&format!("schedule {unknown} not found")),
+        "{err}"
+    );
     let err = fail(url, &["cancel", &unknown.to_string()]);
     assert!(
         err.contains(&format!("execution {unknown} not found")),

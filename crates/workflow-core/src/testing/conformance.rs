@@ -66,6 +66,10 @@ macro_rules! conformance_tests {
                 a_wait_for_signal_times_out_down_its_timeout_branch,
                 a_delay_resumes_on_time_after_a_worker_restart,
                 waiting_executions_hold_no_worker_slot,
+                every_tick_starts_one_execution_across_four_workers,
+                pausing_stops_a_schedule_and_resuming_fires_no_burst,
+                missed_ticks_fire_once_by_default_or_up_to_catch_up,
+                invalid_schedules_are_rejected_and_nothing_is_written,
             );
         }
     };
@@ -1846,4 +1850,256 @@ pub async fn waiting_executions_hold_no_worker_slot(store: impl Store + Clone) {
     }
     stop.cancel();
     running.await.unwrap().unwrap();
+}
+
+// --- schedules ---
+
+async fn quick_workflow(store: &impl Store) {
+    workflow("tick")
+        .node("work", "echo", Value::Null)
+        .edge("start", "work")
+        .save(store, &nodes::registry())
+        .await;
+}
+
+async fn scheduled_ticks(store: &impl Store) -> Vec<chrono::DateTime<chrono::Utc>> {
+    let mut ticks: Vec<_> = store
+        .list_executions(ListExecutionsParams {
+            workflow: Some(WorkflowRef::Name("tick".into())),
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.scheduled_for)
+        .collect();
+    ticks.sort();
+    ticks
+}
+
+async fn every_second(store: &impl Store, catch_up: u32) -> crate::Schedule {
+    crate::schedule::create(
+        store,
+        WorkflowRef::Name("tick".into()),
+        "* * * * * *",
+        "UTC",
+        json!({"scheduled": true}),
+        catch_up,
+    )
+    .await
+    .expect("create schedule")
+}
+
+/// An every-second schedule polled by 4 workers for 10 s starts one execution per tick: no
+/// tick twice, none skipped.
+pub async fn every_tick_starts_one_execution_across_four_workers(store: impl Store + Clone) {
+    quick_workflow(&store).await;
+    // Catch-up room, so a worker delayed past a tick on a loaded machine skips none.
+    let schedule = every_second(&store, 5).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let workers: Vec<_> = (0..4)
+        .map(|i| {
+            let worker = worker(store.clone())
+                .worker_id(format!("scheduler-{i}"))
+                .poll_interval(Duration::from_millis(100));
+            tokio::spawn(worker.run_until(stop.clone().cancelled_owned()))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    stop.cancel();
+    for worker in workers {
+        worker.await.unwrap().unwrap();
+    }
+    let stopped = store.now().await.unwrap();
+
+    let ticks = scheduled_ticks(&store).await;
+    let first = schedule.next_fire_at.expect("a first tick");
+    let expected = (stopped - first).num_seconds() + 1;
+    let fired = i64::try_from(ticks.len()).unwrap();
+    assert!(
+        (expected - 2..=expected).contains(&fired),
+        "{fired} executions for {expected} ticks"
+    );
+    assert_eq!(ticks.first(), Some(&first), "the first tick was skipped");
+    for pair in ticks.windows(2) {
+        assert_eq!(
+            (pair[1] - pair[0]).num_milliseconds(),
+            1000,
+            "ticks must be consecutive and unique: {ticks:?}"
+        );
+    }
+    let inputs = store
+        .list_executions(ListExecutionsParams {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(inputs[0].input, json!({"scheduled": true}));
+}
+
+/// A paused schedule starts nothing; resuming it starts from the next tick, with no burst for
+/// the paused period.
+pub async fn pausing_stops_a_schedule_and_resuming_fires_no_burst(store: impl Store + Clone) {
+    quick_workflow(&store).await;
+    let schedule = every_second(&store, 10).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(
+        worker(store.clone())
+            .poll_interval(Duration::from_millis(100))
+            .run_until(stop.clone().cancelled_owned()),
+    );
+    let started = tokio::time::Instant::now();
+    while scheduled_ticks(&store).await.len() < 2 {
+        assert!(started.elapsed() < WAIT, "the schedule never fired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let paused = store
+        .set_schedule_enabled(schedule.id, false)
+        .await
+        .unwrap();
+    assert!(!paused.enabled);
+    let at_pause = scheduled_ticks(&store).await.len();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after_pause = scheduled_ticks(&store).await.len();
+    assert!(
+        after_pause <= at_pause + 1,
+        "a paused schedule fired: {at_pause} -> {after_pause}"
+    );
+
+    let resumed = store.set_schedule_enabled(schedule.id, true).await.unwrap();
+    assert!(resumed.enabled);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after_resume = scheduled_ticks(&store).await.len();
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    // A burst for the 5 s pause would add five or more.
+    assert!(
+        after_resume > after_pause && after_resume <= after_pause + 3,
+        "resuming should fire from the next tick on, not a burst: {after_pause} -> {after_resume}"
+    );
+}
+
+/// After every worker was down for several ticks, a schedule fires once for the missed
+/// period by default, or up to its catch-up count.
+pub async fn missed_ticks_fire_once_by_default_or_up_to_catch_up(store: impl Store + Clone) {
+    let registry = nodes::registry();
+    for name in ["once", "thrice"] {
+        workflow(name)
+            .node("work", "echo", Value::Null)
+            .edge("start", "work")
+            .save(&store, &registry)
+            .await;
+    }
+    for (name, catch_up) in [("once", 1), ("thrice", 3)] {
+        crate::schedule::create(
+            &store,
+            WorkflowRef::Name(name.into()),
+            "* * * * * *",
+            "UTC",
+            json!({}),
+            catch_up,
+        )
+        .await
+        .unwrap();
+    }
+    // No worker runs for 4.5 s: four or five ticks are missed.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let back = store.now().await.unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(
+        worker(store.clone())
+            .poll_interval(Duration::from_millis(100))
+            .run_until(stop.clone().cancelled_owned()),
+    );
+    // The first fire after the outage is the catch-up; note its last tick per workflow.
+    let started = tokio::time::Instant::now();
+    let caught_up: HashMap<String, chrono::DateTime<chrono::Utc>> = loop {
+        let schedules = store.list_schedules().await.unwrap();
+        if schedules.iter().all(|s| s.last_fire_at.is_some()) {
+            break schedules
+                .into_iter()
+                .map(|s| (s.workflow_name.clone(), s.last_fire_at.unwrap_or(back)))
+                .collect();
+        }
+        assert!(started.elapsed() < WAIT, "the schedules never fired");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    let mut counts = Vec::new();
+    for name in ["once", "thrice"] {
+        let executions = store
+            .list_executions(ListExecutionsParams {
+                workflow: Some(WorkflowRef::Name(name.into())),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        // The catch-up fire's ticks, not the regular ones that followed it.
+        counts.push(
+            executions
+                .iter()
+                .filter(|e| e.scheduled_for.is_some_and(|t| t <= caught_up[name]))
+                .count(),
+        );
+    }
+    assert_eq!(
+        counts,
+        vec![1, 3],
+        "executions for the missed ticks, per schedule"
+    );
+    for (name, last) in caught_up {
+        assert!(
+            last >= back - chrono::Duration::seconds(1),
+            "{name} fired stale ticks"
+        );
+    }
+}
+
+/// Bad cron expressions, time zones, catch-up counts and workflows are refused with an error
+/// naming them, and nothing is stored.
+pub async fn invalid_schedules_are_rejected_and_nothing_is_written(store: impl Store + Clone) {
+    quick_workflow(&store).await;
+    let create = |workflow: &str, cron: &str, tz: &str, catch_up| {
+        let store = store.clone();
+        let (workflow, cron, tz) = (workflow.to_owned(), cron.to_owned(), tz.to_owned());
+        async move {
+            crate::schedule::create(
+                &store,
+                WorkflowRef::Name(workflow),
+                &cron,
+                &tz,
+                json!({}),
+                catch_up,
+            )
+            .await
+            .unwrap_err()
+            .to_string()
+        }
+    };
+    let err = create("tick", "every day", "UTC", 1).await;
+    assert!(
+        err.starts_with("invalid cron expression \"every day\""),
+        "{err}"
+    );
+    let err = create("tick", "0 9 * * *", "Europe/Nowhere", 1).await;
+    assert!(
+        err.starts_with("unknown time zone \"Europe/Nowhere\""),
+        "{err}"
+    );
+    let err = create("tick", "0 9 * * *", "UTC", 0).await;
+    assert_eq!(err, "catch_up must be at least 1");
+    let err = create("missing", "0 9 * * *", "UTC", 1).await;
+    assert_eq!(err, "workflow \"missing\" not found");
+    assert!(store.list_schedules().await.unwrap().is_empty());
+    let unknown = crate::ScheduleId(uuid::Uuid::new_v4());
+    let err = store
+        .set_schedule_enabled(unknown, false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), format!("schedule {unknown} not found"));
 }

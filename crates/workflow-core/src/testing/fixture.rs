@@ -253,6 +253,44 @@ impl<S: Store> Store for StalledHeartbeat<S> {
         self.0.get_execution(id).await
     }
 
+    async fn now(&self) -> Result<chrono::DateTime<chrono::Utc>, crate::StoreError> {
+        self.0.now().await
+    }
+
+    async fn create_schedule(
+        &self,
+        params: crate::CreateScheduleParams,
+    ) -> Result<crate::Schedule, crate::StoreError> {
+        self.0.create_schedule(params).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<crate::Schedule>, crate::StoreError> {
+        self.0.list_schedules().await
+    }
+
+    async fn set_schedule_enabled(
+        &self,
+        id: crate::ScheduleId,
+        enabled: bool,
+    ) -> Result<crate::Schedule, crate::StoreError> {
+        self.0.set_schedule_enabled(id, enabled).await
+    }
+
+    async fn delete_schedule(&self, id: crate::ScheduleId) -> Result<(), crate::StoreError> {
+        self.0.delete_schedule(id).await
+    }
+
+    async fn due_schedules(&self, limit: u32) -> Result<crate::DueSchedules, crate::StoreError> {
+        self.0.due_schedules(limit).await
+    }
+
+    async fn fire_schedule(
+        &self,
+        params: crate::FireScheduleParams,
+    ) -> Result<u32, crate::StoreError> {
+        self.0.fire_schedule(params).await
+    }
+
     async fn list_executions(
         &self,
         params: crate::ListExecutionsParams,

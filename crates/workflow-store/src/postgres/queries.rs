@@ -4,7 +4,7 @@
 macro_rules! execution_columns {
     () => {
         "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, e.input, \
-         e.output, e.error, e.priority, e.run_at, e.deadline, e.lease_owner, e.lease_expires_at, \
+         e.output, e.error, e.priority, e.run_at, e.deadline, e.scheduled_for, e.lease_owner, e.lease_expires_at, \
          e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at"
     };
 }
@@ -374,3 +374,113 @@ order by e.created_at desc, e.id
 limit $4
 "#
 );
+
+macro_rules! schedule_columns {
+    () => {
+        "s.id, s.workflow_id, w.name as workflow_name, s.cron, s.timezone, s.input, s.enabled, \
+         s.catch_up, s.next_fire_at, s.last_fire_at, s.created_at"
+    };
+}
+
+pub(super) const NOW: &str = "select now()";
+
+/// Stores a schedule of a workflow named by id ($1) or name ($2).
+pub(super) const CREATE_SCHEDULE: &str = concat!(
+    r#"
+with w as (
+    select id, name
+    from workflows
+    where id = $1
+       or name = $2
+),
+s as (
+    insert into workflow_schedules (workflow_id, cron, timezone, input, catch_up, next_fire_at)
+    select w.id, $3, $4, $5, $6, $7
+    from w
+    returning *
+)
+select "#,
+    schedule_columns!(),
+    r#"
+from s
+join w on w.id = s.workflow_id
+"#
+);
+
+pub(super) const LIST_SCHEDULES: &str = concat!(
+    "select ",
+    schedule_columns!(),
+    r#"
+from workflow_schedules s
+join workflows w on w.id = s.workflow_id
+order by s.created_at, s.id
+"#
+);
+
+/// Pauses ($2 false) or resumes ($2 true, clearing the next tick) a schedule ($1).
+pub(super) const SET_SCHEDULE_ENABLED: &str = concat!(
+    r#"
+with s as (
+    update workflow_schedules
+    set enabled = $2,
+        next_fire_at = case when $2 then null else next_fire_at end,
+        updated_at = now()
+    where id = $1
+    returning *
+)
+select "#,
+    schedule_columns!(),
+    r#"
+from s
+join workflows w on w.id = s.workflow_id
+"#
+);
+
+pub(super) const DELETE_SCHEDULE: &str = r#"
+delete from workflow_schedules
+where id = $1
+"#;
+
+/// Enabled schedules due now, or whose next tick is not computed yet.
+pub(super) const DUE_SCHEDULES: &str = concat!(
+    "select ",
+    schedule_columns!(),
+    r#"
+from workflow_schedules s
+join workflows w on w.id = s.workflow_id
+where s.enabled
+  and (s.next_fire_at is null or s.next_fire_at <= now())
+order by s.next_fire_at nulls first
+limit $1
+"#
+);
+
+/// The database clock and the earliest future tick of enabled schedules.
+pub(super) const NEXT_SCHEDULE_TICK: &str = r#"
+select now(), min(next_fire_at)
+from workflow_schedules
+where enabled
+  and next_fire_at > now()
+"#;
+
+/// Fenced on the next tick as read ($2): moves a schedule ($1) to its next tick ($3) and
+/// records the last tick fired ($4).
+pub(super) const ADVANCE_SCHEDULE: &str = r#"
+update workflow_schedules
+set next_fire_at = $3,
+    last_fire_at = coalesce($4, last_fire_at),
+    updated_at = now()
+where id = $1
+  and enabled
+  and next_fire_at is not distinct from $2
+returning workflow_id, input
+"#;
+
+/// One execution per tick ($4) of a schedule ($1) of a workflow ($2) with input $3; a tick
+/// that already has one is skipped.
+pub(super) const START_SCHEDULED: &str = r#"
+insert into workflow_executions (workflow_id, input, schedule_id, scheduled_for)
+select $2, $3, $1, tick
+from unnest($4::timestamptz[]) as tick
+on conflict (schedule_id, scheduled_for) where schedule_id is not null do nothing
+"#;

@@ -13,7 +13,7 @@ macro_rules! now_ms {
 macro_rules! execution_columns {
     () => {
         "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, e.input, \
-         e.output, e.error, e.priority, e.run_at, e.deadline, e.lease_owner, e.lease_expires_at, \
+         e.output, e.error, e.priority, e.run_at, e.deadline, e.scheduled_for, e.lease_owner, e.lease_expires_at, \
          e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at"
     };
 }
@@ -448,3 +448,113 @@ order by e.created_at desc, e.id
 limit $4
 "#
 );
+
+macro_rules! schedule_columns {
+    () => {
+        "s.id, s.workflow_id, w.name as workflow_name, s.cron, s.timezone, s.input, s.enabled, \
+         s.catch_up, s.next_fire_at, s.last_fire_at, s.created_at"
+    };
+}
+
+pub(super) const NOW: &str = concat!("select ", now_ms!());
+
+/// Stores a schedule ($1 id) of a workflow named by id ($2) or name ($3).
+pub(super) const CREATE_SCHEDULE: &str = r#"
+insert into workflow_schedules (id, workflow_id, cron, timezone, input, catch_up, next_fire_at)
+select $1, w.id, $4, $5, $6, $7, $8
+from workflows w
+where w.id = $2
+   or w.name = $3
+"#;
+
+pub(super) const GET_SCHEDULE: &str = concat!(
+    "select ",
+    schedule_columns!(),
+    r#"
+from workflow_schedules s
+join workflows w on w.id = s.workflow_id
+where s.id = $1
+"#
+);
+
+pub(super) const LIST_SCHEDULES: &str = concat!(
+    "select ",
+    schedule_columns!(),
+    r#"
+from workflow_schedules s
+join workflows w on w.id = s.workflow_id
+order by s.created_at, s.id
+"#
+);
+
+/// Pauses ($2 false) or resumes ($2 true, clearing the next tick) a schedule ($1).
+pub(super) const SET_SCHEDULE_ENABLED: &str = concat!(
+    r#"
+update workflow_schedules
+set enabled = $2,
+    next_fire_at = case when $2 then null else next_fire_at end,
+    updated_at = "#,
+    now_ms!(),
+    r#"
+where id = $1
+"#
+);
+
+pub(super) const DELETE_SCHEDULE: &str = r#"
+delete from workflow_schedules
+where id = $1
+"#;
+
+/// Enabled schedules due now, or whose next tick is not computed yet.
+pub(super) const DUE_SCHEDULES: &str = concat!(
+    "select ",
+    schedule_columns!(),
+    r#"
+from workflow_schedules s
+join workflows w on w.id = s.workflow_id
+where s.enabled
+  and (s.next_fire_at is null or s.next_fire_at <= "#,
+    now_ms!(),
+    r#")
+order by s.next_fire_at nulls first
+limit $1
+"#
+);
+
+/// The database clock and the earliest future tick of enabled schedules.
+pub(super) const NEXT_SCHEDULE_TICK: &str = concat!(
+    "select ",
+    now_ms!(),
+    r#", min(next_fire_at)
+from workflow_schedules
+where enabled
+  and next_fire_at > "#,
+    now_ms!(),
+    r#"
+"#
+);
+
+/// Fenced on the next tick as read ($2): moves a schedule ($1) to its next tick ($3) and
+/// records the last tick fired ($4).
+pub(super) const ADVANCE_SCHEDULE: &str = concat!(
+    r#"
+update workflow_schedules
+set next_fire_at = $3,
+    last_fire_at = coalesce($4, last_fire_at),
+    updated_at = "#,
+    now_ms!(),
+    r#"
+where id = $1
+  and enabled
+  and next_fire_at is $2
+returning workflow_id, input
+"#
+);
+
+/// One execution for a tick ($4) of a schedule ($1) of a workflow ($2) with input $3; a tick
+/// that already has one is skipped.
+pub(super) const START_SCHEDULED: &str = r#"
+insert into workflow_executions (workflow_id, input, schedule_id, scheduled_for)
+values ($2, $3, $1, $4)
+on conflict do nothing
+"#;

@@ -1,0 +1,357 @@
+//! Cron schedules: which ticks are due, and when the next one is.
+//!
+//! A schedule starts a workflow on every tick of a cron expression in an IANA time zone
+//! (default UTC). Workers fire due schedules each poll; a unique key per schedule and tick
+//! makes each tick start exactly one execution however many workers poll at once.
+//!
+//! # Expressions
+//! Five fields (`min hour day-of-month month day-of-week`, as in crontab) or six and seven
+//! (with seconds first, and years last), in the syntax of the `cron` crate: `*/15 * * * *`,
+//! `0 30 9 * * Mon-Fri`, `* * * * * *` (every second).
+//!
+//! # Time zones and daylight saving
+//! Ticks are computed in the schedule's time zone. A local time that does not exist on a
+//! day (02:30 when clocks spring forward from 02:00 to 03:00) has no tick that day: it is
+//! skipped, not shifted. A local time that exists twice (clocks falling back) ticks once, at
+//! its first occurrence.
+//!
+//! # Missed ticks
+//! When more than one tick is due at once (every worker was down for a while, or workers
+//! poll less often than the schedule ticks), the schedule fires its `catch_up` most recent
+//! due ticks (default 1: once for the missed period, no burst) and moves on to the first tick
+//! after now.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::execution::WorkflowId;
+
+/// Identifies a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ScheduleId(pub Uuid);
+
+impl fmt::Display for ScheduleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for ScheduleId {
+    type Err = uuid::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+/// A stored schedule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Schedule {
+    /// Its id.
+    pub id: ScheduleId,
+    /// The workflow it starts.
+    pub workflow_id: WorkflowId,
+    /// The workflow's name.
+    pub workflow_name: String,
+    /// The cron expression.
+    pub cron: String,
+    /// The IANA time zone the expression is read in.
+    pub timezone: String,
+    /// The input of every execution it starts.
+    pub input: Value,
+    /// Paused schedules fire nothing.
+    pub enabled: bool,
+    /// How many missed ticks to fire when several are due at once.
+    pub catch_up: u32,
+    /// The next tick (database time).
+    pub next_fire_at: Option<DateTime<Utc>>,
+    /// The last tick fired.
+    pub last_fire_at: Option<DateTime<Utc>>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A cron expression or time zone that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScheduleError {
+    /// The expression does not parse.
+    #[error("invalid cron expression \"{expression}\": {reason}")]
+    InvalidCron {
+        /// The expression as given.
+        expression: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// The time zone is not an IANA name.
+    #[error("unknown time zone \"{0}\" (expected an IANA name such as UTC or Europe/Berlin)")]
+    InvalidTimeZone(String),
+    /// The expression never ticks after now.
+    #[error("cron expression \"{0}\" has no future tick")]
+    NoFutureTick(String),
+    /// `catch_up` is 0.
+    #[error("catch_up must be at least 1")]
+    InvalidCatchUp,
+}
+
+/// A parsed cron expression in a time zone.
+#[derive(Debug, Clone)]
+pub struct CronSchedule {
+    schedule: cron::Schedule,
+    timezone: Tz,
+}
+
+impl CronSchedule {
+    /// Parses `expression` (5, 6 or 7 fields) in the IANA time zone `timezone`.
+    pub fn parse(expression: &str, timezone: &str) -> Result<Self, ScheduleError> {
+        let fields = expression.split_whitespace().count();
+        // Crontab's five fields have no seconds: tick at second 0.
+        let full = if fields == 5 {
+            format!("0 {expression}")
+        } else {
+            expression.to_owned()
+        };
+        let schedule =
+            cron::Schedule::from_str(&full).map_err(|err| ScheduleError::InvalidCron {
+                expression: expression.to_owned(),
+                reason: err.to_string(),
+            })?;
+        let timezone = Tz::from_str(timezone)
+            .map_err(|_| ScheduleError::InvalidTimeZone(timezone.to_owned()))?;
+        Ok(Self { schedule, timezone })
+    }
+
+    /// The ticks after `after`, in order; a local time that exists twice ticks once.
+    pub fn ticks_after(&self, after: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+        let mut previous_local = None;
+        self.schedule
+            .after(&after.with_timezone(&self.timezone))
+            .filter(move |tick| {
+                let local = tick.naive_local();
+                let repeated = previous_local == Some(local);
+                previous_local = Some(local);
+                !repeated
+            })
+            .map(|tick| tick.with_timezone(&Utc))
+    }
+
+    /// The first tick after `after`.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.ticks_after(after).next()
+    }
+
+    /// What to fire at `now` for a schedule whose next tick was `next_fire_at`: the due ticks
+    /// to start executions for (at most `catch_up` of the latest when several are due), and
+    /// the next tick after `now`.
+    pub fn plan(
+        &self,
+        next_fire_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        catch_up: u32,
+    ) -> (Vec<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        if next_fire_at > now {
+            return (Vec::new(), Some(next_fire_at));
+        }
+        let mut due = vec![next_fire_at];
+        let mut next = None;
+        for tick in self.ticks_after(next_fire_at) {
+            if tick > now {
+                next = Some(tick);
+                break;
+            }
+            due.push(tick);
+            // Only the latest `catch_up` matter; keep the list short after long outages.
+            if due.len() > 2 * catch_up as usize + 1024 {
+                due.drain(..due.len() - catch_up as usize);
+            }
+        }
+        let keep = (catch_up as usize).max(1).min(due.len());
+        let fired = due.split_off(due.len() - keep);
+        (fired, next)
+    }
+}
+
+/// Checks a schedule's settings as they will be stored.
+pub fn validate(
+    expression: &str,
+    timezone: &str,
+    catch_up: u32,
+) -> Result<CronSchedule, ScheduleError> {
+    if catch_up == 0 {
+        return Err(ScheduleError::InvalidCatchUp);
+    }
+    CronSchedule::parse(expression, timezone)
+}
+
+/// Validates a schedule and stores it, its first tick computed from the database's clock.
+pub async fn create(
+    store: &(impl crate::Store + ?Sized),
+    workflow: crate::WorkflowRef,
+    cron: &str,
+    timezone: &str,
+    input: Value,
+    catch_up: u32,
+) -> Result<Schedule, crate::Error> {
+    let parsed = validate(cron, timezone, catch_up)?;
+    let now = store.now().await?;
+    let next_fire_at = parsed
+        .next_after(now)
+        .ok_or_else(|| ScheduleError::NoFutureTick(cron.to_owned()))?;
+    let schedule = store
+        .create_schedule(crate::CreateScheduleParams {
+            workflow,
+            cron: cron.to_owned(),
+            timezone: timezone.to_owned(),
+            input,
+            catch_up,
+            next_fire_at,
+        })
+        .await?;
+    Ok(schedule)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn five_field_expressions_tick_at_second_zero() {
+        let every_15 = CronSchedule::parse("*/15 * * * *", "UTC").unwrap();
+        let ticks: Vec<_> = every_15
+            .ticks_after(utc("2026-01-01T10:07:30Z"))
+            .take(2)
+            .collect();
+        assert_eq!(
+            ticks,
+            vec![utc("2026-01-01T10:15:00Z"), utc("2026-01-01T10:30:00Z")]
+        );
+    }
+
+    #[test]
+    fn ticks_follow_the_time_zone() {
+        let nine_berlin = CronSchedule::parse("0 9 * * *", "Europe/Berlin").unwrap();
+        // Winter: UTC+1.
+        assert_eq!(
+            nine_berlin.next_after(utc("2026-01-15T00:00:00Z")),
+            Some(utc("2026-01-15T08:00:00Z"))
+        );
+        // Summer: UTC+2.
+        assert_eq!(
+            nine_berlin.next_after(utc("2026-07-15T00:00:00Z")),
+            Some(utc("2026-07-15T07:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_local_time_skipped_by_daylight_saving_does_not_tick_that_day() {
+        // Berlin springs forward on 2026-03-29 at 02:00 -> 03:00: 02:30 does not exist.
+        let half_past_two = CronSchedule::parse("30 2 * * *", "Europe/Berlin").unwrap();
+        let ticks: Vec<_> = half_past_two
+            .ticks_after(utc("2026-03-27T12:00:00Z"))
+            .take(3)
+            .collect();
+        let berlin = |y, m, d, h, min| {
+            chrono_tz::Europe::Berlin
+                .with_ymd_and_hms(y, m, d, h, min, 0)
+                .single()
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        assert_eq!(
+            ticks,
+            vec![
+                berlin(2026, 3, 28, 2, 30),
+                // No tick on the 29th.
+                berlin(2026, 3, 30, 2, 30),
+                berlin(2026, 3, 31, 2, 30),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_local_time_repeated_by_daylight_saving_ticks_once() {
+        // Berlin falls back on 2026-10-25 at 03:00 -> 02:00: 02:30 happens twice.
+        let half_past_two = CronSchedule::parse("30 2 * * *", "Europe/Berlin").unwrap();
+        let ticks: Vec<_> = half_past_two
+            .ticks_after(utc("2026-10-24T12:00:00Z"))
+            .take(2)
+            .collect();
+        assert_eq!(
+            ticks,
+            // The first 02:30 (still UTC+2), then the next day's (UTC+1).
+            vec![utc("2026-10-25T00:30:00Z"), utc("2026-10-26T01:30:00Z")]
+        );
+    }
+
+    #[test]
+    fn a_normal_poll_fires_the_one_due_tick() {
+        let every_second = CronSchedule::parse("* * * * * *", "UTC").unwrap();
+        let (fired, next) = every_second.plan(
+            utc("2026-01-01T00:00:05Z"),
+            utc("2026-01-01T00:00:05.300Z"),
+            1,
+        );
+        assert_eq!(fired, vec![utc("2026-01-01T00:00:05Z")]);
+        assert_eq!(next, Some(utc("2026-01-01T00:00:06Z")));
+    }
+
+    #[test]
+    fn missed_ticks_fire_once_by_default_or_up_to_catch_up() {
+        let every_minute = CronSchedule::parse("* * * * *", "UTC").unwrap();
+        let last_due = utc("2026-01-01T10:00:00Z");
+        let now = utc("2026-01-01T10:09:30Z");
+        let (fired, next) = every_minute.plan(last_due, now, 1);
+        assert_eq!(fired, vec![utc("2026-01-01T10:09:00Z")]);
+        assert_eq!(next, Some(utc("2026-01-01T10:10:00Z")));
+        let (fired, _) = every_minute.plan(last_due, now, 3);
+        assert_eq!(
+            fired,
+            vec![
+                utc("2026-01-01T10:07:00Z"),
+                utc("2026-01-01T10:08:00Z"),
+                utc("2026-01-01T10:09:00Z")
+            ]
+        );
+        let (fired, next) = every_minute.plan(utc("2026-01-01T10:10:00Z"), now, 1);
+        assert!(fired.is_empty(), "nothing is due before the next tick");
+        assert_eq!(next, Some(utc("2026-01-01T10:10:00Z")));
+    }
+
+    #[test]
+    fn bad_expressions_and_time_zones_are_named() {
+        let err = validate("61 * * * *", "UTC", 1).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid cron expression \"61 * * * *\""),
+            "{err}"
+        );
+        let err = validate("not cron", "UTC", 1).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid cron expression \"not cron\""),
+            "{err}"
+        );
+        let err = validate("* * * * *", "Mars/Olympus", 1).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown time zone \"Mars/Olympus\" (expected an IANA name such as UTC or Europe/Berlin)"
+        );
+        assert_eq!(
+            validate("* * * * *", "UTC", 0).unwrap_err().to_string(),
+            "catch_up must be at least 1"
+        );
+    }
+}
