@@ -447,7 +447,7 @@ fn error_backoff(poll_interval: Duration, failures: u32) -> Duration {
 /// How the execution tasks of a worker ended, for its stop line.
 #[derive(Debug, Default)]
 struct Tally {
-    /// Completed, failed, or parked for a retry.
+    /// Completed, failed, timed out, or parked (for a retry, a signal or a timer).
     finished: usize,
     /// Released on shutdown for another worker to take over.
     released: usize,
@@ -528,7 +528,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// How an execution task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ended {
-    /// The execution completed, failed, or was parked for a retry.
+    /// The execution ended, or was parked (for a retry, a signal or a timer).
     Finished,
     /// The worker is shutting down and released it for another worker.
     Released,

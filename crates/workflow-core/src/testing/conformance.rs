@@ -1225,6 +1225,25 @@ pub async fn late_write_of_a_worker_whose_lease_was_taken_over_is_rejected(
     );
 }
 
+/// Runs `worker` until execution `id` has recorded its first step, then shuts the worker
+/// down; returns how long it all took.
+async fn shut_down_after_first_step(
+    store: &impl Store,
+    id: ExecutionId,
+    worker: WorkflowWorker,
+) -> Duration {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(worker.run_until(stop.clone().cancelled_owned()));
+    let started = tokio::time::Instant::now();
+    while store.get_execution(id).await.unwrap().node_runs.is_empty() {
+        assert!(started.elapsed() < WAIT, "the worker never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    started.elapsed()
+}
+
 /// On shutdown a node still running after the grace period is stopped and recorded as
 /// interrupted, and the execution is released: another worker claims it at once and runs the
 /// node again under the same attempt number.
@@ -1237,20 +1256,12 @@ pub async fn shutdown_interrupts_running_nodes_and_releases_the_execution(
         .save(&store, &nodes::registry())
         .await;
     let id = start(&store, "long", json!({})).await;
-    let stop = tokio_util::sync::CancellationToken::new();
     let first = worker(store.clone())
         .worker_id("first")
         .shutdown_grace(Duration::from_millis(300));
-    let first = tokio::spawn(first.run_until(stop.clone().cancelled_owned()));
-    let started = tokio::time::Instant::now();
-    while store.get_execution(id).await.unwrap().node_runs.is_empty() {
-        assert!(started.elapsed() < WAIT, "the first worker never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.cancel();
-    first.await.unwrap().unwrap();
+    let took = shut_down_after_first_step(&store, id, first).await;
     assert!(
-        started.elapsed() < Duration::from_secs(15),
+        took < Duration::from_secs(15),
         "shutdown waited for the node instead of interrupting it"
     );
 
@@ -1294,18 +1305,10 @@ pub async fn shutdown_lets_running_nodes_finish_within_the_grace_period(store: i
         .save(&store, &nodes::registry())
         .await;
     let id = start(&store, "two_steps", json!({})).await;
-    let stop = tokio_util::sync::CancellationToken::new();
     let first = worker(store.clone())
         .worker_id("first")
         .shutdown_grace(Duration::from_secs(20));
-    let first = tokio::spawn(first.run_until(stop.clone().cancelled_owned()));
-    let started = tokio::time::Instant::now();
-    while store.get_execution(id).await.unwrap().node_runs.is_empty() {
-        assert!(started.elapsed() < WAIT, "the first worker never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.cancel();
-    first.await.unwrap().unwrap();
+    shut_down_after_first_step(&store, id, first).await;
 
     let released = store.get_execution(id).await.unwrap();
     assert_eq!(released.execution.status, ExecutionStatus::Running);
