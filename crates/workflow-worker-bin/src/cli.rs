@@ -15,11 +15,24 @@ pub(crate) struct Cli {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub(crate) database_url: Option<String>,
 
+    /// Log format: one line of text per event, or one JSON object per line.
+    #[arg(long, env = "WORKFLOW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub(crate) log_format: LogFormat,
+
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 
     #[command(flatten)]
     pub(crate) run: RunArgs,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// `2026-11-27T10:00:00Z INFO execution{execution.id=…}: node completed node.id=…`
+    Text,
+    /// One JSON object per line, with every field and span.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,7 +13,7 @@ use workflow_core::{
 
 mod cli;
 
-use cli::{Cli, Command, ExecutionsCommand, RunArgs, ScheduleCommand, WorkflowCommand};
+use cli::{Cli, Command, ExecutionsCommand, LogFormat, RunArgs, ScheduleCommand, WorkflowCommand};
 
 /// Log filter when `RUST_LOG` is not set: our events, and only warnings from sqlx (its
 /// notices about already-applied migrations are noise).
@@ -21,14 +21,16 @@ const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -510,3 +510,42 @@ async fn two_worker_processes_share_one_sqlite_file() {
     }
     assert_eq!(owners.len(), 2, "both workers took part: {owners:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_with_the_execution_in_its_span() {
+    let db = TestSqlite::create().await;
+    let url = db.url.as_str();
+    let hello = examples_dir().join("hello.json");
+    succeed(url, &["workflow", "save", hello.to_str().unwrap()]);
+    let id = succeed(url, &["start", "hello"]).trim().to_owned();
+    let worker = Worker::spawn(bin(Some(url)).args([
+        "--log-format",
+        "json",
+        "run",
+        "--poll-interval",
+        "0.1",
+    ]));
+    let started = Instant::now();
+    while !succeed(url, &["executions", "show", &id]).contains("status:    completed") {
+        assert!(started.elapsed() < Duration::from_secs(30), "not completed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = worker.stop();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let completed = lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "execution completed")
+        .expect("an execution completed line");
+    let span = &completed["spans"][0];
+    assert_eq!(span["execution.id"], id.as_str(), "{completed}");
+    assert_eq!(span["workflow"], "hello");
+    assert!(span["worker.id"].is_string());
+    let node = lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "node completed")
+        .expect("a node completed line");
+    assert!(node["fields"]["node.id"].is_string(), "{node}");
+}
