@@ -366,6 +366,8 @@ impl WorkflowWorker {
                         tally.add(done, &mut isolated);
                     }
                 }
+                // A busy worker still fires schedules on time.
+                () = tokio::time::sleep_until(next_schedule_check), if busy => {}
                 () = tokio::time::sleep(wait), if !busy => {}
             }
         }
