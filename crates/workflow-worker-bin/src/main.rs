@@ -292,6 +292,16 @@ fn render_execution(detail: &ExecutionDetail) -> String {
         e.workflow_name, e.workflow_version, e.workflow_id
     );
     let _ = writeln!(out, "  status:    {}", e.status);
+    if !e.status.is_terminal() {
+        let _ = writeln!(out, "  run at:    {}", time(e.run_at));
+        if let Some(owner) = &e.lease_owner {
+            let _ = writeln!(
+                out,
+                "  leased by: {owner} until {}",
+                time(e.lease_expires_at)
+            );
+        }
+    }
     if let Some(deadline) = e.deadline {
         let _ = writeln!(out, "  deadline:  {}", time(Some(deadline)));
     }

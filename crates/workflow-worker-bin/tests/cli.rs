@@ -170,6 +170,10 @@ async fn hello_workflow_runs_end_to_end(url: &str) {
     let shown = succeed(url, &["executions", "show", pending.trim()]);
     assert_eq!(shown.matches("signal:    approval").count(), 1, "{shown}");
     assert!(shown.contains(r#"{"approved":true} (pending)"#), "{shown}");
+    assert!(
+        shown.contains("status:    pending") && shown.contains("run at:"),
+        "{shown}"
+    );
 
     // Schedules: add, list, pause, resume, delete; bad expressions and zones are refused.
     let err = fail(Some(url), &["schedule", "add", "hello", "every day"]);
