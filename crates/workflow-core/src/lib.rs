@@ -90,7 +90,7 @@ pub use state::{ExecutionStatus, TransitionError, transition};
 pub use store::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DueSchedules, FireScheduleParams,
     ListExecutionsParams, NewNodeRun, RecordNodeRunsParams, RescueFilter, SendSignalParams,
-    StartExecutionParams, Store, StoreError, WorkflowRef,
+    StartExecutionParams, Store, StoreError, Wakeups, WorkflowRef,
 };
 pub use worker::{ConfigError, WorkerConfig, WorkflowWorker};
 

@@ -314,6 +314,16 @@ pub struct ListExecutionsParams {
     pub limit: u32,
 }
 
+/// Hints that an execution may have become runnable now (started, signalled, released), so
+/// idle workers claim at once instead of at their next poll. Hints are coalesced and may be
+/// lost; polling alone still finds everything.
+#[async_trait]
+pub trait Wakeups: Send {
+    /// Waits for the next hint. `Ok(true)` is a hint; `Ok(false)` says the connection was
+    /// lost and re-established (hints may have been missed meanwhile, so check now).
+    async fn next(&mut self) -> Result<bool, StoreError>;
+}
+
 /// Persistence for workflows and executions.
 ///
 /// Implementations must keep every promise in the [module docs](self): each method is atomic,
@@ -421,6 +431,14 @@ pub trait Store: Send + Sync + 'static {
     /// one is skipped). Returns how many executions it started.
     async fn fire_schedule(&self, params: FireScheduleParams) -> Result<u32, StoreError>;
 
+    // --- wake-ups ---
+
+    /// A stream of wake-up hints, if this store can send them (PostgreSQL: LISTEN/NOTIFY);
+    /// `None` if it cannot, and then workers rely on polling alone.
+    async fn wakeups(&self) -> Result<Option<Box<dyn Wakeups>>, StoreError> {
+        Ok(None)
+    }
+
     /// Executions, newest first.
     async fn list_executions(
         &self,
@@ -521,6 +539,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     async fn fire_schedule(&self, params: FireScheduleParams) -> Result<u32, StoreError> {
         (**self).fire_schedule(params).await
+    }
+
+    async fn wakeups(&self) -> Result<Option<Box<dyn Wakeups>>, StoreError> {
+        (**self).wakeups().await
     }
 
     async fn list_executions(

@@ -83,6 +83,8 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     /// See [`WorkflowWorker::max_rescues`].
     pub max_rescues: u32,
+    /// See [`WorkflowWorker::wakeups`].
+    pub wakeups: bool,
     /// See [`WorkflowWorker::worker_id`].
     pub worker_id: String,
 }
@@ -96,6 +98,7 @@ impl Default for WorkerConfig {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_rescues: DEFAULT_MAX_RESCUES,
+            wakeups: true,
             worker_id: default_worker_id(),
         }
     }
@@ -240,6 +243,16 @@ impl WorkflowWorker {
         self
     }
 
+    /// Whether to listen for the store's wake-up hints (PostgreSQL LISTEN/NOTIFY), so an idle
+    /// worker claims a new or signalled execution at once rather than at its next poll.
+    /// Turn it off behind a connection pooler in transaction mode, where LISTEN does not
+    /// work; polling alone still finds everything. Defaults to on.
+    #[must_use]
+    pub fn wakeups(mut self, listen: bool) -> Self {
+        self.config.wakeups = listen;
+        self
+    }
+
     /// The id recorded as lease owner. Defaults to `hostname-pid-xxxx`.
     #[must_use]
     pub fn worker_id(mut self, id: impl Into<String>) -> Self {
@@ -298,6 +311,10 @@ impl WorkflowWorker {
         let inner = Arc::new(Inner::new(&self));
         let stop_heartbeat = CancellationToken::new();
         let heartbeat = tokio::spawn(heartbeat(inner.clone(), stop_heartbeat.clone()));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let listener = config
+            .wakeups
+            .then(|| tokio::spawn(listen(inner.clone(), wake.clone())));
 
         let mut tasks = JoinSet::new();
         let mut tally = Tally::default();
@@ -369,7 +386,13 @@ impl WorkflowWorker {
                 // A busy worker still fires schedules on time.
                 () = tokio::time::sleep_until(next_schedule_check), if busy => {}
                 () = tokio::time::sleep(wait), if !busy => {}
+                () = wake.notified(), if !busy => {
+                    trace!(worker.id = %config.worker_id, "woken by the store");
+                }
             }
+        }
+        if let Some(listener) = listener {
+            listener.abort();
         }
 
         info!(
@@ -1429,6 +1452,44 @@ fn finish_status(to: ExecutionStatus) -> ExecutionStatus {
     match transition(ExecutionStatus::Running, to) {
         Ok(status) => status,
         Err(err) => unreachable!("{err}"),
+    }
+}
+
+/// Turns the store's wake-up hints into wakes of the poll loop. Hints coalesce: many while
+/// the loop is busy make one wake. If the listening connection fails, it retries with backoff;
+/// polling covers the gap.
+async fn listen(inner: Arc<Inner>, wake: Arc<tokio::sync::Notify>) {
+    let mut failures = 0u32;
+    loop {
+        let mut stream = match inner.store.wakeups().await {
+            Ok(Some(stream)) => stream,
+            Ok(None) => return,
+            Err(err) => {
+                failures += 1;
+                if failures.is_power_of_two() {
+                    warn!(
+                        worker.id = %inner.config.worker_id,
+                        error = %ErrorChain(&err),
+                        "listening for wake-ups failed; polling meanwhile"
+                    );
+                }
+                tokio::time::sleep(error_backoff(inner.config.poll_interval, failures)).await;
+                continue;
+            }
+        };
+        failures = 0;
+        loop {
+            match stream.next().await {
+                // A hint, or a reconnection after which hints may have been missed: check now.
+                Ok(_) => wake.notify_one(),
+                Err(err) => {
+                    debug!(error = %ErrorChain(&err), "wake-up listener lost; reconnecting");
+                    wake.notify_one();
+                    tokio::time::sleep(inner.config.poll_interval).await;
+                    break;
+                }
+            }
+        }
     }
 }
 

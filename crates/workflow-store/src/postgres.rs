@@ -18,8 +18,8 @@ use workflow_core::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DueSchedules, Execution,
     ExecutionDetail, ExecutionId, ExecutionStatus, FireScheduleParams, ListExecutionsParams,
     NodeRun, NodeRunStatus, RecordNodeRunsParams, Schedule, ScheduleId, SendSignalParams, Signal,
-    StartExecutionParams, Store, StoreError, WorkflowDefinition, WorkflowGraph, WorkflowId,
-    WorkflowRef, WorkflowVersion,
+    StartExecutionParams, Store, StoreError, Wakeups, WorkflowDefinition, WorkflowGraph,
+    WorkflowId, WorkflowRef, WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid};
@@ -27,6 +27,11 @@ use crate::error::{already_ended, classify, invalid};
 mod queries;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The channel workers LISTEN on for wake-up hints. Triggers send on it when executions are
+/// inserted (once per statement, not per row), when a signal wakes a waiting execution, and
+/// when a worker releases one on shutdown.
+pub const WAKEUP_CHANNEL: &str = "workflow_worker_wakeup";
 
 /// How many connections a [`PgStore`] opens at most by default.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
@@ -645,6 +650,14 @@ impl Store for PgStore {
         })
     }
 
+    async fn wakeups(&self) -> Result<Option<Box<dyn Wakeups>>, StoreError> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+            .await
+            .map_err(classify)?;
+        listener.listen(WAKEUP_CHANNEL).await.map_err(classify)?;
+        Ok(Some(Box::new(PgWakeups(listener))))
+    }
+
     async fn fire_schedule(&self, params: FireScheduleParams) -> Result<u32, StoreError> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let advanced: Option<(Uuid, Value)> = sqlx::query_as(queries::ADVANCE_SCHEDULE)
@@ -722,6 +735,16 @@ impl Store for PgStore {
             .await
             .map_err(classify)?;
         convert(rows)
+    }
+}
+
+/// Wake-up hints from LISTEN; the listener reconnects by itself after a dropped connection.
+struct PgWakeups(sqlx::postgres::PgListener);
+
+#[async_trait]
+impl Wakeups for PgWakeups {
+    async fn next(&mut self) -> Result<bool, StoreError> {
+        Ok(self.0.try_recv().await.map_err(classify)?.is_some())
     }
 }
 

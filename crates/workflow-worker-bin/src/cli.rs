@@ -187,6 +187,11 @@ pub(crate) struct RunArgs {
     #[arg(long, env = "WORKFLOW_SHUTDOWN_GRACE", default_value = "30", value_parser = parse_seconds)]
     pub(crate) shutdown_grace: Duration,
 
+    /// Listen for wake-up hints (PostgreSQL NOTIFY) to start new and signalled executions at
+    /// once; `false` behind a transaction-mode pooler, where LISTEN does not work.
+    #[arg(long, env = "WORKFLOW_WAKEUPS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub(crate) wakeups: bool,
+
     /// Rescues in a row after which an execution whose worker keeps dying is failed.
     #[arg(long, env = "WORKFLOW_MAX_RESCUES", default_value_t = workflow_core::worker::DEFAULT_MAX_RESCUES)]
     pub(crate) max_rescues: u32,

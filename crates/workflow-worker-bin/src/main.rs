@@ -240,6 +240,7 @@ fn worker_config(args: RunArgs) -> anyhow::Result<workflow_core::WorkerConfig> {
     config.heartbeat_interval = args.heartbeat_interval;
     config.shutdown_grace = args.shutdown_grace;
     config.max_rescues = args.max_rescues;
+    config.wakeups = args.wakeups;
     if let Some(id) = args.worker_id {
         config.worker_id = id;
     }

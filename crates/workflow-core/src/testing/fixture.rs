@@ -291,6 +291,10 @@ impl<S: Store> Store for StalledHeartbeat<S> {
         self.0.fire_schedule(params).await
     }
 
+    async fn wakeups(&self) -> Result<Option<Box<dyn crate::Wakeups>>, crate::StoreError> {
+        self.0.wakeups().await
+    }
+
     async fn list_executions(
         &self,
         params: crate::ListExecutionsParams,

@@ -24,6 +24,7 @@ pub(crate) fn bin(database_url: Option<&str>) -> Command {
         "WORKFLOW_HEARTBEAT_INTERVAL",
         "WORKFLOW_SHUTDOWN_GRACE",
         "WORKFLOW_MAX_RESCUES",
+        "WORKFLOW_WAKEUPS",
         "RUST_LOG",
     ] {
         command.env_remove(name);

@@ -1,0 +1,103 @@
+//! PostgreSQL wake-ups: with LISTEN/NOTIFY an idle worker starts new and signalled executions
+//! at once, not at its next poll. The poll interval here is 30 s, so only a wake-up explains
+//! an execution finishing within a few seconds.
+
+use std::time::Duration;
+
+use serde_json::json;
+use workflow_core::testing::fixture::{self, workflow};
+use workflow_core::testing::nodes;
+use workflow_core::{
+    ExecutionId, ExecutionStatus, SendSignalParams, StartExecutionParams, Store, WorkflowWorker,
+};
+use workflow_store::testing::TestDatabase;
+
+const POLL: Duration = Duration::from_secs(30);
+/// Far below the poll interval, with room for a loaded machine.
+const PROMPT: Duration = Duration::from_secs(8);
+
+async fn start(store: &impl Store, workflow: &str) -> ExecutionId {
+    store
+        .start_execution(StartExecutionParams::new(workflow, json!({})))
+        .await
+        .unwrap()
+        .id
+}
+
+async fn until_status(store: &impl Store, id: ExecutionId, status: ExecutionStatus) {
+    let started = tokio::time::Instant::now();
+    while store.get_execution(id).await.unwrap().execution.status != status {
+        assert!(
+            started.elapsed() < PROMPT,
+            "execution {id} did not become {status} within {PROMPT:?}: no wake-up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_workers_are_woken_by_new_executions_signals_and_bulk_inserts() {
+    let db = TestDatabase::create().await;
+    let registry = nodes::registry();
+    workflow("quick")
+        .node("work", "echo", serde_json::Value::Null)
+        .edge("start", "work")
+        .save(&db.store, &registry)
+        .await;
+    workflow("approval")
+        .node("approval", "wait_for_signal", json!({"signal": "go"}))
+        .edge("start", "approval")
+        .save(&db.store, &registry)
+        .await;
+    // Claimed by the worker's first poll, while its listener connects.
+    let warm_up = start(&db.store, "quick").await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = WorkflowWorker::new(db.store.clone())
+        .nodes(registry)
+        .poll_interval(POLL);
+    let running = tokio::spawn(worker.run_until(stop.clone().cancelled_owned()));
+    until_status(&db.store, warm_up, ExecutionStatus::Completed).await;
+
+    // A new execution wakes the idle worker.
+    let fresh = start(&db.store, "quick").await;
+    until_status(&db.store, fresh, ExecutionStatus::Completed).await;
+
+    // A signal wakes it for a waiting execution.
+    let approval = start(&db.store, "approval").await;
+    until_status(&db.store, approval, ExecutionStatus::Waiting).await;
+    db.store
+        .send_signal(SendSignalParams {
+            execution_id: approval,
+            name: "go".into(),
+            payload: json!({}),
+            idempotency_key: None,
+        })
+        .await
+        .unwrap();
+    until_status(&db.store, approval, ExecutionStatus::Completed).await;
+
+    // Fifty rows in one plain-SQL statement: one notification, and all of them run.
+    let workflow_id = db
+        .store
+        .get_workflow(&workflow_core::WorkflowRef::Name("quick".into()))
+        .await
+        .unwrap()
+        .workflow_id;
+    let ids: Vec<(uuid::Uuid,)> = sqlx::query_as(
+        "insert into workflow_executions (workflow_id) \
+         select $1 from generate_series(1, 50) returning id",
+    )
+    .bind(workflow_id.0)
+    .fetch_all(db.store.pool())
+    .await
+    .unwrap();
+    let ids: Vec<ExecutionId> = ids.into_iter().map(|(id,)| ExecutionId(id)).collect();
+    let done = fixture::wait_until_terminal(&db.store, &ids, PROMPT).await;
+    assert!(
+        done.iter()
+            .all(|d| d.execution.status == ExecutionStatus::Completed)
+    );
+
+    stop.cancel();
+    running.await.unwrap().unwrap();
+}
