@@ -386,12 +386,21 @@ impl Store for PgStore {
             .collect();
         let executions: Vec<Execution> =
             convert(rows.into_iter().map(|row| row.execution).collect())?;
-        let ids: Vec<Uuid> = executions.iter().map(|e| e.id.0).collect();
-        let runs: Vec<NodeRunRow> = sqlx::query_as(queries::NODE_RUNS_OF_MANY)
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
+        // Node runs are only ever written under a claim, so a first claim has none to read.
+        let resumed: Vec<Uuid> = executions
+            .iter()
+            .filter(|e| e.lease_token > 1)
+            .map(|e| e.id.0)
+            .collect();
+        let runs: Vec<NodeRunRow> = if resumed.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(queries::NODE_RUNS_OF_MANY)
+                .bind(resumed)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?
+        };
         let signals: Vec<SignalRow> = if woken.is_empty() {
             Vec::new()
         } else {

@@ -474,11 +474,21 @@ impl Store for SqliteStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(classify)?;
-        let runs: Vec<NodeRunRow> = sqlx::query_as(queries::NODE_RUNS_OF_MANY)
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(classify)?;
+        // Node runs are only ever written under a claim, so a first claim has none to read.
+        let resumed: Vec<&str> = rows
+            .iter()
+            .filter(|row| row.lease_token > 1)
+            .map(|row| row.id.as_str())
+            .collect();
+        let runs: Vec<NodeRunRow> = if resumed.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(queries::NODE_RUNS_OF_MANY)
+                .bind(Value::from(resumed).to_string())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(classify)?
+        };
         let signals: Vec<SignalRow> = if woken.is_empty() {
             Vec::new()
         } else {
