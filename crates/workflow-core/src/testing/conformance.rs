@@ -1517,12 +1517,19 @@ pub async fn an_execution_past_its_deadline_times_out_while_running(store: impl 
         took >= Duration::from_millis(1900),
         "timed out early, after {took:?}"
     );
-    let slow = detail
+    // The holder records the stopped node as timed out, unless a deadline sweep (its own or
+    // another worker's) ended the execution first; then the node was stopped through the lost
+    // lease and has no row. Either way it never completed.
+    let slow: Vec<NodeRunStatus> = detail
         .node_runs
         .iter()
-        .find(|r| r.node_id == "slow")
-        .expect("slow recorded");
-    assert_eq!(slow.status, NodeRunStatus::TimedOut);
+        .filter(|r| r.node_id == "slow")
+        .map(|r| r.status)
+        .collect();
+    assert!(
+        slow.is_empty() || slow == [NodeRunStatus::TimedOut],
+        "the slow node: {slow:?}"
+    );
 }
 
 /// A running execution whose worker died is timed out at its deadline by another worker,
