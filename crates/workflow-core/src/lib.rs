@@ -65,6 +65,7 @@
 
 pub mod execution;
 pub mod graph;
+pub mod metrics;
 pub mod node;
 pub mod schedule;
 pub mod state;
@@ -89,8 +90,9 @@ pub use schedule::{CronSchedule, Schedule, ScheduleError, ScheduleId};
 pub use state::{ExecutionStatus, TransitionError, transition};
 pub use store::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DueSchedules, FireScheduleParams,
-    ListExecutionsParams, NewNodeRun, RecordNodeRunsParams, RescueFilter, SendSignalParams,
-    StartExecutionParams, Store, StoreError, Wakeups, WorkflowRef,
+    ListExecutionsParams, NewNodeRun, QueueStats, RecordNodeRunsParams, RescueFilter,
+    SendSignalParams, StartExecutionParams, Store, StoreError, TimedOutExecution, Wakeups,
+    WorkflowRef,
 };
 pub use worker::{ConfigError, WorkerConfig, WorkflowWorker};
 

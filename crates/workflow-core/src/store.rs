@@ -314,6 +314,30 @@ pub struct ListExecutionsParams {
     pub limit: u32,
 }
 
+/// How much work is queued, from [`Store::queue_stats`]: what the runnable, waiting and
+/// running gauges of [`crate::metrics`] show.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QueueStats {
+    /// Executions a worker could claim now: not ended, due, and with no live lease.
+    pub runnable: u64,
+    /// How long the oldest runnable execution has been runnable (now minus its `run_at`);
+    /// zero when none is.
+    pub oldest_runnable_age: Duration,
+    /// Executions parked in `waiting` (for a signal or a timer).
+    pub waiting: u64,
+    /// Executions held by a worker under a live lease.
+    pub running: u64,
+}
+
+/// An execution [`Store::time_out_executions`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimedOutExecution {
+    /// The execution.
+    pub id: ExecutionId,
+    /// Its workflow's name.
+    pub workflow_name: String,
+}
+
 /// Hints that an execution may have become runnable now (started, signalled, released), so
 /// idle workers claim at once instead of at their next poll. Hints are coalesced and may be
 /// lost; polling alone still finds everything.
@@ -387,8 +411,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Execution, StoreError>;
 
     /// Ends every execution past its deadline as `timed_out` (whoever holds it) and returns
-    /// their ids.
-    async fn time_out_executions(&self) -> Result<Vec<ExecutionId>, StoreError>;
+    /// them.
+    async fn time_out_executions(&self) -> Result<Vec<TimedOutExecution>, StoreError>;
+
+    /// Counts queued work: runnable, waiting and running executions, and the age of the
+    /// oldest runnable one. It reads only executions that have not ended.
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError>;
+
+    /// Deletes up to `limit` executions that ended more than `older_than` ago, with their
+    /// node runs and signals, oldest first, and returns how many it deleted. Executions that
+    /// have not ended are never touched. Call it repeatedly to prune in small batches.
+    async fn prune_executions(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError>;
 
     // --- signals ---
 
@@ -497,8 +530,16 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         (**self).cancel_execution(id, reason).await
     }
 
-    async fn time_out_executions(&self) -> Result<Vec<ExecutionId>, StoreError> {
+    async fn time_out_executions(&self) -> Result<Vec<TimedOutExecution>, StoreError> {
         (**self).time_out_executions().await
+    }
+
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        (**self).queue_stats().await
+    }
+
+    async fn prune_executions(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
+        (**self).prune_executions(older_than, limit).await
     }
 
     async fn send_signal(&self, params: SendSignalParams) -> Result<Signal, StoreError> {

@@ -28,6 +28,7 @@ use tracing::{Instrument, debug, error, info, info_span, trace, warn};
 use crate::Error;
 use crate::execution::{ExecutionId, NodeRunStatus, WorkflowId};
 use crate::graph::{NodeState, Progress, ReadyNode, WorkflowGraph};
+use crate::metrics;
 use crate::node::{ErrorKind, NodeContext, NodeExecutor, NodeOutcome, NodeRegistry};
 use crate::schedule::CronSchedule;
 use crate::state::{ExecutionStatus, transition};
@@ -59,6 +60,10 @@ const SCHEDULE_REFRESH: Duration = Duration::from_secs(1);
 const SCHEDULE_BATCH: u32 = 100;
 /// How often a worker looks for executions past their deadline.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a worker with [`WorkflowWorker::prune_after`] set prunes finished executions.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+/// How many executions one prune statement deletes at most.
+pub const PRUNE_BATCH: u32 = 1000;
 /// How long executions get to record their release once the grace period is over.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -87,6 +92,8 @@ pub struct WorkerConfig {
     pub wakeups: bool,
     /// See [`WorkflowWorker::worker_id`].
     pub worker_id: String,
+    /// See [`WorkflowWorker::prune_after`].
+    pub prune_after: Option<Duration>,
 }
 
 impl Default for WorkerConfig {
@@ -100,6 +107,7 @@ impl Default for WorkerConfig {
             max_rescues: DEFAULT_MAX_RESCUES,
             wakeups: true,
             worker_id: default_worker_id(),
+            prune_after: None,
         }
     }
 }
@@ -253,6 +261,16 @@ impl WorkflowWorker {
         self
     }
 
+    /// Deletes executions that ended more than `age` ago, with their node runs and signals:
+    /// once a minute, in batches of [`PRUNE_BATCH`], never touching executions that have not
+    /// ended. Defaults to `None`: history is kept until pruned (see also the binary's
+    /// `prune` command).
+    #[must_use]
+    pub fn prune_after(mut self, age: Option<Duration>) -> Self {
+        self.config.prune_after = age;
+        self
+    }
+
     /// The id recorded as lease owner. Defaults to `hostname-pid-xxxx`.
     #[must_use]
     pub fn worker_id(mut self, id: impl Into<String>) -> Self {
@@ -305,6 +323,7 @@ impl WorkflowWorker {
             poll_interval = ?config.poll_interval,
             concurrency = config.concurrency,
             lease = ?config.lease_duration,
+            prune_after = ?config.prune_after,
             node_types = ?self.registry,
             "worker started"
         );
@@ -315,6 +334,9 @@ impl WorkflowWorker {
         let listener = config
             .wakeups
             .then(|| tokio::spawn(listen(inner.clone(), wake.clone())));
+        let pruner = config
+            .prune_after
+            .map(|age| tokio::spawn(prune(inner.clone(), age)));
 
         let mut tasks = JoinSet::new();
         let mut tally = Tally::default();
@@ -391,8 +413,8 @@ impl WorkflowWorker {
                 }
             }
         }
-        if let Some(listener) = listener {
-            listener.abort();
+        for task in listener.into_iter().chain(pruner) {
+            task.abort();
         }
 
         info!(
@@ -670,6 +692,7 @@ impl Inner {
         limit: usize,
         rescues: RescueFilter,
     ) -> Result<Vec<ClaimedExecution>, StoreError> {
+        let started = Instant::now();
         let batch = self
             .store
             .claim_executions(ClaimParams {
@@ -679,6 +702,7 @@ impl Inner {
                 rescues,
             })
             .await?;
+        metrics::claimed(started.elapsed());
         if batch.is_empty() {
             trace!(worker.id = %self.config.worker_id, "nothing to claim");
         } else {
@@ -749,6 +773,7 @@ impl Inner {
             }
         }
         if triggered > 0 {
+            metrics::schedule_executions(triggered);
             info!(worker.id = %self.config.worker_id, count = triggered, "triggered scheduled executions");
         }
         if full_batch {
@@ -760,9 +785,18 @@ impl Inner {
 
     async fn time_out_executions(&self) {
         match self.store.time_out_executions().await {
-            Ok(ids) => {
-                for id in ids {
-                    warn!(execution.id = %id, worker.id = %self.config.worker_id, "execution timed out: deadline passed");
+            Ok(ended) => {
+                for execution in ended {
+                    metrics::execution_finished(
+                        &execution.workflow_name,
+                        ExecutionStatus::TimedOut,
+                    );
+                    warn!(
+                        execution.id = %execution.id,
+                        workflow = %execution.workflow_name,
+                        worker.id = %self.config.worker_id,
+                        "execution timed out: deadline passed"
+                    );
                 }
             }
             // The claim that follows reports an unreachable store, with backoff.
@@ -779,12 +813,14 @@ impl Inner {
             worker.id = %self.config.worker_id,
         );
         let id = execution.id;
+        let workflow = execution.workflow_name.clone();
         let result = self.drive(claimed).instrument(span.clone()).await;
         lock(&self.leases).remove(&id);
         let _entered = span.enter();
         let ended = match result {
             Ok(ended) => ended,
             Err(Interrupted::LeaseLost) => {
+                metrics::lease_lost();
                 // Say why: it was cancelled, timed out, or taken over by another worker.
                 match self
                     .store
@@ -793,6 +829,7 @@ impl Inner {
                     .map(|d| d.execution.status)
                 {
                     Ok(ExecutionStatus::Cancelled) => {
+                        metrics::execution_finished(&workflow, ExecutionStatus::Cancelled);
                         info!("execution cancelled; its running nodes were stopped");
                     }
                     Ok(ExecutionStatus::TimedOut) => {
@@ -852,8 +889,10 @@ impl Inner {
             .map(|lease| lease.cancel.clone())
             .unwrap_or_default();
         if execution.lease_token == 1 {
+            metrics::execution_started(&execution.workflow_name);
             info!(status = %execution.status, "execution started");
         } else if execution.rescue_count > 0 {
+            metrics::execution_rescued(&execution.workflow_name);
             warn!(
                 lease_token = execution.lease_token,
                 rescues = execution.rescue_count,
@@ -865,6 +904,7 @@ impl Inner {
         let mut writer = Writer {
             inner: self,
             execution_id: execution.id,
+            workflow: &execution.workflow_name,
             lease_token: execution.lease_token,
             pending: Vec::new(),
         };
@@ -1119,6 +1159,7 @@ impl Inner {
                     (ErrorKind::Retryable, format!("timed out after {limit:?}"))
                 }
             };
+            metrics::node_run(&run.node_type, run.status, run.duration);
             run.error = Some(error.clone());
             writer.pending.push(run);
             let policy = graph.retry_policy(index);
@@ -1130,6 +1171,7 @@ impl Inner {
                 "node failed"
             );
             if kind == ErrorKind::Retryable && attempt < policy.max_attempts {
+                metrics::retry(&execution.workflow_name, &node.node_type);
                 let delay = policy.jittered_backoff(attempt, random_unit());
                 warn!(
                     node.id = %node.id,
@@ -1265,6 +1307,7 @@ fn node_completed(
         branch = branch.as_deref(),
         "node completed"
     );
+    metrics::node_run(&run.node_type, run.status, run.duration);
     run.output = Some(output.clone());
     run.branch = branch.clone();
     writer.pending.push(run);
@@ -1316,6 +1359,8 @@ fn unfinished_run(graph: &WorkflowGraph, node: &ReadyNode, status: NodeRunStatus
 struct Writer<'a> {
     inner: &'a Inner,
     execution_id: ExecutionId,
+    /// The execution's workflow name, for metrics.
+    workflow: &'a str,
     lease_token: i64,
     /// Node runs not yet recorded; they go out with the next write.
     pending: Vec<NewNodeRun>,
@@ -1385,6 +1430,7 @@ impl Writer<'_> {
             error: None,
         })
         .await?;
+        metrics::execution_finished(self.workflow, status);
         info!("execution completed");
         Ok(Ended::Finished)
     }
@@ -1397,6 +1443,7 @@ impl Writer<'_> {
             error: Some(error.clone()),
         })
         .await?;
+        metrics::execution_finished(self.workflow, status);
         error!(error = %error, "execution failed");
         Ok(Ended::Finished)
     }
@@ -1428,6 +1475,7 @@ impl Writer<'_> {
             error: Some("the execution deadline passed".into()),
         })
         .await?;
+        metrics::execution_finished(self.workflow, status);
         warn!("execution timed out: deadline passed");
         Ok(Ended::Finished)
     }
@@ -1495,6 +1543,33 @@ async fn listen(inner: Arc<Inner>, wake: Arc<tokio::sync::Notify>) {
 
 /// Renews the leases of executions in flight every heartbeat interval, and cancels the ones
 /// found lost.
+/// Prunes executions that ended more than `age` ago, every [`PRUNE_INTERVAL`], in batches.
+async fn prune(inner: Arc<Inner>, age: Duration) {
+    let mut ticker = tokio::time::interval(PRUNE_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let mut pruned = 0;
+        loop {
+            match inner.store.prune_executions(age, PRUNE_BATCH).await {
+                Ok(count) => {
+                    pruned += count;
+                    if count < u64::from(PRUNE_BATCH) {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    warn!(worker.id = %inner.config.worker_id, error = %ErrorChain(&err), "pruning finished executions failed");
+                    break;
+                }
+            }
+        }
+        if pruned > 0 {
+            info!(worker.id = %inner.config.worker_id, count = pruned, older_than = ?age, "pruned finished executions");
+        }
+    }
+}
+
 async fn heartbeat(inner: Arc<Inner>, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(inner.config.heartbeat_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -7,12 +7,64 @@
 //! Each store embeds its migrations and applies them with `migrate()`. [`open_store`] picks
 //! the store from a connection URL's scheme and migrates it.
 //!
-//! ```no_run
-//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use workflow_core::WorkflowWorker;
+//! ## Quick start
 //!
-//! let store = workflow_store::open_store("sqlite://workflows.db").await?;
-//! WorkflowWorker::new(store).run().await?;
+//! A workflow with a custom node type, run to completion on an SQLite file (use a
+//! `postgres://` URL for PostgreSQL; nothing else changes). `cargo test --doc` runs it.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use async_trait::async_trait;
+//! use serde_json::json;
+//! use workflow_core::{
+//!     ExecutionStatus, NodeContext, NodeError, NodeExecutor, NodeOutcome,
+//!     StartExecutionParams, WorkflowDefinition, WorkflowGraph, WorkflowWorker,
+//! };
+//!
+//! struct Greet;
+//!
+//! #[async_trait]
+//! impl NodeExecutor for Greet {
+//!     async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+//!         let name = ctx.execution_input["name"].as_str().unwrap_or("world");
+//!         Ok(NodeOutcome::complete(json!({ "greeting": format!("Hello, {name}!") })))
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = std::env::temp_dir().join(format!("wfw-doctest-{}", uuid::Uuid::new_v4()));
+//! # std::fs::create_dir_all(&dir)?;
+//! # let url = format!("sqlite://{}", dir.join("workflows.db").display());
+//! // url: "sqlite://workflows.db", or "postgres://user@host/db"
+//! let store = workflow_store::open_store(&url).await?;
+//! let worker = WorkflowWorker::new(store.clone())
+//!     .poll_interval(Duration::from_millis(50))
+//!     .node("greet", Greet);
+//!
+//! let definition: WorkflowDefinition = serde_json::from_value(json!({
+//!     "name": "greeting",
+//!     "nodes": [{"id": "start", "type": "trigger"}, {"id": "greet", "type": "greet"}],
+//!     "edges": [{"from": "start", "to": "greet"}]
+//! }))?;
+//! store.save_workflow(&WorkflowGraph::validate(definition, worker.registry())?).await?;
+//! let started = store
+//!     .start_execution(StartExecutionParams::new("greeting", json!({"name": "Ada"})))
+//!     .await?;
+//!
+//! // Run the worker until the execution ends (a service would run until shutdown).
+//! let finished = async {
+//!     while !store.get_execution(started.id).await.unwrap().execution.status.is_terminal() {
+//!         tokio::time::sleep(Duration::from_millis(50)).await;
+//!     }
+//! };
+//! worker.run_until(finished).await?;
+//!
+//! let execution = store.get_execution(started.id).await?.execution;
+//! assert_eq!(execution.status, ExecutionStatus::Completed);
+//! assert_eq!(execution.output, Some(json!({"greeting": "Hello, Ada!"})));
+//! # std::fs::remove_dir_all(&dir)?;
 //! # Ok(())
 //! # }
 //! ```

@@ -17,9 +17,9 @@ use uuid::Uuid;
 use workflow_core::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DueSchedules, Execution,
     ExecutionDetail, ExecutionId, ExecutionStatus, FireScheduleParams, ListExecutionsParams,
-    NodeRun, NodeRunStatus, RecordNodeRunsParams, Schedule, ScheduleId, SendSignalParams, Signal,
-    StartExecutionParams, Store, StoreError, Wakeups, WorkflowDefinition, WorkflowGraph,
-    WorkflowId, WorkflowRef, WorkflowVersion,
+    NodeRun, NodeRunStatus, QueueStats, RecordNodeRunsParams, Schedule, ScheduleId,
+    SendSignalParams, Signal, StartExecutionParams, Store, StoreError, TimedOutExecution, Wakeups,
+    WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef, WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid};
@@ -546,14 +546,42 @@ impl Store for PgStore {
         }
     }
 
-    async fn time_out_executions(&self) -> Result<Vec<ExecutionId>, StoreError> {
-        let rows = sqlx::query(queries::TIME_OUT_EXECUTIONS)
+    async fn time_out_executions(&self) -> Result<Vec<TimedOutExecution>, StoreError> {
+        let rows: Vec<(Uuid, String)> = sqlx::query_as(queries::TIME_OUT_EXECUTIONS)
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        rows.iter()
-            .map(|row| row.try_get::<Uuid, _>(0).map(ExecutionId).map_err(classify))
-            .collect()
+        Ok(rows
+            .into_iter()
+            .map(|(id, workflow_name)| TimedOutExecution {
+                id: ExecutionId(id),
+                workflow_name,
+            })
+            .collect())
+    }
+
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        let (runnable, oldest, waiting, running): (i64, f64, i64, i64) =
+            sqlx::query_as(queries::QUEUE_STATS)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(classify)?;
+        Ok(QueueStats {
+            runnable: u64::try_from(runnable).unwrap_or_default(),
+            oldest_runnable_age: Duration::try_from_secs_f64(oldest).unwrap_or_default(),
+            waiting: u64::try_from(waiting).unwrap_or_default(),
+            running: u64::try_from(running).unwrap_or_default(),
+        })
+    }
+
+    async fn prune_executions(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
+        let pruned = sqlx::query(queries::PRUNE_EXECUTIONS)
+            .bind(older_than.as_secs_f64())
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(pruned.rows_affected())
     }
 
     async fn send_signal(&self, params: SendSignalParams) -> Result<Signal, StoreError> {

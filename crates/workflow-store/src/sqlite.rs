@@ -27,9 +27,9 @@ use uuid::Uuid;
 use workflow_core::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DueSchedules, Execution,
     ExecutionDetail, ExecutionId, ExecutionStatus, FireScheduleParams, ListExecutionsParams,
-    NodeRun, NodeRunStatus, RecordNodeRunsParams, Schedule, ScheduleId, SendSignalParams, Signal,
-    StartExecutionParams, Store, StoreError, WorkflowDefinition, WorkflowGraph, WorkflowId,
-    WorkflowRef, WorkflowVersion,
+    NodeRun, NodeRunStatus, QueueStats, RecordNodeRunsParams, Schedule, ScheduleId,
+    SendSignalParams, Signal, StartExecutionParams, Store, StoreError, TimedOutExecution,
+    WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef, WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid};
@@ -633,17 +633,46 @@ impl Store for SqliteStore {
         Ok(execution)
     }
 
-    async fn time_out_executions(&self) -> Result<Vec<ExecutionId>, StoreError> {
-        let rows = sqlx::query(queries::TIME_OUT_EXECUTIONS)
+    async fn time_out_executions(&self) -> Result<Vec<TimedOutExecution>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(queries::TIME_OUT_EXECUTIONS)
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get(0).map_err(classify)?;
-                uuid(&id, "timed-out execution").map(ExecutionId)
+        rows.into_iter()
+            .map(|(id, workflow_name)| {
+                Ok(TimedOutExecution {
+                    id: ExecutionId(uuid(&id, "timed-out execution")?),
+                    workflow_name,
+                })
             })
             .collect()
+    }
+
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        let (runnable, oldest_ms, waiting, running): (i64, i64, i64, i64) =
+            sqlx::query_as(queries::QUEUE_STATS)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(classify)?;
+        Ok(QueueStats {
+            runnable: u64::try_from(runnable).unwrap_or_default(),
+            oldest_runnable_age: Duration::from_millis(
+                u64::try_from(oldest_ms).unwrap_or_default(),
+            ),
+            waiting: u64::try_from(waiting).unwrap_or_default(),
+            running: u64::try_from(running).unwrap_or_default(),
+        })
+    }
+
+    async fn prune_executions(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
+        let older_than_ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
+        let pruned = sqlx::query(queries::PRUNE_EXECUTIONS)
+            .bind(older_than_ms)
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(pruned.rows_affected())
     }
 
     async fn send_signal(&self, params: SendSignalParams) -> Result<Signal, StoreError> {

@@ -83,6 +83,17 @@ pub(crate) enum Command {
     /// Manage cron schedules that start workflows.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Delete executions that ended (completed, failed, cancelled, timed out) longer ago than
+    /// --older-than, with their node runs and signals, in batches. Running, waiting and
+    /// pending executions are never touched.
+    Prune {
+        /// Age of the executions to delete, e.g. 30d, 12h, 90m.
+        #[arg(long, value_parser = parse_age)]
+        older_than: Duration,
+        /// Executions deleted per statement (one short transaction each).
+        #[arg(long, default_value_t = workflow_core::worker::PRUNE_BATCH)]
+        batch_size: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,6 +206,16 @@ pub(crate) struct RunArgs {
     /// Rescues in a row after which an execution whose worker keeps dying is failed.
     #[arg(long, env = "WORKFLOW_MAX_RESCUES", default_value_t = workflow_core::worker::DEFAULT_MAX_RESCUES)]
     pub(crate) max_rescues: u32,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics, with /healthz (the process is up) and
+    /// /readyz (the database answers), e.g. 127.0.0.1:9464.
+    #[arg(long, env = "WORKFLOW_METRICS_ADDR")]
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
+
+    /// Delete executions that ended longer ago than this (e.g. 30d), once a minute in batches.
+    /// Off by default: history is kept until pruned.
+    #[arg(long, env = "WORKFLOW_PRUNE_AFTER", value_parser = parse_age)]
+    pub(crate) prune_after: Option<Duration>,
 }
 
 fn parse_seconds(value: &str) -> Result<Duration, String> {
@@ -202,6 +223,12 @@ fn parse_seconds(value: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("\"{value}\" is not a number of seconds"))?;
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{value} must be 0 or more seconds"))
+}
+
+/// A duration with a unit: 30d, 12h, 90m, 45s (see the humantime crate).
+fn parse_age(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value)
+        .map_err(|err| format!("\"{value}\" is not a duration such as 30d, 12h or 90m: {err}"))
 }
 
 fn parse_json(value: &str) -> Result<serde_json::Value, String> {

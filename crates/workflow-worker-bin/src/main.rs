@@ -12,6 +12,7 @@ use workflow_core::{
 };
 
 mod cli;
+mod http;
 
 use cli::{Cli, Command, ExecutionsCommand, LogFormat, RunArgs, ScheduleCommand, WorkflowCommand};
 
@@ -20,7 +21,15 @@ use cli::{Cli, Command, ExecutionsCommand, LogFormat, RunArgs, ScheduleCommand, 
 const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn";
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Usage mistakes get one line naming the problem; --help and --version print as usual.
+        Err(err) if err.use_stderr() => {
+            eprintln!("workflow-worker: error: {} (see --help)", usage_error(&err));
+            return ExitCode::from(2);
+        }
+        Err(err) => err.exit(),
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -45,6 +54,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// clap's message without its usage section, on one line: `the following required arguments
+/// were not provided: <ID>`.
+fn usage_error(err: &clap::Error) -> String {
+    let rendered = err.render().to_string();
+    let message: Vec<&str> = rendered
+        .lines()
+        .take_while(|line| !line.is_empty() && !line.starts_with("Usage:"))
+        .map(str::trim)
+        .collect();
+    message.join(" ").trim_start_matches("error: ").to_owned()
 }
 
 /// The error and its causes on one line, leaving out causes the previous message already
@@ -72,11 +93,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => Some(args.clone()),
         _ => None,
     };
+    let metrics_addr = worker_args.as_ref().and_then(|args| args.metrics_addr);
     let config = worker_args.map(worker_config).transpose()?;
     let (url, embedded_default) = database_url(cli.database_url);
     let store = workflow_store::open_store(&url).await?;
     match command {
         Command::Run(_) => {
+            let metrics = match metrics_addr {
+                Some(addr) => Some(http::MetricsServer::bind(addr, store.clone()).await?),
+                None => None,
+            };
             let mut worker = WorkflowWorker::new(store);
             if let Some(config) = config {
                 worker = worker.config(config);
@@ -89,7 +115,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 tracing::info!(database = %workflow_store::redact_url(&url), "database ready");
             }
-            worker.run_until(shutdown_signal()).await?;
+            let stop_metrics = tokio_util::sync::CancellationToken::new();
+            let served = match metrics {
+                Some(server) => {
+                    let addr = server.local_addr()?;
+                    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+                    Some(tokio::spawn(server.serve(stop_metrics.clone())))
+                }
+                None => None,
+            };
+            let ran = worker.run_until(shutdown_signal()).await;
+            // The endpoint stays up while the worker drains, then stops with it.
+            stop_metrics.cancel();
+            if let Some(served) = served {
+                served.await??;
+            }
+            ran?;
+        }
+        Command::Prune {
+            older_than,
+            batch_size,
+        } => {
+            anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
+            let mut pruned = 0;
+            loop {
+                let count = store.prune_executions(older_than, batch_size).await?;
+                pruned += count;
+                if count < u64::from(batch_size) {
+                    break;
+                }
+            }
+            println!(
+                "pruned {pruned} executions that ended more than {} ago",
+                humantime::format_duration(older_than)
+            );
         }
         Command::Migrate => {
             println!("migrations applied to {}", workflow_store::redact_url(&url));
@@ -241,6 +300,7 @@ fn worker_config(args: RunArgs) -> anyhow::Result<workflow_core::WorkerConfig> {
     config.shutdown_grace = args.shutdown_grace;
     config.max_rescues = args.max_rescues;
     config.wakeups = args.wakeups;
+    config.prune_after = args.prune_after;
     if let Some(id) = args.worker_id {
         config.worker_id = id;
     }
@@ -331,24 +391,57 @@ fn render_execution(detail: &ExecutionDetail) -> String {
         );
     }
     let _ = writeln!(out, "node runs ({}):", detail.node_runs.len());
+    let mut rows = vec![[
+        "NODE".to_owned(),
+        "TYPE".to_owned(),
+        "ATTEMPT".to_owned(),
+        "STATUS".to_owned(),
+        "DURATION".to_owned(),
+        "OUTPUT".to_owned(),
+    ]];
     for run in &detail.node_runs {
-        let _ = writeln!(
-            out,
-            "  {}  {}  attempt {}  {}  {:.3}s",
-            run.node_id,
-            run.node_type,
-            run.attempt,
-            run.status,
-            run.duration().as_secs_f64()
-        );
-        if let Some(output) = &run.output {
-            let _ = writeln!(out, "    output: {output}");
-        }
-        if let Some(error) = &run.error {
-            let _ = writeln!(out, "    error:  {error}");
+        let result = match (&run.error, &run.output) {
+            (Some(error), _) => format!("error: {error}"),
+            (None, Some(output)) => output.to_string(),
+            (None, None) => String::new(),
+        };
+        rows.push([
+            run.node_id.clone(),
+            run.node_type.clone(),
+            run.attempt.to_string(),
+            run.status.to_string(),
+            format!("{:.3}s", run.duration().as_secs_f64()),
+            shorten(&result, SHOWN_OUTPUT_CHARS),
+        ]);
+    }
+    let mut widths = [0; 6];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
         }
     }
+    for row in &rows {
+        let mut line = String::from(" ");
+        for (cell, width) in row.iter().zip(widths) {
+            let _ = write!(line, " {cell:<width$} ");
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
     out
+}
+
+/// How much of a node run's output or error `executions show` prints (`--json` shows all).
+const SHOWN_OUTPUT_CHARS: usize = 72;
+
+/// `text` on one line, cut to `max` characters with an ellipsis.
+fn shorten(text: &str, max: usize) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= max {
+        return line;
+    }
+    let mut cut: String = line.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// Completes on the first SIGINT or SIGTERM; a second one exits the process at once.
@@ -381,5 +474,19 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shorten;
+
+    #[test]
+    fn shorten_keeps_short_text_and_cuts_long_text_to_one_line() {
+        assert_eq!(shorten("{\"a\":1}", 10), "{\"a\":1}");
+        assert_eq!(shorten("line one\n  line two", 40), "line one line two");
+        let cut = shorten(&"x".repeat(100), 10);
+        assert_eq!(cut, format!("{}…", "x".repeat(9)));
+        assert_eq!(cut.chars().count(), 10);
     }
 }

@@ -51,6 +51,17 @@ fn fail(database_url: Option<&str>, args: &[&str]) -> String {
     err
 }
 
+/// Runs a command with bad input and returns its error, checking it is one line.
+fn fail_one_line(database_url: Option<&str>, args: &[&str]) -> String {
+    let err = fail(database_url, args);
+    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    assert!(
+        err.starts_with("workflow-worker: error: "),
+        "{args:?}: {err}"
+    );
+    err
+}
+
 fn examples_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
@@ -110,14 +121,26 @@ async fn hello_workflow_runs_end_to_end(url: &str) {
     let shown = succeed(url, &["executions", "show", &id]);
     assert!(shown.contains("status:    completed"), "{shown}");
     assert!(shown.contains("node runs (2):"), "{shown}");
-    assert!(
-        shown.contains("start  trigger  attempt 1  completed"),
-        "{shown}"
+    // The node runs are a table: node, type, attempt, status, duration, output.
+    let row = |node: &str| -> Vec<String> {
+        shown
+            .lines()
+            .find(|line| line.trim_start().starts_with(&format!("{node} ")))
+            .unwrap_or_else(|| panic!("no row for {node}:\n{shown}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        row("NODE")[..6],
+        ["NODE", "TYPE", "ATTEMPT", "STATUS", "DURATION", "OUTPUT"]
     );
-    assert!(
-        shown.contains("say_hello  code  attempt 1  completed"),
-        "{shown}"
+    assert_eq!(row("start")[..4], ["start", "trigger", "1", "completed"]);
+    assert_eq!(
+        row("say_hello")[..4],
+        ["say_hello", "code", "1", "completed"]
     );
+    assert!(row("say_hello")[4].ends_with('s'), "{shown}");
     assert!(
         shown.contains(r#""stdout":"Hello from workflow!\n""#),
         "{shown}"
@@ -292,50 +315,76 @@ async fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
     let db = TestDatabase::create().await;
     let url = Some(db.url.as_str());
 
-    let err = fail(url, &["start", "nope"]);
+    let err = fail_one_line(url, &["start", "nope"]);
     assert!(err.contains("workflow \"nope\" not found"), "{err}");
-    let err = fail(url, &["start", "nope", "--input", "{broken"]);
+    let err = fail_one_line(url, &["start", "nope", "--input", "{broken"]);
     assert!(err.contains("invalid JSON"), "{err}");
-    let err = fail(url, &["executions", "show", "not-a-uuid"]);
+    let err = fail_one_line(url, &["executions", "show", "not-a-uuid"]);
     assert!(err.contains("invalid execution id \"not-a-uuid\""), "{err}");
     let unknown = uuid::Uuid::new_v4();
-    let err = fail(url, &["executions", "show", &unknown.to_string()]);
+    let err = fail_one_line(url, &["executions", "show", &unknown.to_string()]);
     assert!(
         err.contains(&format!("execution {unknown} not found")),
         "{err}"
     );
-    let err = fail(url, &["signal", &unknown.to_string(), "approval"]);
+    let err = fail_one_line(url, &["signal", &unknown.to_string(), "approval"]);
     assert!(
         err.contains(&format!("execution {unknown} not found")),
         "{err}"
     );
-    let err = fail(
+    let err = fail_one_line(
         url,
         &["signal", &unknown.to_string(), "approval", "--payload", "{"],
     );
     assert!(err.contains("invalid JSON"), "{err}");
-    let err = fail(url, &["schedule", "add", "nope", "* * * * *"]);
+    let err = fail_one_line(url, &["schedule", "add", "nope", "* * * * *"]);
     assert!(err.contains("workflow \"nope\" not found"), "{err}");
-    let err = fail(url, &["schedule", "pause", "abc"]);
+    let err = fail_one_line(url, &["schedule", "pause", "abc"]);
     assert!(err.contains("invalid schedule id \"abc\""), "{err}");
-    let err = fail(url, &["schedule", "resume", &unknown.to_string()]);
+    let err = fail_one_line(url, &["schedule", "resume", &unknown.to_string()]);
     assert!(
         err.contains(&format!("schedule {unknown} not found")),
         "{err}"
     );
-    let err = fail(url, &["cancel", &unknown.to_string()]);
+    let err = fail_one_line(url, &["cancel", &unknown.to_string()]);
     assert!(
         err.contains(&format!("execution {unknown} not found")),
         "{err}"
     );
-    let err = fail(url, &["cancel", "nope"]);
+    let err = fail_one_line(url, &["cancel", "nope"]);
     assert!(err.contains("invalid execution id \"nope\""), "{err}");
-    let err = fail(url, &["start", "nope", "--timeout", "soon"]);
+    let err = fail_one_line(url, &["start", "nope", "--timeout", "soon"]);
     assert!(err.contains("\"soon\" is not a number of seconds"), "{err}");
-    let err = fail(url, &["executions", "list", "--status", "done"]);
+    let err = fail_one_line(url, &["executions", "list", "--status", "done"]);
     assert!(err.contains("unknown execution status \"done\""), "{err}");
-    let err = fail(url, &["run", "--concurrency", "0"]);
+    let err = fail_one_line(url, &["run", "--concurrency", "0"]);
     assert!(err.contains("concurrency must be at least 1"), "{err}");
+    let err = fail_one_line(url, &["cancel"]);
+    assert!(
+        err.contains("required arguments were not provided: <ID>"),
+        "{err}"
+    );
+    let err = fail_one_line(url, &["signal", &unknown.to_string()]);
+    assert!(err.contains("<NAME>"), "{err}");
+    let err = fail_one_line(url, &["prune"]);
+    assert!(err.contains("--older-than"), "{err}");
+    let err = fail_one_line(url, &["prune", "--older-than", "banana"]);
+    assert!(
+        err.contains("\"banana\" is not a duration such as 30d"),
+        "{err}"
+    );
+    let err = fail_one_line(url, &["prune", "--older-than", "1d", "--batch-size", "0"]);
+    assert!(err.contains("--batch-size must be at least 1"), "{err}");
+    let err = fail_one_line(url, &["run", "--metrics-addr", "localhost"]);
+    assert!(
+        err.contains("invalid value 'localhost' for '--metrics-addr"),
+        "{err}"
+    );
+    let err = fail_one_line(url, &["frobnicate"]);
+    assert!(
+        err.contains("unrecognized subcommand 'frobnicate'"),
+        "{err}"
+    );
 
     // SUPABASE_DB_URL is the fallback when DATABASE_URL is not set.
     let output = bin(None)
@@ -345,7 +394,7 @@ async fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
 
-    let err = fail(
+    let err = fail_one_line(
         Some("postgres://postgres:hunter2@127.0.0.1:1/nothing"),
         &["executions", "list"],
     );
@@ -366,6 +415,33 @@ async fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
         .await
         .unwrap();
     assert!(nothing.is_empty());
+}
+
+/// `prune` deletes ended executions older than the cut-off and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_deletes_ended_executions_and_keeps_the_rest() {
+    let db = TestSqlite::create().await;
+    let url = db.url.as_str();
+    let hello = examples_dir().join("hello.json");
+    succeed(url, &["workflow", "save", hello.to_str().unwrap()]);
+    let ended = succeed(url, &["start", "hello"]).trim().to_owned();
+    let pending = succeed(url, &["start", "hello"]).trim().to_owned();
+    succeed(url, &["cancel", &ended]);
+
+    let kept = succeed(url, &["prune", "--older-than", "1h"]);
+    assert_eq!(
+        kept.trim(),
+        "pruned 0 executions that ended more than 1h ago"
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    let pruned = succeed(url, &["prune", "--older-than", "10ms", "--batch-size", "1"]);
+    assert_eq!(
+        pruned.trim(),
+        "pruned 1 executions that ended more than 10ms ago"
+    );
+    let listed = succeed(url, &["executions", "list"]);
+    assert!(listed.contains(&pending), "{listed}");
+    assert!(!listed.contains(&ended), "{listed}");
 }
 
 #[test]

@@ -42,6 +42,8 @@ macro_rules! conformance_tests {
                 finishing_ends_the_execution_and_releases_the_lease,
                 retry_parks_the_execution_until_its_backoff,
                 renew_leases_reports_lost_leases,
+                queue_stats_count_runnable_waiting_and_running_executions,
+                prune_deletes_only_executions_that_ended_long_enough_ago,
                 hello_workflow_completes_with_its_node_history,
                 diamond_runs_branches_concurrently_and_joins_their_outputs,
                 branches_not_taken_are_skipped_and_joins_still_run,
@@ -578,6 +580,107 @@ pub async fn retry_parks_the_execution_until_its_backoff(store: impl Store) {
     assert_eq!(again.node_runs.len(), 1);
     assert_eq!(again.node_runs[0].status, NodeRunStatus::Failed);
     assert_eq!(again.node_runs[0].error.as_deref(), Some("flaky"));
+}
+
+/// The queue gauges: runnable (due, unleased), waiting (parked) and running (leased), and how
+/// long the oldest runnable execution has waited.
+pub async fn queue_stats_count_runnable_waiting_and_running_executions(store: impl Store) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    let empty = store.queue_stats().await.unwrap();
+    assert_eq!(empty, crate::QueueStats::default());
+
+    for _ in 0..3 {
+        start(&store, "hello", json!({})).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let queued = store.queue_stats().await.unwrap();
+    assert_eq!((queued.runnable, queued.waiting, queued.running), (3, 0, 0));
+    assert!(
+        queued.oldest_runnable_age >= Duration::from_millis(250)
+            && queued.oldest_runnable_age < WAIT,
+        "oldest runnable age {:?}",
+        queued.oldest_runnable_age
+    );
+
+    let parked = claim_one(&store, WORKER, LEASE).await;
+    let held = claim_one(&store, WORKER, LEASE).await;
+    let claimed = store.queue_stats().await.unwrap();
+    assert_eq!(
+        (claimed.runnable, claimed.waiting, claimed.running),
+        (1, 0, 2)
+    );
+
+    store
+        .record_node_runs(record(
+            &parked,
+            vec![completed_run("start", 1)],
+            Advance::Wait {
+                delay: None,
+                signals: vec!["go".into()],
+            },
+        ))
+        .await
+        .unwrap();
+    store
+        .record_node_runs(record(
+            &held,
+            vec![completed_run("start", 1), completed_run("say_hello", 1)],
+            Advance::Finish {
+                status: ExecutionStatus::Completed,
+                output: None,
+                error: None,
+            },
+        ))
+        .await
+        .unwrap();
+    let later = store.queue_stats().await.unwrap();
+    assert_eq!((later.runnable, later.waiting, later.running), (1, 1, 0));
+}
+
+/// Pruning deletes ended executions older than the cut-off, in batches of at most `limit`,
+/// with their history; executions that have not ended, or ended recently, stay.
+pub async fn prune_deletes_only_executions_that_ended_long_enough_ago(store: impl Store) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    let completed = start(&store, "hello", json!({})).await;
+    let claimed = claim_one(&store, WORKER, LEASE).await;
+    store
+        .record_node_runs(record(
+            &claimed,
+            vec![completed_run("start", 1), completed_run("say_hello", 1)],
+            Advance::Finish {
+                status: ExecutionStatus::Completed,
+                output: None,
+                error: None,
+            },
+        ))
+        .await
+        .unwrap();
+    let cancelled = start(&store, "hello", json!({})).await;
+    store.cancel_execution(cancelled, "test").await.unwrap();
+    let pending = start(&store, "hello", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let recent = start(&store, "hello", json!({})).await;
+    store.cancel_execution(recent, "test").await.unwrap();
+
+    let hour = Duration::from_secs(3600);
+    assert_eq!(store.prune_executions(hour, 100).await.unwrap(), 0);
+    let cut_off = Duration::from_millis(800);
+    assert_eq!(store.prune_executions(cut_off, 1).await.unwrap(), 1);
+    assert_eq!(store.prune_executions(cut_off, 1).await.unwrap(), 1);
+    assert_eq!(store.prune_executions(cut_off, 100).await.unwrap(), 0);
+
+    for gone in [completed, cancelled] {
+        assert!(
+            matches!(
+                store.get_execution(gone).await,
+                Err(StoreError::NotFound { .. })
+            ),
+            "execution {gone} was not pruned"
+        );
+    }
+    for kept in [pending, recent] {
+        store.get_execution(kept).await.expect("kept");
+    }
 }
 
 /// Renewal extends leases still held and leaves out the ones another claim took over.

@@ -238,8 +238,22 @@ impl<S: Store> Store for StalledHeartbeat<S> {
         self.0.cancel_execution(id, reason).await
     }
 
-    async fn time_out_executions(&self) -> Result<Vec<ExecutionId>, crate::StoreError> {
+    async fn time_out_executions(
+        &self,
+    ) -> Result<Vec<crate::TimedOutExecution>, crate::StoreError> {
         self.0.time_out_executions().await
+    }
+
+    async fn queue_stats(&self) -> Result<crate::QueueStats, crate::StoreError> {
+        self.0.queue_stats().await
+    }
+
+    async fn prune_executions(
+        &self,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<u64, crate::StoreError> {
+        self.0.prune_executions(older_than, limit).await
     }
 
     async fn send_signal(

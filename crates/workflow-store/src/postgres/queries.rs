@@ -347,7 +347,41 @@ set status = 'timed_out',
     updated_at = now()
 where deadline < now()
   and status in ('pending', 'running', 'retrying', 'waiting')
-returning id
+returning id, (select name from workflows w where w.id = workflow_id) as workflow_name
+"#;
+
+/// Runnable, waiting and running executions and the oldest runnable one's age in seconds,
+/// read from the non-terminal rows only.
+pub(super) const QUEUE_STATS: &str = r#"
+select
+    count(*) filter (where runnable) as runnable,
+    coalesce(extract(epoch from now() - min(run_at) filter (where runnable)), 0)::float8
+        as oldest_runnable_age,
+    count(*) filter (where status = 'waiting' and not runnable) as waiting,
+    count(*) filter (where status = 'running' and lease_expires_at >= now()) as running
+from (
+    select status, run_at, lease_expires_at,
+           coalesce(run_at <= now() and (lease_expires_at is null or lease_expires_at < now()),
+                    false) as runnable
+    from workflow_executions
+    where status in ('pending', 'running', 'retrying', 'waiting')
+) e
+"#;
+
+/// Deletes up to $2 executions that ended more than $1 seconds ago, oldest first; their node
+/// runs and signals go with them (on delete cascade).
+pub(super) const PRUNE_EXECUTIONS: &str = r#"
+with doomed as (
+    select id
+    from workflow_executions
+    where finished_at < now() - make_interval(secs => $1)
+    order by finished_at
+    limit $2
+    for update skip locked
+)
+delete from workflow_executions e
+using doomed
+where e.id = doomed.id
 "#;
 
 pub(super) const GET_EXECUTION: &str = concat!(

@@ -420,7 +420,47 @@ where deadline < "#,
     now_ms!(),
     r#"
   and status in ('pending', 'running', 'retrying', 'waiting')
-returning id
+returning id, (select name from workflows w where w.id = workflow_id) as workflow_name
+"#
+);
+
+/// Runnable, waiting and running executions and the oldest runnable one's age in
+/// milliseconds, read from the non-terminal rows only.
+pub(super) const QUEUE_STATS: &str = concat!(
+    r#"
+with clock(now) as (select "#,
+    now_ms!(),
+    r#"),
+e as (
+    select status, run_at, lease_expires_at, now,
+           coalesce(run_at <= now and (lease_expires_at is null or lease_expires_at < now), 0)
+               as runnable
+    from workflow_executions, clock
+    where status in ('pending', 'running', 'retrying', 'waiting')
+)
+select
+    coalesce(sum(runnable), 0) as runnable,
+    coalesce(max(now - min(case when runnable then run_at end), 0), 0) as oldest_runnable_age,
+    coalesce(sum(status = 'waiting' and not runnable), 0) as waiting,
+    coalesce(sum(status = 'running' and lease_expires_at >= now), 0) as running
+from e
+"#
+);
+
+/// Deletes up to $2 executions that ended more than $1 milliseconds ago, oldest first; their
+/// node runs and signals go with them (on delete cascade).
+pub(super) const PRUNE_EXECUTIONS: &str = concat!(
+    r#"
+delete from workflow_executions
+where id in (
+    select id
+    from workflow_executions
+    where finished_at < "#,
+    now_ms!(),
+    r#" - $1
+    order by finished_at
+    limit $2
+)
 "#
 );
 

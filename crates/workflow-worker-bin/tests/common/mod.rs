@@ -25,6 +25,9 @@ pub(crate) fn bin(database_url: Option<&str>) -> Command {
         "WORKFLOW_SHUTDOWN_GRACE",
         "WORKFLOW_MAX_RESCUES",
         "WORKFLOW_WAKEUPS",
+        "WORKFLOW_METRICS_ADDR",
+        "WORKFLOW_PRUNE_AFTER",
+        "WORKFLOW_LOG_FORMAT",
         "RUST_LOG",
     ] {
         command.env_remove(name);
