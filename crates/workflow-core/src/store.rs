@@ -392,6 +392,21 @@ pub trait Store: Send + Sync + 'static {
     /// as a recorded one is a [`StoreError::Conflict`] and nothing is written.
     async fn record_node_runs(&self, params: RecordNodeRunsParams) -> Result<(), StoreError>;
 
+    /// Records the steps of several executions at once and returns one result per step, in
+    /// order. Each step is fenced by its own lease token, as in
+    /// [`record_node_runs`](Self::record_node_runs): a step whose lease was lost changes
+    /// nothing and gets [`StoreError::LeaseLost`] while the others are recorded. Stores should
+    /// commit the steps together (one transaction, one flush to disk): a crash before that
+    /// commit loses all of them, and only their nodes run again. The default records them one
+    /// at a time.
+    async fn record_steps(&self, steps: &[RecordNodeRunsParams]) -> Vec<Result<(), StoreError>> {
+        let mut results = Vec::with_capacity(steps.len());
+        for step in steps {
+            results.push(self.record_node_runs(step.clone()).await);
+        }
+        results
+    }
+
     /// Extends the leases of executions this worker holds by `lease_duration` from now and
     /// returns the ids whose lease was still held (the others were lost).
     async fn renew_leases(
@@ -512,6 +527,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     async fn record_node_runs(&self, params: RecordNodeRunsParams) -> Result<(), StoreError> {
         (**self).record_node_runs(params).await
+    }
+
+    async fn record_steps(&self, steps: &[RecordNodeRunsParams]) -> Vec<Result<(), StoreError>> {
+        (**self).record_steps(steps).await
     }
 
     async fn renew_leases(

@@ -14,12 +14,14 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -361,8 +363,13 @@ impl WorkflowWorker {
                 next_schedule_check = inner.fire_schedules().await;
             }
             let mut wait = config.poll_interval;
+            // A claim that filled every free slot may have left more behind: claim again as
+            // soon as a slot frees, not at the next poll.
+            let mut full = false;
             if isolated.is_none() {
-                let free = config.concurrency.saturating_sub(tasks.len());
+                let free = config
+                    .concurrency
+                    .saturating_sub(inner.slots_in_use(tasks.len()));
                 let claimed = inner
                     .claim_batch(free, tasks.is_empty(), suspect_from)
                     .await;
@@ -375,6 +382,7 @@ impl WorkflowWorker {
                         if suspect {
                             isolated = batch.first().map(|claimed| claimed.execution.id);
                         }
+                        full = !suspect && free > 0 && batch.len() == free;
                         for claimed in batch {
                             tasks.spawn(inner.clone().run_execution(claimed));
                         }
@@ -397,7 +405,10 @@ impl WorkflowWorker {
             }
             // Wake for the next schedule tick too, not only at the next poll.
             wait = wait.min(next_schedule_check.saturating_duration_since(Instant::now()));
-            let busy = isolated.is_some() || tasks.len() >= config.concurrency;
+            let busy = isolated.is_some() || inner.slots_in_use(tasks.len()) >= config.concurrency;
+            if full && !busy {
+                continue;
+            }
             tokio::select! {
                 () = &mut shutdown => break,
                 done = tasks.join_next(), if busy => {
@@ -405,6 +416,8 @@ impl WorkflowWorker {
                         tally.add(done, &mut isolated);
                     }
                 }
+                // An execution started its last write: claim its successor meanwhile.
+                () = inner.slot_freed.notified(), if busy => {}
                 // A busy worker still fires schedules on time.
                 () = tokio::time::sleep_until(next_schedule_check), if busy => {}
                 () = tokio::time::sleep(wait), if !busy => {}
@@ -563,6 +576,35 @@ struct Inner {
     draining: CancellationToken,
     /// The grace period is over: stop running nodes, record them interrupted, release.
     interrupt: CancellationToken,
+    /// Steps on their way to [`write_steps`], which records them in batches.
+    steps: mpsc::UnboundedSender<StepRequest>,
+    /// Executions whose last write is on its way: they run no more nodes, so the poll loop
+    /// counts their slots free and claims more while those writes complete.
+    finishing: AtomicUsize,
+    /// Wakes the poll loop when an execution starts its last write.
+    slot_freed: tokio::sync::Notify,
+}
+
+/// A step for [`write_steps`], with where to send it back with its result.
+type StepRequest = (RecordNodeRunsParams, oneshot::Sender<StepResult>);
+type StepResult = (RecordNodeRunsParams, Result<(), StoreError>);
+
+/// The most steps [`write_steps`] records in one call.
+const MAX_STEP_BATCH: usize = 128;
+
+/// Records the steps of every execution this worker runs, as many per call to
+/// [`Store::record_steps`] as are waiting: while one batch is written the next gathers, so under
+/// load many executions share one commit, and alone a step is written at once.
+async fn write_steps(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<StepRequest>) {
+    let mut requests = Vec::with_capacity(MAX_STEP_BATCH);
+    while queue.recv_many(&mut requests, MAX_STEP_BATCH).await > 0 {
+        let (steps, replies): (Vec<_>, Vec<_>) = requests.drain(..).unzip();
+        let results = store.record_steps(&steps).await;
+        for ((step, reply), result) in steps.into_iter().zip(replies).zip(results) {
+            // The execution's task may be gone (aborted at shutdown): nobody to tell.
+            let _ = reply.send((step, result));
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -653,7 +695,12 @@ impl DbClock {
 
 impl Inner {
     fn new(worker: &WorkflowWorker) -> Self {
+        let (steps, queue) = mpsc::unbounded_channel();
+        tokio::spawn(write_steps(worker.store.clone(), queue));
         Self {
+            steps,
+            finishing: AtomicUsize::new(0),
+            slot_freed: tokio::sync::Notify::new(),
             store: worker.store.clone(),
             config: worker.config.clone(),
             registry: worker.registry.clone(),
@@ -662,6 +709,28 @@ impl Inner {
             draining: CancellationToken::new(),
             interrupt: CancellationToken::new(),
         }
+    }
+
+    /// Slots taken among `tasks` execution tasks: those busy writing their last step run no
+    /// more nodes and do not count, up to one concurrency's worth, so a slow store never
+    /// piles up more than twice the concurrency in tasks.
+    fn slots_in_use(&self, tasks: usize) -> usize {
+        let finishing = self.finishing.load(Ordering::SeqCst);
+        tasks.saturating_sub(finishing.min(self.config.concurrency))
+    }
+
+    /// Records one step through [`write_steps`] and hands it back with the result.
+    async fn record(&self, step: RecordNodeRunsParams) -> Result<StepResult, Interrupted> {
+        // The writer lives as long as the worker; it is gone only if it panicked or the
+        // runtime is shutting down. Then the execution resumes when its lease expires.
+        let stopped = || {
+            Interrupted::Store(StoreError::Backend(
+                "the step writer stopped before recording the step".into(),
+            ))
+        };
+        let (reply, answer) = oneshot::channel();
+        self.steps.send((step, reply)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())
     }
 
     /// One poll's claim. An idle worker first looks for a suspect to run alone (the `true`
@@ -1372,7 +1441,7 @@ impl Writer<'_> {
     /// and fencing makes a retry safe. If an attempt committed but its answer was lost, the
     /// retry finds its runs already recorded, which is success.
     async fn write(&mut self, advance: Advance) -> Result<(), Interrupted> {
-        let params = RecordNodeRunsParams {
+        let mut step = RecordNodeRunsParams {
             execution_id: self.execution_id,
             lease_token: self.lease_token,
             worker_id: self.inner.config.worker_id.clone(),
@@ -1383,7 +1452,9 @@ impl Writer<'_> {
         let mut backoff = Duration::from_millis(100);
         let mut retried = false;
         loop {
-            match self.inner.store.record_node_runs(params.clone()).await {
+            let (returned, result) = self.inner.record(step).await?;
+            step = returned;
+            match result {
                 Ok(()) => return Ok(()),
                 Err(StoreError::Conflict(_)) if retried => return Ok(()),
                 Err(StoreError::Unavailable(err)) if Instant::now() + backoff < give_up => {
@@ -1419,7 +1490,11 @@ impl Writer<'_> {
     /// cannot mistake the released lease for a lost one.
     async fn last_write(&mut self, advance: Advance) -> Result<(), Interrupted> {
         lock(&self.inner.leases).remove(&self.execution_id);
-        self.write(advance).await
+        self.inner.finishing.fetch_add(1, Ordering::SeqCst);
+        self.inner.slot_freed.notify_one();
+        let written = self.write(advance).await;
+        self.inner.finishing.fetch_sub(1, Ordering::SeqCst);
+        written
     }
 
     async fn complete(&mut self, output: Value) -> Result<Ended, Interrupted> {

@@ -1,5 +1,7 @@
 //! Turning sqlx errors into portable [`StoreError`]s, so callers never match on sqlx types.
 
+use std::sync::Arc;
+
 use sqlx::error::ErrorKind;
 use workflow_core::{Execution, ExecutionId, StoreError};
 
@@ -28,11 +30,55 @@ pub(crate) fn classify(err: sqlx::Error) -> StoreError {
 }
 
 /// SQLSTATE classes that mean "the server cannot serve us right now": connection exceptions
-/// (08), insufficient resources (53), operator intervention such as a shutdown (57P).
+/// (08), insufficient resources (53), operator intervention such as a shutdown (57P), and a
+/// transaction the server rolled back to resolve a deadlock or serialization failure (40001,
+/// 40P01): trying again is the remedy for each.
 fn is_unavailable(code: Option<&str>) -> bool {
     code.is_some_and(|code| {
-        code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+        code.starts_with("08")
+            || code.starts_with("53")
+            || code.starts_with("57P")
+            || code == "40001"
+            || code == "40P01"
     })
+}
+
+/// The same error for each of `count` steps of a batch it failed.
+pub(crate) fn share(err: StoreError, count: usize) -> Vec<StoreError> {
+    type Source = Arc<dyn std::error::Error + Send + Sync>;
+    let repeat = |make: &dyn Fn() -> StoreError| (0..count).map(|_| make()).collect();
+    match err {
+        StoreError::Unavailable(source) => {
+            let source: Source = Arc::from(source);
+            repeat(&|| StoreError::Unavailable(Box::new(Shared(source.clone()))))
+        }
+        StoreError::Backend(source) => {
+            let source: Source = Arc::from(source);
+            repeat(&|| StoreError::Backend(Box::new(Shared(source.clone()))))
+        }
+        StoreError::Conflict(message) => repeat(&|| StoreError::Conflict(message.clone())),
+        StoreError::InvalidData(message) => repeat(&|| StoreError::InvalidData(message.clone())),
+        other => {
+            let source: Source = Arc::new(other);
+            repeat(&|| StoreError::Backend(Box::new(Shared(source.clone()))))
+        }
+    }
+}
+
+/// An error reported to several callers: shows as the original, with its causes.
+#[derive(Debug)]
+struct Shared(Arc<dyn std::error::Error + Send + Sync>);
+
+impl std::fmt::Display for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Shared {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 /// A stored value that cannot be read back.

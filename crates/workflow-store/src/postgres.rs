@@ -5,6 +5,7 @@
 //! `now()`. The schema (`migrations/postgres/`) is a public contract documented in the README:
 //! other programs may start executions with a plain `insert into workflow_executions`.
 
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -418,96 +419,69 @@ impl Store for PgStore {
     }
 
     async fn record_node_runs(&self, params: RecordNodeRunsParams) -> Result<(), StoreError> {
-        let RecordNodeRunsParams {
-            execution_id,
-            lease_token,
-            worker_id,
-            runs,
-            advance,
-        } = params;
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        let fence = match &advance {
-            Advance::Continue { lease_duration } => sqlx::query(queries::ADVANCE_CONTINUE)
-                .bind(execution_id.0)
-                .bind(lease_token)
-                .bind(lease_duration.as_secs_f64()),
-            Advance::Retry { delay } => sqlx::query(queries::ADVANCE_RETRY)
-                .bind(execution_id.0)
-                .bind(lease_token)
-                .bind(delay.as_secs_f64()),
-            Advance::Wait { delay, signals } => sqlx::query(queries::ADVANCE_WAIT)
-                .bind(execution_id.0)
-                .bind(lease_token)
-                .bind(delay.map(|d| d.as_secs_f64()))
-                .bind(signals.clone()),
-            Advance::Release => sqlx::query(queries::ADVANCE_RELEASE)
-                .bind(execution_id.0)
-                .bind(lease_token),
-            Advance::Finish {
-                status,
-                output,
-                error,
-            } => sqlx::query(queries::ADVANCE_FINISH)
-                .bind(execution_id.0)
-                .bind(lease_token)
-                .bind(status.as_str())
-                .bind(output.clone())
-                .bind(error.clone()),
-        };
-        let fenced = fence.fetch_optional(&mut *tx).await.map_err(classify)?;
-        if fenced.is_none() {
-            // Dropping the transaction rolls it back: nothing was written.
-            return Err(StoreError::LeaseLost {
-                execution_id,
-                lease_token,
-            });
+        // Dropping the transaction on an error rolls it back: nothing was written.
+        write_step(&mut tx, &params).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn record_steps(&self, steps: &[RecordNodeRunsParams]) -> Vec<Result<(), StoreError>> {
+        let mut results: Vec<Option<Result<(), StoreError>>> =
+            std::iter::repeat_with(|| None).take(steps.len()).collect();
+        // Steps that wait or consume signals take the one-at-a-time path; the common ones
+        // (a node finished, the execution continues, ends, retries or is released) go
+        // together, one statement per worker id.
+        let mut batches: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, step) in steps.iter().enumerate() {
+            if batchable(step) {
+                batches.entry(step.worker_id.as_str()).or_default().push(i);
+            } else {
+                results[i] = Some(self.record_node_runs(step.clone()).await);
+            }
         }
-        for run in &runs {
-            if let Some(signal) = run.consumed_signal {
-                let consumed = sqlx::query(queries::CONSUME_SIGNAL)
-                    .bind(signal)
-                    .bind(execution_id.0)
-                    .bind(&run.node_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-                if consumed.is_none() {
-                    return Err(crate::error::signal_taken(signal, execution_id));
+        for (worker_id, batch) in batches {
+            let distinct: HashSet<ExecutionId> =
+                batch.iter().map(|&i| steps[i].execution_id).collect();
+            let recorded = if distinct.len() == batch.len() {
+                record_batch(&self.pool, worker_id, batch.iter().map(|&i| &steps[i])).await
+            } else {
+                // One execution twice: its steps must apply in order, one at a time.
+                Err(StoreError::Conflict(
+                    "an execution appears twice in one batch".into(),
+                ))
+            };
+            match recorded {
+                Ok(recorded) => {
+                    for i in batch {
+                        let step = &steps[i];
+                        results[i] = Some(if recorded.contains(&step.execution_id.0) {
+                            Ok(())
+                        } else {
+                            Err(StoreError::LeaseLost {
+                                execution_id: step.execution_id,
+                                lease_token: step.lease_token,
+                            })
+                        });
+                    }
+                }
+                // One step conflicts (say, a retried write that had committed): record them
+                // one by one to tell which.
+                Err(StoreError::Conflict(_)) => {
+                    for i in batch {
+                        results[i] = Some(self.record_node_runs(steps[i].clone()).await);
+                    }
+                }
+                Err(err) => {
+                    for (i, err) in batch.iter().zip(crate::error::share(err, batch.len())) {
+                        results[*i] = Some(Err(err));
+                    }
                 }
             }
         }
-        if !runs.is_empty() {
-            let mut columns = NodeRunColumns::default();
-            for run in runs {
-                columns.node_id.push(run.node_id);
-                columns.node_type.push(run.node_type);
-                columns
-                    .attempt
-                    .push(i32::try_from(run.attempt).unwrap_or(i32::MAX));
-                columns.status.push(run.status.as_str());
-                columns.input.push(run.input);
-                columns.output.push(run.output);
-                columns.branch.push(run.branch);
-                columns.error.push(run.error);
-                columns.duration.push(run.duration.as_secs_f64());
-            }
-            sqlx::query(queries::INSERT_NODE_RUNS)
-                .bind(execution_id.0)
-                .bind(worker_id)
-                .bind(columns.node_id)
-                .bind(columns.node_type)
-                .bind(columns.attempt)
-                .bind(columns.status)
-                .bind(columns.input)
-                .bind(columns.output)
-                .bind(columns.branch)
-                .bind(columns.error)
-                .bind(columns.duration)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-        }
-        tx.commit().await.map_err(classify)
+        results
+            .into_iter()
+            .map(|result| result.expect("every step has a result"))
+            .collect()
     }
 
     async fn renew_leases(
@@ -785,9 +759,181 @@ impl Wakeups for PgWakeups {
     }
 }
 
-/// Node runs as parallel arrays, for one `unnest` insert.
+/// Whether a step can go in a [`queries::RECORD_STEPS`] batch.
+fn batchable(step: &RecordNodeRunsParams) -> bool {
+    !matches!(step.advance, Advance::Wait { .. })
+        && step.runs.iter().all(|run| run.consumed_signal.is_none())
+}
+
+/// Records batchable steps of one worker in one statement; returns the ids of the executions
+/// whose steps were recorded (the others' leases were lost).
+async fn record_batch<'a>(
+    pool: &PgPool,
+    worker_id: &str,
+    steps: impl Iterator<Item = &'a RecordNodeRunsParams>,
+) -> Result<HashSet<Uuid>, StoreError> {
+    let mut step = StepColumns::default();
+    let mut runs = NodeRunColumns::default();
+    for params in steps {
+        let id = params.execution_id.0;
+        step.id.push(id);
+        step.lease_token.push(params.lease_token);
+        let (advance, status, output, error, seconds) = match &params.advance {
+            Advance::Continue { lease_duration } => {
+                ("continue", None, None, None, lease_duration.as_secs_f64())
+            }
+            Advance::Finish {
+                status,
+                output,
+                error,
+            } => (
+                "finish",
+                Some(status.as_str()),
+                output.clone(),
+                error.clone(),
+                0.0,
+            ),
+            Advance::Retry { delay } => ("retry", None, None, None, delay.as_secs_f64()),
+            Advance::Release => ("release", None, None, None, 0.0),
+            Advance::Wait { .. } => unreachable!("waits are not batched"),
+        };
+        step.advance.push(advance);
+        step.status.push(status);
+        step.output.push(output);
+        step.error.push(error);
+        step.seconds.push(seconds);
+        for run in &params.runs {
+            runs.execution_id.push(id);
+            runs.push(run);
+        }
+    }
+    let recorded: Vec<Uuid> = sqlx::query_scalar(queries::RECORD_STEPS)
+        .bind(step.id)
+        .bind(step.lease_token)
+        .bind(step.advance)
+        .bind(step.status)
+        .bind(step.output)
+        .bind(step.error)
+        .bind(step.seconds)
+        .bind(worker_id)
+        .bind(runs.execution_id)
+        .bind(runs.node_id)
+        .bind(runs.node_type)
+        .bind(runs.attempt)
+        .bind(runs.status)
+        .bind(runs.input)
+        .bind(runs.output)
+        .bind(runs.branch)
+        .bind(runs.error)
+        .bind(runs.duration)
+        .fetch_all(pool)
+        .await
+        .map_err(classify)?;
+    Ok(recorded.into_iter().collect())
+}
+
+/// One step of [`Store::record_node_runs`] inside the caller's transaction.
+async fn write_step(
+    tx: &mut PgConnection,
+    params: &RecordNodeRunsParams,
+) -> Result<(), StoreError> {
+    let RecordNodeRunsParams {
+        execution_id,
+        lease_token,
+        worker_id,
+        runs,
+        advance,
+    } = params;
+    let fence = match advance {
+        Advance::Continue { lease_duration } => sqlx::query(queries::ADVANCE_CONTINUE)
+            .bind(execution_id.0)
+            .bind(lease_token)
+            .bind(lease_duration.as_secs_f64()),
+        Advance::Retry { delay } => sqlx::query(queries::ADVANCE_RETRY)
+            .bind(execution_id.0)
+            .bind(lease_token)
+            .bind(delay.as_secs_f64()),
+        Advance::Wait { delay, signals } => sqlx::query(queries::ADVANCE_WAIT)
+            .bind(execution_id.0)
+            .bind(lease_token)
+            .bind(delay.map(|d| d.as_secs_f64()))
+            .bind(signals),
+        Advance::Release => sqlx::query(queries::ADVANCE_RELEASE)
+            .bind(execution_id.0)
+            .bind(lease_token),
+        Advance::Finish {
+            status,
+            output,
+            error,
+        } => sqlx::query(queries::ADVANCE_FINISH)
+            .bind(execution_id.0)
+            .bind(lease_token)
+            .bind(status.as_str())
+            .bind(output)
+            .bind(error),
+    };
+    let fenced = fence.fetch_optional(&mut *tx).await.map_err(classify)?;
+    if fenced.is_none() {
+        return Err(StoreError::LeaseLost {
+            execution_id: *execution_id,
+            lease_token: *lease_token,
+        });
+    }
+    for run in runs {
+        if let Some(signal) = run.consumed_signal {
+            let consumed = sqlx::query(queries::CONSUME_SIGNAL)
+                .bind(signal)
+                .bind(execution_id.0)
+                .bind(&run.node_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(classify)?;
+            if consumed.is_none() {
+                return Err(crate::error::signal_taken(signal, *execution_id));
+            }
+        }
+    }
+    if !runs.is_empty() {
+        let mut columns = NodeRunColumns::default();
+        for run in runs {
+            columns.push(run);
+        }
+        sqlx::query(queries::INSERT_NODE_RUNS)
+            .bind(execution_id.0)
+            .bind(worker_id)
+            .bind(columns.node_id)
+            .bind(columns.node_type)
+            .bind(columns.attempt)
+            .bind(columns.status)
+            .bind(columns.input)
+            .bind(columns.output)
+            .bind(columns.branch)
+            .bind(columns.error)
+            .bind(columns.duration)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+    }
+    Ok(())
+}
+
+/// Steps as parallel arrays, for [`queries::RECORD_STEPS`].
+#[derive(Default)]
+struct StepColumns {
+    id: Vec<Uuid>,
+    lease_token: Vec<i64>,
+    advance: Vec<&'static str>,
+    status: Vec<Option<&'static str>>,
+    output: Vec<Option<Value>>,
+    error: Vec<Option<String>>,
+    seconds: Vec<f64>,
+}
+
+/// Node runs as parallel arrays, for an `unnest` insert. `execution_id` is filled for
+/// [`queries::RECORD_STEPS`] only (a single step's insert takes the id once).
 #[derive(Default)]
 struct NodeRunColumns {
+    execution_id: Vec<Uuid>,
     node_id: Vec<String>,
     node_type: Vec<String>,
     attempt: Vec<i32>,
@@ -797,4 +943,19 @@ struct NodeRunColumns {
     branch: Vec<Option<String>>,
     error: Vec<Option<String>>,
     duration: Vec<f64>,
+}
+
+impl NodeRunColumns {
+    fn push(&mut self, run: &workflow_core::NewNodeRun) {
+        self.node_id.push(run.node_id.clone());
+        self.node_type.push(run.node_type.clone());
+        self.attempt
+            .push(i32::try_from(run.attempt).unwrap_or(i32::MAX));
+        self.status.push(run.status.as_str());
+        self.input.push(run.input.clone());
+        self.output.push(run.output.clone());
+        self.branch.push(run.branch.clone());
+        self.error.push(run.error.clone());
+        self.duration.push(run.duration.as_secs_f64());
+    }
 }

@@ -102,6 +102,86 @@ impl SqliteStore {
     }
 }
 
+/// One step of [`Store::record_node_runs`] inside the caller's transaction.
+async fn write_step(
+    tx: &mut SqliteConnection,
+    params: &RecordNodeRunsParams,
+) -> Result<(), StoreError> {
+    let RecordNodeRunsParams {
+        execution_id,
+        lease_token,
+        worker_id,
+        runs,
+        advance,
+    } = params;
+    let id = execution_id.to_string();
+    let fence = match advance {
+        Advance::Continue { lease_duration } => sqlx::query(queries::ADVANCE_CONTINUE)
+            .bind(&id)
+            .bind(lease_token)
+            .bind(millis(*lease_duration)),
+        Advance::Retry { delay } => sqlx::query(queries::ADVANCE_RETRY)
+            .bind(&id)
+            .bind(lease_token)
+            .bind(millis(*delay)),
+        Advance::Wait { delay, signals } => sqlx::query(queries::ADVANCE_WAIT)
+            .bind(&id)
+            .bind(lease_token)
+            .bind(delay.map(millis))
+            .bind(Value::from(signals.clone()).to_string()),
+        Advance::Release => sqlx::query(queries::ADVANCE_RELEASE)
+            .bind(&id)
+            .bind(lease_token),
+        Advance::Finish {
+            status,
+            output,
+            error,
+        } => sqlx::query(queries::ADVANCE_FINISH)
+            .bind(&id)
+            .bind(lease_token)
+            .bind(status.as_str())
+            .bind(output.as_ref().map(to_text))
+            .bind(error),
+    };
+    let fenced = fence.fetch_optional(&mut *tx).await.map_err(classify)?;
+    if fenced.is_none() {
+        return Err(StoreError::LeaseLost {
+            execution_id: *execution_id,
+            lease_token: *lease_token,
+        });
+    }
+    for run in runs {
+        if let Some(signal) = run.consumed_signal {
+            let consumed = sqlx::query(queries::CONSUME_SIGNAL)
+                .bind(signal)
+                .bind(&id)
+                .bind(&run.node_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(classify)?;
+            if consumed.is_none() {
+                return Err(crate::error::signal_taken(signal, *execution_id));
+            }
+        }
+        sqlx::query(queries::INSERT_NODE_RUN)
+            .bind(&id)
+            .bind(&run.node_id)
+            .bind(&run.node_type)
+            .bind(i64::from(run.attempt))
+            .bind(run.status.as_str())
+            .bind(run.input.as_ref().map(to_text))
+            .bind(run.output.as_ref().map(to_text))
+            .bind(&run.branch)
+            .bind(&run.error)
+            .bind(worker_id)
+            .bind(millis(run.duration))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+    }
+    Ok(())
+}
+
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -507,85 +587,59 @@ impl Store for SqliteStore {
     }
 
     async fn record_node_runs(&self, params: RecordNodeRunsParams) -> Result<(), StoreError> {
-        let RecordNodeRunsParams {
-            execution_id,
-            lease_token,
-            worker_id,
-            runs,
-            advance,
-        } = params;
-        let id = execution_id.to_string();
         let mut tx = self
             .pool
             .begin_with(BEGIN_IMMEDIATE)
             .await
             .map_err(classify)?;
-        let fence = match &advance {
-            Advance::Continue { lease_duration } => sqlx::query(queries::ADVANCE_CONTINUE)
-                .bind(&id)
-                .bind(lease_token)
-                .bind(millis(*lease_duration)),
-            Advance::Retry { delay } => sqlx::query(queries::ADVANCE_RETRY)
-                .bind(&id)
-                .bind(lease_token)
-                .bind(millis(*delay)),
-            Advance::Wait { delay, signals } => sqlx::query(queries::ADVANCE_WAIT)
-                .bind(&id)
-                .bind(lease_token)
-                .bind(delay.map(millis))
-                .bind(Value::from(signals.clone()).to_string()),
-            Advance::Release => sqlx::query(queries::ADVANCE_RELEASE)
-                .bind(&id)
-                .bind(lease_token),
-            Advance::Finish {
-                status,
-                output,
-                error,
-            } => sqlx::query(queries::ADVANCE_FINISH)
-                .bind(&id)
-                .bind(lease_token)
-                .bind(status.as_str())
-                .bind(output.as_ref().map(to_text))
-                .bind(error.clone()),
-        };
-        let fenced = fence.fetch_optional(&mut *tx).await.map_err(classify)?;
-        if fenced.is_none() {
-            // Dropping the transaction rolls it back: nothing was written.
-            return Err(StoreError::LeaseLost {
-                execution_id,
-                lease_token,
-            });
-        }
-        for run in runs {
-            if let Some(signal) = run.consumed_signal {
-                let consumed = sqlx::query(queries::CONSUME_SIGNAL)
-                    .bind(signal)
-                    .bind(&id)
-                    .bind(&run.node_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-                if consumed.is_none() {
-                    return Err(crate::error::signal_taken(signal, execution_id));
-                }
-            }
-            sqlx::query(queries::INSERT_NODE_RUN)
-                .bind(&id)
-                .bind(run.node_id)
-                .bind(run.node_type)
-                .bind(i64::from(run.attempt))
-                .bind(run.status.as_str())
-                .bind(run.input.as_ref().map(to_text))
-                .bind(run.output.as_ref().map(to_text))
-                .bind(run.branch)
-                .bind(run.error)
-                .bind(&worker_id)
-                .bind(millis(run.duration))
-                .execute(&mut *tx)
+        // Dropping the transaction on an error rolls it back: nothing was written.
+        write_step(&mut tx, &params).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    /// All steps in one immediate transaction (one commit, one sync to disk); each in a
+    /// savepoint, so a step whose lease was lost or that conflicts leaves the others.
+    async fn record_steps(&self, steps: &[RecordNodeRunsParams]) -> Vec<Result<(), StoreError>> {
+        let outcome: Result<Vec<Result<(), StoreError>>, StoreError> = async {
+            let mut tx = self
+                .pool
+                .begin_with(BEGIN_IMMEDIATE)
                 .await
                 .map_err(classify)?;
+            let mut results = Vec::with_capacity(steps.len());
+            for step in steps {
+                sqlx::query("savepoint step")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                let result = write_step(&mut tx, step).await;
+                match &result {
+                    Ok(()) => {}
+                    Err(StoreError::LeaseLost { .. } | StoreError::Conflict(_)) => {
+                        sqlx::query("rollback to step")
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(classify)?;
+                    }
+                    // Anything else fails the whole transaction (dropping it rolls back).
+                    Err(_) => return Err(result.expect_err("an error")),
+                }
+                sqlx::query("release step")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                results.push(result);
+            }
+            tx.commit().await.map_err(classify)?;
+            Ok(results)
         }
-        tx.commit().await.map_err(classify)
+        .await;
+        outcome.unwrap_or_else(|err| {
+            crate::error::share(err, steps.len())
+                .into_iter()
+                .map(Err)
+                .collect()
+        })
     }
 
     async fn renew_leases(

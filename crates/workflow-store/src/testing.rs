@@ -72,6 +72,80 @@ impl TestDatabase {
     }
 }
 
+/// Inserts `count` executions of workflow `workflow` (by name) in one statement: pending
+/// (runnable now) or, with `finished`, completed a day ago. For benchmarks that need a large
+/// backlog or history quickly; the rows are what plain-SQL inserts and the worker write.
+const SEED_POSTGRES: &str = r#"
+insert into workflow_executions
+    (workflow_id, workflow_version, status, run_at, output, started_at, finished_at)
+select w.id, w.latest_version,
+       case when $3 then 'completed' else 'pending' end,
+       case when $3 then null else now() end,
+       case when $3 then '{}'::jsonb end,
+       case when $3 then now() - interval '1 day' end,
+       case when $3 then now() - interval '1 day' end
+from workflows w, generate_series(1, $2)
+where w.name = $1
+"#;
+
+const SEED_SQLITE: &str = r#"
+with recursive n(i) as (select 1 union all select i + 1 from n where i < $2)
+insert into workflow_executions
+    (workflow_id, workflow_version, status, run_at, output, started_at, finished_at)
+select w.id, w.latest_version,
+       case when $3 then 'completed' else 'pending' end,
+       case when $3 then null else cast(unixepoch('subsec') * 1000 as integer) end,
+       case when $3 then '{}' end,
+       case when $3 then cast((unixepoch('subsec') - 86400) * 1000 as integer) end,
+       case when $3 then cast((unixepoch('subsec') - 86400) * 1000 as integer) end
+from workflows w, n
+where w.name = $1
+"#;
+
+impl TestDatabase {
+    /// Inserts `count` pending executions of `workflow`, or with `finished` completed ones,
+    /// in one statement; returns how many rows it inserted.
+    pub async fn seed_executions(&self, workflow: &str, count: u64, finished: bool) -> u64 {
+        let count = i64::try_from(count).expect("count fits in i64");
+        let seeded = sqlx::query(SEED_POSTGRES)
+            .bind(workflow)
+            .bind(count)
+            .bind(finished)
+            .execute(self.store.pool())
+            .await
+            .unwrap_or_else(|err| panic!("cannot seed executions: {err}"))
+            .rows_affected();
+        // What autovacuum would do soon after a bulk load: fresh statistics for the planner.
+        sqlx::query("analyze workflow_executions")
+            .execute(self.store.pool())
+            .await
+            .unwrap_or_else(|err| panic!("cannot analyze: {err}"));
+        seeded
+    }
+}
+
+impl TestSqlite {
+    /// Inserts `count` pending executions of `workflow`, or with `finished` completed ones,
+    /// in one statement; returns how many rows it inserted.
+    pub async fn seed_executions(&self, workflow: &str, count: u64, finished: bool) -> u64 {
+        let count = i64::try_from(count).expect("count fits in i64");
+        let seeded = sqlx::query(SEED_SQLITE)
+            .bind(workflow)
+            .bind(count)
+            .bind(finished)
+            .execute(self.store.pool())
+            .await
+            .unwrap_or_else(|err| panic!("cannot seed executions: {err}"))
+            .rows_affected();
+        // What autovacuum would do soon after a bulk load: fresh statistics for the planner.
+        sqlx::query("analyze workflow_executions")
+            .execute(self.store.pool())
+            .await
+            .unwrap_or_else(|err| panic!("cannot analyze: {err}"));
+        seeded
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if keep() {

@@ -42,6 +42,7 @@ macro_rules! conformance_tests {
                 finishing_ends_the_execution_and_releases_the_lease,
                 retry_parks_the_execution_until_its_backoff,
                 renew_leases_reports_lost_leases,
+                record_steps_fences_each_step_on_its_own,
                 queue_stats_count_runnable_waiting_and_running_executions,
                 prune_deletes_only_executions_that_ended_long_enough_ago,
                 hello_workflow_completes_with_its_node_history,
@@ -580,6 +581,107 @@ pub async fn retry_parks_the_execution_until_its_backoff(store: impl Store) {
     assert_eq!(again.node_runs.len(), 1);
     assert_eq!(again.node_runs[0].status, NodeRunStatus::Failed);
     assert_eq!(again.node_runs[0].error.as_deref(), Some("flaky"));
+}
+
+/// Steps of several executions recorded together: each is fenced by its own token, a stale
+/// or conflicting step changes nothing and the others are recorded, in order.
+pub async fn record_steps_fences_each_step_on_its_own(store: impl Store) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    for _ in 0..5 {
+        start(&store, "hello", json!({})).await;
+    }
+    let claimed = store
+        .claim_executions(claim_params(WORKER, 5, LEASE))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 5);
+    let [finished, continued, retried, stale, waiting] = &claimed[..] else {
+        unreachable!("five claims");
+    };
+    let finish = Advance::Finish {
+        status: ExecutionStatus::Completed,
+        output: Some(json!({"done": true})),
+        error: None,
+    };
+    let mut failed = completed_run("start", 1);
+    failed.status = NodeRunStatus::Failed;
+    failed.output = None;
+    failed.error = Some("flaky".into());
+    let mut stale_step = record(stale, vec![completed_run("start", 1)], finish.clone());
+    stale_step.lease_token -= 1;
+    let steps = [
+        record(
+            finished,
+            vec![completed_run("start", 1), completed_run("say_hello", 1)],
+            finish.clone(),
+        ),
+        record(continued, vec![completed_run("start", 1)], keep_running()),
+        record(
+            retried,
+            vec![failed],
+            Advance::Retry {
+                delay: Duration::from_secs(60),
+            },
+        ),
+        stale_step,
+        record(
+            waiting,
+            vec![completed_run("start", 1)],
+            Advance::Wait {
+                delay: None,
+                signals: vec!["go".into()],
+            },
+        ),
+    ];
+    let results = store.record_steps(&steps).await;
+    assert_eq!(results.len(), 5);
+    for (i, result) in results.iter().enumerate() {
+        if i == 3 {
+            assert!(
+                matches!(result, Err(StoreError::LeaseLost { .. })),
+                "stale step: {result:?}"
+            );
+        } else {
+            assert!(result.is_ok(), "step {i}: {result:?}");
+        }
+    }
+    let detail = |claimed: &ClaimedExecution| store.get_execution(claimed.execution.id);
+    let done = detail(finished).await.unwrap();
+    assert_eq!(done.execution.status, ExecutionStatus::Completed);
+    assert_eq!(done.execution.output, Some(json!({"done": true})));
+    let order: Vec<&str> = done.node_runs.iter().map(|r| r.node_id.as_str()).collect();
+    assert_eq!(order, ["start", "say_hello"]);
+    let running = detail(continued).await.unwrap();
+    assert_eq!(running.execution.status, ExecutionStatus::Running);
+    assert_eq!(running.node_runs.len(), 1);
+    let parked = detail(retried).await.unwrap();
+    assert_eq!(parked.execution.status, ExecutionStatus::Retrying);
+    assert_eq!(parked.node_runs[0].error.as_deref(), Some("flaky"));
+    let untouched = detail(stale).await.unwrap();
+    assert_eq!(untouched.execution.status, ExecutionStatus::Running);
+    assert!(untouched.node_runs.is_empty());
+    assert_eq!(
+        detail(waiting).await.unwrap().execution.status,
+        ExecutionStatus::Waiting
+    );
+
+    // The same attempt recorded twice conflicts; the step beside it is still recorded.
+    let again = [
+        record(continued, vec![completed_run("start", 1)], keep_running()),
+        record(stale, vec![completed_run("start", 1)], finish),
+    ];
+    let results = store.record_steps(&again).await;
+    assert!(
+        matches!(results[0], Err(StoreError::Conflict(_))),
+        "{:?}",
+        results[0]
+    );
+    assert!(results[1].is_ok(), "{:?}", results[1]);
+    assert_eq!(detail(continued).await.unwrap().node_runs.len(), 1);
+    assert_eq!(
+        detail(stale).await.unwrap().execution.status,
+        ExecutionStatus::Completed
+    );
 }
 
 /// The queue gauges: runnable (due, unleased), waiting (parked) and running (leased), and how

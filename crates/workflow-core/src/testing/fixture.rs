@@ -221,6 +221,13 @@ impl<S: Store> Store for StalledHeartbeat<S> {
         self.0.record_node_runs(params).await
     }
 
+    async fn record_steps(
+        &self,
+        steps: &[crate::RecordNodeRunsParams],
+    ) -> Vec<Result<(), crate::StoreError>> {
+        self.0.record_steps(steps).await
+    }
+
     /// Claims every lease was renewed, renewing none.
     async fn renew_leases(
         &self,

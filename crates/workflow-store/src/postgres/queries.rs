@@ -299,16 +299,96 @@ from unnest(
 ) as r(node_id, node_type, attempt, status, input, output, branch, error, duration)
 "#;
 
-/// Extends the leases ($1 ids, $2 tokens) still held by $3 seconds.
+/// Extends the leases ($1 ids, $2 tokens) still held by $3 seconds. Rows are locked in id
+/// order, like [`RECORD_STEPS`], so the two never deadlock.
 pub(super) const RENEW_LEASES: &str = r#"
+with held as (
+    select e.id
+    from workflow_executions e
+    join unnest($1::uuid[], $2::int8[]) as l(id, token)
+      on e.id = l.id
+     and e.lease_token = l.token
+    where e.status = 'running'
+    order by e.id
+    for update of e
+)
 update workflow_executions e
 set lease_expires_at = now() + make_interval(secs => $3),
     updated_at = now()
-from unnest($1::uuid[], $2::int8[]) as l(id, token)
-where e.id = l.id
-  and e.lease_token = l.token
-  and e.status = 'running'
+from held
+where e.id = held.id
 returning e.id
+"#;
+
+/// Fenced steps of many executions in one statement (one transaction): step $1..$7 as
+/// parallel arrays (id, lease token, advance, status, output, error, seconds), and their node
+/// runs $9..$18 as parallel arrays keyed by execution id, recorded by worker $8. A step whose
+/// token no longer matches updates nothing and inserts none of its runs; the ids returned are
+/// the steps that were recorded. Advances: `continue` (renew the lease for `seconds`),
+/// `finish` (end in `status`), `retry` (park for `seconds`), `release`. Rows are locked in id
+/// order so concurrent batches and lease renewals never deadlock.
+pub(super) const RECORD_STEPS: &str = r#"
+with step as (
+    select *
+    from unnest($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::jsonb[], $6::text[],
+                $7::float8[])
+        as s(id, lease_token, advance, status, output, error, seconds)
+),
+held as (
+    select e.id
+    from workflow_executions e
+    join step s
+      on s.id = e.id
+     and s.lease_token = e.lease_token
+    where e.status = 'running'
+    order by e.id
+    for update of e
+),
+fenced as (
+    update workflow_executions e
+    set status = case s.advance
+            when 'finish' then s.status
+            when 'retry' then 'retrying'
+            else e.status
+        end,
+        output = case when s.advance = 'finish' then s.output else e.output end,
+        error = case when s.advance = 'finish' then s.error else e.error end,
+        run_at = case s.advance
+            when 'finish' then null
+            when 'retry' then now() + make_interval(secs => s.seconds)
+            when 'release' then now()
+            else e.run_at
+        end,
+        finished_at = case when s.advance = 'finish' then now() else e.finished_at end,
+        lease_owner = case when s.advance = 'continue' then e.lease_owner end,
+        lease_expires_at = case
+            when s.advance = 'continue' then now() + make_interval(secs => s.seconds)
+        end,
+        rescue_count = case when s.advance = 'release' then e.rescue_count else 0 end,
+        updated_at = now()
+    from held, step s
+    where e.id = held.id
+      and s.id = held.id
+    returning e.id
+),
+runs as (
+    insert into workflow_node_runs (
+        execution_id, node_id, node_type, attempt, status, input, output, branch, error,
+        worker_id, started_at, finished_at
+    )
+    select r.execution_id, r.node_id, r.node_type, r.attempt, r.status, r.input, r.output,
+           r.branch, r.error, $8, clock_timestamp() - make_interval(secs => r.duration),
+           clock_timestamp()
+    from unnest(
+        $9::uuid[], $10::text[], $11::text[], $12::int4[], $13::text[], $14::jsonb[],
+        $15::jsonb[], $16::text[], $17::text[], $18::float8[]
+    ) with ordinality as r(execution_id, node_id, node_type, attempt, status, input, output,
+                           branch, error, duration, n)
+    join fenced f on f.id = r.execution_id
+    -- In the order given, which is the order histories are read back in (by id).
+    order by r.n
+)
+select id from fenced
 "#;
 
 /// Cancels an execution ($1) that has not ended, with reason $2.
@@ -345,8 +425,15 @@ set status = 'timed_out',
     lease_owner = null,
     lease_expires_at = null,
     updated_at = now()
-where deadline < now()
-  and status in ('pending', 'running', 'retrying', 'waiting')
+where id in (
+    -- Rows another statement holds (a step being recorded) are left for the next sweep, so
+    -- the sweep never waits and never deadlocks with a batch of steps.
+    select id
+    from workflow_executions
+    where deadline < now()
+      and status in ('pending', 'running', 'retrying', 'waiting')
+    for update skip locked
+)
 returning id, (select name from workflows w where w.id = workflow_id) as workflow_name
 "#;
 

@@ -1,0 +1,556 @@
+//! `workflow-bench`: measures workflow-worker against a real database and prints one JSON
+//! line per scenario and store.
+//!
+//! ```sh
+//! cargo run --release -p workflow-bench                      # every scenario, both stores
+//! cargo run --release -p workflow-bench -- drain --store postgres
+//! ```
+//!
+//! Each scenario creates its own database (a new PostgreSQL database on the server at
+//! `DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`, or a new SQLite file)
+//! and drops it afterwards. The worker runs in this process, so its memory and CPU are this
+//! process's. What each figure means is in `docs/BENCHMARKS.md`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use clap::{Parser, ValueEnum};
+use serde_json::{Value, json};
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use workflow_core::{
+    ClaimParams, ExecutionId, ListExecutionsParams, NodeContext, NodeError, NodeExecutor,
+    NodeOutcome, RescueFilter, StartExecutionParams, Store, WorkflowDefinition, WorkflowGraph,
+    WorkflowWorker,
+};
+use workflow_store::testing::{TestDatabase, TestSqlite};
+
+#[derive(Debug, Parser)]
+#[command(name = "workflow-bench", about)]
+struct Args {
+    /// Scenarios to run; all of them when none is given.
+    #[arg(value_enum)]
+    scenarios: Vec<Scenario>,
+    /// Stores to run them on.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "postgres,sqlite"
+    )]
+    store: Vec<StoreKind>,
+    /// Executions queued for `drain` and `drain3`.
+    #[arg(long, default_value_t = 20_000)]
+    executions: u64,
+    /// Worker concurrencies `drain` and `drain3` run with.
+    #[arg(long, value_delimiter = ',', default_value = "10,32")]
+    concurrency: Vec<usize>,
+    /// Executions started one at a time by `latency`.
+    #[arg(long, default_value_t = 200)]
+    latency_samples: usize,
+    /// Runnable executions in the large `backlog` case.
+    #[arg(long, default_value_t = 100_000)]
+    backlog_runnable: u64,
+    /// Finished executions in the large `backlog` case.
+    #[arg(long, default_value_t = 1_000_000)]
+    backlog_finished: u64,
+    /// Seconds `idle` watches an idle worker.
+    #[arg(long, default_value_t = 30)]
+    idle_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// Pre-queued single-node executions drained by one worker.
+    Drain,
+    /// The same with a 3-node chain.
+    Drain3,
+    /// Executions started one at a time on an idle worker: start to first node.
+    Latency,
+    /// Claim time with a small and a large backlog and history.
+    Backlog,
+    /// What an idle worker costs.
+    Idle,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StoreKind {
+    Postgres,
+    Sqlite,
+}
+
+impl StoreKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// A fresh database for one scenario, dropped with it.
+enum Db {
+    Postgres(TestDatabase),
+    Sqlite(TestSqlite),
+}
+
+impl Db {
+    async fn create(kind: StoreKind) -> Self {
+        match kind {
+            StoreKind::Postgres => Self::Postgres(TestDatabase::create().await),
+            StoreKind::Sqlite => Self::Sqlite(TestSqlite::create().await),
+        }
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Postgres(db) => Arc::new(db.store.clone()),
+            Self::Sqlite(db) => Arc::new(db.store.clone()),
+        }
+    }
+
+    async fn seed(&self, workflow: &str, count: u64, finished: bool) -> u64 {
+        match self {
+            Self::Postgres(db) => db.seed_executions(workflow, count, finished).await,
+            Self::Sqlite(db) => db.seed_executions(workflow, count, finished).await,
+        }
+    }
+}
+
+/// A node that does nothing: what the engine costs without the work.
+struct Noop;
+
+#[async_trait]
+impl NodeExecutor for Noop {
+    async fn execute(&self, _ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+        Ok(NodeOutcome::complete(Value::Null))
+    }
+}
+
+/// Records when each execution's first node after the trigger started.
+#[derive(Clone, Default)]
+struct Stamp(Arc<Mutex<HashMap<ExecutionId, Instant>>>);
+
+#[async_trait]
+impl NodeExecutor for Stamp {
+    async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+        let now = Instant::now();
+        self.0
+            .lock()
+            .expect("stamp lock")
+            .entry(ctx.execution_id)
+            .or_insert(now);
+        Ok(NodeOutcome::complete(Value::Null))
+    }
+}
+
+/// Counts the SQL statements sqlx sends while switched on (sqlx logs each one as a
+/// `sqlx::query` event).
+#[derive(Default)]
+struct StatementCounter {
+    on: AtomicBool,
+    count: AtomicU64,
+}
+
+impl StatementCounter {
+    fn start(&self) {
+        self.count.store(0, Ordering::SeqCst);
+        self.on.store(true, Ordering::SeqCst);
+    }
+
+    fn stop(&self) -> u64 {
+        self.on.store(false, Ordering::SeqCst);
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+struct CountStatements(Arc<StatementCounter>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountStatements {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if self.0.on.load(Ordering::Relaxed) && event.metadata().target() == "sqlx::query" {
+            self.0.count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let statements = Arc::new(StatementCounter::default());
+    // sqlx::query at debug: every statement becomes an event the counter sees. The printed
+    // log stays at warnings (RUST_LOG to change).
+    let printed = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(printed),
+        )
+        .with(
+            CountStatements(statements.clone()).with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("sqlx::query", tracing::Level::DEBUG),
+            ),
+        )
+        .init();
+
+    let scenarios = if args.scenarios.is_empty() {
+        Scenario::value_variants().to_vec()
+    } else {
+        args.scenarios.clone()
+    };
+    for &kind in &args.store {
+        for &scenario in &scenarios {
+            let results = match scenario {
+                Scenario::Drain => {
+                    let mut lines = Vec::new();
+                    for &concurrency in &args.concurrency {
+                        lines.push(drain(kind, &args, 1, concurrency, &statements).await?);
+                    }
+                    lines
+                }
+                Scenario::Drain3 => {
+                    let mut lines = Vec::new();
+                    for &concurrency in &args.concurrency {
+                        lines.push(drain(kind, &args, 3, concurrency, &statements).await?);
+                    }
+                    lines
+                }
+                Scenario::Latency => {
+                    let mut lines = vec![latency(kind, &args, true).await?];
+                    if kind == StoreKind::Postgres {
+                        lines.push(latency(kind, &args, false).await?);
+                    }
+                    lines
+                }
+                Scenario::Backlog => vec![backlog(kind, &args).await?],
+                Scenario::Idle => vec![idle(kind, &args, &statements).await?],
+            };
+            for line in results {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A workflow of `nodes` nodes in a chain: the trigger, then `noop`s.
+fn chain(name: &str, nodes: usize, last: &str) -> WorkflowDefinition {
+    let mut definition = json!({
+        "name": name,
+        "nodes": [{"id": "n1", "type": "trigger"}],
+        "edges": []
+    });
+    for i in 2..=nodes {
+        let node_type = if i == nodes { last } else { "noop" };
+        definition["nodes"]
+            .as_array_mut()
+            .expect("nodes")
+            .push(json!({"id": format!("n{i}"), "type": node_type}));
+        definition["edges"]
+            .as_array_mut()
+            .expect("edges")
+            .push(json!({"from": format!("n{}", i - 1), "to": format!("n{i}")}));
+    }
+    serde_json::from_value(definition).expect("a valid definition")
+}
+
+async fn save(store: &dyn Store, worker: &WorkflowWorker, def: WorkflowDefinition) {
+    let graph = WorkflowGraph::validate(def, worker.registry()).expect("valid workflow");
+    store.save_workflow(&graph).await.expect("save workflow");
+}
+
+/// Waits until no execution is runnable, running or waiting.
+async fn drained(store: &dyn Store) {
+    loop {
+        match store.queue_stats().await {
+            Ok(stats) if stats.runnable + stats.running + stats.waiting == 0 => return,
+            Ok(_) => {}
+            Err(err) => eprintln!("queue stats: {err}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn drain(
+    kind: StoreKind,
+    args: &Args,
+    nodes: usize,
+    concurrency: usize,
+    statements: &StatementCounter,
+) -> anyhow::Result<Value> {
+    let db = Db::create(kind).await;
+    let store = db.store();
+    let worker = WorkflowWorker::new(store.clone())
+        .concurrency(concurrency)
+        .node("noop", Noop);
+    save(&*store, &worker, chain("drain", nodes, "noop")).await;
+    let queued = db.seed("drain", args.executions, false).await;
+    reset_peak_rss();
+    let cpu = cpu_seconds();
+    statements.start();
+    let wall = Instant::now();
+    worker.run_until(drained(&*store)).await?;
+    let wall = wall.elapsed();
+    let sent = statements.stop();
+    let cpu = cpu_seconds() - cpu;
+    let peak_rss = peak_rss_mb();
+
+    // From the first claim to the last completion, in database time.
+    let executions = store
+        .list_executions(ListExecutionsParams {
+            limit: u32::try_from(queued).unwrap_or(u32::MAX),
+            ..Default::default()
+        })
+        .await?;
+    let completed = executions
+        .iter()
+        .filter(|e| e.status == workflow_core::ExecutionStatus::Completed)
+        .count();
+    anyhow::ensure!(
+        completed as u64 == queued,
+        "{completed} of {queued} completed"
+    );
+    let first = executions.iter().filter_map(|e| e.started_at).min();
+    let last = executions.iter().filter_map(|e| e.finished_at).max();
+    let (Some(first), Some(last)) = (first, last) else {
+        anyhow::bail!("no execution ran");
+    };
+    let seconds = (last - first).as_seconds_f64();
+    Ok(json!({
+        "scenario": if nodes == 1 { "drain" } else { "drain3" },
+        "store": kind.name(),
+        "concurrency": concurrency,
+        "executions": queued,
+        "nodes_per_execution": nodes,
+        "seconds": round(seconds, 3),
+        "executions_per_sec": round(queued as f64 / seconds, 0),
+        "node_runs_per_sec": round((queued * nodes as u64) as f64 / seconds, 0),
+        "statements_per_execution": round(sent as f64 / queued as f64, 2),
+        "worker_cpu_percent_of_one_core": round(100.0 * cpu / wall.as_secs_f64(), 1),
+        "peak_rss_mb": peak_rss,
+    }))
+}
+
+async fn latency(kind: StoreKind, args: &Args, wakeups: bool) -> anyhow::Result<Value> {
+    let db = Db::create(kind).await;
+    let store = db.store();
+    let stamp = Stamp::default();
+    let poll = Duration::from_secs(1);
+    let worker = WorkflowWorker::new(store.clone())
+        .poll_interval(poll)
+        .wakeups(wakeups)
+        .node("stamp", stamp.clone());
+    save(&*store, &worker, chain("latency", 2, "stamp")).await;
+    reset_peak_rss();
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let running = tokio::spawn({
+        let stop = stop.clone();
+        worker.run_until(async move { stop.notified().await })
+    });
+    // Let the worker go idle (and its listener connect).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let mut started = Vec::with_capacity(args.latency_samples);
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for _ in 0..args.latency_samples {
+        tick.tick().await;
+        let at = Instant::now();
+        let execution = store
+            .start_execution(StartExecutionParams::new("latency", json!({})))
+            .await?;
+        started.push((execution.id, at));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stamp.0.lock().expect("stamp lock").len() < started.len() {
+        anyhow::ensure!(Instant::now() < deadline, "not every execution started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.notify_one();
+    running.await??;
+
+    let stamps = stamp.0.lock().expect("stamp lock");
+    let mut millis: Vec<f64> = started
+        .iter()
+        .map(|(id, at)| (stamps[id] - *at).as_secs_f64() * 1000.0)
+        .collect();
+    millis.sort_by(f64::total_cmp);
+    Ok(json!({
+        "scenario": "latency",
+        "store": kind.name(),
+        "wakeups": wakeups && kind == StoreKind::Postgres,
+        "poll_interval_ms": poll.as_millis(),
+        "samples": millis.len(),
+        "p50_ms": round(percentile(&millis, 0.50), 2),
+        "p90_ms": round(percentile(&millis, 0.90), 2),
+        "p99_ms": round(percentile(&millis, 0.99), 2),
+        "max_ms": round(millis.last().copied().unwrap_or_default(), 2),
+        "peak_rss_mb": peak_rss_mb(),
+    }))
+}
+
+async fn backlog(kind: StoreKind, args: &Args) -> anyhow::Result<Value> {
+    const CLAIMS: usize = 200;
+    let db = Db::create(kind).await;
+    let store = db.store();
+    let worker = WorkflowWorker::new(store.clone());
+    save(&*store, &worker, chain("backlog", 1, "noop")).await;
+    reset_peak_rss();
+
+    db.seed("backlog", 1000, false).await;
+    let small = claim_times(&*store, CLAIMS).await?;
+    let seeding = Instant::now();
+    db.seed("backlog", args.backlog_finished, true).await;
+    db.seed("backlog", args.backlog_runnable, false).await;
+    let seeded_in = seeding.elapsed();
+    let large = claim_times(&*store, CLAIMS).await?;
+    Ok(json!({
+        "scenario": "backlog",
+        "store": kind.name(),
+        "claims_per_case": CLAIMS,
+        "small": {"runnable": 1000, "finished": 0,
+                  "claim_p50_ms": round(percentile(&small, 0.5), 3),
+                  "claim_p99_ms": round(percentile(&small, 0.99), 3)},
+        "large": {"runnable": args.backlog_runnable + 1000 - CLAIMS as u64,
+                  "finished": args.backlog_finished,
+                  "claim_p50_ms": round(percentile(&large, 0.5), 3),
+                  "claim_p99_ms": round(percentile(&large, 0.99), 3)},
+        "p99_ratio_large_to_small": round(percentile(&large, 0.99) / percentile(&small, 0.99), 2),
+        "seconds_to_seed_large": round(seeded_in.as_secs_f64(), 1),
+        "peak_rss_mb": peak_rss_mb(),
+    }))
+}
+
+/// Times `count` claims of one execution each (held under a long lease), in milliseconds,
+/// sorted.
+async fn claim_times(store: &dyn Store, count: usize) -> anyhow::Result<Vec<f64>> {
+    let mut times = Vec::with_capacity(count);
+    for _ in 0..count {
+        let started = Instant::now();
+        let claimed = store
+            .claim_executions(ClaimParams {
+                worker_id: "bench".into(),
+                limit: 1,
+                lease_duration: Duration::from_secs(3600),
+                rescues: RescueFilter::Any,
+            })
+            .await?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(claimed.len() == 1, "nothing left to claim");
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times)
+}
+
+async fn idle(
+    kind: StoreKind,
+    args: &Args,
+    statements: &StatementCounter,
+) -> anyhow::Result<Value> {
+    let db = Db::create(kind).await;
+    let store = db.store();
+    let worker = WorkflowWorker::new(store.clone());
+    let poll = worker.settings().poll_interval;
+    reset_peak_rss();
+    let watched = Duration::from_secs(args.idle_secs);
+    let measured = async {
+        // Past start-up (listener connected, first sweeps done).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let cpu = cpu_seconds();
+        statements.start();
+        tokio::time::sleep(watched).await;
+        (statements.stop(), cpu_seconds() - cpu)
+    };
+    let result = Arc::new(Mutex::new(None));
+    let sink = result.clone();
+    worker
+        .run_until(async move {
+            let measured = measured.await;
+            *sink.lock().expect("idle result") = Some(measured);
+        })
+        .await?;
+    let (sent, cpu) = result
+        .lock()
+        .expect("idle result")
+        .take()
+        .context("the idle measurement did not finish")?;
+    let secs = watched.as_secs_f64();
+    Ok(json!({
+        "scenario": "idle",
+        "store": kind.name(),
+        "seconds": args.idle_secs,
+        "poll_interval_ms": poll.as_millis(),
+        "statements_per_sec": round(sent as f64 / secs, 2),
+        "statements_per_poll_interval": round(sent as f64 / secs * poll.as_secs_f64(), 2),
+        "cpu_percent_of_one_core": round(100.0 * cpu / secs, 3),
+        "peak_rss_mb": peak_rss_mb(),
+    }))
+}
+
+/// The value below which `fraction` of the sorted `values` lie (nearest rank).
+fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (fraction * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn round(value: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (value * scale).round() / scale
+}
+
+/// Resets the peak resident set size the kernel reports (VmHWM) to the current size.
+fn reset_peak_rss() {
+    if let Err(err) = std::fs::write("/proc/self/clear_refs", "5") {
+        eprintln!("cannot reset the peak RSS ({err}); it includes earlier scenarios");
+    }
+}
+
+/// The peak resident set size since the last reset, in MB (VmHWM in /proc/self/status).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(round(kb / 1024.0, 1))
+}
+
+/// CPU time this process has used (user + system), in seconds, from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // Fields after the command name (which may contain spaces) end with ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
+    ticks / CLOCK_TICKS_PER_SEC
+}
+
+/// USER_HZ: the unit of /proc CPU times, 100 on every Linux architecture in use.
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
