@@ -89,10 +89,10 @@ pub use node::{
 pub use schedule::{CronSchedule, Schedule, ScheduleError, ScheduleId};
 pub use state::{ExecutionStatus, TransitionError, transition};
 pub use store::{
-    Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DueSchedules, FireScheduleParams,
-    ListExecutionsParams, NewNodeRun, QueueStats, RecordNodeRunsParams, RescueFilter,
-    SendSignalParams, StartExecutionParams, Store, StoreError, TimedOutExecution, Wakeups,
-    WorkflowRef,
+    Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
+    FireScheduleParams, ListExecutionsParams, NewNodeRun, QueueStats, RecordNodeRunsParams,
+    RescueFilter, SendSignalParams, StartExecutionParams, Store, StoreError, TimedOutExecution,
+    Wakeups, WorkflowRef,
 };
 pub use worker::{ConfigError, WorkerConfig, WorkflowWorker};
 

@@ -140,17 +140,23 @@ pub enum RescueFilter {
     NotSuspect(i32),
     /// Only suspects at this threshold.
     Suspect(i32),
+    /// One suspect at this threshold, alone, if one is runnable; else up to the limit of the
+    /// others (as [`NotSuspect`](Self::NotSuspect)). What an idle worker asks for, in one
+    /// statement.
+    SuspectFirst(i32),
 }
 
 impl RescueFilter {
     /// The threshold below which expired executions are claimed normally, and the one from
     /// which only suspects are claimed: `(not_suspect_below, suspect_from)` for queries with
-    /// two nullable parameters.
+    /// two nullable parameters. [`SuspectFirst`](Self::SuspectFirst) gives both; stores
+    /// handle it on its own.
     pub fn thresholds(self) -> (Option<i32>, Option<i32>) {
         match self {
             Self::Any => (None, None),
             Self::NotSuspect(n) => (Some(n), None),
             Self::Suspect(n) => (None, Some(n)),
+            Self::SuspectFirst(n) => (Some(n), Some(n)),
         }
     }
 }
@@ -329,6 +335,18 @@ pub struct QueueStats {
     pub running: u64,
 }
 
+/// What [`Store::time_out_executions`] did, and when to look again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadlineSweep {
+    /// The database's clock when it looked.
+    pub now: chrono::DateTime<chrono::Utc>,
+    /// The executions it ended.
+    pub timed_out: Vec<TimedOutExecution>,
+    /// The earliest deadline among the executions that have not ended (it may have passed,
+    /// for one another statement held during the sweep).
+    pub next_deadline: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// An execution [`Store::time_out_executions`] ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimedOutExecution {
@@ -426,8 +444,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Execution, StoreError>;
 
     /// Ends every execution past its deadline as `timed_out` (whoever holds it) and returns
-    /// them.
-    async fn time_out_executions(&self) -> Result<Vec<TimedOutExecution>, StoreError>;
+    /// them, with the next deadline to watch for. Rows another statement holds at that
+    /// moment may be left for the next sweep.
+    async fn time_out_executions(&self) -> Result<DeadlineSweep, StoreError>;
 
     /// Counts queued work: runnable, waiting and running executions, and the age of the
     /// oldest runnable one. It reads only executions that have not ended.
@@ -549,7 +568,7 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         (**self).cancel_execution(id, reason).await
     }
 
-    async fn time_out_executions(&self) -> Result<Vec<TimedOutExecution>, StoreError> {
+    async fn time_out_executions(&self) -> Result<DeadlineSweep, StoreError> {
         (**self).time_out_executions().await
     }
 

@@ -56,12 +56,14 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_RESCUES: u32 = 3;
 /// The longest wait between claims while the store keeps failing.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(30);
-/// How often a worker looks for new schedules when none is due sooner.
-const SCHEDULE_REFRESH: Duration = Duration::from_secs(1);
+/// How often a worker looks for new schedules and deadlines when none is due sooner. A
+/// wake-up from the store (a new execution, a changed schedule) makes it look again sooner,
+/// but at most once per [`HOUSEKEEPING_MIN_GAP`].
+const HOUSEKEEPING_REFRESH: Duration = Duration::from_secs(60);
+/// The shortest time between two looks for schedules, or two deadline sweeps.
+const HOUSEKEEPING_MIN_GAP: Duration = Duration::from_secs(1);
 /// How many due schedules a worker fires per look.
 const SCHEDULE_BATCH: u32 = 100;
-/// How often a worker looks for executions past their deadline.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How often a worker with [`WorkflowWorker::prune_after`] set prunes finished executions.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 /// How many executions one prune statement deletes at most.
@@ -348,18 +350,22 @@ impl WorkflowWorker {
         // if it kills this worker too, it takes no other execution down with it.
         let mut isolated: Option<ExecutionId> = None;
         let suspect_from = i32::try_from(config.max_rescues.saturating_sub(2)).unwrap_or(i32::MAX);
-        let mut last_sweep: Option<Instant> = None;
-        let mut next_schedule_check = Instant::now();
+        // Deadlines of executions nobody holds are enforced by whichever worker sweeps first,
+        // at the earliest deadline it knows of (holders enforce their own, to the moment).
+        let mut last_sweep = Instant::now();
+        let mut next_sweep = last_sweep;
+        let mut last_schedule_check = last_sweep;
+        let mut next_schedule_check = last_sweep;
         loop {
             while let Some(done) = tasks.try_join_next() {
                 tally.add(done, &mut isolated);
             }
-            // Deadlines are enforced by whichever worker looks first, at most once a second.
-            if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_INTERVAL) {
-                last_sweep = Some(Instant::now());
-                inner.time_out_executions().await;
+            if Instant::now() >= next_sweep {
+                last_sweep = Instant::now();
+                next_sweep = inner.time_out_executions().await;
             }
             if Instant::now() >= next_schedule_check {
+                last_schedule_check = Instant::now();
                 next_schedule_check = inner.fire_schedules().await;
             }
             let mut wait = config.poll_interval;
@@ -403,8 +409,9 @@ impl WorkflowWorker {
                     }
                 }
             }
-            // Wake for the next schedule tick too, not only at the next poll.
-            wait = wait.min(next_schedule_check.saturating_duration_since(Instant::now()));
+            // Wake for the next schedule tick and deadline too, not only at the next poll.
+            let housekeeping = next_schedule_check.min(next_sweep);
+            wait = wait.min(housekeeping.saturating_duration_since(Instant::now()));
             let busy = isolated.is_some() || inner.slots_in_use(tasks.len()) >= config.concurrency;
             if full && !busy {
                 continue;
@@ -418,11 +425,16 @@ impl WorkflowWorker {
                 }
                 // An execution started its last write: claim its successor meanwhile.
                 () = inner.slot_freed.notified(), if busy => {}
-                // A busy worker still fires schedules on time.
-                () = tokio::time::sleep_until(next_schedule_check), if busy => {}
+                // A busy worker still fires schedules and sweeps deadlines on time.
+                () = tokio::time::sleep_until(housekeeping), if busy => {}
                 () = tokio::time::sleep(wait), if !busy => {}
                 () = wake.notified(), if !busy => {
                     trace!(worker.id = %config.worker_id, "woken by the store");
+                    // Something changed: a new execution may carry a deadline, a schedule may
+                    // have been added or resumed.
+                    next_sweep = next_sweep.min(last_sweep + HOUSEKEEPING_MIN_GAP);
+                    next_schedule_check =
+                        next_schedule_check.min(last_schedule_check + HOUSEKEEPING_MIN_GAP);
                 }
             }
         }
@@ -742,10 +754,13 @@ impl Inner {
         suspect_from: i32,
     ) -> Result<(Vec<ClaimedExecution>, bool), StoreError> {
         if idle {
-            let suspect = self.claim(1, RescueFilter::Suspect(suspect_from)).await?;
-            if !suspect.is_empty() {
-                return Ok((suspect, true));
-            }
+            let batch = self
+                .claim(free.max(1), RescueFilter::SuspectFirst(suspect_from))
+                .await?;
+            // A lone claim past the threshold is the suspect (or an execution released at
+            // shutdown after as many rescues: as risky, so it runs alone too).
+            let suspect = matches!(&batch[..], [one] if one.execution.rescue_count > suspect_from);
+            return Ok((batch, suspect));
         }
         if free == 0 {
             return Ok((Vec::new(), false));
@@ -791,10 +806,10 @@ impl Inner {
     }
 
     /// Fires the schedules that are due and returns when to look again: at the earliest next
-    /// tick, and at least every [`SCHEDULE_REFRESH`] to notice new schedules.
+    /// tick, and at least every [`HOUSEKEEPING_REFRESH`] to notice new schedules.
     async fn fire_schedules(&self) -> Instant {
         let looked = Instant::now();
-        let refresh = looked + SCHEDULE_REFRESH;
+        let refresh = looked + HOUSEKEEPING_REFRESH;
         let due = match self.store.due_schedules(SCHEDULE_BATCH).await {
             Ok(due) => due,
             Err(err) => {
@@ -852,10 +867,14 @@ impl Inner {
         next_check
     }
 
-    async fn time_out_executions(&self) {
+    /// Ends executions past their deadline and returns when to sweep again: at the next
+    /// deadline (not sooner than [`HOUSEKEEPING_MIN_GAP`] when it has passed already: a row
+    /// another statement held), and at least every [`HOUSEKEEPING_REFRESH`].
+    async fn time_out_executions(&self) -> Instant {
+        let looked = Instant::now();
         match self.store.time_out_executions().await {
-            Ok(ended) => {
-                for execution in ended {
+            Ok(sweep) => {
+                for execution in &sweep.timed_out {
                     metrics::execution_finished(
                         &execution.workflow_name,
                         ExecutionStatus::TimedOut,
@@ -867,9 +886,24 @@ impl Inner {
                         "execution timed out: deadline passed"
                     );
                 }
+                let refresh = looked + HOUSEKEEPING_REFRESH;
+                match sweep.next_deadline {
+                    // `looked` is a little before the database read its clock, so this is a
+                    // little early: a few milliseconds more, and the sweep finds it passed.
+                    Some(deadline) if deadline > sweep.now => {
+                        let wait = (deadline - sweep.now).to_std().unwrap_or_default();
+                        (looked + wait + Duration::from_millis(5)).min(refresh)
+                    }
+                    // It passed but the row was held by another statement: look again soon.
+                    Some(_) => looked + HOUSEKEEPING_MIN_GAP,
+                    None => refresh,
+                }
             }
             // The claim that follows reports an unreachable store, with backoff.
-            Err(err) => debug!(error = %ErrorChain(&err), "deadline sweep failed"),
+            Err(err) => {
+                debug!(error = %ErrorChain(&err), "deadline sweep failed");
+                looked + self.config.poll_interval
+            }
         }
     }
 
@@ -1616,8 +1650,6 @@ async fn listen(inner: Arc<Inner>, wake: Arc<tokio::sync::Notify>) {
     }
 }
 
-/// Renews the leases of executions in flight every heartbeat interval, and cancels the ones
-/// found lost.
 /// Prunes executions that ended more than `age` ago, every [`PRUNE_INTERVAL`], in batches.
 async fn prune(inner: Arc<Inner>, age: Duration) {
     let mut ticker = tokio::time::interval(PRUNE_INTERVAL);
@@ -1645,6 +1677,8 @@ async fn prune(inner: Arc<Inner>, age: Duration) {
     }
 }
 
+/// Renews the leases of executions in flight every heartbeat interval, and cancels the ones
+/// found lost.
 async fn heartbeat(inner: Arc<Inner>, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(inner.config.heartbeat_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

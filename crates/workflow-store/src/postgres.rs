@@ -16,11 +16,12 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, FromRow, Row};
 use uuid::Uuid;
 use workflow_core::{
-    Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DueSchedules, Execution,
-    ExecutionDetail, ExecutionId, ExecutionStatus, FireScheduleParams, ListExecutionsParams,
-    NodeRun, NodeRunStatus, QueueStats, RecordNodeRunsParams, Schedule, ScheduleId,
-    SendSignalParams, Signal, StartExecutionParams, Store, StoreError, TimedOutExecution, Wakeups,
-    WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef, WorkflowVersion,
+    Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
+    Execution, ExecutionDetail, ExecutionId, ExecutionStatus, FireScheduleParams,
+    ListExecutionsParams, NodeRun, NodeRunStatus, QueueStats, RecordNodeRunsParams, RescueFilter,
+    Schedule, ScheduleId, SendSignalParams, Signal, StartExecutionParams, Store, StoreError,
+    TimedOutExecution, Wakeups, WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef,
+    WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid};
@@ -366,16 +367,22 @@ impl Store for PgStore {
         &self,
         params: ClaimParams,
     ) -> Result<Vec<ClaimedExecution>, StoreError> {
-        let (not_suspect_below, suspect_from) = params.rescues.thresholds();
-        let rows: Vec<ClaimRow> = sqlx::query_as(queries::CLAIM_EXECUTIONS)
+        let sql = match params.rescues {
+            RescueFilter::SuspectFirst(_) => queries::CLAIM_SUSPECT_FIRST,
+            _ => queries::CLAIM_EXECUTIONS,
+        };
+        let claim = sqlx::query_as(sql)
             .bind(i64::from(params.limit))
             .bind(&params.worker_id)
-            .bind(params.lease_duration.as_secs_f64())
-            .bind(not_suspect_below)
-            .bind(suspect_from)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
+            .bind(params.lease_duration.as_secs_f64());
+        let claim = match params.rescues {
+            RescueFilter::SuspectFirst(threshold) => claim.bind(threshold),
+            rescues => {
+                let (not_suspect_below, suspect_from) = rescues.thresholds();
+                claim.bind(not_suspect_below).bind(suspect_from)
+            }
+        };
+        let rows: Vec<ClaimRow> = claim.fetch_all(&self.pool).await.map_err(classify)?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -520,18 +527,25 @@ impl Store for PgStore {
         }
     }
 
-    async fn time_out_executions(&self) -> Result<Vec<TimedOutExecution>, StoreError> {
-        let rows: Vec<(Uuid, String)> = sqlx::query_as(queries::TIME_OUT_EXECUTIONS)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, workflow_name)| TimedOutExecution {
-                id: ExecutionId(id),
-                workflow_name,
-            })
-            .collect())
+    async fn time_out_executions(&self) -> Result<DeadlineSweep, StoreError> {
+        let (now, next_deadline, ended): (DateTime<Utc>, Option<DateTime<Utc>>, Value) =
+            sqlx::query_as(queries::TIME_OUT_EXECUTIONS)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(classify)?;
+        let ended: Vec<(Uuid, String)> = serde_json::from_value(ended)
+            .map_err(|err| invalid(format!("timed-out executions: {err}")))?;
+        Ok(DeadlineSweep {
+            now,
+            next_deadline,
+            timed_out: ended
+                .into_iter()
+                .map(|(id, workflow_name)| TimedOutExecution {
+                    id: ExecutionId(id),
+                    workflow_name,
+                })
+                .collect(),
+        })
     }
 
     async fn queue_stats(&self) -> Result<QueueStats, StoreError> {

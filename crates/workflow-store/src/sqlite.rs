@@ -13,6 +13,7 @@
 //! In the file, ids are UUID text, JSON is text and times are Unix milliseconds.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,13 +24,15 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Connection, FromRow, Row};
+use tokio::sync::watch;
 use uuid::Uuid;
 use workflow_core::{
-    Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DueSchedules, Execution,
-    ExecutionDetail, ExecutionId, ExecutionStatus, FireScheduleParams, ListExecutionsParams,
-    NodeRun, NodeRunStatus, QueueStats, RecordNodeRunsParams, Schedule, ScheduleId,
-    SendSignalParams, Signal, StartExecutionParams, Store, StoreError, TimedOutExecution,
-    WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef, WorkflowVersion,
+    Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
+    Execution, ExecutionDetail, ExecutionId, ExecutionStatus, FireScheduleParams,
+    ListExecutionsParams, NodeRun, NodeRunStatus, QueueStats, RecordNodeRunsParams, RescueFilter,
+    Schedule, ScheduleId, SendSignalParams, Signal, StartExecutionParams, Store, StoreError,
+    TimedOutExecution, Wakeups, WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef,
+    WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid};
@@ -52,9 +55,17 @@ const BEGIN_IMMEDIATE: &str = "begin immediate";
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Wake-up hints for workers on this store in this process (SQLite has no NOTIFY):
+    /// bumped when an execution is started, signalled or released, or a schedule changes.
+    hints: Arc<watch::Sender<u64>>,
 }
 
 impl SqliteStore {
+    /// Tells workers on this store in this process that something may be runnable now.
+    fn hint(&self) {
+        self.hints.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     async fn schedule(&self, id: ScheduleId) -> Result<Schedule, StoreError> {
         let row: Option<ScheduleRow> = sqlx::query_as(queries::GET_SCHEDULE)
             .bind(id.to_string())
@@ -85,7 +96,10 @@ impl SqliteStore {
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(BUSY_TIMEOUT)
             .connect_lazy_with(options);
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            hints: Arc::new(watch::Sender::new(0)),
+        })
     }
 
     /// The underlying pool.
@@ -99,6 +113,21 @@ impl SqliteStore {
             .run(&self.pool)
             .await
             .map_err(|err| StoreError::Migration(Box::new(err)))
+    }
+}
+
+/// Hints from this process's [`SqliteStore`] handles; changes made by other processes on the
+/// same file are found by polling.
+struct SqliteWakeups(watch::Receiver<u64>);
+
+#[async_trait]
+impl Wakeups for SqliteWakeups {
+    async fn next(&mut self) -> Result<bool, StoreError> {
+        match self.0.changed().await {
+            Ok(()) => Ok(true),
+            // The store (and its sender) is gone: no hint will ever come.
+            Err(_) => std::future::pending().await,
+        }
     }
 }
 
@@ -506,6 +535,7 @@ impl Store for SqliteStore {
         if inserted.rows_affected() == 0 {
             return Err(workflow_not_found(&params.workflow));
         }
+        self.hint();
         Ok(self.get_execution(id).await?.execution)
     }
 
@@ -513,19 +543,39 @@ impl Store for SqliteStore {
         &self,
         params: ClaimParams,
     ) -> Result<Vec<ClaimedExecution>, StoreError> {
-        let (not_suspect_below, suspect_from) = params.rescues.thresholds();
         let mut tx = self
             .pool
             .begin_with(BEGIN_IMMEDIATE)
             .await
             .map_err(classify)?;
-        let runnable = sqlx::query(queries::RUNNABLE)
-            .bind(i64::from(params.limit))
-            .bind(not_suspect_below)
-            .bind(suspect_from)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(classify)?;
+        let runnable = match params.rescues {
+            RescueFilter::SuspectFirst(threshold) => {
+                let mut rows = sqlx::query(queries::RUNNABLE_SUSPECT_FIRST)
+                    .bind(i64::from(params.limit))
+                    .bind(threshold)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                // A suspect comes first and runs alone.
+                if let Some(first) = rows.first() {
+                    let suspect: bool = first.try_get(2).map_err(classify)?;
+                    if suspect {
+                        rows.truncate(1);
+                    }
+                }
+                rows
+            }
+            rescues => {
+                let (not_suspect_below, suspect_from) = rescues.thresholds();
+                sqlx::query(queries::RUNNABLE)
+                    .bind(i64::from(params.limit))
+                    .bind(not_suspect_below)
+                    .bind(suspect_from)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(classify)?
+            }
+        };
         if runnable.is_empty() {
             tx.rollback().await.map_err(classify)?;
             return Ok(Vec::new());
@@ -594,7 +644,11 @@ impl Store for SqliteStore {
             .map_err(classify)?;
         // Dropping the transaction on an error rolls it back: nothing was written.
         write_step(&mut tx, &params).await?;
-        tx.commit().await.map_err(classify)
+        tx.commit().await.map_err(classify)?;
+        if matches!(params.advance, Advance::Release) {
+            self.hint();
+        }
+        Ok(())
     }
 
     /// All steps in one immediate transaction (one commit, one sync to disk); each in a
@@ -634,6 +688,12 @@ impl Store for SqliteStore {
             Ok(results)
         }
         .await;
+        if steps
+            .iter()
+            .any(|step| matches!(step.advance, Advance::Release))
+        {
+            self.hint();
+        }
         outcome.unwrap_or_else(|err| {
             crate::error::share(err, steps.len())
                 .into_iter()
@@ -687,19 +747,34 @@ impl Store for SqliteStore {
         Ok(execution)
     }
 
-    async fn time_out_executions(&self) -> Result<Vec<TimedOutExecution>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(queries::TIME_OUT_EXECUTIONS)
-            .fetch_all(&self.pool)
+    async fn time_out_executions(&self) -> Result<DeadlineSweep, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
             .await
             .map_err(classify)?;
-        rows.into_iter()
-            .map(|(id, workflow_name)| {
-                Ok(TimedOutExecution {
-                    id: ExecutionId(uuid(&id, "timed-out execution")?),
-                    workflow_name,
+        let rows: Vec<(String, String)> = sqlx::query_as(queries::TIME_OUT_EXECUTIONS)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let (now, next_deadline): (i64, Option<i64>) = sqlx::query_as(queries::NEXT_DEADLINE)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(DeadlineSweep {
+            now: time(now, "database clock")?,
+            next_deadline: next_deadline.map(|at| time(at, "deadline")).transpose()?,
+            timed_out: rows
+                .into_iter()
+                .map(|(id, workflow_name)| {
+                    Ok(TimedOutExecution {
+                        id: ExecutionId(uuid(&id, "timed-out execution")?),
+                        workflow_name,
+                    })
                 })
-            })
-            .collect()
+                .collect::<Result<_, StoreError>>()?,
+        })
     }
 
     async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
@@ -754,7 +829,12 @@ impl Store for SqliteStore {
                 .await
                 .map_err(classify)?,
         };
+        self.hint();
         row.try_into()
+    }
+
+    async fn wakeups(&self) -> Result<Option<Box<dyn Wakeups>>, StoreError> {
+        Ok(Some(Box::new(SqliteWakeups(self.hints.subscribe()))))
     }
 
     async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
@@ -783,6 +863,7 @@ impl Store for SqliteStore {
         if created.rows_affected() == 0 {
             return Err(workflow_not_found(&params.workflow));
         }
+        self.hint();
         self.schedule(id).await
     }
 
@@ -808,6 +889,7 @@ impl Store for SqliteStore {
         if updated.rows_affected() == 0 {
             return Err(schedule_not_found(id));
         }
+        self.hint();
         self.schedule(id).await
     }
 

@@ -56,6 +56,7 @@ macro_rules! conformance_tests {
                 two_workers_run_each_node_exactly_once,
                 claims_count_rescues_until_a_step_is_recorded,
                 suspects_are_claimed_only_when_asked_for,
+                an_idle_claim_takes_a_suspect_alone_and_else_the_others,
                 poison_execution_is_failed_after_max_rescues,
                 late_write_of_a_worker_whose_lease_was_taken_over_is_rejected,
                 shutdown_interrupts_running_nodes_and_releases_the_execution,
@@ -1337,6 +1338,44 @@ pub async fn suspects_are_claimed_only_when_asked_for(store: impl Store) {
     assert_eq!(suspects.len(), 1);
     assert_eq!(suspects[0].execution.id, suspect);
     assert_eq!(suspects[0].execution.rescue_count, 2);
+}
+
+/// What an idle worker asks for, in one claim: a suspect alone while there is one, and
+/// otherwise the others.
+pub async fn an_idle_claim_takes_a_suspect_alone_and_else_the_others(store: impl Store) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    let suspect = start(&store, "hello", json!({})).await;
+    claim_one(&store, "dead-1", Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    claim_one(&store, "dead-2", Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let healthy = [
+        start(&store, "hello", json!({})).await,
+        start(&store, "hello", json!({})).await,
+    ];
+    let claim = || {
+        let mut params = claim_params(WORKER, 10, LEASE);
+        params.rescues = RescueFilter::SuspectFirst(1);
+        store.claim_executions(params)
+    };
+    let alone: Vec<ExecutionId> = claim()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.execution.id)
+        .collect();
+    assert_eq!(alone, vec![suspect], "the suspect was not claimed alone");
+    let mut others: Vec<ExecutionId> = claim()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.execution.id)
+        .collect();
+    others.sort_by_key(|id| id.0);
+    let mut expected = healthy.to_vec();
+    expected.sort_by_key(|id| id.0);
+    assert_eq!(others, expected);
+    assert!(claim().await.unwrap().is_empty());
 }
 
 /// An execution whose workers keep dying while running it is failed once it has been

@@ -245,9 +245,7 @@ impl<S: Store> Store for StalledHeartbeat<S> {
         self.0.cancel_execution(id, reason).await
     }
 
-    async fn time_out_executions(
-        &self,
-    ) -> Result<Vec<crate::TimedOutExecution>, crate::StoreError> {
+    async fn time_out_executions(&self) -> Result<crate::DeadlineSweep, crate::StoreError> {
         self.0.time_out_executions().await
     }
 

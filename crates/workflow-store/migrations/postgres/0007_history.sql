@@ -11,3 +11,9 @@ alter table workflow_executions set (
     autovacuum_vacuum_cost_delay = 0,
     fillfactor = 80
 );
+
+-- A schedule added, resumed or moved wakes idle workers, which look at schedules at once
+-- instead of at their next periodic look.
+create trigger workflow_schedules_wakeup
+    after insert or update of enabled, next_fire_at on workflow_schedules
+    for each statement execute function workflow_wakeup();

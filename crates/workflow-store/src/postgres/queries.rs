@@ -76,6 +76,33 @@ join w on w.id = e.workflow_id
 "#
 );
 
+/// The update of a claim: takes the rows of a `runnable` CTE (id, previous status) under a
+/// new lease for worker $2 lasting $3 seconds.
+macro_rules! claim_runnable {
+    () => {
+        concat!(
+            r#"
+update workflow_executions e
+set status = 'running',
+    lease_owner = $2,
+    lease_expires_at = now() + make_interval(secs => $3),
+    lease_token = e.lease_token + 1,
+    -- A running execution with a lease still set was abandoned by a worker that died.
+    rescue_count = case
+        when e.status = 'running' and e.lease_expires_at is not null then e.rescue_count + 1
+        else e.rescue_count
+    end,
+    started_at = coalesce(e.started_at, now()),
+    updated_at = now()
+from runnable, workflows w
+where e.id = runnable.id
+  and w.id = e.workflow_id
+returning runnable.previous_status, "#,
+            execution_columns!()
+        )
+    };
+}
+
 /// Claims runnable executions: non-terminal, due, and with a free or expired lease. `skip
 /// locked` lets concurrent claims pass each other without ever returning the same row.
 pub(super) const CLAIM_EXECUTIONS: &str = concat!(
@@ -93,23 +120,44 @@ with runnable as (
     limit $1
     for update skip locked
 )
-update workflow_executions e
-set status = 'running',
-    lease_owner = $2,
-    lease_expires_at = now() + make_interval(secs => $3),
-    lease_token = e.lease_token + 1,
-    -- A running execution with a lease still set was abandoned by a worker that died.
-    rescue_count = case
-        when e.status = 'running' and e.lease_expires_at is not null then e.rescue_count + 1
-        else e.rescue_count
-    end,
-    started_at = coalesce(e.started_at, now()),
-    updated_at = now()
-from runnable, workflows w
-where e.id = runnable.id
-  and w.id = e.workflow_id
-returning runnable.previous_status, "#,
-    execution_columns!()
+"#,
+    claim_runnable!()
+);
+
+/// An idle worker's claim: one suspect (expired, rescued at least $4 times) alone if one is
+/// runnable, else up to $1 of the others. One statement: `others` reads nothing once
+/// `suspect` found a row.
+pub(super) const CLAIM_SUSPECT_FIRST: &str = concat!(
+    r#"
+with suspect as (
+    select id, status as previous_status
+    from workflow_executions
+    where status in ('pending', 'running', 'retrying', 'waiting')
+      and run_at <= now()
+      and lease_expires_at < now()
+      and rescue_count >= $4
+    order by priority desc, run_at
+    limit 1
+    for update skip locked
+),
+others as (
+    select id, status as previous_status
+    from workflow_executions
+    where not exists (select from suspect)
+      and status in ('pending', 'running', 'retrying', 'waiting')
+      and run_at <= now()
+      and (lease_expires_at is null or (lease_expires_at < now() and rescue_count < $4))
+    order by priority desc, run_at
+    limit $1
+    for update skip locked
+),
+runnable as (
+    select * from suspect
+    union all
+    select * from others
+)
+"#,
+    claim_runnable!()
 );
 
 pub(super) const NODE_RUNS_OF_MANY: &str = concat!(
@@ -417,24 +465,37 @@ join workflows w on w.id = e.workflow_id
 
 /// Ends every execution past its deadline.
 pub(super) const TIME_OUT_EXECUTIONS: &str = r#"
-update workflow_executions
-set status = 'timed_out',
-    error = 'deadline passed at ' || to_char(deadline at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS "UTC"'),
-    run_at = null,
-    finished_at = now(),
-    lease_owner = null,
-    lease_expires_at = null,
-    updated_at = now()
-where id in (
-    -- Rows another statement holds (a step being recorded) are left for the next sweep, so
-    -- the sweep never waits and never deadlocks with a batch of steps.
-    select id
-    from workflow_executions
-    where deadline < now()
-      and status in ('pending', 'running', 'retrying', 'waiting')
-    for update skip locked
+with ended as (
+    update workflow_executions
+    set status = 'timed_out',
+        error = 'deadline passed at '
+            || to_char(deadline at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS "UTC"'),
+        run_at = null,
+        finished_at = now(),
+        lease_owner = null,
+        lease_expires_at = null,
+        updated_at = now()
+    where id in (
+        -- Rows another statement holds (a step being recorded) are left for the next sweep,
+        -- so the sweep never waits and never deadlocks with a batch of steps.
+        select id
+        from workflow_executions
+        where deadline < now()
+          and status in ('pending', 'running', 'retrying', 'waiting')
+        for update skip locked
+    )
+    returning id, workflow_id
 )
-returning id, (select name from workflows w where w.id = workflow_id) as workflow_name
+select now() as now,
+       -- The statement sees the rows as they were before `ended` changed them.
+       (select min(deadline)
+        from workflow_executions
+        where deadline is not null
+          and status in ('pending', 'running', 'retrying', 'waiting')
+          and id not in (select id from ended)) as next_deadline,
+       coalesce((select json_agg(json_build_array(ended.id, w.name))
+                 from ended
+                 join workflows w on w.id = ended.workflow_id), '[]'::json) as ended
 "#;
 
 /// Runnable, waiting and running executions and the oldest runnable one's age in seconds,

@@ -100,6 +100,25 @@ limit $1
 "#
 );
 
+/// An idle worker's claim: runnable executions with suspects (expired, rescued at least $2
+/// times) first, and whether each is one; the store keeps a suspect alone.
+pub(super) const RUNNABLE_SUSPECT_FIRST: &str = concat!(
+    r#"
+select id, status,
+       lease_expires_at is not null and rescue_count >= $2 as suspect
+from workflow_executions
+where status in ('pending', 'running', 'retrying', 'waiting')
+  and run_at <= "#,
+    now_ms!(),
+    r#"
+  and (lease_expires_at is null or lease_expires_at < "#,
+    now_ms!(),
+    r#")
+order by suspect desc, priority desc, run_at
+limit $1
+"#
+);
+
 /// Claims the executions given as a JSON array of ids ($1) for worker $2 with a lease of $3
 /// milliseconds.
 pub(super) const CLAIM_EXECUTIONS: &str = concat!(
@@ -426,6 +445,17 @@ returning id, (select name from workflows w where w.id = workflow_id) as workflo
 
 /// Runnable, waiting and running executions and the oldest runnable one's age in
 /// milliseconds, read from the non-terminal rows only.
+/// The database clock and the earliest deadline of executions that have not ended.
+pub(super) const NEXT_DEADLINE: &str = concat!(
+    "select ",
+    now_ms!(),
+    r#", min(deadline)
+from workflow_executions
+where deadline is not null
+  and status in ('pending', 'running', 'retrying', 'waiting')
+"#
+);
+
 pub(super) const QUEUE_STATS: &str = concat!(
     r#"
 with clock(now) as (select "#,
