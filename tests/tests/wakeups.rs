@@ -1,6 +1,8 @@
-//! PostgreSQL wake-ups: with LISTEN/NOTIFY an idle worker starts new and signalled executions
-//! at once, not at its next poll. The poll interval here is 30 s, so only a wake-up explains
-//! an execution finishing within a few seconds.
+//! Wake-ups: with LISTEN/NOTIFY on PostgreSQL, and hints within the process on SQLite, an
+//! idle worker starts new and signalled executions at once, not at its next poll, and looks
+//! at a new schedule at once, not at its next periodic look. The poll interval here is 30 s
+//! (and the periodic look once a minute), so only a wake-up explains an execution finishing
+//! within a few seconds.
 
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ use workflow_core::testing::nodes;
 use workflow_core::{
     ExecutionId, ExecutionStatus, SendSignalParams, StartExecutionParams, Store, WorkflowWorker,
 };
-use workflow_store::testing::TestDatabase;
+use workflow_store::testing::{TestDatabase, TestSqlite};
 
 const POLL: Duration = Duration::from_secs(30);
 /// Far below the poll interval, with room for a loaded machine.
@@ -97,6 +99,99 @@ async fn idle_workers_are_woken_by_new_executions_signals_and_bulk_inserts() {
         done.iter()
             .all(|d| d.execution.status == ExecutionStatus::Completed)
     );
+
+    stop.cancel();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_schedule_wakes_idle_workers() {
+    let db = TestDatabase::create().await;
+    let registry = nodes::registry();
+    workflow("ticking")
+        .node("work", "echo", serde_json::Value::Null)
+        .edge("start", "work")
+        .save(&db.store, &registry)
+        .await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = WorkflowWorker::new(db.store.clone())
+        .nodes(registry)
+        .poll_interval(POLL);
+    let running = tokio::spawn(worker.run_until(stop.clone().cancelled_owned()));
+    // Past the worker's first look at schedules (it found none).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    workflow_core::schedule::create(
+        &db.store,
+        workflow_core::WorkflowRef::Name("ticking".into()),
+        "* * * * * *",
+        "UTC",
+        json!({}),
+        1,
+    )
+    .await
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    loop {
+        let fired = db
+            .store
+            .list_executions(workflow_core::ListExecutionsParams {
+                status: Some(ExecutionStatus::Completed),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if !fired.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < PROMPT,
+            "the new schedule did not fire within {PROMPT:?}: no wake-up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_workers_are_woken_by_starts_and_signals_in_their_process() {
+    let db = TestSqlite::create().await;
+    let registry = nodes::registry();
+    workflow("quick")
+        .node("work", "echo", serde_json::Value::Null)
+        .edge("start", "work")
+        .save(&db.store, &registry)
+        .await;
+    workflow("approval")
+        .node("approval", "wait_for_signal", json!({"signal": "go"}))
+        .edge("start", "approval")
+        .save(&db.store, &registry)
+        .await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = WorkflowWorker::new(db.store.clone())
+        .nodes(registry)
+        .poll_interval(POLL);
+    let running = tokio::spawn(worker.run_until(stop.clone().cancelled_owned()));
+    // Past the worker's first poll: from here on only a hint wakes it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let fresh = start(&db.store, "quick").await;
+    until_status(&db.store, fresh, ExecutionStatus::Completed).await;
+
+    let approval = start(&db.store, "approval").await;
+    until_status(&db.store, approval, ExecutionStatus::Waiting).await;
+    db.store
+        .send_signal(SendSignalParams {
+            execution_id: approval,
+            name: "go".into(),
+            payload: json!({}),
+            idempotency_key: None,
+        })
+        .await
+        .unwrap();
+    until_status(&db.store, approval, ExecutionStatus::Completed).await;
 
     stop.cancel();
     running.await.unwrap().unwrap();

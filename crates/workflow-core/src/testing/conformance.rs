@@ -45,6 +45,7 @@ macro_rules! conformance_tests {
                 record_steps_fences_each_step_on_its_own,
                 queue_stats_count_runnable_waiting_and_running_executions,
                 prune_deletes_only_executions_that_ended_long_enough_ago,
+                a_worker_with_prune_after_prunes_old_history,
                 hello_workflow_completes_with_its_node_history,
                 diamond_runs_branches_concurrently_and_joins_their_outputs,
                 branches_not_taken_are_skipped_and_joins_still_run,
@@ -784,6 +785,47 @@ pub async fn prune_deletes_only_executions_that_ended_long_enough_ago(store: imp
     for kept in [pending, recent] {
         store.get_execution(kept).await.expect("kept");
     }
+}
+
+/// `prune_after` makes a worker prune history as it starts (and then once a minute): old
+/// ended executions go, and what it runs stays.
+pub async fn a_worker_with_prune_after_prunes_old_history(store: impl Store + Clone) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    let old = start(&store, "hello", json!({})).await;
+    store.cancel_execution(old, "test").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let fresh = start(&store, "hello", json!({})).await;
+
+    let worker = worker(store.clone())
+        .poll_interval(Duration::from_millis(100))
+        .prune_after(Some(Duration::from_millis(400)));
+    let pruned_and_done = async {
+        let started = tokio::time::Instant::now();
+        loop {
+            let pruned = matches!(
+                store.get_execution(old).await,
+                Err(StoreError::NotFound { .. })
+            );
+            let done = store
+                .get_execution(fresh)
+                .await
+                .is_ok_and(|d| d.execution.status.is_terminal());
+            if pruned && done {
+                return;
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "pruned: {pruned}, fresh execution done: {done}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    worker.run_until(pruned_and_done).await.unwrap();
+    let fresh = store
+        .get_execution(fresh)
+        .await
+        .expect("the fresh one stays");
+    assert_eq!(fresh.execution.status, ExecutionStatus::Completed);
 }
 
 /// Renewal extends leases still held and leaves out the ones another claim took over.
