@@ -217,6 +217,35 @@ pub async fn create(
     Ok(schedule)
 }
 
+/// Resumes a paused schedule from its first tick after now: nothing fires for the paused
+/// period, and the next tick is set at once, so workers fire it on time however long until
+/// they next look at schedules. Resuming an enabled schedule changes nothing.
+pub async fn resume(
+    store: &(impl crate::Store + ?Sized),
+    id: ScheduleId,
+) -> Result<Schedule, crate::Error> {
+    let resumed = store.set_schedule_enabled(id, true).await?;
+    if resumed.next_fire_at.is_some() {
+        return Ok(resumed);
+    }
+    let parsed = CronSchedule::parse(&resumed.cron, &resumed.timezone)?;
+    let next_fire_at = parsed.next_after(store.now().await?);
+    // Fenced on the cleared tick: if a worker looked first, its tick stands.
+    store
+        .fire_schedule(crate::FireScheduleParams {
+            schedule_id: id,
+            expected_next_fire_at: None,
+            ticks: Vec::new(),
+            next_fire_at,
+        })
+        .await?;
+    let schedules = store.list_schedules().await?;
+    Ok(schedules
+        .into_iter()
+        .find(|schedule| schedule.id == id)
+        .unwrap_or(resumed))
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;

@@ -149,14 +149,14 @@ pub enum RescueFilter {
 impl RescueFilter {
     /// The threshold below which expired executions are claimed normally, and the one from
     /// which only suspects are claimed: `(not_suspect_below, suspect_from)` for queries with
-    /// two nullable parameters. [`SuspectFirst`](Self::SuspectFirst) gives both; stores
-    /// handle it on its own.
+    /// two nullable parameters. [`SuspectFirst`](Self::SuspectFirst) needs a query of its
+    /// own; a store that reads only these gets the [`NotSuspect`](Self::NotSuspect) ones.
     pub fn thresholds(self) -> (Option<i32>, Option<i32>) {
         match self {
             Self::Any => (None, None),
             Self::NotSuspect(n) => (Some(n), None),
             Self::Suspect(n) => (None, Some(n)),
-            Self::SuspectFirst(n) => (Some(n), Some(n)),
+            Self::SuspectFirst(n) => (Some(n), None),
         }
     }
 }
@@ -413,10 +413,10 @@ pub trait Store: Send + Sync + 'static {
     /// Records the steps of several executions at once and returns one result per step, in
     /// order. Each step is fenced by its own lease token, as in
     /// [`record_node_runs`](Self::record_node_runs): a step whose lease was lost changes
-    /// nothing and gets [`StoreError::LeaseLost`] while the others are recorded. Stores should
-    /// commit the steps together (one transaction, one flush to disk): a crash before that
-    /// commit loses all of them, and only their nodes run again. The default records them one
-    /// at a time.
+    /// nothing and gets [`StoreError::LeaseLost`] while the others are recorded, and a step
+    /// the database refuses fails alone. Stores should commit the steps together where they
+    /// can (one transaction, one flush to disk): a crash before a commit loses the steps it
+    /// held, and only their nodes run again. The default records them one at a time.
     async fn record_steps(&self, steps: &[RecordNodeRunsParams]) -> Vec<Result<(), StoreError>> {
         let mut results = Vec::with_capacity(steps.len());
         for step in steps {

@@ -372,10 +372,10 @@ impl WorkflowWorker {
             // A claim that filled every free slot may have left more behind: claim again as
             // soon as a slot frees, not at the next poll.
             let mut full = false;
-            if isolated.is_none() {
-                let free = config
-                    .concurrency
-                    .saturating_sub(inner.slots_in_use(tasks.len()));
+            let free = config
+                .concurrency
+                .saturating_sub(inner.slots_in_use(tasks.len()));
+            if isolated.is_none() && free > 0 {
                 let claimed = inner
                     .claim_batch(free, tasks.is_empty(), suspect_from)
                     .await;
@@ -384,6 +384,9 @@ impl WorkflowWorker {
                         if failures > 0 {
                             info!(worker.id = %config.worker_id, failures, "store reachable again");
                             failures = 0;
+                            // Sweeps and schedule looks were put off while it was away.
+                            next_sweep = Instant::now();
+                            next_schedule_check = Instant::now();
                         }
                         if suspect {
                             isolated = batch.first().map(|claimed| claimed.execution.id);
@@ -414,6 +417,9 @@ impl WorkflowWorker {
             wait = wait.min(housekeeping.saturating_duration_since(Instant::now()));
             let busy = isolated.is_some() || inner.slots_in_use(tasks.len()) >= config.concurrency;
             if full && !busy {
+                if (&mut shutdown).now_or_never().is_some() {
+                    break;
+                }
                 continue;
             }
             tokio::select! {
@@ -428,10 +434,11 @@ impl WorkflowWorker {
                 // A busy worker still fires schedules and sweeps deadlines on time.
                 () = tokio::time::sleep_until(housekeeping), if busy => {}
                 () = tokio::time::sleep(wait), if !busy => {}
-                () = wake.notified(), if !busy => {
+                // Something changed: a new execution may carry a deadline, a schedule may have
+                // been added or resumed. Idle or busy, look within a second (a busy worker has
+                // no slot to claim with, so it only looks).
+                () = wake.notified() => {
                     trace!(worker.id = %config.worker_id, "woken by the store");
-                    // Something changed: a new execution may carry a deadline, a schedule may
-                    // have been added or resumed.
                     next_sweep = next_sweep.min(last_sweep + HOUSEKEEPING_MIN_GAP);
                     next_schedule_check =
                         next_schedule_check.min(last_schedule_check + HOUSEKEEPING_MIN_GAP);
@@ -534,10 +541,12 @@ impl Tally {
         result: Result<(ExecutionId, Ended), tokio::task::JoinError>,
         isolated: &mut Option<ExecutionId>,
     ) {
-        if let Ok((id, _)) = &result
-            && *isolated == Some(*id)
-        {
-            *isolated = None;
+        // An isolated execution runs alone, so a task that panicked while one is isolated
+        // was that execution's.
+        match &result {
+            Ok((id, _)) if *isolated == Some(*id) => *isolated = None,
+            Err(_) => *isolated = None,
+            Ok(_) => {}
         }
         match result {
             Ok((_, Ended::Finished)) => self.finished += 1,
@@ -581,8 +590,10 @@ struct Inner {
     store: Arc<dyn Store>,
     config: WorkerConfig,
     registry: NodeRegistry,
-    /// Validated graphs by workflow version; versions are immutable, so never invalidated.
-    graphs: Mutex<HashMap<(WorkflowId, i32), Arc<WorkflowGraph>>>,
+    /// Validated graphs by workflow version (or why this worker cannot run it); versions are
+    /// immutable, so never invalidated. One load per version, however many executions of it
+    /// are claimed at once.
+    graphs: Mutex<HashMap<(WorkflowId, i32), Arc<GraphCell>>>,
     leases: Mutex<HashMap<ExecutionId, Lease>>,
     /// Shutdown requested: start no new nodes, release executions once their nodes finish.
     draining: CancellationToken,
@@ -596,6 +607,9 @@ struct Inner {
     /// Wakes the poll loop when an execution starts its last write.
     slot_freed: tokio::sync::Notify,
 }
+
+/// A workflow version's graph, loaded once.
+type GraphCell = tokio::sync::OnceCell<Result<Arc<WorkflowGraph>, String>>;
 
 /// A step for [`write_steps`], with where to send it back with its result.
 type StepRequest = (RecordNodeRunsParams, oneshot::Sender<StepResult>);
@@ -611,8 +625,26 @@ async fn write_steps(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<S
     let mut requests = Vec::with_capacity(MAX_STEP_BATCH);
     while queue.recv_many(&mut requests, MAX_STEP_BATCH).await > 0 {
         let (steps, replies): (Vec<_>, Vec<_>) = requests.drain(..).unzip();
-        let results = store.record_steps(&steps).await;
-        for ((step, reply), result) in steps.into_iter().zip(replies).zip(results) {
+        // A store that panics or answers for fewer steps than it was given fails those steps
+        // (their executions resume when their leases expire), never the writer.
+        let mut results = match AssertUnwindSafe(store.record_steps(&steps))
+            .catch_unwind()
+            .await
+        {
+            Ok(results) => results,
+            Err(panic) => {
+                let message = panic_message(&*panic);
+                error!(error = %message, "recording steps panicked");
+                Vec::new()
+            }
+        }
+        .into_iter();
+        for (step, reply) in steps.into_iter().zip(replies) {
+            let result = results.next().unwrap_or_else(|| {
+                Err(StoreError::Backend(
+                    "the store returned no result for this step".into(),
+                ))
+            });
             // The execution's task may be gone (aborted at shutdown): nobody to tell.
             let _ = reply.send((step, result));
         }
@@ -723,6 +755,15 @@ impl Inner {
         }
     }
 
+    /// Stops renewing the lease of this claim (`token`), leaving a newer claim of the same
+    /// execution (by this worker, after the step that ended this one) alone.
+    fn forget_lease(&self, id: ExecutionId, token: i64) {
+        let mut leases = lock(&self.leases);
+        if leases.get(&id).is_some_and(|lease| lease.token == token) {
+            leases.remove(&id);
+        }
+    }
+
     /// Slots taken among `tasks` execution tasks: those busy writing their last step run no
     /// more nodes and do not count, up to one concurrency's worth, so a slow store never
     /// piles up more than twice the concurrency in tasks.
@@ -761,9 +802,6 @@ impl Inner {
             // shutdown after as many rescues: as risky, so it runs alone too).
             let suspect = matches!(&batch[..], [one] if one.execution.rescue_count > suspect_from);
             return Ok((batch, suspect));
-        }
-        if free == 0 {
-            return Ok((Vec::new(), false));
         }
         let batch = self
             .claim(free, RescueFilter::NotSuspect(suspect_from))
@@ -813,9 +851,10 @@ impl Inner {
         let due = match self.store.due_schedules(SCHEDULE_BATCH).await {
             Ok(due) => due,
             Err(err) => {
-                // The claim that follows reports an unreachable store, with backoff.
+                // The claim that follows reports an unreachable store, with backoff; looking
+                // starts again when the store is back.
                 debug!(error = %ErrorChain(&err), "looking for due schedules failed");
-                return looked + self.config.poll_interval;
+                return looked + MAX_ERROR_BACKOFF;
             }
         };
         let at =
@@ -868,8 +907,8 @@ impl Inner {
     }
 
     /// Ends executions past their deadline and returns when to sweep again: at the next
-    /// deadline (not sooner than [`HOUSEKEEPING_MIN_GAP`] when it has passed already: a row
-    /// another statement held), and at least every [`HOUSEKEEPING_REFRESH`].
+    /// deadline but not sooner than [`HOUSEKEEPING_MIN_GAP`], and at least every
+    /// [`HOUSEKEEPING_REFRESH`].
     async fn time_out_executions(&self) -> Instant {
         let looked = Instant::now();
         match self.store.time_out_executions().await {
@@ -890,19 +929,22 @@ impl Inner {
                 match sweep.next_deadline {
                     // `looked` is a little before the database read its clock, so this is a
                     // little early: a few milliseconds more, and the sweep finds it passed.
+                    // Not sooner than the minimum gap, however many deadlines follow each other.
                     Some(deadline) if deadline > sweep.now => {
                         let wait = (deadline - sweep.now).to_std().unwrap_or_default();
-                        (looked + wait + Duration::from_millis(5)).min(refresh)
+                        (looked + wait + Duration::from_millis(5))
+                            .clamp(looked + HOUSEKEEPING_MIN_GAP, refresh)
                     }
                     // It passed but the row was held by another statement: look again soon.
                     Some(_) => looked + HOUSEKEEPING_MIN_GAP,
                     None => refresh,
                 }
             }
-            // The claim that follows reports an unreachable store, with backoff.
+            // The claim that follows reports an unreachable store, with backoff; sweeping
+            // starts again when the store is back.
             Err(err) => {
                 debug!(error = %ErrorChain(&err), "deadline sweep failed");
-                looked + self.config.poll_interval
+                looked + MAX_ERROR_BACKOFF
             }
         }
     }
@@ -916,9 +958,10 @@ impl Inner {
             worker.id = %self.config.worker_id,
         );
         let id = execution.id;
+        let token = execution.lease_token;
         let workflow = execution.workflow_name.clone();
         let result = self.drive(claimed).instrument(span.clone()).await;
-        lock(&self.leases).remove(&id);
+        self.forget_lease(id, token);
         let _entered = span.enter();
         let ended = match result {
             Ok(ended) => ended,
@@ -958,24 +1001,29 @@ impl Inner {
         workflow_id: WorkflowId,
         version: i32,
     ) -> Result<Result<Arc<WorkflowGraph>, String>, StoreError> {
-        if let Some(graph) = lock(&self.graphs).get(&(workflow_id, version)) {
-            return Ok(Ok(graph.clone()));
-        }
-        let saved = self
-            .store
-            .get_workflow_version(workflow_id, version)
+        let cell = lock(&self.graphs)
+            .entry((workflow_id, version))
+            .or_default()
+            .clone();
+        // A store error is not kept: the next execution of this version tries again.
+        let loaded = cell
+            .get_or_try_init(|| async {
+                let saved = self
+                    .store
+                    .get_workflow_version(workflow_id, version)
+                    .await?;
+                Ok::<_, StoreError>(
+                    match WorkflowGraph::validate(saved.definition, &self.registry) {
+                        Ok(graph) => Ok(Arc::new(graph)),
+                        Err(errors) => Err(format!(
+                            "workflow \"{}\" version {version} cannot run on worker {}: {errors}",
+                            saved.name, self.config.worker_id
+                        )),
+                    },
+                )
+            })
             .await?;
-        match WorkflowGraph::validate(saved.definition, &self.registry) {
-            Ok(graph) => {
-                let graph = Arc::new(graph);
-                lock(&self.graphs).insert((workflow_id, version), graph.clone());
-                Ok(Ok(graph))
-            }
-            Err(errors) => Ok(Err(format!(
-                "workflow \"{}\" version {version} cannot run on worker {}: {errors}",
-                saved.name, self.config.worker_id
-            ))),
-        }
+        Ok(loaded.clone())
     }
 
     /// Runs a claimed execution until it ends, parks for a retry, is released on shutdown,
@@ -1523,12 +1571,9 @@ impl Writer<'_> {
     /// The last write of this claim: the heartbeat stops renewing the lease first, so it
     /// cannot mistake the released lease for a lost one.
     async fn last_write(&mut self, advance: Advance) -> Result<(), Interrupted> {
-        lock(&self.inner.leases).remove(&self.execution_id);
-        self.inner.finishing.fetch_add(1, Ordering::SeqCst);
-        self.inner.slot_freed.notify_one();
-        let written = self.write(advance).await;
-        self.inner.finishing.fetch_sub(1, Ordering::SeqCst);
-        written
+        self.inner.forget_lease(self.execution_id, self.lease_token);
+        let _finishing = Finishing::start(self.inner);
+        self.write(advance).await
     }
 
     async fn complete(&mut self, output: Value) -> Result<Ended, Interrupted> {
@@ -1601,6 +1646,24 @@ impl Writer<'_> {
             "execution released for another worker"
         );
         Ok(Ended::Released)
+    }
+}
+
+/// Counts an execution among those writing their last step while it lives (so also when the
+/// write is dropped half-way), and wakes the poll loop to claim in its slot.
+struct Finishing<'a>(&'a Inner);
+
+impl<'a> Finishing<'a> {
+    fn start(inner: &'a Inner) -> Self {
+        inner.finishing.fetch_add(1, Ordering::SeqCst);
+        inner.slot_freed.notify_one();
+        Self(inner)
+    }
+}
+
+impl Drop for Finishing<'_> {
+    fn drop(&mut self) {
+        self.0.finishing.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -32,7 +32,8 @@ pub(crate) fn classify(err: sqlx::Error) -> StoreError {
 /// SQLSTATE classes that mean "the server cannot serve us right now": connection exceptions
 /// (08), insufficient resources (53), operator intervention such as a shutdown (57P), and a
 /// transaction the server rolled back to resolve a deadlock or serialization failure (40001,
-/// 40P01): trying again is the remedy for each.
+/// 40P01); SQLite's busy and locked result codes (5, 261, 517, 6): trying again is the remedy for
+/// each.
 fn is_unavailable(code: Option<&str>) -> bool {
     code.is_some_and(|code| {
         code.starts_with("08")
@@ -40,6 +41,11 @@ fn is_unavailable(code: Option<&str>) -> bool {
             || code.starts_with("57P")
             || code == "40001"
             || code == "40P01"
+            // SQLite: the database stayed busy or locked past the busy timeout.
+            || code == "5"
+            || code == "261"
+            || code == "517"
+            || code == "6"
     })
 }
 
@@ -56,7 +62,10 @@ pub(crate) fn share(err: StoreError, count: usize) -> Vec<StoreError> {
             let source: Source = Arc::from(source);
             repeat(&|| StoreError::Backend(Box::new(Shared(source.clone()))))
         }
-        StoreError::Conflict(message) => repeat(&|| StoreError::Conflict(message.clone())),
+        // Not a conflict of each step's own (which a retried step would take for success).
+        StoreError::Conflict(message) => {
+            repeat(&|| StoreError::Backend(format!("conflict: {message}").into()))
+        }
         StoreError::InvalidData(message) => repeat(&|| StoreError::InvalidData(message.clone())),
         other => {
             let source: Source = Arc::new(other);

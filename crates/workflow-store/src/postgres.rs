@@ -471,16 +471,18 @@ impl Store for PgStore {
                         });
                     }
                 }
-                // One step conflicts (say, a retried write that had committed): record them
-                // one by one to tell which.
-                Err(StoreError::Conflict(_)) => {
-                    for i in batch {
-                        results[i] = Some(self.record_node_runs(steps[i].clone()).await);
-                    }
-                }
-                Err(err) => {
+                // The database is away: every step may try again.
+                Err(err @ StoreError::Unavailable(_)) => {
                     for (i, err) in batch.iter().zip(crate::error::share(err, batch.len())) {
                         results[*i] = Some(Err(err));
+                    }
+                }
+                // One step's data failed the statement (a retried write that had committed,
+                // a value the database refuses): record them one by one, so only that step
+                // fails.
+                Err(_) => {
+                    for i in batch {
+                        results[i] = Some(self.record_node_runs(steps[i].clone()).await);
                     }
                 }
             }

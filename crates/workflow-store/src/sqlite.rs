@@ -669,14 +669,16 @@ impl Store for SqliteStore {
                 let result = write_step(&mut tx, step).await;
                 match &result {
                     Ok(()) => {}
-                    Err(StoreError::LeaseLost { .. } | StoreError::Conflict(_)) => {
+                    // The database is away (busy past its timeout, say): the whole batch may
+                    // try again (dropping the transaction rolls it back).
+                    Err(StoreError::Unavailable(_)) => return Err(result.expect_err("an error")),
+                    // This step alone fails: its lease was lost, or its data was refused.
+                    Err(_) => {
                         sqlx::query("rollback to step")
                             .execute(&mut *tx)
                             .await
                             .map_err(classify)?;
                     }
-                    // Anything else fails the whole transaction (dropping it rolls back).
-                    Err(_) => return Err(result.expect_err("an error")),
                 }
                 sqlx::query("release step")
                     .execute(&mut *tx)

@@ -275,7 +275,7 @@ async fn schedule(store: &dyn Store, command: ScheduleCommand) -> anyhow::Result
             print(&store.set_schedule_enabled(parse(&id)?, false).await?)
         }
         ScheduleCommand::Resume { id } => {
-            print(&store.set_schedule_enabled(parse(&id)?, true).await?)
+            print(&workflow_core::schedule::resume(store, parse(&id)?).await?)
         }
         ScheduleCommand::Delete { id } => {
             let id = parse(&id)?;

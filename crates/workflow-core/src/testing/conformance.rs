@@ -680,6 +680,34 @@ pub async fn record_steps_fences_each_step_on_its_own(store: impl Store) {
     );
     assert!(results[1].is_ok(), "{:?}", results[1]);
     assert_eq!(detail(continued).await.unwrap().node_runs.len(), 1);
+
+    // A value one database refuses (PostgreSQL text cannot hold a NUL byte) fails that step
+    // alone, whatever the store makes of it; the step beside it is recorded.
+    let mut odd = completed_run("say_hello", 1);
+    odd.status = NodeRunStatus::Failed;
+    odd.output = None;
+    odd.error = Some("stderr: \u{0}".into());
+    start(&store, "hello", json!({})).await;
+    let another = claim_one(&store, WORKER, LEASE).await;
+    let mixed = [
+        record(continued, vec![odd], keep_running()),
+        record(
+            &another,
+            vec![completed_run("start", 1)],
+            Advance::Finish {
+                status: ExecutionStatus::Completed,
+                output: None,
+                error: None,
+            },
+        ),
+    ];
+    let results = store.record_steps(&mixed).await;
+    assert_eq!(results.len(), 2);
+    assert!(results[1].is_ok(), "{:?}", results[1]);
+    assert_eq!(
+        detail(&another).await.unwrap().execution.status,
+        ExecutionStatus::Completed
+    );
     assert_eq!(
         detail(stale).await.unwrap().execution.status,
         ExecutionStatus::Completed
@@ -2264,8 +2292,12 @@ pub async fn pausing_stops_a_schedule_and_resuming_fires_no_burst(store: impl St
         "a paused schedule fired: {at_pause} -> {after_pause}"
     );
 
-    let resumed = store.set_schedule_enabled(schedule.id, true).await.unwrap();
+    let resumed = crate::schedule::resume(&store, schedule.id).await.unwrap();
     assert!(resumed.enabled);
+    assert!(
+        resumed.next_fire_at.is_some(),
+        "resuming sets the next tick at once"
+    );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let after_resume = scheduled_ticks(&store).await.len();
     stop.cancel();

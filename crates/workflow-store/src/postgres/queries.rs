@@ -358,7 +358,7 @@ with held as (
      and e.lease_token = l.token
     where e.status = 'running'
     order by e.id
-    for update of e
+    for no key update of e
 )
 update workflow_executions e
 set lease_expires_at = now() + make_interval(secs => $3),
@@ -372,7 +372,8 @@ returning e.id
 /// parallel arrays (id, lease token, advance, status, output, error, seconds), and their node
 /// runs $9..$18 as parallel arrays keyed by execution id, recorded by worker $8. A step whose
 /// token no longer matches updates nothing and inserts none of its runs; the ids returned are
-/// the steps that were recorded. Advances: `continue` (renew the lease for `seconds`),
+/// the steps that were recorded (each execution at most once per batch: the store checks).
+/// Advances: `continue` (renew the lease for `seconds`),
 /// `finish` (end in `status`), `retry` (park for `seconds`), `release`. Rows are locked in id
 /// order so concurrent batches and lease renewals never deadlock.
 pub(super) const RECORD_STEPS: &str = r#"
@@ -390,7 +391,7 @@ held as (
      and s.lease_token = e.lease_token
     where e.status = 'running'
     order by e.id
-    for update of e
+    for no key update of e
 ),
 fenced as (
     update workflow_executions e
