@@ -775,6 +775,29 @@ impl Wakeups for PgWakeups {
     }
 }
 
+/// `text` as PostgreSQL can store it: its text type cannot hold a NUL character, which a
+/// node's output (a process's stderr, say) may carry; each becomes U+FFFD, so such a step is
+/// recorded rather than refused again on every attempt.
+fn storable_text(text: &str) -> String {
+    text.replace('\0', "\u{fffd}")
+}
+
+/// `value` with every NUL character in its strings and keys replaced, as in
+/// [`storable_text`] (`jsonb` cannot hold `\u0000` either).
+fn storable_json(value: &Value) -> Value {
+    match value {
+        Value::String(text) if text.contains('\0') => Value::String(storable_text(text)),
+        Value::Array(items) => Value::Array(items.iter().map(storable_json).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(key, field)| (storable_text(key), storable_json(field)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// Whether a step can go in a [`queries::RECORD_STEPS`] batch.
 fn batchable(step: &RecordNodeRunsParams) -> bool {
     !matches!(step.advance, Advance::Wait { .. })
@@ -805,8 +828,8 @@ async fn record_batch<'a>(
             } => (
                 "finish",
                 Some(status.as_str()),
-                output.clone(),
-                error.clone(),
+                output.as_ref().map(storable_json),
+                error.as_deref().map(storable_text),
                 0.0,
             ),
             Advance::Retry { delay } => ("retry", None, None, None, delay.as_secs_f64()),
@@ -885,8 +908,8 @@ async fn write_step(
             .bind(execution_id.0)
             .bind(lease_token)
             .bind(status.as_str())
-            .bind(output)
-            .bind(error),
+            .bind(output.as_ref().map(storable_json))
+            .bind(error.as_deref().map(storable_text)),
     };
     let fenced = fence.fetch_optional(&mut *tx).await.map_err(classify)?;
     if fenced.is_none() {
@@ -968,10 +991,10 @@ impl NodeRunColumns {
         self.attempt
             .push(i32::try_from(run.attempt).unwrap_or(i32::MAX));
         self.status.push(run.status.as_str());
-        self.input.push(run.input.clone());
-        self.output.push(run.output.clone());
+        self.input.push(run.input.as_ref().map(storable_json));
+        self.output.push(run.output.as_ref().map(storable_json));
         self.branch.push(run.branch.clone());
-        self.error.push(run.error.clone());
+        self.error.push(run.error.as_deref().map(storable_text));
         self.duration.push(run.duration.as_secs_f64());
     }
 }

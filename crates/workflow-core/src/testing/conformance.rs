@@ -681,11 +681,11 @@ pub async fn record_steps_fences_each_step_on_its_own(store: impl Store) {
     assert!(results[1].is_ok(), "{:?}", results[1]);
     assert_eq!(detail(continued).await.unwrap().node_runs.len(), 1);
 
-    // A value one database refuses (PostgreSQL text cannot hold a NUL byte) fails that step
-    // alone, whatever the store makes of it; the step beside it is recorded.
+    // A NUL character (which PostgreSQL's text and jsonb cannot hold) in a node's error or
+    // output does not fail the step: it is stored as is or as U+FFFD.
     let mut odd = completed_run("say_hello", 1);
     odd.status = NodeRunStatus::Failed;
-    odd.output = None;
+    odd.output = Some(json!({"stdout": "a\u{0}b", "k\u{0}": 1}));
     odd.error = Some("stderr: \u{0}".into());
     start(&store, "hello", json!({})).await;
     let another = claim_one(&store, WORKER, LEASE).await;
@@ -703,7 +703,14 @@ pub async fn record_steps_fences_each_step_on_its_own(store: impl Store) {
     ];
     let results = store.record_steps(&mixed).await;
     assert_eq!(results.len(), 2);
+    assert!(results[0].is_ok(), "{:?}", results[0]);
     assert!(results[1].is_ok(), "{:?}", results[1]);
+    let runs = detail(continued).await.unwrap().node_runs;
+    let error = runs[1].error.as_deref().unwrap_or_default();
+    assert!(
+        error == "stderr: \u{0}" || error == "stderr: \u{fffd}",
+        "{error:?}"
+    );
     assert_eq!(
         detail(&another).await.unwrap().execution.status,
         ExecutionStatus::Completed
