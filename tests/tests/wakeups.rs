@@ -37,20 +37,26 @@ async fn until_status(store: &impl Store, id: ExecutionId, status: ExecutionStat
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_workers_are_woken_by_new_executions_signals_and_bulk_inserts() {
-    let db = TestDatabase::create().await;
+/// Saves `quick` (one node) and `approval` (waits for signal `go`); returns their node types.
+async fn save_quick_and_approval(store: &impl Store) -> workflow_core::NodeRegistry {
     let registry = nodes::registry();
     workflow("quick")
         .node("work", "echo", serde_json::Value::Null)
         .edge("start", "work")
-        .save(&db.store, &registry)
+        .save(store, &registry)
         .await;
     workflow("approval")
         .node("approval", "wait_for_signal", json!({"signal": "go"}))
         .edge("start", "approval")
-        .save(&db.store, &registry)
+        .save(store, &registry)
         .await;
+    registry
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_workers_are_woken_by_new_executions_signals_and_bulk_inserts() {
+    let db = TestDatabase::create().await;
+    let registry = save_quick_and_approval(&db.store).await;
     // Claimed by the worker's first poll, while its listener connects.
     let warm_up = start(&db.store, "quick").await;
     let stop = tokio_util::sync::CancellationToken::new();
@@ -158,17 +164,7 @@ async fn a_new_schedule_wakes_idle_workers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_workers_are_woken_by_starts_and_signals_in_their_process() {
     let db = TestSqlite::create().await;
-    let registry = nodes::registry();
-    workflow("quick")
-        .node("work", "echo", serde_json::Value::Null)
-        .edge("start", "work")
-        .save(&db.store, &registry)
-        .await;
-    workflow("approval")
-        .node("approval", "wait_for_signal", json!({"signal": "go"}))
-        .edge("start", "approval")
-        .save(&db.store, &registry)
-        .await;
+    let registry = save_quick_and_approval(&db.store).await;
     let stop = tokio_util::sync::CancellationToken::new();
     let worker = WorkflowWorker::new(db.store.clone())
         .nodes(registry)

@@ -76,6 +76,16 @@ join w on w.id = e.workflow_id
 "#
 );
 
+/// The runnable predicate (docs/ARCHITECTURE.md): not ended, due, and with a free or expired
+/// lease. Every claim reads executions through it.
+macro_rules! runnable {
+    () => {
+        "status in ('pending', 'running', 'retrying', 'waiting')
+      and run_at <= now()
+      and (lease_expires_at is null or lease_expires_at < now())"
+    };
+}
+
 /// The update of a claim: takes the rows of a `runnable` CTE (id, previous status) under a
 /// new lease for worker $2 lasting $3 seconds.
 macro_rules! claim_runnable {
@@ -110,9 +120,9 @@ pub(super) const CLAIM_EXECUTIONS: &str = concat!(
 with runnable as (
     select id, status as previous_status
     from workflow_executions
-    where status in ('pending', 'running', 'retrying', 'waiting')
-      and run_at <= now()
-      and (lease_expires_at is null or lease_expires_at < now())
+    where "#,
+    runnable!(),
+    r#"
       -- $4: leave out suspects (expired, rescued at least $4 times); $5: only suspects.
       and ($4::int is null or lease_expires_at is null or rescue_count < $4)
       and ($5::int is null or (lease_expires_at is not null and rescue_count >= $5))
@@ -132,9 +142,10 @@ pub(super) const CLAIM_SUSPECT_FIRST: &str = concat!(
 with suspect as (
     select id, status as previous_status
     from workflow_executions
-    where status in ('pending', 'running', 'retrying', 'waiting')
-      and run_at <= now()
-      and lease_expires_at < now()
+    where "#,
+    runnable!(),
+    r#"
+      and lease_expires_at is not null
       and rescue_count >= $4
     order by priority desc, run_at
     limit 1
@@ -144,9 +155,10 @@ others as (
     select id, status as previous_status
     from workflow_executions
     where not exists (select from suspect)
-      and status in ('pending', 'running', 'retrying', 'waiting')
-      and run_at <= now()
-      and (lease_expires_at is null or (lease_expires_at < now() and rescue_count < $4))
+      and "#,
+    runnable!(),
+    r#"
+      and (lease_expires_at is null or rescue_count < $4)
     order by priority desc, run_at
     limit $1
     for update skip locked

@@ -9,6 +9,22 @@ macro_rules! now_ms {
     };
 }
 
+/// The runnable predicate (docs/ARCHITECTURE.md): not ended, due, and with a free or expired
+/// lease. Every claim reads executions through it.
+macro_rules! runnable {
+    () => {
+        concat!(
+            "status in ('pending', 'running', 'retrying', 'waiting')
+  and run_at <= ",
+            now_ms!(),
+            "
+  and (lease_expires_at is null or lease_expires_at < ",
+            now_ms!(),
+            ")"
+        )
+    };
+}
+
 /// Columns of an execution row joined with its workflow (`e` and `w`), in `ExecutionRow` order.
 macro_rules! execution_columns {
     () => {
@@ -85,13 +101,9 @@ pub(super) const RUNNABLE: &str = concat!(
     r#"
 select id, status
 from workflow_executions
-where status in ('pending', 'running', 'retrying', 'waiting')
-  and run_at <= "#,
-    now_ms!(),
+where "#,
+    runnable!(),
     r#"
-  and (lease_expires_at is null or lease_expires_at < "#,
-    now_ms!(),
-    r#")
   -- $2: leave out suspects (expired, rescued at least $2 times); $3: only suspects.
   and ($2 is null or lease_expires_at is null or rescue_count < $2)
   and ($3 is null or (lease_expires_at is not null and rescue_count >= $3))
@@ -107,13 +119,9 @@ pub(super) const RUNNABLE_SUSPECT_FIRST: &str = concat!(
 select id, status,
        lease_expires_at is not null and rescue_count >= $2 as suspect
 from workflow_executions
-where status in ('pending', 'running', 'retrying', 'waiting')
-  and run_at <= "#,
-    now_ms!(),
+where "#,
+    runnable!(),
     r#"
-  and (lease_expires_at is null or lease_expires_at < "#,
-    now_ms!(),
-    r#")
 order by suspect desc, priority desc, run_at
 limit $1
 "#
