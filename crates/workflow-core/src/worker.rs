@@ -340,7 +340,7 @@ impl WorkflowWorker {
             .then(|| tokio::spawn(listen(inner.clone(), wake.clone())));
         let pruner = config
             .prune_after
-            .map(|age| tokio::spawn(prune(inner.clone(), age)));
+            .map(|age| tokio::spawn(prune_periodically(inner.clone(), age)));
 
         let mut tasks = JoinSet::new();
         let mut tally = Tally::default();
@@ -786,8 +786,9 @@ impl Inner {
         answer.await.map_err(|_| stopped())
     }
 
-    /// One poll's claim. An idle worker first looks for a suspect to run alone (the `true`
-    /// beside the batch); otherwise it claims up to its free slots among the others.
+    /// One poll's claim, of up to `free` executions. An idle worker asks for a suspect first,
+    /// in the same statement, and runs one alone (the `true` beside the batch); a busy one
+    /// claims among the others only.
     async fn claim_batch(
         &self,
         free: usize,
@@ -1713,29 +1714,39 @@ async fn listen(inner: Arc<Inner>, wake: Arc<tokio::sync::Notify>) {
     }
 }
 
+/// Deletes every execution that ended more than `older_than` ago, `batch` per statement
+/// (one short transaction each) until none is left, and returns how many it deleted.
+/// Executions that have not ended are never touched. See [`Store::prune_executions`].
+pub async fn prune(
+    store: &(impl Store + ?Sized),
+    older_than: Duration,
+    batch: u32,
+) -> Result<u64, StoreError> {
+    let batch = batch.max(1);
+    let mut pruned = 0;
+    loop {
+        let count = store.prune_executions(older_than, batch).await?;
+        pruned += count;
+        if count < u64::from(batch) {
+            return Ok(pruned);
+        }
+    }
+}
+
 /// Prunes executions that ended more than `age` ago, every [`PRUNE_INTERVAL`], in batches.
-async fn prune(inner: Arc<Inner>, age: Duration) {
+async fn prune_periodically(inner: Arc<Inner>, age: Duration) {
     let mut ticker = tokio::time::interval(PRUNE_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let mut pruned = 0;
-        loop {
-            match inner.store.prune_executions(age, PRUNE_BATCH).await {
-                Ok(count) => {
-                    pruned += count;
-                    if count < u64::from(PRUNE_BATCH) {
-                        break;
-                    }
-                }
-                Err(err) => {
-                    warn!(worker.id = %inner.config.worker_id, error = %ErrorChain(&err), "pruning finished executions failed");
-                    break;
-                }
+        match prune(&*inner.store, age, PRUNE_BATCH).await {
+            Ok(0) => {}
+            Ok(pruned) => {
+                info!(worker.id = %inner.config.worker_id, count = pruned, older_than = ?age, "pruned finished executions");
             }
-        }
-        if pruned > 0 {
-            info!(worker.id = %inner.config.worker_id, count = pruned, older_than = ?age, "pruned finished executions");
+            Err(err) => {
+                warn!(worker.id = %inner.config.worker_id, error = %ErrorChain(&err), "pruning finished executions failed");
+            }
         }
     }
 }

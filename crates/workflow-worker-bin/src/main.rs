@@ -137,14 +137,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             batch_size,
         } => {
             anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
-            let mut pruned = 0;
-            loop {
-                let count = store.prune_executions(older_than, batch_size).await?;
-                pruned += count;
-                if count < u64::from(batch_size) {
-                    break;
-                }
-            }
+            let pruned = workflow_core::worker::prune(&*store, older_than, batch_size).await?;
             println!(
                 "pruned {pruned} executions that ended more than {} ago",
                 humantime::format_duration(older_than)
