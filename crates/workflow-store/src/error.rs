@@ -109,3 +109,20 @@ pub(crate) fn signal_taken(signal: i64, execution: ExecutionId) -> StoreError {
         "signal {signal} of execution {execution} was already consumed"
     ))
 }
+
+/// `err` and its sources on one line, each cause once (sqlx messages often repeat their
+/// source's).
+#[cfg(feature = "testing")]
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !line.contains(&message) {
+            line.push_str(": ");
+            line.push_str(&message);
+        }
+        source = cause.source();
+    }
+    line
+}

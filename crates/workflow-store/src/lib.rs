@@ -77,13 +77,42 @@ use workflow_core::{
 };
 
 mod error;
+#[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use postgres::PgStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PgStore, PgStoreOptions, PoolerMode};
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+
+/// The table that records which of our migrations a database has (each store's own, so an
+/// embedding application's sqlx migrations in `_sqlx_migrations` live beside it).
+pub const MIGRATIONS_TABLE: &str = "_workflow_worker_migrations";
+
+/// A database's schema version against the one this build needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaVersion {
+    /// The newest migration the database has; `None` when it has none.
+    pub applied: Option<i64>,
+    /// The newest migration this build has.
+    pub required: i64,
+}
+
+impl SchemaVersion {
+    /// Whether the database has every migration this build needs.
+    pub fn is_current(&self) -> bool {
+        self.applied.is_some_and(|applied| applied >= self.required)
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+fn latest_version(migrator: &sqlx::migrate::Migrator) -> i64 {
+    migrator.iter().map(|m| m.version).max().unwrap_or(0)
+}
 
 /// The database the binary and the examples use when no URL is configured: an SQLite file in
 /// the working directory.
@@ -103,10 +132,12 @@ pub fn database_url_from_env() -> Option<String> {
 #[non_exhaustive]
 pub enum OpenError {
     /// The URL names no supported database.
-    #[error("unsupported database URL {url}: expected postgres://, postgresql:// or sqlite://")]
+    #[error("unsupported database URL {url}: expected {accepted}")]
     UnsupportedScheme {
         /// The URL, password redacted.
         url: String,
+        /// The schemes this build accepts.
+        accepted: &'static str,
     },
     /// Connecting or migrating failed.
     #[error("cannot open database {url}")]
@@ -117,30 +148,136 @@ pub enum OpenError {
         #[source]
         source: StoreError,
     },
+    /// The database lacks migrations this build needs, and the caller asked not to migrate.
+    #[error(
+        "database {url} has {applied}, this build needs schema version {required}: \
+         run `workflow-worker migrate` first"
+    )]
+    SchemaBehind {
+        /// The URL, password redacted.
+        url: String,
+        /// What the database has: `no workflow-worker schema` or `schema version N`.
+        applied: String,
+        /// What this build needs.
+        required: i64,
+    },
+    /// The SQLite file does not exist, and the caller asked not to create it.
+    #[error("no database at {url}: run `workflow-worker migrate` to create it")]
+    Missing {
+        /// The URL.
+        url: String,
+    },
 }
+
+/// What [`open_store_with`] does besides connecting.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Apply pending migrations (creating an SQLite file that is missing). Without it the
+    /// store only opens a database that exists and whose schema is current, and says
+    /// [`OpenError::SchemaBehind`] or [`OpenError::Missing`] otherwise.
+    pub migrate: bool,
+    /// Without `migrate`: create a missing SQLite file with the current schema (for commands
+    /// that write, so the embedded store needs no set-up), instead of [`OpenError::Missing`].
+    pub create_missing: bool,
+    /// How a PostgreSQL store connects.
+    #[cfg(feature = "postgres")]
+    pub postgres: PgStoreOptions,
+}
+
+impl OpenOptions {
+    /// Connect and migrate, with default connection options.
+    pub fn migrating() -> Self {
+        Self {
+            migrate: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// The schemes [`open_store`] accepts in this build.
+const ACCEPTED_SCHEMES: &str = match (cfg!(feature = "postgres"), cfg!(feature = "sqlite")) {
+    (true, true) => "postgres://, postgresql:// or sqlite://",
+    (true, false) => "postgres:// or postgresql:// (this build has no SQLite store)",
+    (false, true) => "sqlite:// (this build has no PostgreSQL store)",
+    (false, false) => "nothing (this build has no store: enable feature postgres or sqlite)",
+};
 
 /// Opens the store a URL names and applies its migrations: `postgres://` and `postgresql://`
 /// give a [`PgStore`], `sqlite://` a [`SqliteStore`] (the file is created if missing).
 pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, OpenError> {
+    open_store_with(url, &OpenOptions::migrating()).await
+}
+
+/// Opens the store a URL names, as `options` say.
+pub async fn open_store_with(
+    url: &str,
+    options: &OpenOptions,
+) -> Result<Arc<dyn Store>, OpenError> {
     let failed = |source| OpenError::Store {
         url: redact_url(url),
         source,
     };
+    let check = |version: SchemaVersion| {
+        if options.migrate || version.is_current() {
+            Ok(())
+        } else {
+            Err(OpenError::SchemaBehind {
+                url: redact_url(url),
+                applied: version.applied.map_or_else(
+                    || "no workflow-worker schema".to_owned(),
+                    |v| format!("schema version {v}"),
+                ),
+                required: version.required,
+            })
+        }
+    };
     match url.split_once("://").map(|(scheme, _)| scheme) {
+        #[cfg(feature = "postgres")]
         Some("postgres" | "postgresql") => {
-            let store = PgStore::connect(url).await.map_err(failed)?;
-            store.migrate().await.map_err(failed)?;
+            let store = PgStore::connect_with(url, options.postgres.clone())
+                .await
+                .map_err(failed)?;
+            if options.migrate {
+                store.migrate().await.map_err(failed)?;
+            } else {
+                check(store.schema_version().await.map_err(failed)?)?;
+            }
             Ok(Arc::new(store))
         }
+        #[cfg(feature = "sqlite")]
         Some("sqlite") => {
-            let store = SqliteStore::connect(url).await.map_err(failed)?;
-            store.migrate().await.map_err(failed)?;
+            let create = options.create_missing && !sqlite_file_exists(url);
+            let store = if options.migrate || create {
+                let store = SqliteStore::connect(url).await.map_err(failed)?;
+                store.migrate().await.map_err(failed)?;
+                store
+            } else {
+                let store = match SqliteStore::connect_existing(url).await {
+                    Err(StoreError::NotFound { .. }) => {
+                        return Err(OpenError::Missing {
+                            url: redact_url(url),
+                        });
+                    }
+                    opened => opened.map_err(failed)?,
+                };
+                check(store.schema_version().await.map_err(failed)?)?;
+                store
+            };
             Ok(Arc::new(store))
         }
         _ => Err(OpenError::UnsupportedScheme {
             url: redact_url(url),
+            accepted: ACCEPTED_SCHEMES,
         }),
     }
+}
+
+/// Whether the file an `sqlite://` URL names exists (`false` for in-memory databases too).
+#[cfg(feature = "sqlite")]
+fn sqlite_file_exists(url: &str) -> bool {
+    use std::str::FromStr;
+    sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .is_ok_and(|options| options.get_filename().exists())
 }
 
 /// Groups the node runs and signals read for a claim under their executions.
@@ -187,35 +324,50 @@ fn check_signal_target(id: ExecutionId, status: Option<&str>) -> Result<(), Stor
     }
 }
 
-/// `url` with any password replaced by `***`, for logs and error messages. Text that is not
-/// a `scheme://` URL is returned as `<unparseable database URL>` since it may hold a password
-/// anyway.
+/// `url` with any password replaced by `***`, for logs and error messages; everything else
+/// (scheme, user, host, port, database, parameters) stays, so the URL is recognisable. Works
+/// on text no URL parser accepts, such as a password with an unescaped `@`, `#` or `/`: the
+/// user information is everything before the last `@`.
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if !parsed.cannot_be_a_base() => {
-            if parsed.password().is_some() {
-                // Only fails for URLs that cannot have a password, which this one has.
-                let _ = parsed.set_password(Some("***"));
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // Not a URL: it may be a bare connection string or a password; show none of it.
+        return "<not a scheme:// URL>".to_owned();
+    };
+    let (userinfo, location) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let mut redacted = format!("{scheme}://");
+    if let Some(userinfo) = userinfo {
+        match userinfo.split_once(':') {
+            Some((user, _password)) => {
+                redacted.push_str(user);
+                redacted.push_str(":***@");
             }
-            let has_password_param = parsed.query_pairs().any(|(k, _)| k == "password");
-            if has_password_param {
-                let pairs: Vec<(String, String)> = parsed
-                    .query_pairs()
-                    .map(|(k, v)| {
-                        let v = if k == "password" {
-                            "***".into()
-                        } else {
-                            v.into_owned()
-                        };
-                        (k.into_owned(), v)
-                    })
-                    .collect();
-                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            None => {
+                redacted.push_str(userinfo);
+                redacted.push('@');
             }
-            parsed.to_string()
         }
-        _ => "<unparseable database URL>".to_owned(),
     }
+    match location.split_once('?') {
+        Some((path, query)) => {
+            redacted.push_str(path);
+            redacted.push('?');
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => param.to_owned(),
+                })
+                .collect();
+            redacted.push_str(&params.join("&"));
+        }
+        None => redacted.push_str(location),
+    }
+    redacted
 }
 
 /// Compiles the README's Rust examples as doctests.
@@ -241,9 +393,21 @@ mod tests {
             redact_url("postgres://postgres@127.0.0.1:5432/test"),
             "postgres://postgres@127.0.0.1:5432/test"
         );
-        assert_eq!(redact_url("app:s3cret@db"), "<unparseable database URL>");
+        assert_eq!(redact_url("app:s3cret@db"), "<not a scheme:// URL>");
+        // Passwords no URL parser accepts unescaped: the user, host, port and database stay.
+        assert_eq!(
+            redact_url(
+                "postgresql://postgres.abcd:p@ss#w/rd@aws-0-eu.pooler.supabase.com:6543/postgres"
+            ),
+            "postgresql://postgres.abcd:***@aws-0-eu.pooler.supabase.com:6543/postgres"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/workflows.db"),
+            "sqlite://data/workflows.db"
+        );
     }
 
+    #[cfg(all(feature = "postgres", feature = "sqlite"))]
     #[test]
     fn both_stores_have_the_same_migration_versions() {
         let versions = |migrator: &sqlx::migrate::Migrator| -> Vec<(i64, String)> {

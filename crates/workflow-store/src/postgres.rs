@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,7 +27,16 @@ use workflow_core::{
 
 use crate::error::{already_ended, classify, invalid};
 
+mod connection;
+mod migrate;
 mod queries;
+
+pub use connection::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_STATEMENT_TIMEOUT, PgStoreOptions,
+    PoolerMode,
+};
+
+use connection::{Db, Tx};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -35,50 +45,120 @@ pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 /// when a worker releases one on shutdown.
 pub const WAKEUP_CHANNEL: &str = "workflow_worker_wakeup";
 
-/// How many connections a [`PgStore`] opens at most by default.
-pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
-
 /// A [`Store`] on PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    db: Db,
+    /// Where migrations connect: the same server, without the statement timeout.
+    migrate_options: Arc<PgConnectOptions>,
+    connect_timeout: Duration,
 }
 
 impl PgStore {
-    /// Connects to the database at `url` (`postgres://user:password@host:port/database`)
-    /// with a pool of up to [`DEFAULT_MAX_CONNECTIONS`]. Does not migrate.
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`,
+    /// with libpq's parameters such as `sslmode`) with [`PgStoreOptions::default`]. Does not
+    /// migrate.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url).map_err(classify)?;
-        // One direct connection first: it fails at once with the real cause (refused,
-        // authentication, unknown database) where the pool would retry until its timeout.
-        let probe = PgConnection::connect_with(&options)
-            .await
-            .map_err(classify)?;
-        probe.close().await.map_err(classify)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(DEFAULT_MAX_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy_with(options);
-        Ok(Self { pool })
+        Self::connect_with(url, PgStoreOptions::default()).await
     }
 
-    /// Wraps an existing pool; size it for the worker's concurrency plus a few connections.
+    /// Connects to the database at `url` with `options`. Does not migrate.
+    ///
+    /// One connection is made at once, so a wrong password, an unknown database or a server
+    /// that does not answer within the connect timeout fails here with the cause.
+    pub async fn connect_with(url: &str, options: PgStoreOptions) -> Result<Self, StoreError> {
+        let target = connection::parse(url, &options).map_err(classify)?;
+        let connect_timeout = options.get_connect_timeout();
+        // One direct connection first: it fails at once with the real cause (refused,
+        // authentication, unknown database) where the pool would retry until its timeout.
+        let probe = connect_within(&target.connect, connect_timeout).await?;
+        probe.close().await.map_err(classify)?;
+        if target.transaction_pooler {
+            tracing::info!(
+                "transaction-mode pooler: statements unprepared, each in a transaction; \
+                 no wake-ups (workers poll)"
+            );
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections_value())
+            .acquire_timeout(connect_timeout)
+            .connect_lazy_with(target.connect);
+        Ok(Self {
+            db: Db::new(
+                pool,
+                target.transaction_pooler,
+                options.statement_timeout_value(),
+            ),
+            migrate_options: Arc::new(target.migrate),
+            connect_timeout,
+        })
+    }
+
+    /// Wraps an existing pool of direct connections (no transaction pooler in between); size
+    /// it for the worker's concurrency plus a few connections.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        let migrate_options = Arc::new(pool.connect_options().as_ref().clone());
+        Self {
+            db: Db::new(pool, false, None),
+            migrate_options,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
     }
 
     /// The underlying pool.
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        &self.db.pool
     }
 
-    /// Applies the embedded migrations that are not yet applied. Safe to run from several
-    /// workers at once: the migrator holds an advisory lock.
+    /// Whether statements go the way a transaction-mode pooler needs (see [`PoolerMode`]).
+    pub fn behind_transaction_pooler(&self) -> bool {
+        self.db.transaction_pooler
+    }
+
+    /// Applies the embedded migrations that are not yet applied, all in one transaction,
+    /// recording them in [`MIGRATIONS_TABLE`](crate::MIGRATIONS_TABLE). Safe to run from several workers at once (they
+    /// take turns on an advisory lock) and through a transaction-mode pooler.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|err| StoreError::Migration(Box::new(err)))
+        let mut conn = connect_within(&self.migrate_options, self.connect_timeout).await?;
+        let migrated = migrate::run(&mut conn, &MIGRATOR).await;
+        let _ = conn.close().await;
+        migrated.map_err(|err| StoreError::Migration(Box::new(err)))
+    }
+
+    /// The schema version the database has (the newest applied migration; `None` for an
+    /// empty database) and the one this build needs.
+    pub async fn schema_version(&self) -> Result<crate::SchemaVersion, StoreError> {
+        Ok(crate::SchemaVersion {
+            applied: migrate::applied_version(&self.db).await.map_err(classify)?,
+            required: crate::latest_version(&MIGRATOR),
+        })
+    }
+}
+
+/// Opens one connection, failing as unavailable when it takes longer than `timeout`.
+async fn connect_within(
+    options: &PgConnectOptions,
+    timeout: Duration,
+) -> Result<PgConnection, StoreError> {
+    match tokio::time::timeout(timeout, PgConnection::connect_with(options)).await {
+        Ok(connected) => connected.map_err(classify),
+        Err(_) => Err(StoreError::Unavailable(
+            format!(
+                "no answer from {}:{} within {} (connect timeout)",
+                options.get_host(),
+                options.get_port(),
+                humanize(timeout)
+            )
+            .into(),
+        )),
+    }
+}
+
+fn humanize(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{:.1}s", duration.as_secs_f64())
     }
 }
 
@@ -313,7 +393,7 @@ impl Store for PgStore {
         let row: WorkflowRow = sqlx::query_as(queries::SAVE_WORKFLOW)
             .bind(&definition.name)
             .bind(json)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.db)
             .await
             .map_err(classify)?;
         row.try_into()
@@ -324,7 +404,7 @@ impl Store for PgStore {
         let row: Option<WorkflowRow> = sqlx::query_as(queries::GET_WORKFLOW)
             .bind(id)
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await
             .map_err(classify)?;
         row.ok_or_else(|| workflow_not_found(workflow))?.try_into()
@@ -338,7 +418,7 @@ impl Store for PgStore {
         let row: Option<WorkflowRow> = sqlx::query_as(queries::GET_WORKFLOW_VERSION)
             .bind(workflow_id.0)
             .bind(version)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await
             .map_err(classify)?;
         row.ok_or_else(|| StoreError::NotFound {
@@ -356,7 +436,7 @@ impl Store for PgStore {
             .bind(&params.input)
             .bind(params.priority)
             .bind(params.timeout.map(|t| t.as_secs_f64()))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await
             .map_err(classify)?;
         row.ok_or_else(|| workflow_not_found(&params.workflow))?
@@ -382,7 +462,7 @@ impl Store for PgStore {
                 claim.bind(not_suspect_below).bind(suspect_from)
             }
         };
-        let rows: Vec<ClaimRow> = claim.fetch_all(&self.pool).await.map_err(classify)?;
+        let rows: Vec<ClaimRow> = claim.fetch_all(&self.db).await.map_err(classify)?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -405,7 +485,7 @@ impl Store for PgStore {
         } else {
             sqlx::query_as(queries::NODE_RUNS_OF_MANY)
                 .bind(resumed)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.db)
                 .await
                 .map_err(classify)?
         };
@@ -414,7 +494,7 @@ impl Store for PgStore {
         } else {
             sqlx::query_as(queries::PENDING_SIGNALS_OF_MANY)
                 .bind(woken)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.db)
                 .await
                 .map_err(classify)?
         };
@@ -426,7 +506,7 @@ impl Store for PgStore {
     }
 
     async fn record_node_runs(&self, params: RecordNodeRunsParams) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut tx = self.db.begin().await.map_err(classify)?;
         // Dropping the transaction on an error rolls it back: nothing was written.
         write_step(&mut tx, &params).await?;
         tx.commit().await.map_err(classify)
@@ -450,7 +530,7 @@ impl Store for PgStore {
             let distinct: HashSet<ExecutionId> =
                 batch.iter().map(|&i| steps[i].execution_id).collect();
             let recorded = if distinct.len() == batch.len() {
-                record_batch(&self.pool, worker_id, batch.iter().map(|&i| &steps[i])).await
+                record_batch(&self.db, worker_id, batch.iter().map(|&i| &steps[i])).await
             } else {
                 // One execution twice: its steps must apply in order, one at a time.
                 Err(StoreError::Conflict(
@@ -504,7 +584,7 @@ impl Store for PgStore {
             .bind(ids)
             .bind(tokens)
             .bind(lease_duration.as_secs_f64())
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await
             .map_err(classify)?;
         rows.iter()
@@ -520,7 +600,7 @@ impl Store for PgStore {
         let row: Option<ExecutionRow> = sqlx::query_as(queries::CANCEL_EXECUTION)
             .bind(id.0)
             .bind(reason)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await
             .map_err(classify)?;
         match row {
@@ -532,7 +612,7 @@ impl Store for PgStore {
     async fn time_out_executions(&self) -> Result<DeadlineSweep, StoreError> {
         let (now, next_deadline, ended): (DateTime<Utc>, Option<DateTime<Utc>>, Value) =
             sqlx::query_as(queries::TIME_OUT_EXECUTIONS)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.db)
                 .await
                 .map_err(classify)?;
         let ended: Vec<(Uuid, String)> = serde_json::from_value(ended)
@@ -553,7 +633,7 @@ impl Store for PgStore {
     async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
         let (runnable, oldest, waiting, running): (i64, f64, i64, i64) =
             sqlx::query_as(queries::QUEUE_STATS)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.db)
                 .await
                 .map_err(classify)?;
         Ok(QueueStats {
@@ -568,7 +648,7 @@ impl Store for PgStore {
         let pruned = sqlx::query(queries::PRUNE_EXECUTIONS)
             .bind(older_than.as_secs_f64())
             .bind(i64::from(limit))
-            .execute(&self.pool)
+            .execute(&self.db)
             .await
             .map_err(classify)?;
         Ok(pruned.rows_affected())
@@ -577,7 +657,7 @@ impl Store for PgStore {
     async fn send_signal(&self, params: SendSignalParams) -> Result<Signal, StoreError> {
         let status: Option<String> = sqlx::query_scalar(queries::EXECUTION_STATUS)
             .bind(params.execution_id.0)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await
             .map_err(classify)?;
         crate::check_signal_target(params.execution_id, status.as_deref())?;
@@ -586,7 +666,7 @@ impl Store for PgStore {
             .bind(&params.name)
             .bind(&params.payload)
             .bind(&params.idempotency_key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await
             .map_err(classify)?;
         let row = match inserted {
@@ -594,7 +674,7 @@ impl Store for PgStore {
             None => sqlx::query_as(queries::SIGNAL_BY_KEY)
                 .bind(params.execution_id.0)
                 .bind(&params.idempotency_key)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.db)
                 .await
                 .map_err(classify)?,
         };
@@ -603,7 +683,7 @@ impl Store for PgStore {
 
     async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
         sqlx::query_scalar(queries::NOW)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.db)
             .await
             .map_err(classify)
     }
@@ -618,7 +698,7 @@ impl Store for PgStore {
             .bind(&params.input)
             .bind(i32::try_from(params.catch_up).unwrap_or(i32::MAX))
             .bind(params.next_fire_at)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await
             .map_err(classify)?;
         row.ok_or_else(|| workflow_not_found(&params.workflow))?
@@ -627,7 +707,7 @@ impl Store for PgStore {
 
     async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError> {
         let rows: Vec<ScheduleRow> = sqlx::query_as(queries::LIST_SCHEDULES)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await
             .map_err(classify)?;
         convert(rows)
@@ -641,7 +721,7 @@ impl Store for PgStore {
         let row: Option<ScheduleRow> = sqlx::query_as(queries::SET_SCHEDULE_ENABLED)
             .bind(id.0)
             .bind(enabled)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await
             .map_err(classify)?;
         row.ok_or_else(|| schedule_not_found(id))?.try_into()
@@ -650,7 +730,7 @@ impl Store for PgStore {
     async fn delete_schedule(&self, id: ScheduleId) -> Result<(), StoreError> {
         let deleted = sqlx::query(queries::DELETE_SCHEDULE)
             .bind(id.0)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await
             .map_err(classify)?;
         if deleted.rows_affected() == 0 {
@@ -662,12 +742,12 @@ impl Store for PgStore {
     async fn due_schedules(&self, limit: u32) -> Result<DueSchedules, StoreError> {
         let (now, next_at): (DateTime<Utc>, Option<DateTime<Utc>>) =
             sqlx::query_as(queries::NEXT_SCHEDULE_TICK)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.db)
                 .await
                 .map_err(classify)?;
         let rows: Vec<ScheduleRow> = sqlx::query_as(queries::DUE_SCHEDULES)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await
             .map_err(classify)?;
         Ok(DueSchedules {
@@ -678,7 +758,11 @@ impl Store for PgStore {
     }
 
     async fn wakeups(&self) -> Result<Option<Box<dyn Wakeups>>, StoreError> {
-        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+        if self.db.transaction_pooler {
+            // LISTEN needs a session of its own, which a transaction pooler does not keep.
+            return Ok(None);
+        }
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.db.pool)
             .await
             .map_err(classify)?;
         listener.listen(WAKEUP_CHANNEL).await.map_err(classify)?;
@@ -686,13 +770,13 @@ impl Store for PgStore {
     }
 
     async fn fire_schedule(&self, params: FireScheduleParams) -> Result<u32, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut tx = self.db.begin().await.map_err(classify)?;
         let advanced: Option<(Uuid, Value)> = sqlx::query_as(queries::ADVANCE_SCHEDULE)
             .bind(params.schedule_id.0)
             .bind(params.expected_next_fire_at)
             .bind(params.next_fire_at)
             .bind(params.ticks.iter().max().copied())
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await
             .map_err(classify)?;
         let Some((workflow_id, input)) = advanced else {
@@ -707,7 +791,7 @@ impl Store for PgStore {
                 .bind(workflow_id)
                 .bind(input)
                 .bind(&params.ticks)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await
                 .map_err(classify)?
                 .rows_affected()
@@ -719,7 +803,7 @@ impl Store for PgStore {
     async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, StoreError> {
         let row: Option<ExecutionRow> = sqlx::query_as(queries::GET_EXECUTION)
             .bind(id.0)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await
             .map_err(classify)?;
         let execution = row
@@ -730,12 +814,12 @@ impl Store for PgStore {
             .try_into()?;
         let runs: Vec<NodeRunRow> = sqlx::query_as(queries::NODE_RUNS_OF)
             .bind(id.0)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await
             .map_err(classify)?;
         let signals: Vec<SignalRow> = sqlx::query_as(queries::SIGNALS_OF)
             .bind(id.0)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await
             .map_err(classify)?;
         Ok(ExecutionDetail {
@@ -758,7 +842,7 @@ impl Store for PgStore {
             .bind(workflow_id)
             .bind(workflow_name)
             .bind(i64::from(params.limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await
             .map_err(classify)?;
         convert(rows)
@@ -807,7 +891,7 @@ fn batchable(step: &RecordNodeRunsParams) -> bool {
 /// Records batchable steps of one worker in one statement; returns the ids of the executions
 /// whose steps were recorded (the others' leases were lost).
 async fn record_batch<'a>(
-    pool: &PgPool,
+    db: &Db,
     worker_id: &str,
     steps: impl Iterator<Item = &'a RecordNodeRunsParams>,
 ) -> Result<HashSet<Uuid>, StoreError> {
@@ -865,17 +949,14 @@ async fn record_batch<'a>(
         .bind(runs.branch)
         .bind(runs.error)
         .bind(runs.duration)
-        .fetch_all(pool)
+        .fetch_all(db)
         .await
         .map_err(classify)?;
     Ok(recorded.into_iter().collect())
 }
 
 /// One step of [`Store::record_node_runs`] inside the caller's transaction.
-async fn write_step(
-    tx: &mut PgConnection,
-    params: &RecordNodeRunsParams,
-) -> Result<(), StoreError> {
+async fn write_step(tx: &mut Tx, params: &RecordNodeRunsParams) -> Result<(), StoreError> {
     let RecordNodeRunsParams {
         execution_id,
         lease_token,

@@ -79,13 +79,29 @@ impl SqliteStore {
     /// `sqlite:///var/lib/workflows.db`, in WAL mode with a busy timeout and foreign keys on.
     /// Does not migrate.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::open(url, true).await
+    }
+
+    /// Opens the database file at `url` only if it exists: for commands that must not leave
+    /// a new empty file behind. A missing file is [`StoreError::NotFound`].
+    pub async fn connect_existing(url: &str) -> Result<Self, StoreError> {
+        Self::open(url, false).await
+    }
+
+    async fn open(url: &str, create: bool) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(classify)?
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
+        if !create && !options.get_filename().exists() {
+            return Err(StoreError::NotFound {
+                entity: "database file",
+                id: options.get_filename().display().to_string(),
+            });
+        }
         // One direct connection first: an unwritable path or a file that is not a database
         // fails here, at once, with SQLite's own words.
         let probe = SqliteConnection::connect_with(&options)
@@ -107,12 +123,78 @@ impl SqliteStore {
         &self.pool
     }
 
-    /// Applies the embedded migrations that are not yet applied.
+    /// Applies the embedded migrations that are not yet applied, recording them in
+    /// [`MIGRATIONS_TABLE`](crate::MIGRATIONS_TABLE) (history that releases before
+    /// it kept in `_sqlx_migrations` moves over first).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR
-            .run(&self.pool)
+        let failed = |err: sqlx::migrate::MigrateError| StoreError::Migration(Box::new(err));
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
             .await
-            .map_err(|err| StoreError::Migration(Box::new(err)))
+            .map_err(classify)?;
+        let (_, legacy): (bool, bool) = sqlx::query_as(queries::MIGRATIONS_TABLES_EXIST)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if legacy {
+            sqlx::raw_sql(queries::MIGRATIONS_TABLE_CREATE)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            let ours: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+            let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(queries::MIGRATIONS_LEGACY_ROWS)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(classify)?;
+            for (version, checksum) in rows {
+                let matches = MIGRATOR
+                    .iter()
+                    .any(|m| m.version == version && *m.checksum == checksum[..]);
+                if matches && ours.contains(&version) {
+                    sqlx::query(queries::MIGRATIONS_ADOPT_LEGACY)
+                        .bind(version)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(classify)?;
+                    sqlx::query(queries::MIGRATIONS_DROP_LEGACY_ROW)
+                        .bind(version)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(classify)?;
+                }
+            }
+        }
+        tx.commit().await.map_err(classify)?;
+        let mut migrator =
+            sqlx::migrate::Migrator::with_migrations(MIGRATOR.iter().cloned().collect());
+        migrator.dangerous_set_table_name(crate::MIGRATIONS_TABLE);
+        migrator.run(&self.pool).await.map_err(failed)
+    }
+
+    /// The schema version the file has (the newest applied migration; `None` for an empty
+    /// file) and the one this build needs.
+    pub async fn schema_version(&self) -> Result<crate::SchemaVersion, StoreError> {
+        let (ours, legacy): (bool, bool) = sqlx::query_as(queries::MIGRATIONS_TABLES_EXIST)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        let applied = match (ours, legacy) {
+            (true, _) => Some(queries::MIGRATIONS_VERSION),
+            (false, true) => Some(queries::MIGRATIONS_LEGACY_VERSION),
+            (false, false) => None,
+        };
+        let applied = match applied {
+            Some(query) => sqlx::query_scalar(query)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(classify)?,
+            None => None,
+        };
+        Ok(crate::SchemaVersion {
+            applied,
+            required: crate::latest_version(&MIGRATOR),
+        })
     }
 }
 

@@ -5,9 +5,12 @@
 //! directory. Both are removed when dropped; set `KEEP_TEST_DATABASES=1` to keep them for
 //! inspection.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
-use crate::{PgStore, SqliteStore, redact_url};
+use crate::{PgStore, PgStoreOptions, SqliteStore, redact_url};
 
 fn keep() -> bool {
     std::env::var_os("KEEP_TEST_DATABASES").is_some()
@@ -27,24 +30,79 @@ pub struct TestDatabase {
     admin_url: String,
 }
 
+/// How long the first test waits for the server before saying it is not there.
+const REACH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The test server's URL: `DATABASE_URL`, else [`DEFAULT_TEST_DATABASE_URL`].
+pub fn server_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned())
+}
+
+/// Checks once per test process, within seconds, that the test server answers. The first
+/// test to ask prints how to get one when it does not; every other test fails at once with a
+/// one-line pointer to that message instead of waiting out its own timeout.
+fn require_server(admin_url: &str) {
+    static REACHABLE: OnceLock<Result<(), String>> = OnceLock::new();
+    let reached = REACHABLE.get_or_init(|| {
+        let url = admin_url.to_owned();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|err| err.to_string())?;
+            runtime.block_on(async {
+                let options = PgStoreOptions::default().connect_timeout(REACH_TIMEOUT);
+                match PgStore::connect_with(&url, options).await {
+                    Ok(store) => {
+                        store.pool().close().await;
+                        Ok(())
+                    }
+                    Err(err) => {
+                        let message = format!(
+                            "cannot reach PostgreSQL at {} ({}).\n\
+                             The tests need a PostgreSQL server (13 or newer) they may create \
+                             databases on.\n\
+                             Point DATABASE_URL at one, for example\n  \
+                             DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo test --workspace\n\
+                             or start one locally, for example\n  \
+                             docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres:16\n  \
+                             (or: sudo apt install postgresql)",
+                            redact_url(&url),
+                            crate::error::chain(&err)
+                        );
+                        eprintln!("\n{message}\n");
+                        Err(message)
+                    }
+                }
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the server check panicked".to_owned()))
+    });
+    if let Err(message) = reached {
+        let first_line = message.lines().next().unwrap_or_default();
+        panic!("{first_line} (see the first failing test's output for how to get a server)");
+    }
+}
+
 impl TestDatabase {
     /// Creates and migrates a new database. Panics with instructions when no server answers.
     pub async fn create() -> Self {
-        let admin_url =
-            std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned());
-        let admin = match sqlx::PgPool::connect(&admin_url).await {
-            Ok(pool) => pool,
-            Err(err) => panic!(
-                "cannot reach PostgreSQL at {} ({err}).\n\
-                 The tests need a PostgreSQL server (13 or newer) they may create databases on.\n\
-                 Point DATABASE_URL at one, for example\n  \
-                 DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo test --workspace\n\
-                 or start one locally, for example\n  \
-                 docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres:16\n  \
-                 (or: sudo apt install postgresql)",
-                redact_url(&admin_url)
-            ),
-        };
+        let db = Self::create_empty().await;
+        db.store
+            .migrate()
+            .await
+            .unwrap_or_else(|err| panic!("cannot migrate test database {}: {err:?}", db.name));
+        db
+    }
+
+    /// Creates a new database without migrating it.
+    pub async fn create_empty() -> Self {
+        let admin_url = server_url();
+        require_server(&admin_url);
+        let admin = sqlx::PgPool::connect(&admin_url)
+            .await
+            .unwrap_or_else(|err| panic!("cannot connect to {}: {err}", redact_url(&admin_url)));
         let name = format!("wfw_test_{}", uuid::Uuid::new_v4().simple());
         let create = format!("create database {name}");
         sqlx::query(sqlx::AssertSqlSafe(create))
@@ -59,16 +117,154 @@ impl TestDatabase {
         let store = PgStore::connect(&url)
             .await
             .unwrap_or_else(|err| panic!("cannot connect to test database {name}: {err}"));
-        store
-            .migrate()
-            .await
-            .unwrap_or_else(|err| panic!("cannot migrate test database {name}: {err:?}"));
         Self {
             url,
             store,
             name,
             admin_url,
         }
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A PgBouncer in transaction mode on a loopback port, in front of a fresh database: what
+/// Supabase's pooler (port 6543) is to a Supabase database. Stopped when dropped.
+#[derive(Debug)]
+pub struct TestPgBouncer {
+    /// The database behind it (direct connections).
+    pub database: TestDatabase,
+    /// `postgres://…` through the pooler, with `pgbouncer=true`.
+    pub url: String,
+    /// A store connected through the pooler, migrated through it.
+    pub store: PgStore,
+    process: Child,
+    dir: PathBuf,
+}
+
+impl TestPgBouncer {
+    /// Starts PgBouncer (`pool_mode = transaction`, two server connections, so clients
+    /// share them) in front of a new database, and migrates it through the pooler. Panics
+    /// naming the package when `pgbouncer` is not installed.
+    pub async fn start() -> Self {
+        let database = TestDatabase::create_empty().await;
+        let server = url::Url::parse(&database.url).expect("test URL parses");
+        let dir =
+            std::env::temp_dir().join(format!("wfw_bouncer_{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|err| panic!("cannot create {}: {err}", dir.display()));
+        let port = free_port();
+        let user = server.username();
+        let config = format!(
+            "[databases]\n\
+             * = host={host} port={server_port}\n\
+             [pgbouncer]\n\
+             listen_addr = 127.0.0.1\n\
+             listen_port = {port}\n\
+             unix_socket_dir =\n\
+             auth_type = trust\n\
+             auth_file = {dir}/userlist.txt\n\
+             pool_mode = transaction\n\
+             default_pool_size = 2\n\
+             max_client_conn = 200\n\
+             logfile = {dir}/pgbouncer.log\n\
+             pidfile = {dir}/pgbouncer.pid\n",
+            host = server.host_str().unwrap_or("127.0.0.1"),
+            server_port = server.port().unwrap_or(5432),
+            dir = dir.display(),
+        );
+        std::fs::write(dir.join("pgbouncer.ini"), config).expect("write pgbouncer.ini");
+        std::fs::write(dir.join("userlist.txt"), format!("\"{user}\" \"\"\n"))
+            .expect("write userlist");
+        let mut command = Command::new("pgbouncer");
+        // PgBouncer refuses to run as root; as root, it is told to switch to postgres.
+        if is_root() {
+            open_to_everyone(&dir);
+            command.arg("--user").arg("postgres");
+        }
+        let process = command
+            .arg(dir.join("pgbouncer.ini"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!("cannot start pgbouncer ({err}): install it (apt-get install pgbouncer)")
+            });
+        let mut url = server.clone();
+        url.set_port(Some(port)).expect("URL takes a port");
+        url.set_query(Some("pgbouncer=true"));
+        let url = url.to_string();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let store = loop {
+            match PgStore::connect(&url).await {
+                Ok(store) => break store,
+                Err(err) if Instant::now() < deadline => {
+                    let _ = err;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(err) => {
+                    let log =
+                        std::fs::read_to_string(dir.join("pgbouncer.log")).unwrap_or_default();
+                    panic!("pgbouncer did not accept connections: {err}\n{log}")
+                }
+            }
+        };
+        assert!(
+            store.behind_transaction_pooler(),
+            "pgbouncer=true selects transaction mode"
+        );
+        store
+            .migrate()
+            .await
+            .unwrap_or_else(|err| panic!("cannot migrate through pgbouncer: {err:?}"));
+        Self {
+            database,
+            url,
+            store,
+            process,
+            dir,
+        }
+    }
+}
+
+impl Drop for TestPgBouncer {
+    fn drop(&mut self) {
+        // Close our connections first, so the database can be dropped.
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        if !keep() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free loopback port")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+fn open_to_everyone(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for path in [
+        dir.to_path_buf(),
+        dir.join("pgbouncer.ini"),
+        dir.join("userlist.txt"),
+    ] {
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777));
     }
 }
 

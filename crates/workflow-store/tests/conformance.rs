@@ -11,3 +11,11 @@ workflow_core::conformance_tests!(sqlite, async {
     let store = db.store.clone();
     (db, store)
 });
+
+// Every case again through PgBouncer in transaction mode (what Supabase's port 6543 is):
+// unprepared statements, one transaction each, no LISTEN.
+workflow_core::conformance_tests!(pgbouncer, async {
+    let bouncer = workflow_store::testing::TestPgBouncer::start().await;
+    let store = bouncer.store.clone();
+    (bouncer, store)
+});

@@ -679,3 +679,71 @@ select $2, $3, $1, tick
 from unnest($4::timestamptz[]) as tick
 on conflict (schedule_id, scheduled_for) where schedule_id is not null do nothing
 "#;
+
+// --- migrations (see migrate.rs) ---
+
+/// Serialises migrations across workers for the rest of the transaction; unlike a session
+/// lock it cannot outlive the transaction behind a transaction-mode pooler.
+pub(super) const MIGRATIONS_LOCK: &str = r#"
+select pg_advisory_xact_lock(hashtextextended('workflow-worker migrations', 0))
+"#;
+
+/// The history table, in sqlx's layout.
+pub(super) const MIGRATIONS_TABLE_CREATE: &str = r#"
+create table if not exists _workflow_worker_migrations (
+    version bigint primary key,
+    description text not null,
+    installed_on timestamptz not null default now(),
+    success boolean not null,
+    checksum bytea not null,
+    execution_time bigint not null
+)
+"#;
+
+/// Whether our history table and sqlx's default one exist.
+pub(super) const MIGRATIONS_TABLES_EXIST: &str = r#"
+select to_regclass('_workflow_worker_migrations') is not null,
+       to_regclass('_sqlx_migrations') is not null
+"#;
+
+pub(super) const MIGRATIONS_APPLIED: &str = r#"
+select version, description, checksum
+from _workflow_worker_migrations
+order by version
+"#;
+
+pub(super) const MIGRATIONS_RECORD: &str = r#"
+insert into _workflow_worker_migrations (version, description, success, checksum, execution_time)
+values ($1, $2, true, $3, $4)
+"#;
+
+pub(super) const MIGRATIONS_VERSION: &str = r#"
+select max(version)
+from _workflow_worker_migrations
+"#;
+
+/// Rows in sqlx's default table, where releases before our own table kept our history.
+pub(super) const MIGRATIONS_LEGACY_ROWS: &str = r#"
+select version, checksum
+from _sqlx_migrations
+where success
+"#;
+
+pub(super) const MIGRATIONS_LEGACY_VERSION: &str = r#"
+select max(version)
+from _sqlx_migrations
+where success
+"#;
+
+/// Moves the rows $1 (versions) of sqlx's default table into ours.
+pub(super) const MIGRATIONS_ADOPT_LEGACY: &str = r#"
+with moved as (
+    delete from _sqlx_migrations
+    where version = any($1)
+    returning version, description, installed_on, success, checksum, execution_time
+)
+insert into _workflow_worker_migrations
+select *
+from moved
+on conflict (version) do nothing
+"#;

@@ -636,3 +636,54 @@ insert into workflow_executions (workflow_id, input, schedule_id, scheduled_for)
 values ($2, $3, $1, $4)
 on conflict do nothing
 "#;
+
+// --- migrations ---
+
+/// Whether our history table and sqlx's default one exist.
+pub(super) const MIGRATIONS_TABLES_EXIST: &str = r#"
+select exists (select 1 from sqlite_master where type = 'table' and name = '_workflow_worker_migrations'),
+       exists (select 1 from sqlite_master where type = 'table' and name = '_sqlx_migrations')
+"#;
+
+/// Our history table, exactly as sqlx's migrator creates it.
+pub(super) const MIGRATIONS_TABLE_CREATE: &str = r#"
+create table if not exists _workflow_worker_migrations (
+    version bigint primary key,
+    description text not null,
+    installed_on timestamp not null default current_timestamp,
+    success boolean not null,
+    checksum blob not null,
+    execution_time bigint not null
+)
+"#;
+
+/// Rows in sqlx's default table, where releases before our own table kept our history.
+pub(super) const MIGRATIONS_LEGACY_ROWS: &str = r#"
+select version, checksum
+from _sqlx_migrations
+where success
+"#;
+
+/// Copies row $1 (a version) of sqlx's default table into ours.
+pub(super) const MIGRATIONS_ADOPT_LEGACY: &str = r#"
+insert or ignore into _workflow_worker_migrations
+select version, description, installed_on, success, checksum, execution_time
+from _sqlx_migrations
+where version = $1
+"#;
+
+pub(super) const MIGRATIONS_DROP_LEGACY_ROW: &str = r#"
+delete from _sqlx_migrations
+where version = $1
+"#;
+
+pub(super) const MIGRATIONS_VERSION: &str = r#"
+select max(version)
+from _workflow_worker_migrations
+"#;
+
+pub(super) const MIGRATIONS_LEGACY_VERSION: &str = r#"
+select max(version)
+from _sqlx_migrations
+where success
+"#;
