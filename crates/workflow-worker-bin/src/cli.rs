@@ -19,11 +19,41 @@ pub(crate) struct Cli {
     #[arg(long, env = "WORKFLOW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub(crate) log_format: LogFormat,
 
+    #[command(flatten)]
+    pub(crate) connection: ConnectionArgs,
+
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 
+    /// The worker's options, accepted before or after `run`; other commands refuse them.
     #[command(flatten)]
     pub(crate) run: RunArgs,
+}
+
+/// How every command connects to PostgreSQL.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ConnectionArgs {
+    /// Connections the worker's pool opens at most (PostgreSQL).
+    #[arg(long, env = "WORKFLOW_MAX_CONNECTIONS", global = true,
+          default_value_t = workflow_store::postgres::DEFAULT_MAX_CONNECTIONS)]
+    pub(crate) max_connections: u32,
+
+    /// How long connecting to PostgreSQL may take (30, 10s, 1m).
+    #[arg(long, env = "WORKFLOW_CONNECT_TIMEOUT", global = true, default_value = "10s",
+          value_parser = parse_duration)]
+    pub(crate) connect_timeout: Duration,
+
+    /// How long one statement may run before PostgreSQL cancels it; 0 for no limit.
+    /// Migrations are not limited.
+    #[arg(long, env = "WORKFLOW_STATEMENT_TIMEOUT", global = true, default_value = "30s",
+          value_parser = parse_duration)]
+    pub(crate) statement_timeout: Duration,
+
+    /// Whether a transaction-mode pooler (PgBouncer, Supabase's port 6543) is in the way:
+    /// `detect` (from the URL: Supabase's and Neon's pooler hosts, `pgbouncer=true`),
+    /// `transaction` or `direct`. Behind one, statements are not prepared and wake-ups are off.
+    #[arg(long, env = "WORKFLOW_POOLER", global = true, default_value = "detect")]
+    pub(crate) pooler: workflow_store::PoolerMode,
 }
 
 /// How log lines are written.
@@ -38,7 +68,7 @@ pub(crate) enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the worker (the default when no command is given).
-    Run(RunArgs),
+    Run,
     /// Apply database migrations and exit.
     Migrate,
     /// Manage workflow definitions.
@@ -53,7 +83,7 @@ pub(crate) enum Command {
         input: serde_json::Value,
         /// Seconds the execution may take before it ends timed_out (default: the workflow's
         /// timeout, if any).
-        #[arg(long, value_parser = parse_seconds)]
+        #[arg(long, value_parser = parse_duration)]
         timeout: Option<Duration>,
     },
     /// Send a signal (e.g. an approval) to an execution; a waiting execution wakes at once.
@@ -88,7 +118,7 @@ pub(crate) enum Command {
     /// pending executions are never touched.
     Prune {
         /// Age of the executions to delete, e.g. 30d, 12h, 90m.
-        #[arg(long, value_parser = parse_age)]
+        #[arg(long, value_parser = parse_duration)]
         older_than: Duration,
         /// Executions deleted per statement (one short transaction each).
         #[arg(long, default_value_t = workflow_core::worker::PRUNE_BATCH)]
@@ -173,62 +203,78 @@ pub(crate) enum ExecutionsCommand {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct RunArgs {
     /// Executions run at once.
-    #[arg(long, env = "WORKFLOW_WORKER_CONCURRENCY", default_value_t = workflow_core::worker::DEFAULT_CONCURRENCY)]
+    #[arg(long, global = true, env = "WORKFLOW_WORKER_CONCURRENCY", default_value_t = workflow_core::worker::DEFAULT_CONCURRENCY)]
     pub(crate) concurrency: usize,
 
-    /// Seconds between polls when idle.
-    #[arg(long, env = "WORKFLOW_POLL_INTERVAL", default_value = "1.0", value_parser = parse_seconds)]
+    /// Time between polls when idle (1, 0.5, 2s).
+    #[arg(long, global = true, env = "WORKFLOW_POLL_INTERVAL", default_value = "1.0", value_parser = parse_duration)]
     pub(crate) poll_interval: Duration,
 
     /// Lease owner id recorded on claimed executions. Defaults to hostname-pid-random.
-    #[arg(long, env = "WORKFLOW_WORKER_ID")]
+    #[arg(long, global = true, env = "WORKFLOW_WORKER_ID")]
     pub(crate) worker_id: Option<String>,
 
-    /// Seconds a claim holds an execution without a heartbeat; a dead worker's executions are
+    /// How long a claim holds an execution without a heartbeat; a dead worker's executions are
     /// rescued after this.
-    #[arg(long, env = "WORKFLOW_LEASE_DURATION", default_value = "30", value_parser = parse_seconds)]
+    #[arg(long, global = true, env = "WORKFLOW_LEASE_DURATION", default_value = "30", value_parser = parse_duration)]
     pub(crate) lease_duration: Duration,
 
-    /// Seconds between lease renewals; must be shorter than the lease.
-    #[arg(long, env = "WORKFLOW_HEARTBEAT_INTERVAL", default_value = "10", value_parser = parse_seconds)]
+    /// Time between lease renewals; must be shorter than the lease.
+    #[arg(long, global = true, env = "WORKFLOW_HEARTBEAT_INTERVAL", default_value = "10", value_parser = parse_duration)]
     pub(crate) heartbeat_interval: Duration,
 
-    /// Seconds running nodes get to finish after SIGINT/SIGTERM before they are interrupted
+    /// Time running nodes get to finish after SIGINT/SIGTERM before they are interrupted
     /// and their executions released.
-    #[arg(long, env = "WORKFLOW_SHUTDOWN_GRACE", default_value = "30", value_parser = parse_seconds)]
+    #[arg(long, global = true, env = "WORKFLOW_SHUTDOWN_GRACE", default_value = "30", value_parser = parse_duration)]
     pub(crate) shutdown_grace: Duration,
 
     /// Listen for wake-up hints (PostgreSQL NOTIFY) to start new and signalled executions at
     /// once; `false` behind a transaction-mode pooler, where LISTEN does not work.
-    #[arg(long, env = "WORKFLOW_WAKEUPS", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, global = true, env = "WORKFLOW_WAKEUPS", default_value_t = true, action = clap::ArgAction::Set)]
     pub(crate) wakeups: bool,
 
     /// Rescues in a row after which an execution whose worker keeps dying is failed.
-    #[arg(long, env = "WORKFLOW_MAX_RESCUES", default_value_t = workflow_core::worker::DEFAULT_MAX_RESCUES)]
+    #[arg(long, global = true, env = "WORKFLOW_MAX_RESCUES", default_value_t = workflow_core::worker::DEFAULT_MAX_RESCUES)]
     pub(crate) max_rescues: u32,
 
     /// Serve Prometheus metrics at http://ADDR/metrics, with /healthz (the process is up) and
     /// /readyz (the database answers), e.g. 127.0.0.1:9464.
-    #[arg(long, env = "WORKFLOW_METRICS_ADDR")]
+    #[arg(long, global = true, env = "WORKFLOW_METRICS_ADDR")]
     pub(crate) metrics_addr: Option<std::net::SocketAddr>,
 
     /// Delete executions that ended longer ago than this (e.g. 30d), once a minute in batches.
     /// Off by default: history is kept until pruned.
-    #[arg(long, env = "WORKFLOW_PRUNE_AFTER", value_parser = parse_age)]
+    #[arg(long, global = true, env = "WORKFLOW_PRUNE_AFTER", value_parser = parse_duration)]
     pub(crate) prune_after: Option<Duration>,
 }
 
-fn parse_seconds(value: &str) -> Result<Duration, String> {
-    let secs: f64 = value
-        .parse()
-        .map_err(|_| format!("\"{value}\" is not a number of seconds"))?;
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("{value} must be 0 or more seconds"))
+impl RunArgs {
+    /// The long names of the options, to refuse them on commands other than `run`.
+    pub(crate) const NAMES: &[&str] = &[
+        "concurrency",
+        "poll_interval",
+        "worker_id",
+        "lease_duration",
+        "heartbeat_interval",
+        "shutdown_grace",
+        "wakeups",
+        "max_rescues",
+        "metrics_addr",
+        "prune_after",
+    ];
 }
 
-/// A duration with a unit: 30d, 12h, 90m, 45s (see the humantime crate).
-fn parse_age(value: &str) -> Result<Duration, String> {
-    humantime::parse_duration(value)
-        .map_err(|err| format!("\"{value}\" is not a duration such as 30d, 12h or 90m: {err}"))
+/// The one duration syntax of every flag and environment variable: a number of seconds
+/// (`30`, `0.5`) or a number with a unit (`30s`, `5m`, `2h`, `30d`, `1h 30m`).
+pub(crate) fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let invalid = || {
+        format!("\"{value}\" is not a duration: use seconds (30, 0.5) or a unit (30s, 5m, 2h, 30d)")
+    };
+    if let Ok(secs) = value.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| invalid());
+    }
+    humantime::parse_duration(value).map_err(|_| invalid())
 }
 
 fn parse_json(value: &str) -> Result<serde_json::Value, String> {
@@ -239,4 +285,31 @@ fn parse_status(value: &str) -> Result<ExecutionStatus, String> {
     value
         .parse()
         .map_err(|err: workflow_core::state::UnknownStatus| err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_are_seconds_or_numbers_with_a_unit() {
+        for (text, expected) in [
+            ("30", Duration::from_secs(30)),
+            ("0.5", Duration::from_millis(500)),
+            ("30s", Duration::from_secs(30)),
+            ("5m", Duration::from_secs(300)),
+            ("2h", Duration::from_secs(7200)),
+            ("30d", Duration::from_secs(30 * 86_400)),
+            ("1h 30m", Duration::from_secs(5400)),
+            ("250ms", Duration::from_millis(250)),
+            ("0", Duration::ZERO),
+        ] {
+            assert_eq!(parse_duration(text), Ok(expected), "{text}");
+        }
+        for text in ["soon", "-1", "5 parsecs", ""] {
+            let err = parse_duration(text).unwrap_err();
+            assert!(err.contains("is not a duration"), "{text}: {err}");
+        }
+    }
 }

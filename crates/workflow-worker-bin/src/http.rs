@@ -1,7 +1,7 @@
 //! The operator endpoint of `--metrics-addr`: Prometheus metrics, liveness and readiness.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -23,10 +23,19 @@ const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
 
+/// What the handlers read. The store is set once the database is open: until then (and
+/// while the database hangs) `/healthz` and `/metrics` answer and `/readyz` says why not.
 #[derive(Clone)]
-struct Endpoint {
-    store: Arc<dyn Store>,
+pub(crate) struct Endpoint {
+    store: Arc<OnceLock<Arc<dyn Store>>>,
     metrics: PrometheusHandle,
+}
+
+impl Endpoint {
+    /// Gives the handlers the open store.
+    pub(crate) fn set_store(&self, store: Arc<dyn Store>) {
+        let _ = self.store.set(store);
+    }
 }
 
 /// A bound endpoint, serving once [`serve`](Self::serve) is called.
@@ -37,7 +46,7 @@ pub(crate) struct MetricsServer {
 
 impl MetricsServer {
     /// Installs the Prometheus recorder and binds `addr`, so a taken port fails at start.
-    pub(crate) async fn bind(addr: SocketAddr, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+    pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<Self> {
         let metrics = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
             .and_then(PrometheusBuilder::install_recorder)
@@ -48,8 +57,16 @@ impl MetricsServer {
             .with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
         Ok(Self {
             listener,
-            endpoint: Endpoint { store, metrics },
+            endpoint: Endpoint {
+                store: Arc::new(OnceLock::new()),
+                metrics,
+            },
         })
+    }
+
+    /// A handle to give the handlers the store once it is open.
+    pub(crate) fn endpoint(&self) -> Endpoint {
+        self.endpoint.clone()
     }
 
     /// The address it listens on (the port is chosen by the system when 0 was asked for).
@@ -88,9 +105,12 @@ impl MetricsServer {
 /// The metrics, with the queue gauges read from the database first. If the database does not
 /// answer, the gauges keep their last values and the rest is still served.
 async fn metrics(State(endpoint): State<Endpoint>) -> String {
+    let Some(store) = endpoint.store.get() else {
+        return endpoint.metrics.render();
+    };
     let stats = tokio::time::timeout(
         DATABASE_TIMEOUT,
-        workflow_core::metrics::record_queue_stats(&*endpoint.store),
+        workflow_core::metrics::record_queue_stats(&**store),
     )
     .await;
     match stats {
@@ -103,7 +123,13 @@ async fn metrics(State(endpoint): State<Endpoint>) -> String {
 
 /// 200 when the database answers within [`DATABASE_TIMEOUT`], else 503 saying why.
 async fn ready(State(endpoint): State<Endpoint>) -> (StatusCode, String) {
-    match tokio::time::timeout(DATABASE_TIMEOUT, endpoint.store.now()).await {
+    let Some(store) = endpoint.store.get() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "connecting to the database\n".to_owned(),
+        );
+    };
+    match tokio::time::timeout(DATABASE_TIMEOUT, store.now()).await {
         Ok(Ok(_)) => (StatusCode::OK, "ready\n".to_owned()),
         Ok(Err(err)) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -4,7 +4,6 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
 use workflow_core::{
     ExecutionDetail, ExecutionId, ListExecutionsParams, NodeRegistry, Schedule, ScheduleId,
     SendSignalParams, StartExecutionParams, Store, WorkflowDefinition, WorkflowGraph, WorkflowRef,
@@ -21,7 +20,7 @@ use cli::{Cli, Command, ExecutionsCommand, LogFormat, RunArgs, ScheduleCommand, 
 const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn";
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse_cli() {
         Ok(cli) => cli,
         // Usage mistakes get one line naming the problem; --help and --version print as usual.
         Err(err) if err.use_stderr() => {
@@ -56,6 +55,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// Parses the command line. The worker's options are accepted before or after `run` (they
+/// are global flags), and refused on any other command rather than silently ignored.
+fn parse_cli() -> Result<Cli, clap::Error> {
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches};
+
+    let mut command = Cli::command();
+    let matches = command.try_get_matches_from_mut(std::env::args_os())?;
+    if let Some((name, sub)) = matches.subcommand()
+        && name != "run"
+    {
+        // Global flags are visible in the subcommand's matches wherever they were typed.
+        let typed = RunArgs::NAMES
+            .iter()
+            .find(|id| sub.value_source(id) == Some(ValueSource::CommandLine));
+        if let Some(id) = typed {
+            let flag = id.replace('_', "-");
+            return Err(command.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("--{flag} is an option of `workflow-worker run`, not of `{name}`"),
+            ));
+        }
+    }
+    Cli::from_arg_matches(&matches).map_err(|err| err.format(&mut command))
+}
+
 /// clap's message without its usage section, on one line: `the following required arguments
 /// were not provided: <ID>`.
 fn usage_error(err: &clap::Error) -> String {
@@ -86,52 +111,80 @@ fn one_line(err: &anyhow::Error) -> String {
     line
 }
 
+/// What a command may do to the database's schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// `run` and `migrate`: apply pending migrations.
+    Migrate,
+    /// Commands that write: a missing SQLite file is created (with its schema); an existing
+    /// database must have the current schema.
+    Write,
+    /// Commands that only read: the database must exist with the current schema.
+    Read,
+}
+
+impl Command {
+    fn access(&self) -> Access {
+        match self {
+            Command::Run | Command::Migrate => Access::Migrate,
+            Command::Executions(_) | Command::Schedule(ScheduleCommand::List) => Access::Read,
+            _ => Access::Write,
+        }
+    }
+
+    /// The connection's `application_name` for commands other than `run`.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Run => "run",
+            Command::Migrate => "migrate",
+            Command::Workflow(_) => "workflow",
+            Command::Start { .. } => "start",
+            Command::Signal { .. } => "signal",
+            Command::Cancel { .. } => "cancel",
+            Command::Executions(_) => "executions",
+            Command::Schedule(_) => "schedule",
+            Command::Prune { .. } => "prune",
+        }
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let command = cli.command.unwrap_or(Command::Run(cli.run));
+    let command = cli.command.unwrap_or(Command::Run);
     // Check the worker's settings before touching the database.
-    let worker_args = match &command {
-        Command::Run(args) => Some(args.clone()),
+    let config = match command {
+        Command::Run => Some(worker_config(cli.run.clone())?),
         _ => None,
     };
-    let metrics_addr = worker_args.as_ref().and_then(|args| args.metrics_addr);
-    let config = worker_args.map(worker_config).transpose()?;
     let (url, embedded_default) = database_url(cli.database_url);
-    let store = workflow_store::open_store(&url).await?;
+    let application_name = match &config {
+        Some(config) => config.worker_id.clone(),
+        None => format!("workflow-worker {}", command.name()),
+    };
+    let access = command.access();
+    let options = workflow_store::OpenOptions {
+        migrate: access == Access::Migrate,
+        create_missing: access == Access::Write,
+        postgres: workflow_store::PgStoreOptions::default()
+            .max_connections(cli.connection.max_connections)
+            .connect_timeout(cli.connection.connect_timeout)
+            .statement_timeout(Some(cli.connection.statement_timeout))
+            .application_name(application_name)
+            .pooler(cli.connection.pooler),
+    };
+    if let Command::Run = command {
+        let config = config.expect("run has a worker config");
+        return run_worker(
+            &url,
+            embedded_default,
+            &options,
+            config,
+            cli.run.metrics_addr,
+        )
+        .await;
+    }
+    let store = workflow_store::open_store_with(&url, &options).await?;
     match command {
-        Command::Run(_) => {
-            let metrics = match metrics_addr {
-                Some(addr) => Some(http::MetricsServer::bind(addr, store.clone()).await?),
-                None => None,
-            };
-            let mut worker = WorkflowWorker::new(store);
-            if let Some(config) = config {
-                worker = worker.config(config);
-            }
-            if embedded_default {
-                tracing::info!(
-                    database = %url,
-                    "no DATABASE_URL set: using the embedded SQLite store in the working directory"
-                );
-            } else {
-                tracing::info!(database = %workflow_store::redact_url(&url), "database ready");
-            }
-            let stop_metrics = tokio_util::sync::CancellationToken::new();
-            let served = match metrics {
-                Some(server) => {
-                    let addr = server.local_addr()?;
-                    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
-                    Some(tokio::spawn(server.serve(stop_metrics.clone())))
-                }
-                None => None,
-            };
-            let ran = worker.run_until(shutdown_signal()).await;
-            // The endpoint stays up while the worker drains, then stops with it.
-            stop_metrics.cancel();
-            if let Some(served) = served {
-                served.await??;
-            }
-            ran?;
-        }
+        Command::Run => unreachable!("handled above"),
         Command::Prune {
             older_than,
             batch_size,
@@ -219,6 +272,65 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `workflow-worker run`: serves the health endpoint at once (it answers while the database
+/// does not), connects and migrates, then runs the worker until SIGINT or SIGTERM.
+async fn run_worker(
+    url: &str,
+    embedded_default: bool,
+    options: &workflow_store::OpenOptions,
+    config: workflow_core::WorkerConfig,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    let stop_metrics = tokio_util::sync::CancellationToken::new();
+    let (endpoint, served) = match metrics_addr {
+        Some(addr) => {
+            let server = http::MetricsServer::bind(addr).await?;
+            let endpoint = server.endpoint();
+            tracing::info!(addr = %server.local_addr()?, "serving /metrics, /healthz and /readyz");
+            (
+                Some(endpoint),
+                Some(tokio::spawn(server.serve(stop_metrics.clone()))),
+            )
+        }
+        None => (None, None),
+    };
+    let shown = workflow_store::redact_url(url);
+    if embedded_default {
+        tracing::info!(
+            database = %shown,
+            "no DATABASE_URL set: using the embedded SQLite store in the working directory"
+        );
+    }
+    tracing::info!(database = %shown, timeout = ?options.postgres.get_connect_timeout(), "connecting to the database and applying migrations");
+    let opened = tokio::select! {
+        opened = workflow_store::open_store_with(url, options) => opened,
+        () = shutdown_signal() => {
+            stop_metrics.cancel();
+            return Ok(());
+        }
+    };
+    let ran = match opened {
+        Ok(store) => {
+            tracing::info!(database = %shown, "database ready");
+            if let Some(endpoint) = &endpoint {
+                endpoint.set_store(store.clone());
+            }
+            WorkflowWorker::new(store)
+                .config(config)
+                .run_until(shutdown_signal())
+                .await
+                .map_err(anyhow::Error::from)
+        }
+        Err(err) => Err(err.into()),
+    };
+    // The endpoint stays up while the worker drains, then stops with it.
+    stop_metrics.cancel();
+    if let Some(served) = served {
+        served.await??;
+    }
+    ran
 }
 
 async fn schedule(store: &dyn Store, command: ScheduleCommand) -> anyhow::Result<()> {

@@ -354,7 +354,7 @@ async fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
     let err = fail_one_line(url, &["cancel", "nope"]);
     assert!(err.contains("invalid execution id \"nope\""), "{err}");
     let err = fail_one_line(url, &["start", "nope", "--timeout", "soon"]);
-    assert!(err.contains("\"soon\" is not a number of seconds"), "{err}");
+    assert!(err.contains("\"soon\" is not a duration"), "{err}");
     let err = fail_one_line(url, &["executions", "list", "--status", "done"]);
     assert!(err.contains("unknown execution status \"done\""), "{err}");
     let err = fail_one_line(url, &["run", "--concurrency", "0"]);
@@ -369,10 +369,7 @@ async fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
     let err = fail_one_line(url, &["prune"]);
     assert!(err.contains("--older-than"), "{err}");
     let err = fail_one_line(url, &["prune", "--older-than", "banana"]);
-    assert!(
-        err.contains("\"banana\" is not a duration such as 30d"),
-        "{err}"
-    );
+    assert!(err.contains("\"banana\" is not a duration"), "{err}");
     let err = fail_one_line(url, &["prune", "--older-than", "1d", "--batch-size", "0"]);
     assert!(err.contains("--batch-size must be at least 1"), "{err}");
     let err = fail_one_line(url, &["run", "--metrics-addr", "localhost"]);
@@ -405,6 +402,17 @@ async fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
     assert!(!err.contains("hunter2"), "the password leaked: {err}");
     let err = fail(Some("mysql://root@localhost/db"), &["executions", "list"]);
     assert!(err.contains("unsupported database URL"), "{err}");
+    // A password with characters a URL must escape: recognisable, redacted, and told why.
+    let err = fail_one_line(
+        Some("postgresql://postgres.abcd:p@ss#w0rd@db.example:6543/postgres"),
+        &["executions", "list"],
+    );
+    assert!(
+        err.contains("postgresql://postgres.abcd:***@db.example:6543/postgres"),
+        "{err}"
+    );
+    assert!(err.contains("percent-encoded"), "{err}");
+    assert!(!err.contains("w0rd"), "the password leaked: {err}");
 
     let nothing = db
         .store
@@ -628,4 +636,99 @@ async fn json_logs_are_one_object_per_line_with_the_execution_in_its_span() {
         .find(|line| line["fields"]["message"] == "node completed")
         .expect("a node completed line");
     assert!(node["fields"]["node.id"].is_string(), "{node}");
+}
+
+/// The worker's options before `run` are applied, and refused (one line, exit 2) on other
+/// commands instead of being ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_flags_before_the_command_are_applied_or_refused() {
+    let db = TestSqlite::create().await;
+    let url = db.url.as_str();
+    let worker_id = format!("before-run-{}", uuid::Uuid::new_v4().simple());
+    let worker = Worker::spawn(bin(Some(url)).args([
+        "--concurrency",
+        "5",
+        "--worker-id",
+        &worker_id,
+        "--poll-interval",
+        "250ms",
+        "run",
+    ]));
+    let log = common::wait_for("the worker to start", Duration::from_secs(60), || {
+        let log = worker.log();
+        async move { log.contains("worker started").then_some(log) }
+    })
+    .await;
+    worker.stop();
+    assert!(log.contains(&format!("worker.id={worker_id}")), "{log}");
+    assert!(log.contains("concurrency=5"), "{log}");
+    assert!(log.contains("poll_interval=250ms"), "{log}");
+
+    let output = run(Some(url), &["--concurrency", "5", "executions", "list"]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(
+        err.contains("--concurrency is an option of `workflow-worker run`, not of `executions`"),
+        "{err}"
+    );
+    let err = fail_one_line(Some(url), &["executions", "list", "--lease-duration", "5s"]);
+    assert!(
+        err.contains("--lease-duration is an option of `workflow-worker run`"),
+        "{err}"
+    );
+    // Environment variables configure every command's process alike and are not refused.
+    let output = bin(Some(url))
+        .env("WORKFLOW_WORKER_CONCURRENCY", "3")
+        .args(["executions", "list"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+/// Read-only commands never migrate and never create a file: a missing SQLite file stays
+/// missing, and a database without the current schema gets a message naming `migrate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_commands_do_not_migrate_or_create_databases() {
+    let dir = std::env::temp_dir().join(format!("wfw-cli-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("absent.db");
+    let url = format!("sqlite://{}", file.display());
+    for args in [
+        &["executions", "list"][..],
+        &["executions", "show", &uuid::Uuid::new_v4().to_string()],
+        &["schedule", "list"],
+    ] {
+        let err = fail_one_line(Some(&url), args);
+        assert!(
+            err.contains(&format!(
+                "no database at {url}: run `workflow-worker migrate`"
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(!file.exists(), "{args:?} created {}", file.display());
+    }
+    // Commands that write create the embedded file, as `migrate` would.
+    let hello = examples_dir().join("hello.json");
+    succeed(&url, &["workflow", "save", hello.to_str().unwrap()]);
+    assert!(file.exists());
+    succeed(&url, &["executions", "list"]);
+
+    let empty = TestDatabase::create_empty().await;
+    let err = fail_one_line(Some(&empty.url), &["executions", "list"]);
+    assert!(
+        err.contains("has no workflow-worker schema")
+            && err.contains("run `workflow-worker migrate` first"),
+        "{err}"
+    );
+    let tables: i64 =
+        sqlx::query_scalar("select count(*) from pg_tables where schemaname = 'public'")
+            .fetch_one(empty.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(tables, 0, "a read-only command created tables");
+    let err = fail_one_line(Some(&empty.url), &["start", "hello"]);
+    assert!(err.contains("run `workflow-worker migrate` first"), "{err}");
+    assert!(succeed(&empty.url, &["migrate"]).contains("migrations applied"));
+    assert!(succeed(&empty.url, &["executions", "list"]).is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -6,9 +6,8 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Worker, save, wait_for};
+use common::{Worker, get, save, wait_for};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use workflow_core::{ExecutionStatus, StartExecutionParams, Store};
@@ -67,18 +66,6 @@ async fn forward(listener: TcpListener, upstream: String) {
             }
         });
     }
-}
-
-/// `GET path` over a plain connection: the status code and the body.
-async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_owned();
-    Some((status, body))
 }
 
 /// The value of one sample line (`name{labels} value`) in a Prometheus text exposition.
