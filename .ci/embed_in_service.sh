@@ -17,8 +17,13 @@ for _ in $(seq 100); do
 done
 [ -n "$addr" ] || { echo "embed_in_service never listened" >&2; exit 1; }
 
-id=$(curl -sf -X POST "http://$addr/greetings" -H 'content-type: application/json' \
-    -d '{"name": "Ada"}' | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
+# The README's command, as written there, aimed at this run's address.
+readme=$(dirname "$0")/../README.md
+command=$(grep -o "curl -X POST localhost:3000/greetings[^\`]*" "$readme" | head -1)
+[ -n "$command" ] || { echo "README.md has no curl -X POST localhost:3000/greetings command" >&2; exit 1; }
+echo "README: $command"
+created=$(eval "${command/localhost:3000/$addr} -sf")
+id=$(printf '%s' "$created" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
 [ -n "$id" ] || { echo "POST /greetings returned no id" >&2; exit 1; }
 for _ in $(seq 100); do
     shown=$(curl -sf "http://$addr/greetings/$id")

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use workflow_core::{
+use workflow_worker_core::{
     ExecutionId, ExecutionStatus, SendSignalParams, StartExecutionParams, Store,
     WorkflowDefinition, WorkflowGraph, WorkflowWorker,
 };
@@ -25,9 +25,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let url = workflow_store::database_url_from_env()
-        .unwrap_or_else(|| workflow_store::DEFAULT_DATABASE_URL.to_owned());
-    let store = workflow_store::open_store(&url).await?;
+    let url = workflow_worker_store::database_url_from_env()
+        .unwrap_or_else(|| workflow_worker_store::DEFAULT_DATABASE_URL.to_owned());
+    let store = workflow_worker_store::open_store(&url).await?;
 
     // trigger -> wait for "approval" -> ship (approved) or refund (rejected).
     let definition: WorkflowDefinition = serde_json::from_value(json!({

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use workflow_core::{
+use workflow_worker_core::{
     BoxError, ExecutionStatus, NodeContext, NodeError, NodeExecutor, NodeOutcome, ResultExt,
     StartExecutionParams, Store, WorkflowDefinition, WorkflowGraph, WorkflowWorker,
 };
@@ -67,9 +67,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let url = workflow_store::database_url_from_env()
-        .unwrap_or_else(|| workflow_store::DEFAULT_DATABASE_URL.to_owned());
-    let store = workflow_store::open_store(&url).await?;
+    let url = workflow_worker_store::database_url_from_env()
+        .unwrap_or_else(|| workflow_worker_store::DEFAULT_DATABASE_URL.to_owned());
+    let store = workflow_worker_store::open_store(&url).await?;
 
     let worker = WorkflowWorker::new(store.clone())
         .poll_interval(Duration::from_millis(100))

@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo run --example embed_in_service            # listens on 127.0.0.1:3000 (ADDR to change)
-//! curl -s -X POST localhost:3000/greetings -d '{"name": "Ada"}'
+//! curl -s -X POST localhost:3000/greetings -H 'content-type: application/json' -d '{"name": "Ada"}'
 //! curl -s localhost:3000/greetings/<id>
 //! ```
 //!
@@ -24,7 +24,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use workflow_core::{
+use workflow_worker_core::{
     ExecutionId, NodeContext, NodeError, NodeExecutor, NodeOutcome, StartExecutionParams, Store,
     StoreError, WorkflowDefinition, WorkflowGraph, WorkflowWorker,
 };
@@ -53,9 +53,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let url = workflow_store::database_url_from_env()
-        .unwrap_or_else(|| workflow_store::DEFAULT_DATABASE_URL.to_owned());
-    let store = workflow_store::open_store(&url).await?;
+    let url = workflow_worker_store::database_url_from_env()
+        .unwrap_or_else(|| workflow_worker_store::DEFAULT_DATABASE_URL.to_owned());
+    let store = workflow_worker_store::open_store(&url).await?;
 
     let worker = WorkflowWorker::new(store.clone())
         .poll_interval(Duration::from_millis(200))

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use workflow_core::{
+use workflow_worker_core::{
     ExecutionId, StartExecutionParams, Store, WorkflowDefinition, WorkflowGraph, WorkflowWorker,
 };
 
@@ -23,10 +23,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let url = workflow_store::database_url_from_env()
-        .unwrap_or_else(|| workflow_store::DEFAULT_DATABASE_URL.to_owned());
-    println!("database: {}", workflow_store::redact_url(&url));
-    let store = workflow_store::open_store(&url).await?;
+    let url = workflow_worker_store::database_url_from_env()
+        .unwrap_or_else(|| workflow_worker_store::DEFAULT_DATABASE_URL.to_owned());
+    println!("database: {}", workflow_worker_store::redact_url(&url));
+    let store = workflow_worker_store::open_store(&url).await?;
 
     // The worker knows which node types exist; definitions are validated against them.
     let worker = WorkflowWorker::new(store.clone()).poll_interval(Duration::from_millis(100));
@@ -68,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     anyhow::ensure!(
-        detail.execution.status == workflow_core::ExecutionStatus::Completed,
+        detail.execution.status == workflow_worker_core::ExecutionStatus::Completed,
         "the execution did not complete: {:?}",
         detail.execution.error
     );

@@ -3,9 +3,9 @@
 //! order and again on every start. Installs from before our own table move their history over.
 
 use serde_json::json;
-use workflow_core::testing::fixture;
-use workflow_core::{NodeRegistry, StartExecutionParams, Store};
-use workflow_store::testing::{TestDatabase, TestSqlite};
+use workflow_worker_core::testing::fixture;
+use workflow_worker_core::{NodeRegistry, StartExecutionParams, Store};
+use workflow_worker_store::testing::{TestDatabase, TestSqlite};
 
 /// The application's migrations (tests/fixtures/app_migrations).
 static APP: sqlx::migrate::Migrator = sqlx::migrate!("fixtures/app_migrations");
@@ -44,7 +44,7 @@ async fn the_applications_migrations_and_ours_run_side_by_side() {
     db.store.migrate().await.unwrap();
 
     assert_eq!(versions(pool, "_sqlx_migrations").await, vec![1, 2]);
-    let ours = versions(pool, workflow_store::MIGRATIONS_TABLE).await;
+    let ours = versions(pool, workflow_worker_store::MIGRATIONS_TABLE).await;
     let schema = db.store.schema_version().await.unwrap();
     assert_eq!(ours, (1..=schema.required).collect::<Vec<_>>());
     assert!(schema.is_current());
@@ -74,7 +74,7 @@ async fn an_install_from_before_our_own_table_keeps_its_history() {
     db.store.migrate().await.unwrap();
     // Every row moved: none applied twice (that would fail on existing tables), none lost.
     assert!(versions(pool, "_sqlx_migrations").await.is_empty());
-    let ours = versions(pool, workflow_store::MIGRATIONS_TABLE).await;
+    let ours = versions(pool, workflow_worker_store::MIGRATIONS_TABLE).await;
     let legacy: Vec<i64> = LEGACY_POSTGRES.iter().map(|m| m.version).collect();
     assert_eq!(ours, legacy);
     let executions: i64 = sqlx::query_scalar("select count(*) from workflow_executions")

@@ -5,13 +5,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sqlx::Connection;
-use workflow_core::testing::fixture::{self, workflow};
-use workflow_core::testing::nodes;
-use workflow_core::{
+use workflow_worker_core::testing::fixture::{self, workflow};
+use workflow_worker_core::testing::nodes;
+use workflow_worker_core::{
     ExecutionDetail, ExecutionId, ExecutionStatus, NodeRunStatus, StartExecutionParams, Store,
     WorkflowWorker,
 };
-use workflow_store::testing::TestDatabase;
+use workflow_worker_store::testing::TestDatabase;
 
 const EXECUTIONS: usize = 60;
 

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use serde_json::json;
 use uuid::Uuid;
-use workflow_core::testing::fixture::{self, run_until_terminal};
-use workflow_core::{ExecutionId, ExecutionStatus, NodeRunStatus, Store, WorkflowWorker};
-use workflow_store::testing::TestDatabase;
+use workflow_worker_core::testing::fixture::{self, run_until_terminal};
+use workflow_worker_core::{ExecutionId, ExecutionStatus, NodeRunStatus, Store, WorkflowWorker};
+use workflow_worker_store::testing::TestDatabase;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -20,7 +20,7 @@ async fn other_program(db: &TestDatabase) -> sqlx::PgPool {
 async fn executions_inserted_with_plain_sql_are_picked_up_and_completed() {
     let db = TestDatabase::create().await;
     let saved = fixture::hello()
-        .save(&db.store, &workflow_core::NodeRegistry::builtin())
+        .save(&db.store, &workflow_worker_core::NodeRegistry::builtin())
         .await;
     let sql = other_program(&db).await;
 
@@ -85,7 +85,7 @@ async fn executions_inserted_with_plain_sql_are_picked_up_and_completed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_sql_inserts_are_pinned_to_the_latest_version_and_checked() {
     let db = TestDatabase::create().await;
-    let registry = workflow_core::NodeRegistry::builtin();
+    let registry = workflow_worker_core::NodeRegistry::builtin();
     let v1 = fixture::hello().save(&db.store, &registry).await;
     fixture::hello().save(&db.store, &registry).await;
     let sql = other_program(&db).await;
@@ -121,7 +121,7 @@ async fn plain_sql_inserts_are_pinned_to_the_latest_version_and_checked() {
     );
     let listed = db
         .store
-        .list_executions(workflow_core::ListExecutionsParams {
+        .list_executions(workflow_worker_core::ListExecutionsParams {
             limit: 10,
             ..Default::default()
         })

@@ -7,12 +7,12 @@
 use std::time::Duration;
 
 use serde_json::json;
-use workflow_core::testing::fixture::{self, workflow};
-use workflow_core::testing::nodes;
-use workflow_core::{
+use workflow_worker_core::testing::fixture::{self, workflow};
+use workflow_worker_core::testing::nodes;
+use workflow_worker_core::{
     ExecutionId, ExecutionStatus, SendSignalParams, StartExecutionParams, Store, WorkflowWorker,
 };
-use workflow_store::testing::{TestDatabase, TestSqlite};
+use workflow_worker_store::testing::{TestDatabase, TestSqlite};
 
 const POLL: Duration = Duration::from_secs(30);
 /// Far below the poll interval, with room for a loaded machine.
@@ -38,7 +38,7 @@ async fn until_status(store: &impl Store, id: ExecutionId, status: ExecutionStat
 }
 
 /// Saves `quick` (one node) and `approval` (waits for signal `go`); returns their node types.
-async fn save_quick_and_approval(store: &impl Store) -> workflow_core::NodeRegistry {
+async fn save_quick_and_approval(store: &impl Store) -> workflow_worker_core::NodeRegistry {
     let registry = nodes::registry();
     workflow("quick")
         .node("work", "echo", serde_json::Value::Null)
@@ -87,7 +87,7 @@ async fn idle_workers_are_woken_by_new_executions_signals_and_bulk_inserts() {
     // Fifty rows in one plain-SQL statement: one notification, and all of them run.
     let workflow_id = db
         .store
-        .get_workflow(&workflow_core::WorkflowRef::Name("quick".into()))
+        .get_workflow(&workflow_worker_core::WorkflowRef::Name("quick".into()))
         .await
         .unwrap()
         .workflow_id;
@@ -127,9 +127,9 @@ async fn a_new_schedule_wakes_idle_workers() {
     // Past the worker's first look at schedules (it found none).
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    workflow_core::schedule::create(
+    workflow_worker_core::schedule::create(
         &db.store,
-        workflow_core::WorkflowRef::Name("ticking".into()),
+        workflow_worker_core::WorkflowRef::Name("ticking".into()),
         "* * * * * *",
         "UTC",
         json!({}),
@@ -141,7 +141,7 @@ async fn a_new_schedule_wakes_idle_workers() {
     loop {
         let fired = db
             .store
-            .list_executions(workflow_core::ListExecutionsParams {
+            .list_executions(workflow_worker_core::ListExecutionsParams {
                 status: Some(ExecutionStatus::Completed),
                 limit: 10,
                 ..Default::default()

@@ -23,12 +23,12 @@ use serde_json::{Value, json};
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use workflow_core::{
+use workflow_worker_core::{
     ClaimParams, ExecutionId, ListExecutionsParams, NodeContext, NodeError, NodeExecutor,
     NodeOutcome, RescueFilter, StartExecutionParams, Store, WorkflowDefinition, WorkflowGraph,
     WorkflowWorker,
 };
-use workflow_store::testing::{TestDatabase, TestSqlite};
+use workflow_worker_store::testing::{TestDatabase, TestSqlite};
 
 #[derive(Debug, Parser)]
 #[command(name = "workflow-bench", about)]
@@ -316,7 +316,7 @@ async fn drain(
         .await?;
     let completed = executions
         .iter()
-        .filter(|e| e.status == workflow_core::ExecutionStatus::Completed)
+        .filter(|e| e.status == workflow_worker_core::ExecutionStatus::Completed)
         .count();
     anyhow::ensure!(
         completed as u64 == queued,

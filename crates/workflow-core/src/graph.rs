@@ -25,7 +25,7 @@ pub const TRIGGER_TYPE: &str = "trigger";
 /// A workflow as written by its author: nodes and the edges between them.
 ///
 /// ```
-/// use workflow_core::WorkflowDefinition;
+/// use workflow_worker_core::WorkflowDefinition;
 ///
 /// let definition: WorkflowDefinition = serde_json::from_str(r#"{
 ///     "name": "hello",

@@ -1,16 +1,16 @@
-//! # workflow-core
+//! # workflow-worker-core
 //!
 //! The engine of workflow-worker: workflow definitions and their validation, the execution
 //! state machine, the [`NodeExecutor`] trait with the built-in node types, the [`Store`]
 //! trait, and [`WorkflowWorker`], the poll loop that runs executions. It knows nothing of SQL;
-//! the `workflow-store` crate provides the stores.
+//! the `workflow-worker-store` crate provides the stores.
 //!
 //! ## Embedding the worker
 //!
 //! ```no_run
 //! use async_trait::async_trait;
 //! use serde_json::json;
-//! use workflow_core::{
+//! use workflow_worker_core::{
 //!     NodeContext, NodeError, NodeExecutor, NodeOutcome, StartExecutionParams, Store,
 //!     WorkflowDefinition, WorkflowGraph, WorkflowWorker,
 //! };
@@ -27,7 +27,7 @@
 //! }
 //!
 //! # async fn embed(store: impl Store + Clone) -> Result<(), Box<dyn std::error::Error>> {
-//! // `store` is a `workflow_store::PgStore` (or any other `Store`).
+//! // `store` is a `workflow_worker_store::PgStore` (or any other `Store`).
 //! let worker = WorkflowWorker::new(store.clone())
 //!     .poll_interval(std::time::Duration::from_secs(1))
 //!     .concurrency(10)

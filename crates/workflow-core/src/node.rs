@@ -45,14 +45,14 @@ pub use wait::{DelayNode, WaitForSignalNode};
 /// ```
 /// use async_trait::async_trait;
 /// use serde_json::json;
-/// use workflow_core::{NodeContext, NodeError, NodeExecutor, NodeOutcome, ResultExt};
+/// use workflow_worker_core::{NodeContext, NodeError, NodeExecutor, NodeOutcome, ResultExt};
 ///
 /// /// Adds `config.amount` to `input.total`.
 /// struct AddNode;
 ///
 /// #[async_trait]
 /// impl NodeExecutor for AddNode {
-///     fn validate_config(&self, config: &serde_json::Value) -> Result<(), workflow_core::BoxError> {
+///     fn validate_config(&self, config: &serde_json::Value) -> Result<(), workflow_worker_core::BoxError> {
 ///         config.get("amount").and_then(|a| a.as_f64()).ok_or("config.amount must be a number")?;
 ///         Ok(())
 ///     }

@@ -1,6 +1,6 @@
 //! The [`Store`] trait: everything the worker and clients persist, with no SQL in sight.
 //!
-//! Implementations live in the `workflow-store` crate. Each method is one atomic step; core
+//! Implementations live in the `workflow-worker-store` crate. Each method is one atomic step; core
 //! decides every status change (see [`transition`](crate::transition)) and a store only
 //! persists it. Time is always the database's clock: callers pass durations (a lease length,
 //! a backoff), never instants from their own clock.

@@ -4,8 +4,8 @@
 //! A store crate stamps the suite into its tests with [`conformance_tests!`](crate::conformance_tests):
 //!
 //! ```text
-//! workflow_core::conformance_tests!(postgres, async {
-//!     let db = workflow_store::testing::TestDatabase::create().await;
+//! workflow_worker_core::conformance_tests!(postgres, async {
+//!     let db = workflow_worker_store::testing::TestDatabase::create().await;
 //!     let store = db.store.clone();
 //!     (db, store)
 //! });

@@ -157,8 +157,8 @@ fn default_worker_id() -> String {
 /// Runs workflow executions from a [`Store`].
 ///
 /// ```no_run
-/// # use workflow_core::{Store, WorkflowWorker};
-/// # async fn run(store: impl Store) -> Result<(), workflow_core::Error> {
+/// # use workflow_worker_core::{Store, WorkflowWorker};
+/// # async fn run(store: impl Store) -> Result<(), workflow_worker_core::Error> {
 /// use std::time::Duration;
 ///
 /// WorkflowWorker::new(store)

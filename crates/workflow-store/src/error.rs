@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use sqlx::error::ErrorKind;
-use workflow_core::{Execution, ExecutionId, StoreError};
+use workflow_worker_core::{Execution, ExecutionId, StoreError};
 
 /// Classifies a sqlx error.
 pub(crate) fn classify(err: sqlx::Error) -> StoreError {

@@ -1,6 +1,6 @@
-//! # workflow-store
+//! # workflow-worker-store
 //!
-//! Stores for [workflow-core](workflow_core):
+//! Stores for [workflow-worker-core](workflow_worker_core):
 //! - [`PgStore`] on PostgreSQL, for any number of workers on any number of machines;
 //! - [`SqliteStore`] on an SQLite file, the embedded default: one machine, no server.
 //!
@@ -17,7 +17,7 @@
 //!
 //! use async_trait::async_trait;
 //! use serde_json::json;
-//! use workflow_core::{
+//! use workflow_worker_core::{
 //!     ExecutionStatus, NodeContext, NodeError, NodeExecutor, NodeOutcome,
 //!     StartExecutionParams, WorkflowDefinition, WorkflowGraph, WorkflowWorker,
 //! };
@@ -38,7 +38,7 @@
 //! # std::fs::create_dir_all(&dir)?;
 //! # let url = format!("sqlite://{}", dir.join("workflows.db").display());
 //! // url: "sqlite://workflows.db", or "postgres://user@host/db"
-//! let store = workflow_store::open_store(&url).await?;
+//! let store = workflow_worker_store::open_store(&url).await?;
 //! let worker = WorkflowWorker::new(store.clone())
 //!     .poll_interval(Duration::from_millis(50))
 //!     .node("greet", Greet);
@@ -72,7 +72,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use workflow_core::{
+use workflow_worker_core::{
     ClaimedExecution, Execution, ExecutionId, ExecutionStatus, NodeRun, Signal, Store, StoreError,
 };
 

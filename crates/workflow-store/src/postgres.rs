@@ -16,7 +16,7 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, FromRow, Row};
 use uuid::Uuid;
-use workflow_core::{
+use workflow_worker_core::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
     Execution, ExecutionDetail, ExecutionId, ExecutionStatus, FireScheduleParams,
     ListExecutionsParams, NodeRun, NodeRunStatus, QueueStats, RecordNodeRunsParams, RescueFilter,
@@ -1066,7 +1066,7 @@ struct NodeRunColumns {
 }
 
 impl NodeRunColumns {
-    fn push(&mut self, run: &workflow_core::NewNodeRun) {
+    fn push(&mut self, run: &workflow_worker_core::NewNodeRun) {
         self.node_id.push(run.node_id.clone());
         self.node_type.push(run.node_type.clone());
         self.attempt

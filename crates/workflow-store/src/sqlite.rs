@@ -26,7 +26,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, FromRow, Row};
 use tokio::sync::watch;
 use uuid::Uuid;
-use workflow_core::{
+use workflow_worker_core::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
     Execution, ExecutionDetail, ExecutionId, ExecutionStatus, FireScheduleParams,
     ListExecutionsParams, NodeRun, NodeRunStatus, QueueStats, RecordNodeRunsParams, RescueFilter,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use workflow_core::ExecutionStatus;
+use workflow_worker_core::ExecutionStatus;
 
 /// Runs durable workflows stored in PostgreSQL or an embedded SQLite file.
 #[derive(Debug, Parser)]
@@ -35,7 +35,7 @@ pub(crate) struct Cli {
 pub(crate) struct ConnectionArgs {
     /// Connections the worker's pool opens at most (PostgreSQL).
     #[arg(long, env = "WORKFLOW_MAX_CONNECTIONS", global = true,
-          default_value_t = workflow_store::postgres::DEFAULT_MAX_CONNECTIONS)]
+          default_value_t = workflow_worker_store::postgres::DEFAULT_MAX_CONNECTIONS)]
     pub(crate) max_connections: u32,
 
     /// How long connecting to PostgreSQL may take (30, 10s, 1m).
@@ -53,7 +53,7 @@ pub(crate) struct ConnectionArgs {
     /// `detect` (from the URL: Supabase's and Neon's pooler hosts, `pgbouncer=true`),
     /// `transaction` or `direct`. Behind one, statements are not prepared and wake-ups are off.
     #[arg(long, env = "WORKFLOW_POOLER", global = true, default_value = "detect")]
-    pub(crate) pooler: workflow_store::PoolerMode,
+    pub(crate) pooler: workflow_worker_store::PoolerMode,
 }
 
 /// How log lines are written.
@@ -121,7 +121,7 @@ pub(crate) enum Command {
         #[arg(long, value_parser = parse_duration)]
         older_than: Duration,
         /// Executions deleted per statement (one short transaction each).
-        #[arg(long, default_value_t = workflow_core::worker::PRUNE_BATCH)]
+        #[arg(long, default_value_t = workflow_worker_core::worker::PRUNE_BATCH)]
         batch_size: u32,
     },
 }
@@ -203,7 +203,7 @@ pub(crate) enum ExecutionsCommand {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct RunArgs {
     /// Executions run at once.
-    #[arg(long, global = true, env = "WORKFLOW_WORKER_CONCURRENCY", default_value_t = workflow_core::worker::DEFAULT_CONCURRENCY)]
+    #[arg(long, global = true, env = "WORKFLOW_WORKER_CONCURRENCY", default_value_t = workflow_worker_core::worker::DEFAULT_CONCURRENCY)]
     pub(crate) concurrency: usize,
 
     /// Time between polls when idle (1, 0.5, 2s).
@@ -234,7 +234,7 @@ pub(crate) struct RunArgs {
     pub(crate) wakeups: bool,
 
     /// Rescues in a row after which an execution whose worker keeps dying is failed.
-    #[arg(long, global = true, env = "WORKFLOW_MAX_RESCUES", default_value_t = workflow_core::worker::DEFAULT_MAX_RESCUES)]
+    #[arg(long, global = true, env = "WORKFLOW_MAX_RESCUES", default_value_t = workflow_worker_core::worker::DEFAULT_MAX_RESCUES)]
     pub(crate) max_rescues: u32,
 
     /// Serve Prometheus metrics at http://ADDR/metrics, with /healthz (the process is up) and
@@ -284,7 +284,7 @@ fn parse_json(value: &str) -> Result<serde_json::Value, String> {
 fn parse_status(value: &str) -> Result<ExecutionStatus, String> {
     value
         .parse()
-        .map_err(|err: workflow_core::state::UnknownStatus| err.to_string())
+        .map_err(|err: workflow_worker_core::state::UnknownStatus| err.to_string())
 }
 
 #[cfg(test)]

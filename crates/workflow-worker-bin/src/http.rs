@@ -12,7 +12,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use workflow_core::Store;
+use workflow_worker_core::Store;
 
 /// How long `/readyz` and the queue gauges of `/metrics` wait for the database.
 const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -51,7 +51,7 @@ impl MetricsServer {
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
             .and_then(PrometheusBuilder::install_recorder)
             .context("cannot install the metrics recorder")?;
-        workflow_core::metrics::describe();
+        workflow_worker_core::metrics::describe();
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
@@ -110,7 +110,7 @@ async fn metrics(State(endpoint): State<Endpoint>) -> String {
     };
     let stats = tokio::time::timeout(
         DATABASE_TIMEOUT,
-        workflow_core::metrics::record_queue_stats(&**store),
+        workflow_worker_core::metrics::record_queue_stats(&**store),
     )
     .await;
     match stats {

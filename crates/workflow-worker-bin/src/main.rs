@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use workflow_core::{
+use workflow_worker_core::{
     ExecutionDetail, ExecutionId, ListExecutionsParams, NodeRegistry, Schedule, ScheduleId,
     SendSignalParams, StartExecutionParams, Store, WorkflowDefinition, WorkflowGraph, WorkflowRef,
     WorkflowWorker,
@@ -161,10 +161,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => format!("workflow-worker {}", command.name()),
     };
     let access = command.access();
-    let options = workflow_store::OpenOptions {
+    let options = workflow_worker_store::OpenOptions {
         migrate: access == Access::Migrate,
         create_missing: access == Access::Write,
-        postgres: workflow_store::PgStoreOptions::default()
+        postgres: workflow_worker_store::PgStoreOptions::default()
             .max_connections(cli.connection.max_connections)
             .connect_timeout(cli.connection.connect_timeout)
             .statement_timeout(Some(cli.connection.statement_timeout))
@@ -182,7 +182,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         )
         .await;
     }
-    let store = workflow_store::open_store_with(&url, &options).await?;
+    let store = workflow_worker_store::open_store_with(&url, &options).await?;
     match command {
         Command::Run => unreachable!("handled above"),
         Command::Prune {
@@ -190,14 +190,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             batch_size,
         } => {
             anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
-            let pruned = workflow_core::worker::prune(&*store, older_than, batch_size).await?;
+            let pruned =
+                workflow_worker_core::worker::prune(&*store, older_than, batch_size).await?;
             println!(
                 "pruned {pruned} executions that ended more than {} ago",
                 humantime::format_duration(older_than)
             );
         }
         Command::Migrate => {
-            println!("migrations applied to {}", workflow_store::redact_url(&url));
+            println!(
+                "migrations applied to {}",
+                workflow_worker_store::redact_url(&url)
+            );
         }
         Command::Workflow(WorkflowCommand::Save { file }) => save_workflow(&*store, &file).await?,
         Command::Start {
@@ -279,8 +283,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn run_worker(
     url: &str,
     embedded_default: bool,
-    options: &workflow_store::OpenOptions,
-    config: workflow_core::WorkerConfig,
+    options: &workflow_worker_store::OpenOptions,
+    config: workflow_worker_core::WorkerConfig,
     metrics_addr: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
     let stop_metrics = tokio_util::sync::CancellationToken::new();
@@ -296,7 +300,7 @@ async fn run_worker(
         }
         None => (None, None),
     };
-    let shown = workflow_store::redact_url(url);
+    let shown = workflow_worker_store::redact_url(url);
     if embedded_default {
         tracing::info!(
             database = %shown,
@@ -305,7 +309,7 @@ async fn run_worker(
     }
     tracing::info!(database = %shown, timeout = ?options.postgres.get_connect_timeout(), "connecting to the database and applying migrations");
     let opened = tokio::select! {
-        opened = workflow_store::open_store_with(url, options) => opened,
+        opened = workflow_worker_store::open_store_with(url, options) => opened,
         () = shutdown_signal() => {
             stop_metrics.cancel();
             return Ok(());
@@ -364,7 +368,7 @@ async fn schedule(store: &dyn Store, command: ScheduleCommand) -> anyhow::Result
             input,
             catch_up,
         } => {
-            let created = workflow_core::schedule::create(
+            let created = workflow_worker_core::schedule::create(
                 store,
                 WorkflowRef::from(workflow.as_str()),
                 &cron,
@@ -380,7 +384,7 @@ async fn schedule(store: &dyn Store, command: ScheduleCommand) -> anyhow::Result
             print(&store.set_schedule_enabled(parse(&id)?, false).await?)
         }
         ScheduleCommand::Resume { id } => {
-            print(&workflow_core::schedule::resume(store, parse(&id)?).await?)
+            print(&workflow_worker_core::schedule::resume(store, parse(&id)?).await?)
         }
         ScheduleCommand::Delete { id } => {
             let id = parse(&id)?;
@@ -396,8 +400,8 @@ fn parse_id(id: &str) -> anyhow::Result<ExecutionId> {
         .with_context(|| format!("invalid execution id \"{id}\""))
 }
 
-fn worker_config(args: RunArgs) -> anyhow::Result<workflow_core::WorkerConfig> {
-    let mut config = workflow_core::WorkerConfig::default();
+fn worker_config(args: RunArgs) -> anyhow::Result<workflow_worker_core::WorkerConfig> {
+    let mut config = workflow_worker_core::WorkerConfig::default();
     config.concurrency = args.concurrency;
     config.poll_interval = args.poll_interval;
     config.lease_duration = args.lease_duration;
@@ -418,10 +422,10 @@ fn worker_config(args: RunArgs) -> anyhow::Result<workflow_core::WorkerConfig> {
 fn database_url(flag_or_env: Option<String>) -> (String, bool) {
     match flag_or_env
         .filter(|url| !url.is_empty())
-        .or_else(workflow_store::database_url_from_env)
+        .or_else(workflow_worker_store::database_url_from_env)
     {
         Some(url) => (url, false),
-        None => (workflow_store::DEFAULT_DATABASE_URL.to_owned(), true),
+        None => (workflow_worker_store::DEFAULT_DATABASE_URL.to_owned(), true),
     }
 }
 

@@ -6,8 +6,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use workflow_core::{ListExecutionsParams, Store, StoreError, WorkflowRef};
-use workflow_store::testing::{TestDatabase, TestSqlite};
+use workflow_worker_core::{ListExecutionsParams, Store, StoreError, WorkflowRef};
+use workflow_worker_store::testing::{TestDatabase, TestSqlite};
 
 mod common;
 
@@ -515,23 +515,26 @@ fn unusable_sqlite_paths_fail_at_start_with_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_worker_processes_share_one_sqlite_file() {
     let db = TestSqlite::create().await;
-    let definition: workflow_core::WorkflowDefinition = serde_json::from_value(serde_json::json!({
-        "name": "shared",
-        "nodes": [
-            {"id": "start", "type": "trigger"},
-            {"id": "work", "type": "code", "config": {"language": "shell", "code": "echo done"}}
-        ],
-        "edges": [{"from": "start", "to": "work"}]
-    }))
+    let definition: workflow_worker_core::WorkflowDefinition =
+        serde_json::from_value(serde_json::json!({
+            "name": "shared",
+            "nodes": [
+                {"id": "start", "type": "trigger"},
+                {"id": "work", "type": "code", "config": {"language": "shell", "code": "echo done"}}
+            ],
+            "edges": [{"from": "start", "to": "work"}]
+        }))
+        .unwrap();
+    let graph = workflow_worker_core::WorkflowGraph::validate(
+        definition,
+        &workflow_worker_core::NodeRegistry::builtin(),
+    )
     .unwrap();
-    let graph =
-        workflow_core::WorkflowGraph::validate(definition, &workflow_core::NodeRegistry::builtin())
-            .unwrap();
     db.store.save_workflow(&graph).await.unwrap();
     let mut ids = Vec::new();
     for i in 0..300 {
         let params =
-            workflow_core::StartExecutionParams::new("shared", serde_json::json!({"i": i}));
+            workflow_worker_core::StartExecutionParams::new("shared", serde_json::json!({"i": i}));
         ids.push(db.store.start_execution(params).await.unwrap().id);
     }
 
@@ -581,7 +584,7 @@ async fn two_worker_processes_share_one_sqlite_file() {
         let detail = db.store.get_execution(id).await.unwrap();
         assert_eq!(
             detail.execution.status,
-            workflow_core::ExecutionStatus::Completed,
+            workflow_worker_core::ExecutionStatus::Completed,
             "{detail:?}"
         );
         let nodes: Vec<(&str, i32)> = detail

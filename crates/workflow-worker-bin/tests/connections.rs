@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use common::{Worker, bin, get, save, wait_for};
 use serde_json::json;
-use workflow_core::{ExecutionStatus, StartExecutionParams, Store};
-use workflow_store::PgStore;
-use workflow_store::testing::{TestDatabase, TestPgBouncer};
+use workflow_worker_core::{ExecutionStatus, StartExecutionParams, Store};
+use workflow_worker_store::PgStore;
+use workflow_worker_store::testing::{TestDatabase, TestPgBouncer};
 
 /// How a connection attempt ended: refused, or connected with or without TLS.
 #[derive(Debug, PartialEq, Eq)]

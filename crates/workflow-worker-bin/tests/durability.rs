@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use workflow_core::{
+use workflow_worker_core::{
     ExecutionDetail, ExecutionId, ExecutionStatus, NodeRunStatus, StartExecutionParams, Store,
 };
-use workflow_store::testing::TestDatabase;
+use workflow_worker_store::testing::TestDatabase;
 
 mod common;
 
@@ -299,7 +299,7 @@ async fn chaos_kill_random_workers_until_all_executions_are_done() {
     loop {
         let executions = db
             .store
-            .list_executions(workflow_core::ListExecutionsParams {
+            .list_executions(workflow_worker_core::ListExecutionsParams {
                 limit: EXECUTIONS as u32,
                 ..Default::default()
             })

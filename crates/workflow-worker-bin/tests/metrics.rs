@@ -10,8 +10,8 @@ use common::{Worker, get, save, wait_for};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use workflow_core::{ExecutionStatus, StartExecutionParams, Store};
-use workflow_store::testing::TestDatabase;
+use workflow_worker_core::{ExecutionStatus, StartExecutionParams, Store};
+use workflow_worker_store::testing::TestDatabase;
 
 /// A TCP proxy to the database that the test can cut: stopping it closes the listener and
 /// every connection through it, which is what the worker sees when the database goes away.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use workflow_core::{NodeRegistry, Store, WorkflowDefinition, WorkflowGraph};
+use workflow_worker_core::{NodeRegistry, Store, WorkflowDefinition, WorkflowGraph};
 
 /// The binary, with none of the caller's configuration in its environment.
 pub(crate) fn bin(database_url: Option<&str>) -> Command {
