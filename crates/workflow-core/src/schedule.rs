@@ -5,15 +5,20 @@
 //! makes each tick start exactly one execution however many workers poll at once.
 //!
 //! # Expressions
-//! Five fields (`min hour day-of-month month day-of-week`, as in crontab) or six and seven
-//! (with seconds first, and years last), in the syntax of the `cron` crate: `*/15 * * * *`,
-//! `0 30 9 * * Mon-Fri`, `* * * * * *` (every second).
+//! Exactly what crontab means by them (Vixie cron, cronie, crontab.guru): five fields
+//! `minute hour day-of-month month day-of-week`, days of the week 0-7 (0 and 7 Sunday, 1
+//! Monday) or `SUN`-`SAT`, months 1-12 or `JAN`-`DEC`, lists, ranges and steps, a day matching
+//! either a restricted day of month or a restricted day of week, and `@hourly`, `@daily`,
+//! `@weekly`, `@monthly`, `@yearly`. Six fields put seconds first and seven add years
+//! (1970-2099) last, with the same rules for the other fields: `*/10 * * * * *` ticks every
+//! ten seconds. The tests check the five-field rules against a reference implementation.
 //!
 //! # Time zones and daylight saving
-//! Ticks are computed in the schedule's time zone. A local time that does not exist on a
-//! day (02:30 when clocks spring forward from 02:00 to 03:00) has no tick that day: it is
-//! skipped, not shifted. A local time that exists twice (clocks falling back) ticks once, at
-//! its first occurrence.
+//! Ticks are computed in the schedule's time zone, as cron handles clock changes: a job at a
+//! fixed time of day (neither minute nor hour starts with `*`) whose local time is skipped
+//! when clocks spring forward runs once right after the jump, and once (the first time) when
+//! its local time repeats as they fall back; a job with `*` in its minute or hour field runs
+//! at every local time that matches, so not in a skipped hour and twice in a repeated one.
 //!
 //! # Missed ticks
 //! When more than one tick is due at once (every worker was down for a while, or workers
@@ -31,6 +36,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::execution::WorkflowId;
+
+mod crontab;
 
 /// Identifies a schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -104,42 +111,27 @@ pub enum ScheduleError {
 /// A parsed cron expression in a time zone.
 #[derive(Debug, Clone)]
 pub struct CronSchedule {
-    schedule: cron::Schedule,
+    crontab: crontab::Crontab,
     timezone: Tz,
 }
 
 impl CronSchedule {
-    /// Parses `expression` (5, 6 or 7 fields) in the IANA time zone `timezone`.
+    /// Parses `expression` (5, 6 or 7 fields, or an `@` name) in the IANA time zone
+    /// `timezone`.
     pub fn parse(expression: &str, timezone: &str) -> Result<Self, ScheduleError> {
-        let fields = expression.split_whitespace().count();
-        // Crontab's five fields have no seconds: tick at second 0.
-        let full = if fields == 5 {
-            format!("0 {expression}")
-        } else {
-            expression.to_owned()
-        };
-        let schedule =
-            cron::Schedule::from_str(&full).map_err(|err| ScheduleError::InvalidCron {
+        let crontab =
+            crontab::Crontab::parse(expression).map_err(|reason| ScheduleError::InvalidCron {
                 expression: expression.to_owned(),
-                reason: err.to_string(),
+                reason,
             })?;
         let timezone = Tz::from_str(timezone)
             .map_err(|_| ScheduleError::InvalidTimeZone(timezone.to_owned()))?;
-        Ok(Self { schedule, timezone })
+        Ok(Self { crontab, timezone })
     }
 
-    /// The ticks after `after`, in order; a local time that exists twice ticks once.
+    /// The ticks after `after`, in order (see the module docs for daylight saving).
     pub fn ticks_after(&self, after: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
-        let mut previous_local = None;
-        self.schedule
-            .after(&after.with_timezone(&self.timezone))
-            .filter(move |tick| {
-                let local = tick.naive_local();
-                let repeated = previous_local == Some(local);
-                previous_local = Some(local);
-                !repeated
-            })
-            .map(|tick| tick.with_timezone(&Utc))
+        self.crontab.ticks_after(self.timezone, after)
     }
 
     /// The first tick after `after`.
@@ -159,7 +151,17 @@ impl CronSchedule {
         if next_fire_at > now {
             return (Vec::new(), Some(next_fire_at));
         }
-        let mut due = vec![next_fire_at];
+        // A stored tick the expression does not have (computed by an earlier release's
+        // rules, before expressions meant what crontab means) is not fired.
+        let genuine = self
+            .ticks_after(next_fire_at - chrono::Duration::seconds(1))
+            .next()
+            == Some(next_fire_at);
+        let mut due = if genuine {
+            vec![next_fire_at]
+        } else {
+            Vec::new()
+        };
         let mut next = None;
         for tick in self.ticks_after(next_fire_at) {
             if tick > now {
@@ -173,6 +175,9 @@ impl CronSchedule {
             }
         }
         let keep = (catch_up as usize).max(1).min(due.len());
+        if keep == 0 {
+            return (Vec::new(), next);
+        }
         let fired = due.split_off(due.len() - keep);
         (fired, next)
     }
@@ -285,7 +290,7 @@ mod tests {
     }
 
     #[test]
-    fn a_local_time_skipped_by_daylight_saving_does_not_tick_that_day() {
+    fn a_fixed_local_time_skipped_by_daylight_saving_ticks_right_after_the_jump() {
         // Berlin springs forward on 2026-03-29 at 02:00 -> 03:00: 02:30 does not exist.
         let half_past_two = CronSchedule::parse("30 2 * * *", "Europe/Berlin").unwrap();
         let ticks: Vec<_> = half_past_two
@@ -303,9 +308,9 @@ mod tests {
             ticks,
             vec![
                 berlin(2026, 3, 28, 2, 30),
-                // No tick on the 29th.
+                // As cron does: once, at 03:00, right after the jump.
+                berlin(2026, 3, 29, 3, 0),
                 berlin(2026, 3, 30, 2, 30),
-                berlin(2026, 3, 31, 2, 30),
             ]
         );
     }
@@ -357,6 +362,19 @@ mod tests {
         let (fired, next) = every_minute.plan(utc("2026-01-01T10:10:00Z"), now, 1);
         assert!(fired.is_empty(), "nothing is due before the next tick");
         assert_eq!(next, Some(utc("2026-01-01T10:10:00Z")));
+    }
+
+    #[test]
+    fn a_stored_tick_the_expression_does_not_have_is_not_fired() {
+        // Stored by a release that read 1-5 as Sunday to Thursday: Sunday 2026-03-01 09:00.
+        let weekdays = CronSchedule::parse("0 9 * * 1-5", "UTC").unwrap();
+        let (fired, next) =
+            weekdays.plan(utc("2026-03-01T09:00:00Z"), utc("2026-03-01T09:00:01Z"), 1);
+        assert!(fired.is_empty(), "{fired:?}");
+        assert_eq!(next, Some(utc("2026-03-02T09:00:00Z")));
+        // Its real ticks still fire.
+        let (fired, _) = weekdays.plan(utc("2026-03-02T09:00:00Z"), utc("2026-03-02T09:00:01Z"), 1);
+        assert_eq!(fired, vec![utc("2026-03-02T09:00:00Z")]);
     }
 
     #[test]
