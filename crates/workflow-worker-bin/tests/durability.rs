@@ -162,6 +162,118 @@ async fn sigterm_lets_nodes_finish_within_the_grace_period_and_hands_the_rest_ov
     second.stop();
 }
 
+/// The processes whose command line contains `marker` (Linux /proc).
+fn processes_with(marker: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .filter_map(|entry| {
+                    let path = entry.ok()?.path();
+                    path.file_name()?.to_str()?.parse::<u32>().ok()?;
+                    let cmdline = std::fs::read(path.join("cmdline")).ok()?;
+                    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                    cmdline.contains(marker).then_some(cmdline)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Ctrl-C at a terminal signals the worker's whole process group. Code nodes run in groups
+/// of their own, so they are not killed with it: a node that ends within the grace period
+/// completes; one still running past it is stopped with everything it started.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_lets_code_nodes_finish_and_past_the_grace_period_leaves_no_process() {
+    use std::os::unix::process::CommandExt;
+
+    let db = TestDatabase::create().await;
+    let marker = format!("{}", 800_000 + uuid::Uuid::new_v4().as_u128() % 99_999);
+    save(&db.store, two_steps("brief", "sleep 2; echo slept")).await;
+    save(
+        &db.store,
+        two_steps("endless", &format!("sleep {marker} & sleep {marker}")),
+    )
+    .await;
+    let brief = start(&db.store, "brief").await;
+    let endless = start(&db.store, "endless").await;
+    let mut command = common::bin(Some(&db.url));
+    command
+        .args(["run", "--worker-id", "first", "--poll-interval", "0.1"])
+        .args(["--shutdown-grace", "15"])
+        // A terminal's foreground job: its own group, which Ctrl-C signals as a whole.
+        .process_group(0);
+    let worker = Worker::spawn(&mut command);
+    wait_for("both nodes to run", WAIT, || async {
+        let brief_started = !db
+            .store
+            .get_execution(brief)
+            .await
+            .ok()?
+            .node_runs
+            .is_empty();
+        (brief_started && processes_with(&marker).len() >= 2).then_some(())
+    })
+    .await;
+    common::signal_group(worker.pid(), "INT");
+    let log = worker.wait_dead();
+    assert!(log.contains("worker stopped"), "{log}");
+
+    let detail = db.store.get_execution(brief).await.unwrap();
+    assert_eq!(
+        runs_of(&detail, "work"),
+        vec![(NodeRunStatus::Completed, 1, "first")],
+        "the node finished within the grace period:\n{log}"
+    );
+    let endless_detail = db.store.get_execution(endless).await.unwrap();
+    assert_eq!(
+        runs_of(&endless_detail, "work"),
+        vec![(NodeRunStatus::Interrupted, 1, "first")],
+        "{log}"
+    );
+    let deadline = Instant::now() + WAIT;
+    while !processes_with(&marker).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the interrupted node's processes are left: {:?}",
+            processes_with(&marker)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `systemctl stop` must treat code nodes as Ctrl-C does: SIGTERM to the worker alone
+/// (`KillMode=mixed`), and SIGKILL for the rest only after the grace period.
+#[test]
+fn the_systemd_unit_signals_the_worker_alone_and_outwaits_the_grace_period() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/workflow-worker.service"
+    ))
+    .unwrap();
+    let setting = |key: &str| {
+        unit.lines()
+            .filter_map(|line| line.trim().strip_prefix(key)?.strip_prefix('='))
+            .next_back()
+            .map(str::trim)
+    };
+    assert_eq!(setting("KillMode"), Some("mixed"));
+    assert_eq!(setting("KillSignal"), Some("SIGTERM"));
+    let grace: u64 = unit
+        .lines()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("Environment=WORKFLOW_SHUTDOWN_GRACE=")
+        })
+        .and_then(|value| value.trim_end_matches('s').parse().ok())
+        .expect("the unit sets WORKFLOW_SHUTDOWN_GRACE");
+    let stop: u64 = setting("TimeoutStopSec").unwrap().parse().unwrap();
+    assert!(
+        stop > grace,
+        "TimeoutStopSec {stop} must outlast the grace period {grace}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_kills_its_worker_is_quarantined_while_other_executions_complete() {
     let db = TestDatabase::create().await;

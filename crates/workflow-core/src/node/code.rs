@@ -2,9 +2,15 @@
 //!
 //! The node input is written to the process's stdin as JSON; stdout and stderr are captured
 //! into the node's output (`stdout`, `stderr`, `exit_code`, and `result` when stdout is a JSON
-//! document). A non-zero exit fails the attempt (retryable) with stderr in the error. The
-//! process is killed when the attempt times out or is cancelled, and produces at most
-//! `max_output_bytes` on each stream. It starts with an empty environment plus `PATH`, `HOME`,
+//! document). A non-zero exit fails the attempt (retryable) with stderr in the error. Each
+//! stream holds at most `max_output_bytes`.
+//!
+//! On Unix the process runs in a process group of its own, which holds everything it starts
+//! (a `sleep` in a shell snippet, a Python `subprocess`). A Ctrl-C at the worker's terminal
+//! therefore reaches the worker alone, which lets running nodes finish within its shutdown
+//! grace; and the whole group is killed when the attempt times out, is cancelled, or is
+//! stopped past the grace period, and when the snippet exits leaving processes behind. No
+//! process of a node outlives its attempt. It starts with an empty environment plus `PATH`, `HOME`,
 //! `LANG`, `TZ`, `TMPDIR`, the `WORKFLOW_*` variables and the node's `env`: it never inherits
 //! the worker's database credentials.
 
@@ -142,9 +148,13 @@ impl NodeExecutor for CodeNode {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        #[cfg(unix)]
+        command.process_group(0);
         let mut child = command
             .spawn()
             .map_err(|e| NodeError::fatal(format!("cannot start {program}: {e}")))?;
+        // Killed when this attempt's future ends or is dropped (timeout, cancel, shutdown).
+        let group = ProcessGroup::of(&child);
 
         let input = serde_json::to_vec(&ctx.input).fatal()?;
         let mut stdin = child.stdin.take().ok_or("stdin not captured").fatal()?;
@@ -157,20 +167,26 @@ impl NodeExecutor for CodeNode {
                 _ => Ok(()),
             }
         };
-        let streams = tokio::try_join!(
-            write_stdin,
-            read_capped(stdout, cap, "stdout"),
-            read_capped(stderr, cap, "stderr"),
-        );
+        let streams = async {
+            tokio::try_join!(
+                write_stdin,
+                read_capped(stdout, cap, "stdout"),
+                read_capped(stderr, cap, "stderr"),
+            )
+        };
+        // Once the snippet's own process exits, what it left running goes too: it would
+        // otherwise hold the pipes open and keep the attempt waiting.
+        let exited = async {
+            let status = child.wait().await;
+            group.kill();
+            status
+        };
+        let (streams, status) = tokio::join!(streams, exited);
         let (stdout, stderr) = match streams {
             Ok(((), stdout, stderr)) => (stdout, stderr),
-            Err(message) => {
-                // Best effort: the process is also killed when `child` drops.
-                let _ = child.kill().await;
-                return Err(NodeError::fatal(message));
-            }
+            Err(message) => return Err(NodeError::fatal(message)),
         };
-        let status = child.wait().await.retryable()?;
+        let status = status.retryable()?;
         let stdout = String::from_utf8_lossy(&stdout).into_owned();
         let stderr = String::from_utf8_lossy(&stderr).into_owned();
         if !status.success() {
@@ -194,6 +210,54 @@ impl NodeExecutor for CodeNode {
             output["result"] = result;
         }
         Ok(NodeOutcome::complete(output))
+    }
+}
+
+/// The process group a code node's process leads; dropping it kills every process in it.
+#[derive(Debug)]
+struct ProcessGroup {
+    #[cfg(unix)]
+    id: Option<nix::unistd::Pid>,
+    /// Killed once already: after that the id may name another group one day.
+    killed: std::sync::atomic::AtomicBool,
+}
+
+impl ProcessGroup {
+    fn of(child: &tokio::process::Child) -> Self {
+        #[cfg(unix)]
+        {
+            Self {
+                id: child
+                    .id()
+                    .and_then(|id| i32::try_from(id).ok())
+                    .map(nix::unistd::Pid::from_raw),
+                killed: false.into(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = child;
+            Self {
+                killed: false.into(),
+            }
+        }
+    }
+
+    /// Sends SIGKILL to the group; a group that is gone already is no error.
+    fn kill(&self) {
+        if self.killed.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        #[cfg(unix)]
+        if let Some(id) = self.id {
+            let _ = nix::sys::signal::killpg(id, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -351,6 +415,117 @@ mod tests {
         assert_eq!(err.to_string(), "code must not be empty");
         let err = node.validate_config(&Value::Null).unwrap_err();
         assert!(err.to_string().starts_with("config is required"), "{err}");
+    }
+
+    /// The processes whose command line contains `marker`, from /proc (Linux).
+    fn processes_with(marker: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|entry| {
+                let path = entry.ok()?.path();
+                path.file_name()?.to_str()?.parse::<u32>().ok()?;
+                let cmdline = std::fs::read(path.join("cmdline")).ok()?;
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                cmdline.contains(marker).then_some(cmdline)
+            })
+            .collect()
+    }
+
+    /// Waits (generously) until no process carries `marker`.
+    async fn none_left(marker: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = processes_with(marker);
+            if left.is_empty() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "processes of the node are left: {left:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A unique `sleep` argument, so a test finds its own processes only.
+    fn marker() -> String {
+        format!("{}", 900_000 + uuid::Uuid::new_v4().as_u128() % 99_999)
+    }
+
+    async fn wait_started(marker: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while processes_with(marker).is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{marker} never started"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_stopped_attempt_kills_everything_the_snippet_started() {
+        for (language, code) in [
+            ("shell", "sleep {m}1 & sleep {m}2"),
+            (
+                "python",
+                "import subprocess, time\nsubprocess.Popen(['sleep', '{m}1'])\ntime.sleep({m}2)",
+            ),
+        ] {
+            let m = marker();
+            let code = code.replace("{m}", &m);
+            let attempt = tokio::spawn(run(
+                json!({"language": language, "code": code}),
+                json!(null),
+            ));
+            wait_started(&format!("{m}1")).await;
+            // What a timeout, a cancellation and a shutdown past the grace period do: drop
+            // the attempt's future.
+            attempt.abort();
+            let _ = attempt.await;
+            none_left(&m).await;
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn processes_left_behind_by_a_finished_snippet_are_stopped() {
+        let m = marker();
+        let started = std::time::Instant::now();
+        let output = run(
+            json!({"language": "shell", "code": format!("sleep {m} & echo done")}),
+            json!(null),
+        )
+        .await
+        .unwrap();
+        assert_eq!(output["stdout"], "done\n");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the attempt waited for its background process"
+        );
+        none_left(&m).await;
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_snippet_leads_a_process_group_of_its_own() {
+        // Field 5 of /proc/PID/stat is the process group: the shell's own pid, so a Ctrl-C
+        // sent to the worker's group does not reach it.
+        let output = run(
+            json!({"language": "shell", "code": "echo $$; cut -d' ' -f5 /proc/$$/stat"}),
+            json!(null),
+        )
+        .await
+        .unwrap();
+        let lines: Vec<&str> = output["stdout"].as_str().unwrap().lines().collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0], lines[1], "the snippet's group is its own pid");
+        let ours = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let our_group = ours.split(' ').nth(4).unwrap();
+        assert_ne!(lines[1], our_group);
     }
 
     #[test]

@@ -102,6 +102,15 @@ impl Worker {
     }
 }
 
+/// Sends `signal` to the process group `pgid` leads, as a terminal's Ctrl-C does.
+pub(crate) fn signal_group(pgid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), "--", &format!("-{pgid}")])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} -- -{pgid}");
+}
+
 pub(crate) fn signal(pid: u32, signal: &str) {
     let sent = Command::new("kill")
         .args([&format!("-{signal}"), &pid.to_string()])
