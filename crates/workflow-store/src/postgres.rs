@@ -655,29 +655,32 @@ impl Store for PgStore {
     }
 
     async fn send_signal(&self, params: SendSignalParams) -> Result<Signal, StoreError> {
-        let status: Option<String> = sqlx::query_scalar(queries::EXECUTION_STATUS)
-            .bind(params.execution_id.0)
-            .fetch_optional(&self.db)
-            .await
-            .map_err(classify)?;
-        crate::check_signal_target(params.execution_id, status.as_deref())?;
-        let inserted: Option<SignalRow> = sqlx::query_as(queries::INSERT_SIGNAL)
+        // The SQL API's function (migration 0008): the check that the execution has not
+        // ended and the insert happen under its row lock, as for every other program.
+        let id: i64 = sqlx::query_scalar(queries::SEND_SIGNAL)
             .bind(params.execution_id.0)
             .bind(&params.name)
             .bind(&params.payload)
             .bind(&params.idempotency_key)
-            .fetch_optional(&self.db)
+            .fetch_one(&self.db)
+            .await
+            .map_err(|err| match &err {
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("P0002") => {
+                    StoreError::NotFound {
+                        entity: "execution",
+                        id: params.execution_id.to_string(),
+                    }
+                }
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("55000") => {
+                    StoreError::Conflict(db.message().to_owned())
+                }
+                _ => classify(err),
+            })?;
+        let row: SignalRow = sqlx::query_as(queries::SIGNAL_BY_ID)
+            .bind(id)
+            .fetch_one(&self.db)
             .await
             .map_err(classify)?;
-        let row = match inserted {
-            Some(row) => row,
-            None => sqlx::query_as(queries::SIGNAL_BY_KEY)
-                .bind(params.execution_id.0)
-                .bind(&params.idempotency_key)
-                .fetch_one(&self.db)
-                .await
-                .map_err(classify)?,
-        };
         row.try_into()
     }
 
@@ -998,6 +1001,16 @@ async fn write_step(tx: &mut Tx, params: &RecordNodeRunsParams) -> Result<(), St
             execution_id: *execution_id,
             lease_token: *lease_token,
         });
+    }
+    if let Advance::Wait { signals, .. } = advance
+        && !signals.is_empty()
+    {
+        sqlx::query(queries::WAKE_IF_SIGNALLED)
+            .bind(execution_id.0)
+            .bind(signals)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
     }
     for run in runs {
         if let Some(signal) = run.consumed_signal {

@@ -234,33 +234,19 @@ order by id
 "#
 );
 
-/// Stores a signal; a repeated idempotency key stores nothing (and returns no row). The
-/// trigger on the table wakes the execution if it waits.
-pub(super) const INSERT_SIGNAL: &str = concat!(
-    r#"
-insert into workflow_signals (execution_id, name, payload, idempotency_key)
-values ($1, $2, $3, $4)
-on conflict (execution_id, idempotency_key) do nothing
-returning "#,
-    signal_columns!()
-);
+/// Stores a signal through the SQL API's function (migration 0008); returns its id.
+pub(super) const SEND_SIGNAL: &str = r#"
+select workflow_send_signal($1, $2, $3, $4)
+"#;
 
-/// The signal stored earlier with an idempotency key.
-pub(super) const SIGNAL_BY_KEY: &str = concat!(
+pub(super) const SIGNAL_BY_ID: &str = concat!(
     "select ",
     signal_columns!(),
     r#"
 from workflow_signals
-where execution_id = $1
-  and idempotency_key = $2
+where id = $1
 "#
 );
-
-pub(super) const EXECUTION_STATUS: &str = r#"
-select status
-from workflow_executions
-where id = $1
-"#;
 
 /// Marks a signal ($1) of an execution ($2) consumed by a node ($3), unless it already was.
 pub(super) const CONSUME_SIGNAL: &str = r#"
@@ -296,6 +282,29 @@ where id = $1
   and lease_token = $2
   and status = 'running'
 returning id
+"#;
+
+/// Right after [`ADVANCE_WAIT`], in a statement of its own (so with a fresh snapshot): makes
+/// the parked execution $1 runnable at once, with a wake-up hint, if a signal it waits for
+/// ($2) was stored after the park read the inbox. Migration 0009 explains the race.
+pub(super) const WAKE_IF_SIGNALLED: &str = r#"
+with woken as (
+    update workflow_executions
+    set run_at = now()
+    where id = $1
+      and status = 'waiting'
+      and run_at > now()
+      and exists (
+          select 1
+          from workflow_signals s
+          where s.execution_id = $1
+            and s.consumed_at is null
+            and s.name = any($2)
+      )
+    returning id
+)
+select pg_notify('workflow_worker_wakeup', '')
+from woken
 "#;
 
 /// Fenced: parks the execution for a retry in $3 seconds and releases the lease.
