@@ -19,6 +19,10 @@ use serde_json::{Map, Value};
 
 use crate::node::NodeRegistry;
 
+mod json;
+
+pub use json::DefinitionError;
+
 /// The node type every workflow starts from.
 pub const TRIGGER_TYPE: &str = "trigger";
 
@@ -39,7 +43,12 @@ pub const TRIGGER_TYPE: &str = "trigger";
 /// }"#).unwrap();
 /// assert_eq!(definition.nodes[1].timeout, Some(std::time::Duration::from_secs(10)));
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    title = "workflow-worker workflow definition",
+    description = "A workflow: nodes (a trigger first) and the edges between them. Node configs are checked by their node types when the workflow is saved."
+)]
 pub struct WorkflowDefinition {
     /// Unique name of the workflow; saving the same name again adds a version.
     pub name: String,
@@ -56,6 +65,7 @@ pub struct WorkflowDefinition {
         with = "seconds::option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<f64>", range(min = 0))]
     pub timeout: Option<Duration>,
     /// The nodes.
     pub nodes: Vec<NodeDefinition>,
@@ -65,7 +75,8 @@ pub struct WorkflowDefinition {
 }
 
 /// One node of a workflow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NodeDefinition {
     /// Unique id within the workflow.
     pub id: String,
@@ -85,11 +96,13 @@ pub struct NodeDefinition {
         with = "seconds::option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<f64>", range(min = 0))]
     pub timeout: Option<Duration>,
 }
 
 /// An edge from one node to another, optionally taken only on one branch of its source.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Edge {
     /// Source node id.
     pub from: String,
@@ -111,18 +124,21 @@ impl fmt::Display for Edge {
 }
 
 /// How a failing node is retried. Durations are seconds in JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts in all, including the first; 1 means no retry.
     pub max_attempts: u32,
     /// Wait before the second attempt. Defaults to 1 s.
     #[serde(default = "RetryPolicy::default_initial_backoff", with = "seconds")]
+    #[schemars(with = "f64", range(min = 0))]
     pub initial_backoff: Duration,
     /// Each further wait is the previous one times this. Defaults to 2.
     #[serde(default = "RetryPolicy::default_multiplier")]
     pub multiplier: f64,
     /// No wait is longer than this. Defaults to 5 minutes.
     #[serde(default = "RetryPolicy::default_max_backoff", with = "seconds")]
+    #[schemars(with = "f64", range(min = 0))]
     pub max_backoff: Duration,
     /// Spreads each wait randomly by up to this fraction either way (0.1: ±10 %), so
     /// executions that failed together do not retry together. From 0 to 1; defaults to 0.

@@ -170,6 +170,8 @@ pub(crate) enum WorkflowCommand {
         /// Path of the JSON definition.
         file: PathBuf,
     },
+    /// Print the JSON Schema of workflow definitions (no database needed).
+    Schema,
 }
 
 #[derive(Debug, Subcommand)]

@@ -171,6 +171,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .application_name(application_name)
             .pooler(cli.connection.pooler),
     };
+    if let Command::Workflow(WorkflowCommand::Schema) = command {
+        let schema = WorkflowDefinition::json_schema();
+        println!("{}", serde_json::to_string_pretty(&schema)?);
+        return Ok(());
+    }
     if let Command::Run = command {
         let config = config.expect("run has a worker config");
         return run_worker(
@@ -204,6 +209,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Workflow(WorkflowCommand::Save { file }) => save_workflow(&*store, &file).await?,
+        Command::Workflow(WorkflowCommand::Schema) => unreachable!("handled above"),
         Command::Start {
             workflow,
             input,
@@ -432,7 +438,7 @@ fn database_url(flag_or_env: Option<String>) -> (String, bool) {
 async fn save_workflow(store: &dyn Store, file: &std::path::Path) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let definition: WorkflowDefinition = serde_json::from_str(&text)
+    let definition = WorkflowDefinition::from_json(&text)
         .with_context(|| format!("{} is not a valid workflow definition", file.display()))?;
     let graph = WorkflowGraph::validate(definition, &NodeRegistry::builtin())
         .with_context(|| format!("{} was not saved", file.display()))?;

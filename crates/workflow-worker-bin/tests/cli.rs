@@ -282,7 +282,17 @@ async fn invalid_definitions_are_rejected_at_save_and_nothing_is_written() {
         (
             "malformed",
             r#"{"name": "malformed", "nodes": [{"id": "t", "type": "trigger"}"#,
-            "is not a valid workflow definition: EOF while parsing",
+            "is not a valid workflow definition: nodes: EOF while parsing a list (line 1, column 62)",
+        ),
+        (
+            "misspelled",
+            r#"{"name": "misspelled", "nodes": [{"id": "t", "type": "trigger"}, {"id": "a", "type": "code", "config": {"language": "shell", "code": "true"}, "retries": {"max_attempts": 3}}], "edges": [{"from": "t", "to": "a"}]}"#,
+            r#"nodes[1]: unknown key "retries" (did you mean "retry"?)"#,
+        ),
+        (
+            "misspelled_edges",
+            r#"{"name": "misspelled_edges", "nodes": [{"id": "t", "type": "trigger"}], "edge": []}"#,
+            r#"the definition: unknown key "edge" (did you mean "edges"?)"#,
         ),
     ];
     for (name, json, expected) in cases {
@@ -303,6 +313,14 @@ async fn invalid_definitions_are_rejected_at_save_and_nothing_is_written() {
             "{name} was written: {stored:?}"
         );
     }
+    // The schema of the format, for editors and frontends; no database needed.
+    let schema = bin(Some("postgres://nobody@127.0.0.1:1/none"))
+        .args(["workflow", "schema"])
+        .output()
+        .unwrap();
+    assert!(schema.status.success(), "{}", stderr(&schema));
+    let schema: Value = serde_json::from_slice(&schema.stdout).unwrap();
+    assert_eq!(schema["additionalProperties"], false);
     let missing_file = fail(Some(&db.url), &["workflow", "save", "/no/such/file.json"]);
     assert!(
         missing_file.contains("cannot read /no/such/file.json"),
