@@ -129,3 +129,84 @@ async fn plain_sql_inserts_are_pinned_to_the_latest_version_and_checked() {
         .unwrap();
     assert_eq!(listed.len(), 1, "only the valid insert was written");
 }
+
+/// JSON nested 200 deep: the databases accept it, serde_json (limit 128) cannot read it.
+fn too_deep() -> String {
+    format!("{}1{}", "[".repeat(200), "]".repeat(200))
+}
+
+/// A row the database accepts but the worker cannot read fails alone, at once, saying why:
+/// the executions claimed with it complete as usual instead of waiting out a lease behind a
+/// claim that failed as a whole.
+async fn an_unreadable_row_fails_alone(
+    store: impl Store + Clone,
+    insert: impl AsyncFn(&str) -> Uuid,
+) {
+    let saved = fixture::hello()
+        .save(&store, &workflow_worker_core::NodeRegistry::builtin())
+        .await;
+    let _ = saved;
+    let mut ids = Vec::new();
+    for input in ["{}", &too_deep(), "{}", "{}"] {
+        ids.push(ExecutionId(insert(input).await));
+    }
+    // Shorter than the 30 s lease: a claim that failed after it committed would hold the
+    // good executions that long.
+    let worker = WorkflowWorker::new(store.clone()).poll_interval(Duration::from_millis(50));
+    let details = run_until_terminal(worker, &store, &ids, Duration::from_secs(20)).await;
+    let bad = &details[1].execution;
+    assert_eq!(bad.status, ExecutionStatus::Failed, "{bad:?}");
+    let error = bad.error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with("execution cannot be read: its input is JSON this worker cannot read (recursion limit exceeded"),
+        "{error}"
+    );
+    assert!(details[1].node_runs.is_empty(), "no node ran for it");
+    for (i, detail) in details.iter().enumerate().filter(|(i, _)| *i != 1) {
+        assert_eq!(
+            detail.execution.status,
+            ExecutionStatus::Completed,
+            "#{i}: {detail:?}"
+        );
+    }
+    // Reading it back works too: the input shows as null, the error says why.
+    let shown = store.get_execution(ids[1]).await.unwrap();
+    assert_eq!(shown.execution.input, serde_json::Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_row_fails_alone_on_postgres() {
+    let db = TestDatabase::create().await;
+    let sql = other_program(&db).await;
+    let store = db.store.clone();
+    an_unreadable_row_fails_alone(store, async |input: &str| {
+        let (id,): (Uuid,) = sqlx::query_as(
+            "insert into workflow_executions (workflow_id, input)
+             select id, $1::jsonb from workflows where name = 'hello' returning id",
+        )
+        .bind(input)
+        .fetch_one(&sql)
+        .await
+        .unwrap();
+        id
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_row_fails_alone_on_sqlite() {
+    let db = workflow_worker_store::testing::TestSqlite::create().await;
+    let pool = db.store.pool().clone();
+    an_unreadable_row_fails_alone(db.store.clone(), async |input: &str| {
+        let (id,): (String,) = sqlx::query_as(
+            "insert into workflow_executions (workflow_id, input)
+             select id, $1 from workflows where name = 'hello' returning id",
+        )
+        .bind(input)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        Uuid::parse_str(&id).unwrap()
+    })
+    .await;
+}

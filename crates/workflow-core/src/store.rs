@@ -172,6 +172,11 @@ pub struct ClaimedExecution {
     /// (otherwise empty: an execution that parks while one is pending is woken at once, and
     /// then gets them).
     pub signals: Vec<Signal>,
+    /// Set when a value of the claimed row could not be read (JSON the database accepted
+    /// but that nests deeper than the parser allows, say): what was wrong. The unreadable
+    /// value reads as `null`; the worker fails the execution with this message at once,
+    /// without running a node, and the rest of the claim is unaffected.
+    pub unreadable: Option<String>,
 }
 
 /// Parameters of [`Store::send_signal`].

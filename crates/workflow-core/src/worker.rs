@@ -1034,6 +1034,7 @@ impl Inner {
             execution,
             node_runs,
             mut signals,
+            unreadable,
         } = claimed;
         let clock = DbClock::at_claim(&execution, self.config.lease_duration);
         let cancel = lock(&self.leases)
@@ -1060,6 +1061,12 @@ impl Inner {
             lease_token: execution.lease_token,
             pending: Vec::new(),
         };
+        // A row the worker cannot read will not read better on another claim.
+        if let Some(defect) = unreadable {
+            return writer
+                .fail(format!("execution cannot be read: {defect}"))
+                .await;
+        }
         let graph = match self
             .graph(execution.workflow_id, execution.workflow_version)
             .await

@@ -280,18 +280,24 @@ fn sqlite_file_exists(url: &str) -> bool {
         .is_ok_and(|options| options.get_filename().exists())
 }
 
-/// Groups the node runs and signals read for a claim under their executions.
+/// Groups the node runs and signals read for a claim under their executions; what could not
+/// be read of an execution or of one of its signals becomes its `unreadable`.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 fn assemble_claims(
-    executions: Vec<Execution>,
+    executions: Vec<(Execution, Option<String>)>,
     runs: Vec<NodeRun>,
-    signals: Vec<Signal>,
+    signals: Vec<(Signal, Option<String>)>,
 ) -> Vec<ClaimedExecution> {
     let mut runs_of: HashMap<ExecutionId, Vec<NodeRun>> = HashMap::new();
     for run in runs {
         runs_of.entry(run.execution_id).or_default().push(run);
     }
     let mut signals_of: HashMap<ExecutionId, Vec<Signal>> = HashMap::new();
-    for signal in signals {
+    let mut signal_defects: HashMap<ExecutionId, String> = HashMap::new();
+    for (signal, defect) in signals {
+        if let Some(defect) = defect {
+            signal_defects.entry(signal.execution_id).or_insert(defect);
+        }
         signals_of
             .entry(signal.execution_id)
             .or_default()
@@ -299,12 +305,28 @@ fn assemble_claims(
     }
     executions
         .into_iter()
-        .map(|execution| ClaimedExecution {
+        .map(|(execution, defect)| ClaimedExecution {
             node_runs: runs_of.remove(&execution.id).unwrap_or_default(),
             signals: signals_of.remove(&execution.id).unwrap_or_default(),
+            unreadable: defect.or_else(|| signal_defects.remove(&execution.id)),
             execution,
         })
         .collect()
+}
+
+/// Parses a JSON column read as text. What serde cannot read (JSON nested deeper than its
+/// recursion limit, say, which the database accepts) reads as `null`, with the reason.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+fn lenient_json(text: &str, what: &str) -> (serde_json::Value, Option<String>) {
+    match serde_json::from_str(text) {
+        Ok(value) => (value, None),
+        Err(err) => (
+            serde_json::Value::Null,
+            Some(format!(
+                "its {what} is JSON this worker cannot read ({err})"
+            )),
+        ),
+    }
 }
 
 /// A signal may only be sent to an execution that exists and has not ended.

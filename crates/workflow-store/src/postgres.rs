@@ -199,8 +199,8 @@ struct ExecutionRow {
     workflow_name: String,
     workflow_version: i32,
     status: String,
-    input: Value,
-    output: Option<Value>,
+    input: String,
+    output: Option<String>,
     error: Option<String>,
     priority: i32,
     run_at: Option<DateTime<Utc>>,
@@ -215,32 +215,48 @@ struct ExecutionRow {
     finished_at: Option<DateTime<Utc>>,
 }
 
+impl ExecutionRow {
+    /// The execution, and what of it could not be read (read as `null`).
+    fn read(self) -> Result<(Execution, Option<String>), StoreError> {
+        let (input, input_defect) = crate::lenient_json(&self.input, "input");
+        let (output, output_defect) = match &self.output {
+            Some(text) => {
+                let (output, defect) = crate::lenient_json(text, "output");
+                (Some(output), defect)
+            }
+            None => (None, None),
+        };
+        let execution = Execution {
+            status: ExecutionStatus::from_str(&self.status)
+                .map_err(|err| invalid(format!("execution {}: {err}", self.id)))?,
+            id: ExecutionId(self.id),
+            workflow_id: WorkflowId(self.workflow_id),
+            workflow_name: self.workflow_name,
+            workflow_version: self.workflow_version,
+            input,
+            output,
+            error: self.error,
+            priority: self.priority,
+            run_at: self.run_at,
+            deadline: self.deadline,
+            scheduled_for: self.scheduled_for,
+            lease_owner: self.lease_owner,
+            lease_expires_at: self.lease_expires_at,
+            lease_token: self.lease_token,
+            rescue_count: self.rescue_count,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        };
+        Ok((execution, input_defect.or(output_defect)))
+    }
+}
+
 impl TryFrom<ExecutionRow> for Execution {
     type Error = StoreError;
 
     fn try_from(row: ExecutionRow) -> Result<Self, StoreError> {
-        Ok(Self {
-            status: ExecutionStatus::from_str(&row.status)
-                .map_err(|err| invalid(format!("execution {}: {err}", row.id)))?,
-            id: ExecutionId(row.id),
-            workflow_id: WorkflowId(row.workflow_id),
-            workflow_name: row.workflow_name,
-            workflow_version: row.workflow_version,
-            input: row.input,
-            output: row.output,
-            error: row.error,
-            priority: row.priority,
-            run_at: row.run_at,
-            deadline: row.deadline,
-            scheduled_for: row.scheduled_for,
-            lease_owner: row.lease_owner,
-            lease_expires_at: row.lease_expires_at,
-            lease_token: row.lease_token,
-            rescue_count: row.rescue_count,
-            created_at: row.created_at,
-            started_at: row.started_at,
-            finished_at: row.finished_at,
-        })
+        row.read().map(|(execution, _)| execution)
     }
 }
 
@@ -298,27 +314,37 @@ struct SignalRow {
     id: i64,
     execution_id: Uuid,
     name: String,
-    payload: Value,
+    payload: String,
     idempotency_key: Option<String>,
     created_at: DateTime<Utc>,
     consumed_at: Option<DateTime<Utc>>,
     consumed_by_node: Option<String>,
 }
 
+impl SignalRow {
+    /// The signal, and what of it could not be read (read as `null`).
+    fn read(self) -> (Signal, Option<String>) {
+        let (payload, defect) =
+            crate::lenient_json(&self.payload, &format!("signal {} payload", self.id));
+        let signal = Signal {
+            id: self.id,
+            execution_id: ExecutionId(self.execution_id),
+            name: self.name,
+            payload,
+            idempotency_key: self.idempotency_key,
+            created_at: self.created_at,
+            consumed_at: self.consumed_at,
+            consumed_by_node: self.consumed_by_node,
+        };
+        (signal, defect)
+    }
+}
+
 impl TryFrom<SignalRow> for Signal {
     type Error = StoreError;
 
     fn try_from(row: SignalRow) -> Result<Self, StoreError> {
-        Ok(Self {
-            id: row.id,
-            execution_id: ExecutionId(row.execution_id),
-            name: row.name,
-            payload: row.payload,
-            idempotency_key: row.idempotency_key,
-            created_at: row.created_at,
-            consumed_at: row.consumed_at,
-            consumed_by_node: row.consumed_by_node,
-        })
+        Ok(row.read().0)
     }
 }
 
@@ -472,13 +498,15 @@ impl Store for PgStore {
             .filter(|row| row.previous_status == ExecutionStatus::Waiting.as_str())
             .map(|row| row.execution.id)
             .collect();
-        let executions: Vec<Execution> =
-            convert(rows.into_iter().map(|row| row.execution).collect())?;
+        let executions: Vec<(Execution, Option<String>)> = rows
+            .into_iter()
+            .map(|row| row.execution.read())
+            .collect::<Result<_, _>>()?;
         // Node runs are only ever written under a claim, so a first claim has none to read.
         let resumed: Vec<Uuid> = executions
             .iter()
-            .filter(|e| e.lease_token > 1)
-            .map(|e| e.id.0)
+            .filter(|(e, _)| e.lease_token > 1)
+            .map(|(e, _)| e.id.0)
             .collect();
         let runs: Vec<NodeRunRow> = if resumed.is_empty() {
             Vec::new()
@@ -501,7 +529,7 @@ impl Store for PgStore {
         Ok(crate::assemble_claims(
             executions,
             convert(runs)?,
-            convert(signals)?,
+            signals.into_iter().map(SignalRow::read).collect(),
         ))
     }
 

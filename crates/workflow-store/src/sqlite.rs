@@ -366,33 +366,49 @@ struct ExecutionRow {
     finished_at: Option<i64>,
 }
 
+impl ExecutionRow {
+    /// The execution, and what of it could not be read (read as `null`).
+    fn read(self) -> Result<(Execution, Option<String>), StoreError> {
+        let what = format!("execution {}", self.id);
+        let (input, input_defect) = crate::lenient_json(&self.input, "input");
+        let (output, output_defect) = match &self.output {
+            Some(text) => {
+                let (output, defect) = crate::lenient_json(text, "output");
+                (Some(output), defect)
+            }
+            None => (None, None),
+        };
+        let execution = Execution {
+            id: ExecutionId(uuid(&self.id, &what)?),
+            workflow_id: WorkflowId(uuid(&self.workflow_id, &what)?),
+            workflow_name: self.workflow_name,
+            workflow_version: self.workflow_version,
+            status: ExecutionStatus::from_str(&self.status)
+                .map_err(|err| invalid(format!("{what}: {err}")))?,
+            input,
+            output,
+            error: self.error,
+            priority: self.priority,
+            run_at: optional_time(self.run_at, &what)?,
+            deadline: optional_time(self.deadline, &what)?,
+            scheduled_for: optional_time(self.scheduled_for, &what)?,
+            lease_owner: self.lease_owner,
+            lease_expires_at: optional_time(self.lease_expires_at, &what)?,
+            lease_token: self.lease_token,
+            rescue_count: self.rescue_count,
+            created_at: time(self.created_at, &what)?,
+            started_at: optional_time(self.started_at, &what)?,
+            finished_at: optional_time(self.finished_at, &what)?,
+        };
+        Ok((execution, input_defect.or(output_defect)))
+    }
+}
+
 impl TryFrom<ExecutionRow> for Execution {
     type Error = StoreError;
 
     fn try_from(row: ExecutionRow) -> Result<Self, StoreError> {
-        let what = format!("execution {}", row.id);
-        Ok(Self {
-            id: ExecutionId(uuid(&row.id, &what)?),
-            workflow_id: WorkflowId(uuid(&row.workflow_id, &what)?),
-            workflow_name: row.workflow_name,
-            workflow_version: row.workflow_version,
-            status: ExecutionStatus::from_str(&row.status)
-                .map_err(|err| invalid(format!("{what}: {err}")))?,
-            input: json(&row.input, &what)?,
-            output: optional_json(row.output.as_deref(), &what)?,
-            error: row.error,
-            priority: row.priority,
-            run_at: optional_time(row.run_at, &what)?,
-            deadline: optional_time(row.deadline, &what)?,
-            scheduled_for: optional_time(row.scheduled_for, &what)?,
-            lease_owner: row.lease_owner,
-            lease_expires_at: optional_time(row.lease_expires_at, &what)?,
-            lease_token: row.lease_token,
-            rescue_count: row.rescue_count,
-            created_at: time(row.created_at, &what)?,
-            started_at: optional_time(row.started_at, &what)?,
-            finished_at: optional_time(row.finished_at, &what)?,
-        })
+        row.read().map(|(execution, _)| execution)
     }
 }
 
@@ -447,21 +463,30 @@ struct SignalRow {
     consumed_by_node: Option<String>,
 }
 
+impl SignalRow {
+    /// The signal, and what of it could not be read (read as `null`).
+    fn read(self) -> Result<(Signal, Option<String>), StoreError> {
+        let what = format!("signal {}", self.id);
+        let (payload, defect) = crate::lenient_json(&self.payload, &format!("{what} payload"));
+        let signal = Signal {
+            id: self.id,
+            execution_id: ExecutionId(uuid(&self.execution_id, &what)?),
+            payload,
+            created_at: time(self.created_at, &what)?,
+            consumed_at: optional_time(self.consumed_at, &what)?,
+            name: self.name,
+            idempotency_key: self.idempotency_key,
+            consumed_by_node: self.consumed_by_node,
+        };
+        Ok((signal, defect))
+    }
+}
+
 impl TryFrom<SignalRow> for Signal {
     type Error = StoreError;
 
     fn try_from(row: SignalRow) -> Result<Self, StoreError> {
-        let what = format!("signal {}", row.id);
-        Ok(Self {
-            id: row.id,
-            execution_id: ExecutionId(uuid(&row.execution_id, &what)?),
-            payload: json(&row.payload, &what)?,
-            created_at: time(row.created_at, &what)?,
-            consumed_at: optional_time(row.consumed_at, &what)?,
-            name: row.name,
-            idempotency_key: row.idempotency_key,
-            consumed_by_node: row.consumed_by_node,
-        })
+        row.read().map(|(signal, _)| signal)
     }
 }
 
@@ -712,9 +737,14 @@ impl Store for SqliteStore {
         };
         tx.commit().await.map_err(classify)?;
         Ok(crate::assemble_claims(
-            convert(rows)?,
+            rows.into_iter()
+                .map(ExecutionRow::read)
+                .collect::<Result<_, _>>()?,
             convert(runs)?,
-            convert(signals)?,
+            signals
+                .into_iter()
+                .map(SignalRow::read)
+                .collect::<Result<_, _>>()?,
         ))
     }
 

@@ -1,10 +1,12 @@
 //! Every SQL statement `PgStore` sends, one named query per `Store` step.
 
 /// Columns of an execution row joined with its workflow (`e` and `w`), in `ExecutionRow` order.
+/// JSON columns come as text, so a value the database accepted but serde cannot read fails
+/// that one row's conversion, not the statement.
 macro_rules! execution_columns {
     () => {
-        "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, e.input, \
-         e.output, e.error, e.priority, e.run_at, e.deadline, e.scheduled_for, e.lease_owner, e.lease_expires_at, \
+        "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, \
+         e.input::text as input, e.output::text as output, e.error, e.priority, e.run_at, e.deadline, e.scheduled_for, e.lease_owner, e.lease_expires_at, \
          e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at"
     };
 }
@@ -206,8 +208,8 @@ returning id
 
 macro_rules! signal_columns {
     () => {
-        "id, execution_id, name, payload, idempotency_key, created_at, consumed_at, \
-         consumed_by_node"
+        "id, execution_id, name, payload::text as payload, idempotency_key, created_at, \
+         consumed_at, consumed_by_node"
     };
 }
 
