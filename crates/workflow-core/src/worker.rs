@@ -51,9 +51,12 @@ pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(30);
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 /// How long in-flight executions may take to finish after shutdown is requested, by default.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-/// How many times in a row an execution may be rescued from a dead worker before it is
-/// failed as poison, by default.
+/// How many times in a row a suspect execution's worker may die while running it alone
+/// before the execution is failed as poison, by default.
 pub const DEFAULT_MAX_RESCUES: u32 = 3;
+/// After this many deaths in a row of the workers running it, an execution is a *suspect*
+/// and runs alone on a worker, so that its deaths from then on are its own doing.
+pub const SUSPECT_AFTER_RESCUES: u32 = 2;
 /// The longest wait between claims while the store keeps failing.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(30);
 /// How often a worker looks for new schedules and deadlines when none is due sooner. A
@@ -245,10 +248,13 @@ impl WorkflowWorker {
         self
     }
 
-    /// How many times in a row an execution may be rescued after its worker died (its lease
-    /// expired with no step recorded since the last rescue) before it is failed as poison,
-    /// so one execution that crashes its worker cannot take the fleet down forever.
-    /// Defaults to 3 ([`DEFAULT_MAX_RESCUES`]).
+    /// How many times in a row a worker may die while running a suspect execution alone
+    /// before the execution is failed as poison, so one execution that crashes its worker
+    /// cannot take the fleet down forever. An execution becomes a suspect, and runs alone on a
+    /// worker, once [`SUSPECT_AFTER_RESCUES`] workers died in a row while running it (their
+    /// leases expired with no step recorded since); deaths in the company of other executions
+    /// never count, so executions that merely shared a dying worker are not quarantined. A
+    /// recorded step clears the count. Defaults to 3 ([`DEFAULT_MAX_RESCUES`]).
     #[must_use]
     pub fn max_rescues(mut self, rescues: u32) -> Self {
         self.config.max_rescues = rescues;
@@ -349,7 +355,8 @@ impl WorkflowWorker {
         // A suspect execution (its workers died while running it, again and again) runs alone:
         // if it kills this worker too, it takes no other execution down with it.
         let mut isolated: Option<ExecutionId> = None;
-        let suspect_from = i32::try_from(config.max_rescues.saturating_sub(2)).unwrap_or(i32::MAX);
+        // Claims compare the count before their own rescue: one less than the deaths.
+        let suspect_from = i32::try_from(SUSPECT_AFTER_RESCUES - 1).unwrap_or(i32::MAX);
         // Deadlines of executions nobody holds are enforced by whichever worker sweeps first,
         // at the earliest deadline it knows of (holders enforce their own, to the moment).
         let mut last_sweep = Instant::now();
@@ -1128,7 +1135,9 @@ impl Inner {
                 writer.pending.push(run);
             }
             let rescues = u32::try_from(execution.rescue_count).unwrap_or(u32::MAX);
-            if rescues >= self.config.max_rescues {
+            // The deaths past the suspect threshold happened while it ran alone.
+            let alone = rescues.saturating_sub(SUSPECT_AFTER_RESCUES);
+            if alone >= self.config.max_rescues {
                 let nodes: Vec<&str> = writer
                     .pending
                     .iter()
@@ -1137,7 +1146,8 @@ impl Inner {
                     .collect();
                 let error = format!(
                     "quarantined: its worker died (lease expired) {rescues} times in a row while \
-                     running it (nodes: {}); not retried again",
+                     running it, {alone} of them while it ran alone (nodes: {}); not retried \
+                     again",
                     nodes.join(", ")
                 );
                 return writer.fail(error).await;

@@ -235,7 +235,8 @@ pub(crate) struct RunArgs {
     #[arg(long, global = true, env = "WORKFLOW_WAKEUPS", default_value_t = true, action = clap::ArgAction::Set)]
     pub(crate) wakeups: bool,
 
-    /// Rescues in a row after which an execution whose worker keeps dying is failed.
+    /// Deaths in a row of the worker running a suspect execution alone (after 2 deaths that
+    /// made it a suspect) after which the execution is failed as quarantined.
     #[arg(long, global = true, env = "WORKFLOW_MAX_RESCUES", default_value_t = workflow_worker_core::worker::DEFAULT_MAX_RESCUES)]
     pub(crate) max_rescues: u32,
 

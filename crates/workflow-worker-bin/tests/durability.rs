@@ -306,7 +306,7 @@ async fn a_node_that_kills_its_worker_is_quarantined_while_other_executions_comp
         "--poll-interval",
         "0.1",
         "--max-rescues",
-        "3",
+        "2",
     ];
     let mut worker = Worker::run(&db.url, &args);
     let mut deaths = 0;
@@ -334,15 +334,19 @@ async fn a_node_that_kills_its_worker_is_quarantined_while_other_executions_comp
     };
     let log = worker.stop();
 
+    // Two deaths make it a suspect that runs alone; two more alone quarantine it.
     assert_eq!(
-        deaths, 3,
-        "the poison node should kill 3 workers, then be quarantined"
+        deaths, 4,
+        "the poison node should kill 4 workers, then be quarantined"
     );
     let poisoned = details.last().unwrap();
     assert_eq!(poisoned.execution.status, ExecutionStatus::Failed);
     let error = poisoned.execution.error.clone().unwrap_or_default();
     assert!(
-        error.starts_with("quarantined: its worker died (lease expired) 3 times in a row"),
+        error.starts_with(
+            "quarantined: its worker died (lease expired) 4 times in a row while running it, \
+             2 of them while it ran alone"
+        ),
         "{error}"
     );
     assert!(
@@ -374,6 +378,9 @@ async fn chaos_kill_random_workers_until_all_executions_are_done() {
     for _ in 0..EXECUTIONS {
         ids.push(start(&db.store, "chaos").await);
     }
+    // One real poison among them: it kills whichever worker runs it.
+    save(&db.store, two_steps("poison", "kill -9 $PPID; sleep 5")).await;
+    let poison = start(&db.store, "poison").await;
 
     let mut generation = 0;
     let mut spawn = |slot: usize| {
@@ -392,9 +399,8 @@ async fn chaos_kill_random_workers_until_all_executions_are_done() {
                 "2",
                 "--heartbeat-interval",
                 "0.5",
-                // Random kills may hit one execution a few times in a row; that is not poison.
-                "--max-rescues",
-                "10",
+                // The default --max-rescues: random kills that hit executions sharing a worker
+                // must not quarantine them, while the poison is quarantined.
             ],
         );
         (id, worker)
@@ -402,6 +408,7 @@ async fn chaos_kill_random_workers_until_all_executions_are_done() {
     let mut workers: Vec<(String, Worker)> = (0..WORKERS).map(&mut spawn).collect();
     let mut logs = Vec::new();
     let mut kills = 0;
+    let mut poison_kills = 0;
     // Per kill: when it happened, and the executions the victim held (with their tokens).
     let mut awaiting_rescue: Vec<(Instant, HashMap<ExecutionId, i64>)> = Vec::new();
     let mut longest_rescue = Duration::ZERO;
@@ -412,11 +419,19 @@ async fn chaos_kill_random_workers_until_all_executions_are_done() {
         let executions = db
             .store
             .list_executions(workflow_worker_core::ListExecutionsParams {
-                limit: EXECUTIONS as u32,
+                limit: EXECUTIONS as u32 + 1,
                 ..Default::default()
             })
             .await
             .unwrap();
+        // A supervisor restarts workers the poison killed, as systemd would.
+        for (slot, worker) in workers.iter_mut().enumerate() {
+            if worker.1.exited() {
+                let (_, dead) = std::mem::replace(worker, spawn(slot));
+                logs.push(dead.wait_dead());
+                poison_kills += 1;
+            }
+        }
         let open = executions
             .iter()
             .filter(|e| !e.status.is_terminal())
@@ -509,6 +524,7 @@ async fn chaos_kill_random_workers_until_all_executions_are_done() {
         }
     }
     let finished_twice = finishes.values().filter(|&&n| n > 1).count();
+    let poisoned = db.store.get_execution(poison).await.unwrap().execution;
     // Only an end logged by a worker killed right after its commit can be missing.
     assert!(
         finishes.len() >= EXECUTIONS * 9 / 10,
@@ -518,7 +534,8 @@ async fn chaos_kill_random_workers_until_all_executions_are_done() {
     println!(
         "chaos: executions={EXECUTIONS} workers={WORKERS} kills={kills} elapsed={:.1}s \
          lost={lost} finished_twice={finished_twice} node_results_recorded_twice={duplicated_results} \
-         node_runs_re_executed_after_a_kill={re_executed} longest_rescue_wait={:.2}s",
+         node_runs_re_executed_after_a_kill={re_executed} longest_rescue_wait={:.2}s \
+         workers_killed_by_the_poison={poison_kills}",
         started.elapsed().as_secs_f64(),
         longest_rescue.as_secs_f64()
     );
@@ -526,7 +543,15 @@ async fn chaos_kill_random_workers_until_all_executions_are_done() {
         kills >= 3,
         "the run ended before enough kills to mean anything ({kills})"
     );
-    assert_eq!(lost, 0, "executions lost");
+    assert_eq!(lost, 0, "executions lost (or quarantined though innocent)");
+    assert_eq!(poisoned.status, ExecutionStatus::Failed, "{poisoned:?}");
+    assert!(
+        poisoned
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("quarantined")),
+        "{poisoned:?}"
+    );
     assert_eq!(finished_twice, 0, "executions finished twice");
     assert_eq!(
         duplicated_results, 0,

@@ -59,6 +59,7 @@ macro_rules! conformance_tests {
                 suspects_are_claimed_only_when_asked_for,
                 an_idle_claim_takes_a_suspect_alone_and_else_the_others,
                 poison_execution_is_failed_after_max_rescues,
+                deaths_in_company_do_not_quarantine,
                 late_write_of_a_worker_whose_lease_was_taken_over_is_rejected,
                 shutdown_interrupts_running_nodes_and_releases_the_execution,
                 shutdown_lets_running_nodes_finish_within_the_grace_period,
@@ -1460,13 +1461,14 @@ pub async fn an_idle_claim_takes_a_suspect_alone_and_else_the_others(store: impl
 pub async fn poison_execution_is_failed_after_max_rescues(store: impl Store + Clone) {
     fixture::hello().save(&store, &nodes::registry()).await;
     let id = start(&store, "hello", json!({})).await;
-    // Three claims whose workers "die": they never write, and their leases expire.
-    for _ in 0..3 {
+    // Four claims whose workers "die": they never write, and their leases expire. The first
+    // two make it a suspect; the next two died while it ran alone.
+    for _ in 0..4 {
         claim_one(&store, "doomed-worker", Duration::from_millis(150)).await;
         tokio::time::sleep(Duration::from_millis(350)).await;
     }
     let claimed = worker(store.clone())
-        .max_rescues(3)
+        .max_rescues(2)
         .run_once()
         .await
         .unwrap();
@@ -1476,7 +1478,10 @@ pub async fn poison_execution_is_failed_after_max_rescues(store: impl Store + Cl
     assert_eq!(detail.execution.status, ExecutionStatus::Failed);
     let error = detail.execution.error.unwrap_or_default();
     assert!(
-        error.starts_with("quarantined: its worker died (lease expired) 3 times in a row"),
+        error.starts_with(
+            "quarantined: its worker died (lease expired) 4 times in a row while running it, \
+             2 of them while it ran alone"
+        ),
         "{error}"
     );
     assert!(error.contains("nodes: start"), "{error}");
@@ -1486,6 +1491,27 @@ pub async fn poison_execution_is_failed_after_max_rescues(store: impl Store + Cl
         .map(|r| (r.node_id.as_str(), r.status))
         .collect();
     assert_eq!(runs, vec![("start", NodeRunStatus::Abandoned)]);
+}
+
+/// Deaths of workers that ran an execution among others never count toward quarantine: an
+/// execution whose workers died for reasons of their own completes, however unlucky.
+pub async fn deaths_in_company_do_not_quarantine(store: impl Store + Clone) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    let id = start(&store, "hello", json!({})).await;
+    // Two deaths in company make it a suspect; one more while alone is below max_rescues.
+    for _ in 0..3 {
+        claim_one(&store, "unlucky-worker", Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(350)).await;
+    }
+    let detail = run_until_terminal(worker(store.clone()).max_rescues(2), &store, &[id], WAIT)
+        .await
+        .remove(0);
+    assert_eq!(
+        detail.execution.status,
+        ExecutionStatus::Completed,
+        "{:?}",
+        detail.execution.error
+    );
 }
 
 /// A worker whose heartbeat stalled past its lease loses the execution to another worker;
