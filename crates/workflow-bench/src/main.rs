@@ -444,6 +444,7 @@ async fn claim_times(store: &dyn Store, count: usize) -> anyhow::Result<Vec<f64>
                 limit: 1,
                 lease_duration: Duration::from_secs(3600),
                 rescues: RescueFilter::Any,
+                node_types: None,
             })
             .await?;
         times.push(started.elapsed().as_secs_f64() * 1000.0);

@@ -126,6 +126,10 @@ pub struct ClaimParams {
     pub lease_duration: Duration,
     /// Which executions to claim by how often their workers died while running them.
     pub rescues: RescueFilter,
+    /// Only executions whose workflow version uses no node type outside these (the claiming
+    /// worker's), so workers with different node types can share a database; `None` claims
+    /// regardless of node types.
+    pub node_types: Option<Vec<String>>,
 }
 
 /// Sorts runnable executions by their `rescue_count` for a claim. A *suspect* is an

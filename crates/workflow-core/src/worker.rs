@@ -597,6 +597,9 @@ struct Inner {
     store: Arc<dyn Store>,
     config: WorkerConfig,
     registry: NodeRegistry,
+    /// The registry's node types, as claims ask for them: this worker claims only executions
+    /// whose every node type it has.
+    node_types: Vec<String>,
     /// Validated graphs by workflow version (or why this worker cannot run it); versions are
     /// immutable, so never invalidated. One load per version, however many executions of it
     /// are claimed at once.
@@ -755,6 +758,7 @@ impl Inner {
             store: worker.store.clone(),
             config: worker.config.clone(),
             registry: worker.registry.clone(),
+            node_types: worker.registry.types().map(str::to_owned).collect(),
             graphs: Mutex::default(),
             leases: Mutex::default(),
             draining: CancellationToken::new(),
@@ -830,6 +834,7 @@ impl Inner {
                 limit: u32::try_from(limit).unwrap_or(u32::MAX),
                 lease_duration: self.config.lease_duration,
                 rescues,
+                node_types: Some(self.node_types.clone()),
             })
             .await?;
         metrics::claimed(started.elapsed());

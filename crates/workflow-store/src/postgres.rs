@@ -481,11 +481,18 @@ impl Store for PgStore {
             .bind(i64::from(params.limit))
             .bind(&params.worker_id)
             .bind(params.lease_duration.as_secs_f64());
+        let node_types = params
+            .node_types
+            .as_ref()
+            .map(|types| Value::from(types.clone()));
         let claim = match params.rescues {
-            RescueFilter::SuspectFirst(threshold) => claim.bind(threshold),
+            RescueFilter::SuspectFirst(threshold) => claim.bind(threshold).bind(node_types),
             rescues => {
                 let (not_suspect_below, suspect_from) = rescues.thresholds();
-                claim.bind(not_suspect_below).bind(suspect_from)
+                claim
+                    .bind(not_suspect_below)
+                    .bind(suspect_from)
+                    .bind(node_types)
             }
         };
         let rows: Vec<ClaimRow> = claim.fetch_all(&self.db).await.map_err(classify)?;

@@ -655,11 +655,16 @@ impl Store for SqliteStore {
             .begin_with(BEGIN_IMMEDIATE)
             .await
             .map_err(classify)?;
+        let node_types = params
+            .node_types
+            .as_ref()
+            .map(|types| Value::from(types.clone()).to_string());
         let runnable = match params.rescues {
             RescueFilter::SuspectFirst(threshold) => {
                 let mut rows = sqlx::query(queries::RUNNABLE_SUSPECT_FIRST)
                     .bind(i64::from(params.limit))
                     .bind(threshold)
+                    .bind(&node_types)
                     .fetch_all(&mut *tx)
                     .await
                     .map_err(classify)?;
@@ -678,6 +683,7 @@ impl Store for SqliteStore {
                     .bind(i64::from(params.limit))
                     .bind(not_suspect_below)
                     .bind(suspect_from)
+                    .bind(&node_types)
                     .fetch_all(&mut *tx)
                     .await
                     .map_err(classify)?

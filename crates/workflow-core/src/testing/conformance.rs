@@ -53,7 +53,7 @@ macro_rules! conformance_tests {
                 failing_nodes_fail_their_execution_and_the_worker_goes_on,
                 retryable_failure_is_retried_after_its_backoff,
                 exhausted_retries_fail_with_the_last_error,
-                unregistered_node_type_fails_the_execution_clearly,
+                workers_claim_only_executions_whose_node_types_they_have,
                 two_workers_run_each_node_exactly_once,
                 claims_count_rescues_until_a_step_is_recorded,
                 suspects_are_claimed_only_when_asked_for,
@@ -100,6 +100,7 @@ fn claim_params(worker: &str, limit: u32, lease: Duration) -> ClaimParams {
         limit,
         lease_duration: lease,
         rescues: RescueFilter::Any,
+        node_types: None,
     }
 }
 
@@ -1238,27 +1239,36 @@ pub async fn exhausted_retries_fail_with_the_last_error(store: impl Store + Clon
     );
 }
 
-/// A workflow using a node type this worker does not have fails with an error naming it,
-/// instead of being retried forever.
-pub async fn unregistered_node_type_fails_the_execution_clearly(store: impl Store + Clone) {
+/// A worker claims only executions whose every node type it has: one that lacks a type
+/// leaves the execution waiting (not failed) for a worker that has it, which runs it.
+pub async fn workers_claim_only_executions_whose_node_types_they_have(store: impl Store + Clone) {
     workflow("custom")
         .node("special", "echo", Value::Null)
         .edge("start", "special")
         .save(&store, &nodes::registry())
         .await;
-    let id = start(&store, "custom", json!({})).await;
-    // A worker with only the built-in node types.
-    let plain = WorkflowWorker::new(store.clone()).poll_interval(Duration::from_millis(50));
-    let detail = run_until_terminal(plain, &store, &[id], WAIT)
+    fixture::hello().save(&store, &nodes::registry()).await;
+    let custom = start(&store, "custom", json!({"n": 1})).await;
+    let hello = start(&store, "hello", json!({})).await;
+    // A worker with only the built-in node types runs what it can.
+    let plain = || WorkflowWorker::new(store.clone()).poll_interval(Duration::from_millis(50));
+    let done = run_until_terminal(plain(), &store, &[hello], WAIT).await;
+    assert_eq!(done[0].execution.status, ExecutionStatus::Completed);
+    assert_eq!(
+        plain().run_once().await.unwrap(),
+        0,
+        "it claimed what it cannot run"
+    );
+    let waiting = store.get_execution(custom).await.unwrap();
+    assert_eq!(waiting.execution.status, ExecutionStatus::Pending);
+    assert!(waiting.node_runs.is_empty());
+    assert_eq!(waiting.execution.lease_owner, None);
+    // A worker with the `echo` type takes it.
+    let detail = run_until_terminal(worker(store.clone()), &store, &[custom], WAIT)
         .await
         .remove(0);
-    assert_eq!(detail.execution.status, ExecutionStatus::Failed);
-    let error = detail.execution.error.unwrap_or_default();
-    assert!(
-        error.contains("node \"special\": unknown node type \"echo\""),
-        "{error}"
-    );
-    assert!(detail.node_runs.is_empty());
+    assert_eq!(detail.execution.status, ExecutionStatus::Completed);
+    assert_eq!(detail.execution.output, Some(json!({"n": 1})));
 }
 
 /// Two workers on one store run 200 executions: every execution completes, each node run is

@@ -88,6 +88,27 @@ macro_rules! runnable {
     };
 }
 
+/// Only executions whose workflow version uses no node type outside the JSON array `$n` (the
+/// claiming worker's), unless `$n` is null. A version that is missing is claimed, to fail
+/// with the reason.
+macro_rules! can_run {
+    ($n:literal) => {
+        concat!(
+            "
+      and (",
+            $n,
+            "::jsonb is null or coalesce((
+          select v.node_types <@ ",
+            $n,
+            "::jsonb
+          from workflow_versions v
+          where v.workflow_id = workflow_executions.workflow_id
+            and v.version = workflow_executions.workflow_version
+      ), true))"
+        )
+    };
+}
+
 /// The update of a claim: takes the rows of a `runnable` CTE (id, previous status) under a
 /// new lease for worker $2 lasting $3 seconds.
 macro_rules! claim_runnable {
@@ -127,7 +148,9 @@ with runnable as (
     r#"
       -- $4: leave out suspects (expired, rescued at least $4 times); $5: only suspects.
       and ($4::int is null or lease_expires_at is null or rescue_count < $4)
-      and ($5::int is null or (lease_expires_at is not null and rescue_count >= $5))
+      and ($5::int is null or (lease_expires_at is not null and rescue_count >= $5))"#,
+    can_run!("$6"),
+    r#"
     order by priority desc, run_at
     limit $1
     for update skip locked
@@ -148,7 +171,9 @@ with suspect as (
     runnable!(),
     r#"
       and lease_expires_at is not null
-      and rescue_count >= $4
+      and rescue_count >= $4"#,
+    can_run!("$5"),
+    r#"
     order by priority desc, run_at
     limit 1
     for update skip locked
@@ -160,7 +185,9 @@ others as (
       and "#,
     runnable!(),
     r#"
-      and (lease_expires_at is null or rescue_count < $4)
+      and (lease_expires_at is null or rescue_count < $4)"#,
+    can_run!("$5"),
+    r#"
     order by priority desc, run_at
     limit $1
     for update skip locked

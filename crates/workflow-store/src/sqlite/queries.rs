@@ -94,6 +94,27 @@ where w.id = $2
 "#
 );
 
+/// Only executions whose workflow version uses no node type outside the JSON array `$n` (the
+/// claiming worker's), unless `$n` is null.
+macro_rules! can_run {
+    ($n:literal) => {
+        concat!(
+            "
+  and (",
+            $n,
+            " is null or not exists (
+      select 1
+      from workflow_versions v, json_each(v.node_types) t
+      where v.workflow_id = workflow_executions.workflow_id
+        and v.version = workflow_executions.workflow_version
+        and t.value not in (select value from json_each(",
+            $n,
+            "))
+  ))"
+        )
+    };
+}
+
 /// The runnable executions a claim takes, with their status before it: non-terminal, due,
 /// and with a free or expired lease. Runs in an immediate transaction with the update below,
 /// so claims on one file never interleave.
@@ -106,7 +127,9 @@ where "#,
     r#"
   -- $2: leave out suspects (expired, rescued at least $2 times); $3: only suspects.
   and ($2 is null or lease_expires_at is null or rescue_count < $2)
-  and ($3 is null or (lease_expires_at is not null and rescue_count >= $3))
+  and ($3 is null or (lease_expires_at is not null and rescue_count >= $3))"#,
+    can_run!("$4"),
+    r#"
 order by priority desc, run_at
 limit $1
 "#
@@ -121,6 +144,7 @@ select id, status,
 from workflow_executions
 where "#,
     runnable!(),
+    can_run!("$3"),
     r#"
 order by suspect desc, priority desc, run_at
 limit $1
