@@ -70,7 +70,7 @@ pub mod node;
 pub mod schedule;
 pub mod state;
 pub mod store;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod worker;
 

@@ -314,6 +314,24 @@ fn assemble_claims(
         .collect()
 }
 
+/// An execution's input and output columns read as text, parsed as [`lenient_json`] does;
+/// the third value says what could not be read.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+fn lenient_input_output(
+    input: &str,
+    output: Option<&str>,
+) -> (serde_json::Value, Option<serde_json::Value>, Option<String>) {
+    let (input, input_defect) = lenient_json(input, "input");
+    let (output, output_defect) = match output {
+        Some(text) => {
+            let (output, defect) = lenient_json(text, "output");
+            (Some(output), defect)
+        }
+        None => (None, None),
+    };
+    (input, output, input_defect.or(output_defect))
+}
+
 /// Parses a JSON column read as text. What serde cannot read (JSON nested deeper than its
 /// recursion limit, say, which the database accepts) reads as `null`, with the reason.
 #[cfg(any(feature = "postgres", feature = "sqlite"))]

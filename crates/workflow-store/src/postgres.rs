@@ -218,14 +218,8 @@ struct ExecutionRow {
 impl ExecutionRow {
     /// The execution, and what of it could not be read (read as `null`).
     fn read(self) -> Result<(Execution, Option<String>), StoreError> {
-        let (input, input_defect) = crate::lenient_json(&self.input, "input");
-        let (output, output_defect) = match &self.output {
-            Some(text) => {
-                let (output, defect) = crate::lenient_json(text, "output");
-                (Some(output), defect)
-            }
-            None => (None, None),
-        };
+        let (input, output, defect) =
+            crate::lenient_input_output(&self.input, self.output.as_deref());
         let execution = Execution {
             status: ExecutionStatus::from_str(&self.status)
                 .map_err(|err| invalid(format!("execution {}: {err}", self.id)))?,
@@ -248,7 +242,7 @@ impl ExecutionRow {
             started_at: self.started_at,
             finished_at: self.finished_at,
         };
-        Ok((execution, input_defect.or(output_defect)))
+        Ok((execution, defect))
     }
 }
 

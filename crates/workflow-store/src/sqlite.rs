@@ -370,14 +370,8 @@ impl ExecutionRow {
     /// The execution, and what of it could not be read (read as `null`).
     fn read(self) -> Result<(Execution, Option<String>), StoreError> {
         let what = format!("execution {}", self.id);
-        let (input, input_defect) = crate::lenient_json(&self.input, "input");
-        let (output, output_defect) = match &self.output {
-            Some(text) => {
-                let (output, defect) = crate::lenient_json(text, "output");
-                (Some(output), defect)
-            }
-            None => (None, None),
-        };
+        let (input, output, defect) =
+            crate::lenient_input_output(&self.input, self.output.as_deref());
         let execution = Execution {
             id: ExecutionId(uuid(&self.id, &what)?),
             workflow_id: WorkflowId(uuid(&self.workflow_id, &what)?),
@@ -400,7 +394,7 @@ impl ExecutionRow {
             started_at: optional_time(self.started_at, &what)?,
             finished_at: optional_time(self.finished_at, &what)?,
         };
-        Ok((execution, input_defect.or(output_defect)))
+        Ok((execution, defect))
     }
 }
 

@@ -13,6 +13,7 @@ use workflow_worker_store::testing::TestDatabase;
 mod common;
 
 use common::{Worker, save, wait_for};
+use workflow_worker_core::testing::processes_with;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -160,23 +161,6 @@ async fn sigterm_lets_nodes_finish_within_the_grace_period_and_hands_the_rest_ov
         "interrupted at the end of the grace period; running again as attempt 1"
     );
     second.stop();
-}
-
-/// The processes whose command line contains `marker` (Linux /proc).
-fn processes_with(marker: &str) -> Vec<String> {
-    std::fs::read_dir("/proc")
-        .map(|entries| {
-            entries
-                .filter_map(|entry| {
-                    let path = entry.ok()?.path();
-                    path.file_name()?.to_str()?.parse::<u32>().ok()?;
-                    let cmdline = std::fs::read(path.join("cmdline")).ok()?;
-                    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-                    cmdline.contains(marker).then_some(cmdline)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Ctrl-C at a terminal signals the worker's whole process group. Code nodes run in groups

@@ -293,6 +293,7 @@ mod tests {
     use super::*;
     use crate::execution::{ExecutionId, WorkflowId};
     use crate::node::ErrorKind;
+    use crate::testing::processes_with;
 
     fn ctx(config: Value, input: Value) -> NodeContext {
         NodeContext::new(ExecutionId::new(), WorkflowId::new(), "n", CODE_TYPE, 1)
@@ -415,22 +416,6 @@ mod tests {
         assert_eq!(err.to_string(), "code must not be empty");
         let err = node.validate_config(&Value::Null).unwrap_err();
         assert!(err.to_string().starts_with("config is required"), "{err}");
-    }
-
-    /// The processes whose command line contains `marker`, from /proc (Linux).
-    fn processes_with(marker: &str) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(|entry| {
-                let path = entry.ok()?.path();
-                path.file_name()?.to_str()?.parse::<u32>().ok()?;
-                let cmdline = std::fs::read(path.join("cmdline")).ok()?;
-                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-                cmdline.contains(marker).then_some(cmdline)
-            })
-            .collect()
     }
 
     /// Waits (generously) until no process carries `marker`.
