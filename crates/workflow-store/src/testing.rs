@@ -70,7 +70,11 @@ fn require_server(admin_url: &str) {
                             redact_url(&url),
                             crate::error::chain(&err)
                         );
-                        eprintln!("\n{message}\n");
+                        // Once per test run (all the test binaries cargo or nextest starts):
+                        // the first to find no server explains, the others say one line.
+                        if first_in_this_run(&url) {
+                            eprintln!("\n{message}\n");
+                        }
                         Err(message)
                     }
                 }
@@ -83,6 +87,24 @@ fn require_server(admin_url: &str) {
         let first_line = message.lines().next().unwrap_or_default();
         panic!("{first_line} (see the first failing test's output for how to get a server)");
     }
+}
+
+/// Whether no test binary of this run (the processes sharing our parent) reported `url`
+/// unreachable yet; marks it reported.
+fn first_in_this_run(url: &str) -> bool {
+    #[cfg(unix)]
+    let run = std::os::unix::process::parent_id();
+    #[cfg(not(unix))]
+    let run = std::process::id();
+    let key: u64 = url.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let marker = std::env::temp_dir().join(format!("wfw-no-postgres-{run}-{key:x}"));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(marker)
+        .is_ok()
 }
 
 impl TestDatabase {
