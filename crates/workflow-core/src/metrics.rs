@@ -21,6 +21,7 @@
 //! | `workflow_oldest_runnable_age_seconds` | gauge | | how long the oldest of them has waited |
 //! | `workflow_executions_waiting` | gauge | | executions waiting for a signal or a timer |
 //! | `workflow_executions_running` | gauge | | executions held under a live lease, by any worker |
+//! | `workflow_executions_unrunnable` | gauge | | runnable executions no live worker can run (it lacks one of their node types) |
 
 use std::time::Duration;
 
@@ -54,6 +55,8 @@ pub const OLDEST_RUNNABLE_AGE: &str = "workflow_oldest_runnable_age_seconds";
 pub const EXECUTIONS_WAITING: &str = "workflow_executions_waiting";
 /// Gauge: executions held under a live lease.
 pub const EXECUTIONS_RUNNING: &str = "workflow_executions_running";
+/// Gauge: runnable executions that no live worker can run (it lacks one of their node types).
+pub const EXECUTIONS_UNRUNNABLE: &str = "workflow_executions_unrunnable";
 
 /// Registers a help text and unit for every metric, with the installed recorder. Call it once,
 /// after installing the recorder.
@@ -98,6 +101,10 @@ pub fn describe() {
         EXECUTIONS_RUNNING,
         "Executions held by a worker under a live lease."
     );
+    describe_gauge!(
+        EXECUTIONS_UNRUNNABLE,
+        "Runnable executions that no live worker can run: none has all of their node types."
+    );
 }
 
 /// Reads [`Store::queue_stats`] and sets the queue gauges from it. One small query over the
@@ -108,6 +115,7 @@ pub async fn record_queue_stats<S: Store + ?Sized>(store: &S) -> Result<QueueSta
     gauge!(OLDEST_RUNNABLE_AGE).set(stats.oldest_runnable_age.as_secs_f64());
     gauge!(EXECUTIONS_WAITING).set(stats.waiting as f64);
     gauge!(EXECUTIONS_RUNNING).set(stats.running as f64);
+    gauge!(EXECUTIONS_UNRUNNABLE).set(stats.unrunnable as f64);
     Ok(stats)
 }
 

@@ -342,6 +342,28 @@ pub struct QueueStats {
     pub waiting: u64,
     /// Executions held by a worker under a live lease.
     pub running: u64,
+    /// Runnable executions that no live worker can run: their workflow uses a node type
+    /// that none of the workers recorded by [`Store::record_worker`] and not expired has (all
+    /// of them when no worker is live). They wait, untouched, for such a worker.
+    pub unrunnable: u64,
+}
+
+/// A worker as [`Store::record_worker`] recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LiveWorker {
+    /// Its worker id (the lease owner it writes).
+    pub id: String,
+    /// The node types it runs.
+    pub node_types: Vec<String>,
+    /// When it counts as gone unless it is recorded again (database time).
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl LiveWorker {
+    /// Whether it can run a workflow that uses `node_types`.
+    pub fn runs(&self, node_types: &[String]) -> bool {
+        node_types.iter().all(|t| self.node_types.contains(t))
+    }
 }
 
 /// What [`Store::time_out_executions`] did, and when to look again.
@@ -515,6 +537,24 @@ pub trait Store: Send + Sync + 'static {
         Ok(None)
     }
 
+    // --- worker presence ---
+
+    /// Records that worker `id`, which runs `node_types`, is alive for `ttl` from now
+    /// (database time), replacing what was recorded for it. Workers call it when they start
+    /// and on every heartbeat, so operators see which node types some live worker runs.
+    async fn record_worker(
+        &self,
+        id: &str,
+        node_types: &[String],
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Forgets worker `id` (a clean stop).
+    async fn remove_worker(&self, id: &str) -> Result<(), StoreError>;
+
+    /// The workers recorded and not yet expired, by id.
+    async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError>;
+
     /// Executions, newest first.
     async fn list_executions(
         &self,
@@ -631,6 +671,23 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     async fn wakeups(&self) -> Result<Option<Box<dyn Wakeups>>, StoreError> {
         (**self).wakeups().await
+    }
+
+    async fn record_worker(
+        &self,
+        id: &str,
+        node_types: &[String],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        (**self).record_worker(id, node_types, ttl).await
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<(), StoreError> {
+        (**self).remove_worker(id).await
+    }
+
+    async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError> {
+        (**self).live_workers().await
     }
 
     async fn list_executions(

@@ -493,6 +493,15 @@ impl WorkflowWorker {
         }
         stop_heartbeat.cancel();
         let _ = heartbeat.await;
+        // Bounded like the releases: a database that is away must not hold the exit.
+        let gone = tokio::time::timeout(
+            RELEASE_TIMEOUT,
+            inner.store.remove_worker(&config.worker_id),
+        )
+        .await;
+        if !matches!(gone, Ok(Ok(()))) {
+            debug!(worker.id = %config.worker_id, "could not remove this worker's presence; it expires");
+        }
         info!(
             worker.id = %config.worker_id,
             finished = tally.finished,
@@ -1778,11 +1787,22 @@ async fn prune_periodically(inner: Arc<Inner>, age: Duration) {
 async fn heartbeat(inner: Arc<Inner>, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(inner.config.heartbeat_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
+        }
+        // This worker's presence, so an execution no live worker can run is told apart.
+        if let Err(err) = inner
+            .store
+            .record_worker(
+                &inner.config.worker_id,
+                &inner.node_types,
+                inner.config.lease_duration,
+            )
+            .await
+        {
+            debug!(worker.id = %inner.config.worker_id, error = %ErrorChain(&err), "recording this worker's presence failed");
         }
         let held: Vec<(ExecutionId, i64)> = lock(&inner.leases)
             .iter()

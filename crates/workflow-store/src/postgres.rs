@@ -19,10 +19,10 @@ use uuid::Uuid;
 use workflow_worker_core::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
     Execution, ExecutionDetail, ExecutionId, ExecutionStatus, FireScheduleParams,
-    ListExecutionsParams, NodeRun, NodeRunStatus, QueueStats, RecordNodeRunsParams, RescueFilter,
-    Schedule, ScheduleId, SendSignalParams, Signal, StartExecutionParams, Store, StoreError,
-    TimedOutExecution, Wakeups, WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef,
-    WorkflowVersion,
+    ListExecutionsParams, LiveWorker, NodeRun, NodeRunStatus, QueueStats, RecordNodeRunsParams,
+    RescueFilter, Schedule, ScheduleId, SendSignalParams, Signal, StartExecutionParams, Store,
+    StoreError, TimedOutExecution, Wakeups, WorkflowDefinition, WorkflowGraph, WorkflowId,
+    WorkflowRef, WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid};
@@ -660,7 +660,7 @@ impl Store for PgStore {
     }
 
     async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
-        let (runnable, oldest, waiting, running): (i64, f64, i64, i64) =
+        let (runnable, oldest, waiting, running, unrunnable): (i64, f64, i64, i64, i64) =
             sqlx::query_as(queries::QUEUE_STATS)
                 .fetch_one(&self.db)
                 .await
@@ -670,7 +670,51 @@ impl Store for PgStore {
             oldest_runnable_age: Duration::try_from_secs_f64(oldest).unwrap_or_default(),
             waiting: u64::try_from(waiting).unwrap_or_default(),
             running: u64::try_from(running).unwrap_or_default(),
+            unrunnable: u64::try_from(unrunnable).unwrap_or_default(),
         })
+    }
+
+    async fn record_worker(
+        &self,
+        id: &str,
+        node_types: &[String],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        sqlx::query(queries::RECORD_WORKER)
+            .bind(id)
+            .bind(Value::from(node_types.to_vec()))
+            .bind(ttl.as_secs_f64())
+            .execute(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query(queries::REMOVE_WORKER)
+            .bind(id)
+            .execute(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError> {
+        let rows: Vec<(String, Value, DateTime<Utc>)> = sqlx::query_as(queries::LIVE_WORKERS)
+            .fetch_all(&self.db)
+            .await
+            .map_err(classify)?;
+        rows.into_iter()
+            .map(|(id, node_types, expires_at)| {
+                let node_types = serde_json::from_value(node_types)
+                    .map_err(|err| invalid(format!("worker {id}: node types: {err}")))?;
+                Ok(LiveWorker {
+                    id,
+                    node_types,
+                    expires_at,
+                })
+            })
+            .collect()
     }
 
     async fn prune_executions(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {

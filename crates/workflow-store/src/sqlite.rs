@@ -29,10 +29,10 @@ use uuid::Uuid;
 use workflow_worker_core::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
     Execution, ExecutionDetail, ExecutionId, ExecutionStatus, FireScheduleParams,
-    ListExecutionsParams, NodeRun, NodeRunStatus, QueueStats, RecordNodeRunsParams, RescueFilter,
-    Schedule, ScheduleId, SendSignalParams, Signal, StartExecutionParams, Store, StoreError,
-    TimedOutExecution, Wakeups, WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef,
-    WorkflowVersion,
+    ListExecutionsParams, LiveWorker, NodeRun, NodeRunStatus, QueueStats, RecordNodeRunsParams,
+    RescueFilter, Schedule, ScheduleId, SendSignalParams, Signal, StartExecutionParams, Store,
+    StoreError, TimedOutExecution, Wakeups, WorkflowDefinition, WorkflowGraph, WorkflowId,
+    WorkflowRef, WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid};
@@ -892,7 +892,7 @@ impl Store for SqliteStore {
     }
 
     async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
-        let (runnable, oldest_ms, waiting, running): (i64, i64, i64, i64) =
+        let (runnable, oldest_ms, waiting, running, unrunnable): (i64, i64, i64, i64, i64) =
             sqlx::query_as(queries::QUEUE_STATS)
                 .fetch_one(&self.pool)
                 .await
@@ -904,7 +904,60 @@ impl Store for SqliteStore {
             ),
             waiting: u64::try_from(waiting).unwrap_or_default(),
             running: u64::try_from(running).unwrap_or_default(),
+            unrunnable: u64::try_from(unrunnable).unwrap_or_default(),
         })
+    }
+
+    async fn record_worker(
+        &self,
+        id: &str,
+        node_types: &[String],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(classify)?;
+        sqlx::query(queries::FORGET_WORKERS)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        sqlx::query(queries::RECORD_WORKER)
+            .bind(id)
+            .bind(Value::from(node_types.to_vec()).to_string())
+            .bind(millis(ttl))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query(queries::REMOVE_WORKER)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(queries::LIVE_WORKERS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.into_iter()
+            .map(|(id, node_types, expires_at)| {
+                let what = format!("worker {id}");
+                Ok(LiveWorker {
+                    node_types: serde_json::from_str(&node_types)
+                        .map_err(|err| invalid(format!("{what}: node types: {err}")))?,
+                    expires_at: time(expires_at, &what)?,
+                    id,
+                })
+            })
+            .collect()
     }
 
     async fn prune_executions(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {

@@ -277,7 +277,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&detail)?);
             } else {
-                print!("{}", render_execution(&detail));
+                let runners = match detail.execution.status.is_terminal() {
+                    true => None,
+                    false => Some(runners(&*store, &detail.execution).await?),
+                };
+                print!("{}", render_execution(&detail, runners.as_deref()));
             }
         }
     }
@@ -450,7 +454,41 @@ async fn save_workflow(store: &dyn Store, file: &std::path::Path) -> anyhow::Res
     Ok(())
 }
 
-fn render_execution(detail: &ExecutionDetail) -> String {
+/// Which live workers can run `execution`, or why none can, for `executions show`.
+async fn runners(
+    store: &dyn Store,
+    execution: &workflow_worker_core::Execution,
+) -> anyhow::Result<String> {
+    let version = store
+        .get_workflow_version(execution.workflow_id, execution.workflow_version)
+        .await?;
+    let mut needed: Vec<String> = version
+        .definition
+        .nodes
+        .iter()
+        .map(|node| node.node_type.clone())
+        .collect();
+    needed.sort();
+    needed.dedup();
+    let live = store.live_workers().await?;
+    let able: Vec<&str> = live
+        .iter()
+        .filter(|worker| worker.runs(&needed))
+        .map(|worker| worker.id.as_str())
+        .collect();
+    Ok(if !able.is_empty() {
+        format!("{} (node types {})", able.join(", "), needed.join(", "))
+    } else if live.is_empty() {
+        format!("no live worker (it needs node types {})", needed.join(", "))
+    } else {
+        format!(
+            "no live worker has all of its node types ({}); it waits for one that does",
+            needed.join(", ")
+        )
+    })
+}
+
+fn render_execution(detail: &ExecutionDetail, runners: Option<&str>) -> String {
     use std::fmt::Write;
 
     let e = &detail.execution;
@@ -470,6 +508,9 @@ fn render_execution(detail: &ExecutionDetail) -> String {
     let _ = writeln!(out, "  status:    {}", e.status);
     if !e.status.is_terminal() {
         let _ = writeln!(out, "  run at:    {}", time(e.run_at));
+        if let Some(runners) = runners {
+            let _ = writeln!(out, "  run by:    {runners}");
+        }
         if let Some(owner) = &e.lease_owner {
             let _ = writeln!(
                 out,

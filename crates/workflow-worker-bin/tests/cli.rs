@@ -753,3 +753,54 @@ async fn read_only_commands_do_not_migrate_or_create_databases() {
     assert!(succeed(&empty.url, &["executions", "list"]).is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// An execution whose workflow uses a node type the running workers lack waits, and
+/// `executions show` says so instead of leaving the operator to guess.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_show_says_when_no_live_worker_can_run_an_execution() {
+    use workflow_worker_core::testing::{fixture::workflow, nodes};
+
+    let db = TestDatabase::create().await;
+    // Saved by an application whose own worker has the `echo` type; the binary has not.
+    workflow("custom")
+        .node("special", "echo", serde_json::Value::Null)
+        .edge("start", "special")
+        .save(&db.store, &nodes::registry())
+        .await;
+    let id = db
+        .store
+        .start_execution(workflow_worker_core::StartExecutionParams::new(
+            "custom",
+            serde_json::json!({}),
+        ))
+        .await
+        .unwrap()
+        .id
+        .to_string();
+    let shown = succeed(&db.url, &["executions", "show", &id]);
+    assert!(
+        shown.contains("run by:    no live worker (it needs node types echo, trigger)"),
+        "{shown}"
+    );
+    let worker_id = format!("plain-{}", uuid::Uuid::new_v4().simple());
+    let worker = Worker::run(
+        &db.url,
+        &["--poll-interval", "0.1", "--worker-id", &worker_id],
+    );
+    common::wait_for("the worker's presence", Duration::from_secs(60), || async {
+        let live = db.store.live_workers().await.ok()?;
+        live.iter().any(|w| w.id == worker_id).then_some(())
+    })
+    .await;
+    let shown = succeed(&db.url, &["executions", "show", &id]);
+    worker.stop();
+    assert!(shown.contains("status:    pending"), "{shown}");
+    assert!(
+        shown.contains(
+            "run by:    no live worker has all of its node types (echo, trigger); it waits for one that does"
+        ),
+        "{shown}"
+    );
+    // A clean stop removes the worker's presence.
+    assert!(db.store.live_workers().await.unwrap().is_empty());
+}

@@ -54,6 +54,7 @@ macro_rules! conformance_tests {
                 retryable_failure_is_retried_after_its_backoff,
                 exhausted_retries_fail_with_the_last_error,
                 workers_claim_only_executions_whose_node_types_they_have,
+                unrunnable_executions_are_counted_against_live_workers,
                 two_workers_run_each_node_exactly_once,
                 claims_count_rescues_until_a_step_is_recorded,
                 suspects_are_claimed_only_when_asked_for,
@@ -1269,6 +1270,50 @@ pub async fn workers_claim_only_executions_whose_node_types_they_have(store: imp
         .remove(0);
     assert_eq!(detail.execution.status, ExecutionStatus::Completed);
     assert_eq!(detail.execution.output, Some(json!({"n": 1})));
+}
+
+/// Workers record their presence and node types; queue stats count the runnable executions
+/// that no live worker can run, and an expired or removed worker no longer counts.
+pub async fn unrunnable_executions_are_counted_against_live_workers(store: impl Store + Clone) {
+    workflow("custom")
+        .node("special", "echo", Value::Null)
+        .edge("start", "special")
+        .save(&store, &nodes::registry())
+        .await;
+    start(&store, "custom", json!({})).await;
+    let unrunnable = || async { store.queue_stats().await.unwrap().unrunnable };
+    assert_eq!(unrunnable().await, 1, "no worker is live");
+    let builtin: Vec<String> = crate::NodeRegistry::builtin()
+        .types()
+        .map(str::to_owned)
+        .collect();
+    let lease = Duration::from_secs(60);
+    store.record_worker("plain", &builtin, lease).await.unwrap();
+    assert_eq!(unrunnable().await, 1, "the live worker lacks echo");
+    let with_echo: Vec<String> = nodes::registry().types().map(str::to_owned).collect();
+    store
+        .record_worker("full", &with_echo, lease)
+        .await
+        .unwrap();
+    assert_eq!(unrunnable().await, 0);
+    let live = store.live_workers().await.unwrap();
+    let ids: Vec<&str> = live.iter().map(|w| w.id.as_str()).collect();
+    assert_eq!(ids, ["full", "plain"]);
+    assert!(live[0].runs(&["trigger".into(), "echo".into()]));
+    assert!(!live[1].runs(&["trigger".into(), "echo".into()]));
+    // Recording again replaces: "full" now without echo, then gone.
+    store.record_worker("full", &builtin, lease).await.unwrap();
+    assert_eq!(unrunnable().await, 1);
+    store.remove_worker("full").await.unwrap();
+    store
+        .record_worker("plain", &with_echo, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(
+        store.live_workers().await.unwrap().is_empty(),
+        "a worker past its expiry is not live"
+    );
+    assert_eq!(unrunnable().await, 1);
 }
 
 /// Two workers on one store run 200 executions: every execution completes, each node run is

@@ -314,6 +314,23 @@ impl<S: Store> Store for StalledHeartbeat<S> {
         self.0.wakeups().await
     }
 
+    async fn record_worker(
+        &self,
+        id: &str,
+        node_types: &[String],
+        ttl: Duration,
+    ) -> Result<(), crate::StoreError> {
+        self.0.record_worker(id, node_types, ttl).await
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<(), crate::StoreError> {
+        self.0.remove_worker(id).await
+    }
+
+    async fn live_workers(&self) -> Result<Vec<crate::LiveWorker>, crate::StoreError> {
+        self.0.live_workers().await
+    }
+
     async fn list_executions(
         &self,
         params: crate::ListExecutionsParams,

@@ -557,13 +557,27 @@ select
     coalesce(extract(epoch from now() - min(run_at) filter (where runnable)), 0)::float8
         as oldest_runnable_age,
     count(*) filter (where status = 'waiting' and not runnable) as waiting,
-    count(*) filter (where status = 'running' and lease_expires_at >= now()) as running
+    count(*) filter (where status = 'running' and lease_expires_at >= now()) as running,
+    -- Runnable, and no live worker has every node type the version uses.
+    count(*) filter (
+        where runnable
+          and not exists (
+              select 1
+              from workflow_workers w
+              where w.expires_at > now()
+                and w.node_types @> e.node_types
+          )
+    ) as unrunnable
 from (
-    select status, run_at, lease_expires_at,
-           coalesce(run_at <= now() and (lease_expires_at is null or lease_expires_at < now()),
+    select e.status, e.run_at, e.lease_expires_at, v.node_types,
+           coalesce(e.run_at <= now()
+                    and (e.lease_expires_at is null or e.lease_expires_at < now()),
                     false) as runnable
-    from workflow_executions
-    where status in ('pending', 'running', 'retrying', 'waiting')
+    from workflow_executions e
+    join workflow_versions v
+      on v.workflow_id = e.workflow_id
+     and v.version = e.workflow_version
+    where e.status in ('pending', 'running', 'retrying', 'waiting')
 ) e
 "#;
 
@@ -784,4 +798,32 @@ insert into _workflow_worker_migrations
 select *
 from moved
 on conflict (version) do nothing
+"#;
+
+// --- worker presence ---
+
+/// Records worker $1 running the node types $2 (a JSON array) as alive for $3 seconds, and
+/// forgets workers gone for over a day.
+pub(super) const RECORD_WORKER: &str = r#"
+with forgotten as (
+    delete from workflow_workers
+    where expires_at < now() - interval '1 day'
+)
+insert into workflow_workers (id, node_types, expires_at)
+values ($1, $2, now() + make_interval(secs => $3))
+on conflict (id) do update
+set node_types = excluded.node_types,
+    expires_at = excluded.expires_at
+"#;
+
+pub(super) const REMOVE_WORKER: &str = r#"
+delete from workflow_workers
+where id = $1
+"#;
+
+pub(super) const LIVE_WORKERS: &str = r#"
+select id, node_types, expires_at
+from workflow_workers
+where expires_at > now()
+order by id
 "#;

@@ -494,17 +494,32 @@ with clock(now) as (select "#,
     now_ms!(),
     r#"),
 e as (
-    select status, run_at, lease_expires_at, now,
-           coalesce(run_at <= now and (lease_expires_at is null or lease_expires_at < now), 0)
+    select e.status, e.run_at, e.lease_expires_at, v.node_types, now,
+           coalesce(e.run_at <= now and (e.lease_expires_at is null or e.lease_expires_at < now), 0)
                as runnable
-    from workflow_executions, clock
-    where status in ('pending', 'running', 'retrying', 'waiting')
+    from workflow_executions e
+    join workflow_versions v
+      on v.workflow_id = e.workflow_id
+     and v.version = e.workflow_version,
+         clock
+    where e.status in ('pending', 'running', 'retrying', 'waiting')
 )
 select
     coalesce(sum(runnable), 0) as runnable,
     coalesce(max(now - min(case when runnable then run_at end), 0), 0) as oldest_runnable_age,
     coalesce(sum(status = 'waiting' and not runnable), 0) as waiting,
-    coalesce(sum(status = 'running' and lease_expires_at >= now), 0) as running
+    coalesce(sum(status = 'running' and lease_expires_at >= now), 0) as running,
+    -- Runnable, and no live worker has every node type the version uses.
+    coalesce(sum(runnable and not exists (
+        select 1
+        from workflow_workers w
+        where w.expires_at > e.now
+          and not exists (
+              select 1
+              from json_each(e.node_types) t
+              where t.value not in (select value from json_each(w.node_types))
+          )
+    )), 0) as unrunnable
 from e
 "#
 );
@@ -711,3 +726,44 @@ select max(version)
 from _sqlx_migrations
 where success
 "#;
+
+// --- worker presence ---
+
+/// Records worker $1 running the node types $2 (a JSON array) as alive for $3 milliseconds.
+pub(super) const RECORD_WORKER: &str = concat!(
+    r#"
+insert into workflow_workers (id, node_types, expires_at)
+values ($1, $2, "#,
+    now_ms!(),
+    r#" + $3)
+on conflict (id) do update
+set node_types = excluded.node_types,
+    expires_at = excluded.expires_at
+"#
+);
+
+/// Forgets workers gone for over a day.
+pub(super) const FORGET_WORKERS: &str = concat!(
+    r#"
+delete from workflow_workers
+where expires_at < "#,
+    now_ms!(),
+    r#" - 86400000
+"#
+);
+
+pub(super) const REMOVE_WORKER: &str = r#"
+delete from workflow_workers
+where id = $1
+"#;
+
+pub(super) const LIVE_WORKERS: &str = concat!(
+    r#"
+select id, node_types, expires_at
+from workflow_workers
+where expires_at > "#,
+    now_ms!(),
+    r#"
+order by id
+"#
+);
