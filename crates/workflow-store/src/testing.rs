@@ -325,19 +325,26 @@ impl TestDatabase {
     /// in one statement; returns how many rows it inserted.
     pub async fn seed_executions(&self, workflow: &str, count: u64, finished: bool) -> u64 {
         let count = i64::try_from(count).expect("count fits in i64");
+        // A million rows take longer than the store's statement timeout allows.
+        let mut tx = self.store.pool().begin().await.expect("begin");
+        sqlx::query("set local statement_timeout = 0")
+            .execute(&mut *tx)
+            .await
+            .expect("lift the statement timeout");
         let seeded = sqlx::query(SEED_POSTGRES)
             .bind(workflow)
             .bind(count)
             .bind(finished)
-            .execute(self.store.pool())
+            .execute(&mut *tx)
             .await
             .unwrap_or_else(|err| panic!("cannot seed executions: {err}"))
             .rows_affected();
         // What autovacuum would do soon after a bulk load: fresh statistics for the planner.
         sqlx::query("analyze workflow_executions")
-            .execute(self.store.pool())
+            .execute(&mut *tx)
             .await
             .unwrap_or_else(|err| panic!("cannot analyze: {err}"));
+        tx.commit().await.expect("commit the seed");
         seeded
     }
 }
