@@ -176,8 +176,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&schema)?);
         return Ok(());
     }
-    if let Command::Run = command {
-        let config = config.expect("run has a worker config");
+    // Only `run` has a worker config.
+    if let Some(config) = config {
         return run_worker(
             &url,
             embedded_default,
