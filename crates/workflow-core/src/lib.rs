@@ -94,7 +94,7 @@ pub use store::{
     RecordNodeRunsParams, RescueFilter, SendSignalParams, StartExecutionParams, Store, StoreError,
     TimedOutExecution, Wakeups, WorkflowRef,
 };
-pub use worker::{ConfigError, WorkerConfig, WorkflowWorker};
+pub use worker::{ConfigError, ConfigRule, WorkerConfig, WorkflowWorker};
 
 /// What the worker and its helpers can fail with.
 #[derive(Debug, thiserror::Error)]

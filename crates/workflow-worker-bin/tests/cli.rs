@@ -376,7 +376,7 @@ async fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
     let err = fail_one_line(url, &["executions", "list", "--status", "done"]);
     assert!(err.contains("unknown execution status \"done\""), "{err}");
     let err = fail_one_line(url, &["run", "--concurrency", "0"]);
-    assert!(err.contains("concurrency must be at least 1"), "{err}");
+    assert!(err.contains("concurrency (0) must be at least 1"), "{err}");
     let err = fail_one_line(url, &["cancel"]);
     assert!(
         err.contains("required arguments were not provided: <ID>"),

@@ -1,0 +1,157 @@
+//! [`DeadlineSweeper`]: ends executions past their deadline that no worker holds.
+//!
+//! A worker holding an execution enforces its deadline itself, to the moment. The ones nobody
+//! holds (waiting, retrying, pending) are ended by whichever worker sweeps first, at the
+//! earliest deadline it knows of, and at least every [`DeadlineConfig::refresh`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::ErrorChain;
+use super::decide::MAX_ERROR_BACKOFF;
+use crate::metrics;
+use crate::state::ExecutionStatus;
+use crate::store::{DeadlineSweep, Store};
+
+/// How often to sweep when no deadline is known, by default.
+pub(super) const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
+/// The shortest time between two sweeps, by default.
+pub(super) const DEFAULT_MIN_GAP: Duration = Duration::from_secs(1);
+
+/// When a [`DeadlineSweeper`] sweeps.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DeadlineConfig {
+    /// The longest time between two sweeps: new executions may carry deadlines.
+    pub(super) refresh: Duration,
+    /// The shortest time between two sweeps, however many deadlines follow each other.
+    pub(super) min_gap: Duration,
+}
+
+impl Default for DeadlineConfig {
+    fn default() -> Self {
+        Self {
+            refresh: DEFAULT_REFRESH,
+            min_gap: DEFAULT_MIN_GAP,
+        }
+    }
+}
+
+/// Sweeps deadlines when due; the poll loop calls [`sweep_if_due`](Self::sweep_if_due) on
+/// every turn and sleeps no longer than [`next`](Self::next).
+pub(super) struct DeadlineSweeper {
+    config: DeadlineConfig,
+    store: Arc<dyn Store>,
+    worker_id: Arc<str>,
+    /// When the last sweep started.
+    last: Instant,
+    /// When the next is due.
+    next: Instant,
+}
+
+impl DeadlineSweeper {
+    /// A sweeper due at once.
+    pub(super) fn new(config: DeadlineConfig, store: Arc<dyn Store>, worker_id: Arc<str>) -> Self {
+        let now = Instant::now();
+        Self {
+            config,
+            store,
+            worker_id,
+            last: now,
+            next: now,
+        }
+    }
+
+    /// When the next sweep is due.
+    pub(super) fn next(&self) -> Instant {
+        self.next
+    }
+
+    /// Something changed (a new execution may carry a deadline): sweep again within the
+    /// minimum gap.
+    pub(super) fn hint(&mut self) {
+        self.next = self.next.min(self.last + self.config.min_gap);
+    }
+
+    /// The store is back after failing: sweep now.
+    pub(super) fn now_due(&mut self) {
+        self.next = Instant::now();
+    }
+
+    /// Sweeps if one is due.
+    pub(super) async fn sweep_if_due(&mut self) {
+        let looked = Instant::now();
+        if looked < self.next {
+            return;
+        }
+        self.last = looked;
+        self.next = match self.store.time_out_executions().await {
+            Ok(sweep) => {
+                for execution in &sweep.timed_out {
+                    metrics::execution_finished(
+                        &execution.workflow_name,
+                        ExecutionStatus::TimedOut,
+                    );
+                    warn!(
+                        execution.id = %execution.id,
+                        workflow = %execution.workflow_name,
+                        worker.id = %self.worker_id,
+                        "execution timed out: deadline passed"
+                    );
+                }
+                next_sweep(&self.config, looked, &sweep)
+            }
+            // The claim that follows reports an unreachable store, with backoff; sweeping
+            // starts again when the store is back.
+            Err(err) => {
+                debug!(error = %ErrorChain(&err), "deadline sweep failed");
+                looked + MAX_ERROR_BACKOFF
+            }
+        };
+    }
+}
+
+/// When to sweep again after a sweep that started at `looked`: at the next deadline but not
+/// sooner than the minimum gap, and at least every refresh.
+fn next_sweep(config: &DeadlineConfig, looked: Instant, sweep: &DeadlineSweep) -> Instant {
+    let refresh = looked + config.refresh;
+    match sweep.next_deadline {
+        // `looked` is a little before the database read its clock, so this is a little
+        // early: a few milliseconds more, and the sweep finds it passed.
+        Some(deadline) if deadline > sweep.now => {
+            let wait = (deadline - sweep.now).to_std().unwrap_or_default();
+            (looked + wait + Duration::from_millis(5)).clamp(looked + config.min_gap, refresh)
+        }
+        // It passed but the row was held by another statement: look again soon.
+        Some(_) => looked + config.min_gap,
+        None => refresh,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sweep(next_in: Option<i64>) -> DeadlineSweep {
+        let now = chrono::Utc::now();
+        DeadlineSweep {
+            now,
+            timed_out: Vec::new(),
+            next_deadline: next_in.map(|ms| now + chrono::Duration::milliseconds(ms)),
+        }
+    }
+
+    #[test]
+    fn the_next_sweep_is_at_the_next_deadline_within_the_gap_and_the_refresh() {
+        let config = DeadlineConfig::default();
+        let looked = Instant::now();
+        let after = |next_in| next_sweep(&config, looked, &sweep(next_in)) - looked;
+        assert_eq!(after(Some(5_000)), Duration::from_millis(5_005));
+        assert_eq!(after(Some(10)), config.min_gap, "not sooner than the gap");
+        assert_eq!(after(Some(-10)), config.min_gap, "passed but held: soon");
+        assert_eq!(after(Some(3_600_000)), config.refresh);
+        assert_eq!(after(None), config.refresh);
+    }
+}

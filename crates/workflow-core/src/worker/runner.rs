@@ -1,0 +1,749 @@
+//! The runner of one claimed execution: restores its progress from the recorded history,
+//! runs its ready nodes concurrently, records each result, and ends the claim when the
+//! execution completes, fails, parks (for a retry, a signal or a timer), times out, is
+//! released at shutdown, or its lease is lost.
+//!
+//! [`run_execution`] is the task's body; [`Run`] holds the state of the claim as documented
+//! fields, and each of its methods is one step: [`Run::start`] a node, wait for the
+//! [`next_event`](Run::next_event), [`on_attempt`](Run::on_attempt) record what a node did,
+//! [`settle`](Run::settle) when nothing is left to run.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::task::{JoinError, JoinSet};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use super::attempt::{self, Attempt};
+use super::clock::DbClock;
+use super::decide::{self, AfterFailure, Settled};
+use super::graphs::Loaded;
+use super::slots::Slot;
+use super::writer::{Ended, Interrupted, Writer};
+use super::{ErrorChain, Shared};
+use crate::execution::{Execution, ExecutionId, NodeRunStatus, Signal};
+use crate::graph::{NodeState, Progress, ReadyNode, WorkflowGraph};
+use crate::metrics;
+use crate::node::{ErrorKind, NodeContext, NodeOutcome};
+use crate::state::ExecutionStatus;
+use crate::store::{ClaimedExecution, NewNodeRun, StoreError};
+
+/// A claimed execution with what its task holds for the claim.
+pub(super) struct Claim {
+    pub(super) claimed: ClaimedExecution,
+    /// Cancelled by the heartbeat when the lease is found lost.
+    pub(super) cancel: CancellationToken,
+    pub(super) slot: Slot,
+}
+
+/// Runs a claimed execution as far as this claim goes, and says how its task ended.
+pub(super) async fn run_execution(shared: Arc<Shared>, claim: Claim) -> (ExecutionId, Ended) {
+    let execution = &claim.claimed.execution;
+    let span = info_span!(
+        "execution",
+        execution.id = %execution.id,
+        workflow = %execution.workflow_name,
+        worker.id = %shared.config.worker_id,
+    );
+    let (id, token) = (execution.id, execution.lease_token);
+    let workflow = execution.workflow_name.clone();
+    let result = drive(&shared, claim).instrument(span.clone()).await;
+    shared.fence.leases.forget(id, token);
+    let ended = match result {
+        Ok(ended) => ended,
+        Err(Interrupted::LeaseLost) => {
+            explain_lost_lease(&shared, id, &workflow)
+                .instrument(span)
+                .await;
+            Ended::Dropped
+        }
+        Err(Interrupted::Store(err)) => {
+            let _entered = span.enter();
+            error!(
+                error = %ErrorChain(&err),
+                "store error; the execution resumes when its lease expires"
+            );
+            Ended::Dropped
+        }
+    };
+    (id, ended)
+}
+
+/// Says why the lease was lost: the execution was cancelled, timed out, or taken over.
+async fn explain_lost_lease(shared: &Shared, id: ExecutionId, workflow: &str) {
+    metrics::lease_lost();
+    let status = shared
+        .store
+        .get_execution(id)
+        .await
+        .map(|d| d.execution.status);
+    match status {
+        Ok(ExecutionStatus::Cancelled) => {
+            metrics::execution_finished(workflow, ExecutionStatus::Cancelled);
+            info!("execution cancelled; its running nodes were stopped");
+        }
+        Ok(ExecutionStatus::TimedOut) => {
+            warn!("execution timed out; its running nodes were stopped");
+        }
+        _ => warn!("lease lost; dropping the execution to its new owner"),
+    }
+}
+
+/// Prepares the claim (its graph, its deadline, its history, a rescue's records) and runs it.
+async fn drive(shared: &Shared, claim: Claim) -> Result<Ended, Interrupted> {
+    let Claim {
+        claimed:
+            ClaimedExecution {
+                execution,
+                node_runs,
+                signals,
+                unreadable,
+            },
+        cancel,
+        slot,
+    } = claim;
+    log_claim(&execution);
+    let mut writer = Writer::new(
+        &shared.fence,
+        execution.id,
+        execution.lease_token,
+        &execution.workflow_name,
+        slot,
+    );
+    // A row the worker cannot read will not read better on another claim.
+    if let Some(defect) = unreadable {
+        return writer
+            .fail(format!("execution cannot be read: {defect}"))
+            .await;
+    }
+    let graph = match load_graph(shared, &execution).await {
+        Ok(Ok(graph)) => graph,
+        Ok(Err(error)) => return writer.fail(error).await,
+        // A stored definition this worker cannot read will not get better on retry.
+        Err(StoreError::InvalidData(error)) => return writer.fail(error).await,
+        Err(err) => return Err(err.into()),
+    };
+    let clock = DbClock::at_claim(execution.lease_expires_at, shared.config.lease_duration);
+    // The deadline in this worker's clock, measured in database time from the claim.
+    let deadline_at = execution.deadline.map(|at| clock.instant_of(at));
+    if deadline_at.is_some_and(|at| at <= Instant::now()) {
+        return writer.time_out().await;
+    }
+    let mut progress = Progress::new(&graph);
+    for run in &node_runs {
+        if let Some(index) = graph.node_index(&run.node_id) {
+            progress.set(index, decide::restored_state(run));
+        }
+    }
+    let input = Arc::new(execution.input.clone());
+    if execution.rescue_count > 0 {
+        let abandoned = record_rescue(&graph, &mut progress, &input, &mut writer);
+        let quarantined = decide::quarantine(
+            execution.rescue_count,
+            shared.config.max_rescues,
+            &abandoned,
+        );
+        if let Some(error) = quarantined {
+            return writer.fail(error).await;
+        }
+    }
+    Run {
+        shared,
+        graph: &graph,
+        execution: &execution,
+        input,
+        clock,
+        deadline_at,
+        cancel,
+        writer,
+        progress,
+        signals,
+        running: JoinSet::new(),
+        in_flight: HashMap::new(),
+        backing_off: HashSet::new(),
+        retry_at: None,
+        parked: HashMap::new(),
+    }
+    .run()
+    .await
+}
+
+/// Says how this claim began: a first start, a rescue, or a resumption.
+fn log_claim(execution: &Execution) {
+    if execution.lease_token == 1 {
+        metrics::execution_started(&execution.workflow_name);
+        info!(status = %execution.status, "execution started");
+    } else if execution.rescue_count > 0 {
+        metrics::execution_rescued(&execution.workflow_name);
+        warn!(
+            lease_token = execution.lease_token,
+            rescues = execution.rescue_count,
+            "execution rescued: its previous worker stopped renewing the lease"
+        );
+    } else {
+        info!(lease_token = execution.lease_token, "execution resumed");
+    }
+}
+
+/// The graph of the execution's version, validated against this worker's node types.
+async fn load_graph(shared: &Shared, execution: &Execution) -> Result<Loaded, StoreError> {
+    let (workflow_id, version) = (execution.workflow_id, execution.workflow_version);
+    shared
+        .graphs
+        .get(workflow_id, version, || async {
+            let saved = shared
+                .store
+                .get_workflow_version(workflow_id, version)
+                .await?;
+            Ok(
+                match WorkflowGraph::validate(saved.definition, &shared.registry) {
+                    Ok(graph) => Ok(Arc::new(graph)),
+                    Err(errors) => Err(format!(
+                        "workflow \"{}\" version {version} cannot run on worker {}: {errors}",
+                        saved.name, shared.config.worker_id
+                    )),
+                },
+            )
+        })
+        .await
+}
+
+/// The previous worker died: the nodes due then are the ones it was running. Records them
+/// abandoned (they run again under the same attempt) and returns their ids.
+fn record_rescue<'g>(
+    graph: &'g WorkflowGraph,
+    progress: &mut Progress,
+    input: &Value,
+    writer: &mut Writer,
+) -> Vec<&'g str> {
+    for index in progress.skip_untaken(graph) {
+        writer.pending.push(skipped_run(graph, index));
+    }
+    let mut abandoned = Vec::new();
+    for node in progress.ready(graph, input) {
+        let mut run = unfinished_run(graph, &node, NodeRunStatus::Abandoned);
+        run.error = Some(decide::ABANDONED.into());
+        writer.pending.push(run);
+        abandoned.push(graph.node(node.index).id.as_str());
+    }
+    abandoned
+}
+
+/// The state of one claim while its nodes run.
+struct Run<'a> {
+    shared: &'a Shared,
+    graph: &'a WorkflowGraph,
+    execution: &'a Execution,
+    /// The execution input, shared with every node.
+    input: Arc<Value>,
+    clock: DbClock,
+    /// When the execution's deadline passes, in this worker's clock.
+    deadline_at: Option<Instant>,
+    /// Cancelled when the lease is lost: stops every node.
+    cancel: CancellationToken,
+    writer: Writer,
+    /// The state of each node.
+    progress: Progress,
+    /// Its signals not yet consumed, offered to the nodes that start.
+    signals: Vec<Signal>,
+    /// The attempts running.
+    running: JoinSet<Finished>,
+    /// The attempts in `running`, with when they started, for interruption.
+    in_flight: HashMap<usize, (ReadyNode, Instant)>,
+    /// Nodes that failed during this claim: they wait out their backoff with the execution
+    /// parked, not here (nodes that failed before the claim are due now).
+    backing_off: HashSet<usize>,
+    /// When the earliest of those retries is due.
+    retry_at: Option<Instant>,
+    /// Nodes that chose to wait during this claim: the signal each waits for, and when its
+    /// timer is due. They run again when the execution is woken.
+    parked: HashMap<usize, (Option<String>, Option<Instant>)>,
+}
+
+/// An attempt that ended, with what it resumed.
+struct Finished {
+    ready: ReadyNode,
+    /// When the attempt began waiting, if it was resumed from a wait.
+    waiting_since: Option<DateTime<Utc>>,
+    attempt: Attempt,
+    duration: Duration,
+}
+
+/// What the runner waits for while nodes run.
+enum Event {
+    /// A node attempt ended.
+    Attempt(Finished),
+    /// The lease was lost.
+    LeaseLost,
+    /// The execution's deadline passed.
+    Deadline,
+    /// The grace period after shutdown ended.
+    Interrupt,
+    /// A node's task died outside the node (a worker bug).
+    Crashed(JoinError),
+    /// Look again: shutdown began, or nothing was running.
+    Again,
+}
+
+impl Run<'_> {
+    async fn run(mut self) -> Result<Ended, Interrupted> {
+        loop {
+            for index in self.progress.skip_untaken(self.graph) {
+                self.writer.pending.push(skipped_run(self.graph, index));
+            }
+            let ready = self.ready();
+            if ready.is_empty() && self.running.is_empty() {
+                return self.settle().await;
+            }
+            let draining = self.shared.draining.is_cancelled();
+            if draining && self.running.is_empty() {
+                return self.writer.release().await;
+            }
+            self.writer.flush().await?;
+            if !draining {
+                for node in ready {
+                    self.start(node);
+                }
+            }
+            match self.next_event(draining).await {
+                Event::Attempt(finished) => {
+                    if let Some(ended) = self.on_attempt(finished).await {
+                        return ended;
+                    }
+                }
+                Event::LeaseLost => return Err(Interrupted::LeaseLost),
+                Event::Deadline => {
+                    self.stop_all(NodeRunStatus::TimedOut, "the execution deadline passed");
+                    return self.writer.time_out().await;
+                }
+                Event::Interrupt => {
+                    self.stop_all(
+                        NodeRunStatus::Interrupted,
+                        "the worker shut down before the node finished",
+                    );
+                    return self.writer.release().await;
+                }
+                Event::Crashed(err) => {
+                    self.running.abort_all();
+                    return self.writer.fail(format!("node task crashed: {err}")).await;
+                }
+                Event::Again => {}
+            }
+        }
+    }
+
+    /// The nodes ready to start now: not backing off, not parked.
+    fn ready(&self) -> Vec<ReadyNode> {
+        self.progress
+            .ready(self.graph, &self.input)
+            .into_iter()
+            .filter(|node| {
+                !self.backing_off.contains(&node.index) && !self.parked.contains_key(&node.index)
+            })
+            .collect()
+    }
+
+    /// Nothing is ready or running: the claim ends as [`decide::settle`] says.
+    async fn settle(&mut self) -> Result<Ended, Interrupted> {
+        let now = Instant::now();
+        let until = |at: Instant| at.saturating_duration_since(now);
+        let waits: Vec<(Option<String>, Option<Duration>)> = self
+            .parked
+            .values()
+            .map(|(signal, due)| (signal.clone(), due.map(until)))
+            .collect();
+        match decide::settle(
+            self.progress.is_finished(),
+            &waits,
+            self.retry_at.map(until),
+        ) {
+            Settled::Complete => {
+                let output = self.progress.output(self.graph);
+                self.writer.complete(output).await
+            }
+            Settled::Wait { delay, signals } => self.writer.wait(delay, signals).await,
+            Settled::Retry { delay } => self.writer.park(delay).await,
+            Settled::Stuck => self.writer.fail(decide::STUCK.into()).await,
+        }
+    }
+
+    /// Starts an attempt of `node`.
+    fn start(&mut self, node: ReadyNode) {
+        let waiting_since = match self.progress.state(node.index) {
+            NodeState::Waiting { since, .. } => Some(*since),
+            _ => None,
+        };
+        self.progress.set(node.index, NodeState::Running);
+        self.in_flight
+            .insert(node.index, (node.clone(), Instant::now()));
+        let definition = self.graph.node(node.index);
+        let executor = self.shared.registry.get(&definition.node_type).cloned();
+        let timeout = definition
+            .timeout
+            .or_else(|| executor.as_ref().and_then(|e| e.default_timeout()));
+        let execution = self.execution;
+        let mut ctx = NodeContext::new(
+            execution.id,
+            execution.workflow_id,
+            definition.id.clone(),
+            definition.node_type.clone(),
+            node.attempt,
+        )
+        .config(definition.config.clone())
+        .input(node.input.clone())
+        .execution_input(self.input.clone())
+        .signals(self.signals.clone())
+        .resumed(waiting_since, self.clock.now());
+        ctx.cancellation = self.cancel.child_token();
+        info!(
+            node.id = %definition.id,
+            node.type = %definition.node_type,
+            attempt = node.attempt,
+            "node executing"
+        );
+        let attempt = attempt::run(executor, ctx, timeout);
+        self.running.spawn(async move {
+            let (attempt, duration) = attempt.await;
+            Finished {
+                ready: node,
+                waiting_since,
+                attempt,
+                duration,
+            }
+        });
+    }
+
+    /// Waits for whatever happens next to a claim with nodes running.
+    async fn next_event(&mut self, draining: bool) -> Event {
+        tokio::select! {
+            () = self.cancel.cancelled() => Event::LeaseLost,
+            () = sleep_until_some(self.deadline_at) => Event::Deadline,
+            () = self.shared.interrupt.cancelled() => Event::Interrupt,
+            // Wake up once when shutdown starts, to stop starting nodes.
+            () = self.shared.draining.cancelled(), if !draining => Event::Again,
+            joined = self.running.join_next() => match joined {
+                Some(Ok(finished)) => Event::Attempt(finished),
+                // Node panics are caught inside the task, so only a worker bug lands here.
+                Some(Err(err)) => Event::Crashed(err),
+                None => Event::Again,
+            },
+        }
+    }
+
+    /// Stops every running attempt and records it unfinished with `status` and `error`.
+    fn stop_all(&mut self, status: NodeRunStatus, error: &str) {
+        self.running.abort_all();
+        for (node, started) in std::mem::take(&mut self.in_flight).into_values() {
+            let mut run = unfinished_run(self.graph, &node, status);
+            run.duration = started.elapsed();
+            run.error = Some(error.into());
+            self.writer.pending.push(run);
+        }
+    }
+
+    /// Records what an attempt did. `Some` ends the claim (the execution failed).
+    async fn on_attempt(&mut self, finished: Finished) -> Option<Result<Ended, Interrupted>> {
+        let index = finished.ready.index;
+        self.in_flight.remove(&index);
+        let node = self.graph.node(index);
+        let attempt = finished.ready.attempt;
+        let mut run = NewNodeRun {
+            node_id: node.id.clone(),
+            node_type: node.node_type.clone(),
+            attempt,
+            status: NodeRunStatus::Completed,
+            input: Some(finished.ready.input),
+            output: None,
+            branch: None,
+            error: None,
+            duration: finished.duration,
+            consumed_signal: None,
+        };
+        let (kind, error) = match finished.attempt {
+            Attempt::Completed(NodeOutcome::Wait { signal, timeout }) => {
+                info!(node.id = %node.id, signal = signal.as_deref(), timeout = ?timeout, "node waiting");
+                let since = match finished.waiting_since {
+                    Some(since) => since,
+                    None => {
+                        // The first time: record when the wait began, in database time.
+                        run.status = NodeRunStatus::Waiting;
+                        self.writer.pending.push(run);
+                        self.clock.now()
+                            - chrono::Duration::from_std(finished.duration).unwrap_or_default()
+                    }
+                };
+                self.progress
+                    .set(index, NodeState::Waiting { attempt, since });
+                self.parked
+                    .insert(index, (signal, timeout.map(|t| Instant::now() + t)));
+                return None;
+            }
+            Attempt::Completed(NodeOutcome::Signalled {
+                signal,
+                output,
+                branch,
+            }) => {
+                info!(node.id = %node.id, signal.id = signal, "signal consumed");
+                self.signals.retain(|s| s.id != signal);
+                run.consumed_signal = Some(signal);
+                self.completed(index, run, output, branch);
+                return None;
+            }
+            Attempt::Completed(NodeOutcome::Complete { output, branch }) => {
+                self.completed(index, run, output, branch);
+                return None;
+            }
+            Attempt::Failed { kind, error } => {
+                run.status = NodeRunStatus::Failed;
+                (kind, error)
+            }
+            Attempt::TimedOut(limit) => {
+                run.status = NodeRunStatus::TimedOut;
+                (ErrorKind::Retryable, format!("timed out after {limit:?}"))
+            }
+        };
+        self.failed(index, run, kind, error).await
+    }
+
+    /// Records a node's result and marks it completed.
+    fn completed(
+        &mut self,
+        index: usize,
+        mut run: NewNodeRun,
+        output: Value,
+        branch: Option<String>,
+    ) {
+        info!(
+            node.id = %run.node_id,
+            attempt = run.attempt,
+            duration_ms = run.duration.as_millis(),
+            branch = branch.as_deref(),
+            "node completed"
+        );
+        metrics::node_run(&run.node_type, run.status, run.duration);
+        run.output = Some(output.clone());
+        run.branch = branch.clone();
+        self.writer.pending.push(run);
+        self.progress
+            .set(index, NodeState::Completed { output, branch });
+    }
+
+    /// Records a failed attempt, then retries the node later or fails the execution.
+    async fn failed(
+        &mut self,
+        index: usize,
+        mut run: NewNodeRun,
+        kind: ErrorKind,
+        error: String,
+    ) -> Option<Result<Ended, Interrupted>> {
+        let node = self.graph.node(index);
+        let attempt = run.attempt;
+        metrics::node_run(&run.node_type, run.status, run.duration);
+        run.error = Some(error.clone());
+        self.writer.pending.push(run);
+        let policy = self.graph.retry_policy(index);
+        error!(
+            node.id = %node.id,
+            attempt,
+            max_attempts = policy.max_attempts,
+            error = %error,
+            "node failed"
+        );
+        match decide::after_failure(&node.id, kind, attempt, &error, policy, random_unit()) {
+            AfterFailure::Retry { delay } => {
+                metrics::retry(&self.execution.workflow_name, &node.node_type);
+                warn!(
+                    node.id = %node.id,
+                    next_attempt = attempt + 1,
+                    max_attempts = policy.max_attempts,
+                    delay = ?delay,
+                    "retrying execution"
+                );
+                self.progress.set(index, NodeState::RetryDue { attempt });
+                self.backing_off.insert(index);
+                let due = Instant::now() + delay;
+                self.retry_at = Some(self.retry_at.map_or(due, |at| at.min(due)));
+                None
+            }
+            AfterFailure::Fail(error) => {
+                self.running.abort_all();
+                Some(self.writer.fail(error).await)
+            }
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is no `at`.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A random number in [0, 1), for retry jitter.
+fn random_unit() -> f64 {
+    let bits = uuid::Uuid::new_v4().as_u64_pair().0 >> 11;
+    // 53 random bits scaled into [0, 1): exactly representable in an f64.
+    bits as f64 / (1u64 << 53) as f64
+}
+
+/// The record of a node not taken by a branch.
+fn skipped_run(graph: &WorkflowGraph, index: usize) -> NewNodeRun {
+    let node = graph.node(index);
+    NewNodeRun {
+        node_id: node.id.clone(),
+        node_type: node.node_type.clone(),
+        attempt: 1,
+        status: NodeRunStatus::Skipped,
+        input: None,
+        output: None,
+        branch: None,
+        error: None,
+        duration: Duration::ZERO,
+        consumed_signal: None,
+    }
+}
+
+/// A record of an attempt that started and did not end: interrupted or abandoned.
+fn unfinished_run(graph: &WorkflowGraph, node: &ReadyNode, status: NodeRunStatus) -> NewNodeRun {
+    let definition = graph.node(node.index);
+    NewNodeRun {
+        node_id: definition.id.clone(),
+        node_type: definition.node_type.clone(),
+        attempt: node.attempt,
+        status,
+        input: Some(node.input.clone()),
+        output: None,
+        branch: None,
+        error: None,
+        duration: Duration::ZERO,
+        consumed_signal: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::graph::WorkflowDefinition;
+    use crate::node::NodeRegistry;
+
+    /// trigger → a → (b, c): a fan-out of two after one step.
+    fn graph() -> WorkflowGraph {
+        let definition: WorkflowDefinition = serde_json::from_value(json!({
+            "name": "fan",
+            "nodes": [
+                {"id": "start", "type": "trigger"},
+                {"id": "a", "type": "step"},
+                {"id": "b", "type": "step"},
+                {"id": "c", "type": "step"}
+            ],
+            "edges": [
+                {"from": "start", "to": "a"},
+                {"from": "a", "to": "b"},
+                {"from": "a", "to": "c"}
+            ]
+        }))
+        .unwrap();
+        let registry = NodeRegistry::builtin().with("step", Step);
+        WorkflowGraph::validate(definition, &registry).unwrap()
+    }
+
+    struct Step;
+
+    #[async_trait::async_trait]
+    impl crate::node::NodeExecutor for Step {
+        async fn execute(&self, _ctx: NodeContext) -> Result<NodeOutcome, crate::NodeError> {
+            Ok(NodeOutcome::complete(json!({})))
+        }
+    }
+
+    #[test]
+    fn unfinished_and_skipped_records_carry_the_node_and_attempt() {
+        let graph = graph();
+        let b = graph.node_index("b").unwrap();
+        let ready = ReadyNode {
+            index: b,
+            attempt: 3,
+            input: json!({"x": 1}),
+        };
+        let run = unfinished_run(&graph, &ready, NodeRunStatus::Abandoned);
+        assert_eq!(
+            (run.node_id.as_str(), run.attempt, run.status, run.input),
+            ("b", 3, NodeRunStatus::Abandoned, Some(json!({"x": 1})))
+        );
+        let skipped = skipped_run(&graph, b);
+        assert_eq!(
+            (skipped.node_id.as_str(), skipped.attempt, skipped.status),
+            ("b", 1, NodeRunStatus::Skipped)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rescue_records_the_nodes_due_when_the_worker_died_as_abandoned() {
+        use futures_util::FutureExt;
+
+        use super::super::slots::Slots;
+        use super::super::step_writer::StepWriter;
+        use super::super::writer::Fence;
+
+        let graph = graph();
+        let mut progress = Progress::new(&graph);
+        for id in ["start", "a"] {
+            let index = graph.node_index(id).unwrap();
+            progress.set(
+                index,
+                NodeState::Completed {
+                    output: json!({}),
+                    branch: None,
+                },
+            );
+        }
+        let fence = Fence {
+            steps: StepWriter::spawn_with(Arc::new(|steps: &[_]| {
+                let results = steps.iter().map(|_| Ok(())).collect();
+                async move { results }.boxed()
+            })),
+            leases: Arc::default(),
+            worker_id: "w".into(),
+            lease_duration: Duration::from_secs(30),
+        };
+        let slots = Slots::new(1);
+        let mut writer = Writer::new(
+            &fence,
+            ExecutionId::new(),
+            2,
+            "fan",
+            slots.take(1).remove(0),
+        );
+        let mut abandoned = record_rescue(&graph, &mut progress, &json!({}), &mut writer);
+        abandoned.sort();
+        assert_eq!(abandoned, vec!["b", "c"]);
+        let records: Vec<(&str, NodeRunStatus, Option<&str>)> = writer
+            .pending
+            .iter()
+            .map(|r| (r.node_id.as_str(), r.status, r.error.as_deref()))
+            .collect();
+        assert_eq!(records.len(), 2);
+        assert!(
+            records
+                .iter()
+                .all(|(_, status, error)| *status == NodeRunStatus::Abandoned
+                    && *error == Some(decide::ABANDONED))
+        );
+    }
+
+    #[test]
+    fn random_units_are_in_the_unit_interval_and_vary() {
+        let units: Vec<f64> = (0..100).map(|_| random_unit()).collect();
+        assert!(units.iter().all(|u| (0.0..1.0).contains(u)));
+        assert!(units.iter().any(|u| *u != units[0]));
+    }
+}

@@ -1,0 +1,354 @@
+//! [`Writer`]: every write made for one claimed execution, fenced by its lease token.
+//!
+//! Node runs gather in [`Writer::pending`] and go out with the next step: a flush keeps the
+//! execution running, and one last write ends the claim (completes, fails, parks, waits,
+//! times out or releases it). Steps go through the worker's [`StepWriter`], which batches
+//! them with other executions'.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use super::ErrorChain;
+use super::decide::from_running;
+use super::leases::Leases;
+use super::slots::Slot;
+use super::step_writer::StepWriter;
+use crate::execution::{ExecutionId, NodeRunStatus};
+use crate::metrics;
+use crate::state::ExecutionStatus;
+use crate::store::{Advance, NewNodeRun, RecordNodeRunsParams, StoreError};
+
+/// How an execution's task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ended {
+    /// The execution ended, or was parked (for a retry, a signal or a timer).
+    Finished,
+    /// The worker is shutting down and released it for another worker.
+    Released,
+    /// The task stopped without ending it: lease lost or store unreachable.
+    Dropped,
+}
+
+/// Why an execution's task stopped without ending the execution.
+#[derive(Debug)]
+pub(super) enum Interrupted {
+    /// Another worker claimed it since, or it was cancelled or timed out.
+    LeaseLost,
+    /// The store failed past retrying.
+    Store(StoreError),
+}
+
+impl From<StoreError> for Interrupted {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::LeaseLost { .. } => Self::LeaseLost,
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// The writes of one claim.
+pub(super) struct Writer {
+    steps: StepWriter,
+    leases: Arc<Leases>,
+    worker_id: Arc<str>,
+    lease_duration: Duration,
+    execution_id: ExecutionId,
+    /// The execution's workflow name, for metrics.
+    workflow: String,
+    lease_token: i64,
+    /// Given back for the next claim when the last write starts.
+    slot: Slot,
+    /// Node runs not yet recorded; they go out with the next write.
+    pub(super) pending: Vec<NewNodeRun>,
+}
+
+/// Who writes, for every [`Writer`] of a worker.
+#[derive(Clone)]
+pub(super) struct Fence {
+    pub(super) steps: StepWriter,
+    pub(super) leases: Arc<Leases>,
+    pub(super) worker_id: Arc<str>,
+    pub(super) lease_duration: Duration,
+}
+
+impl Writer {
+    /// The writer of the claim of `execution_id` with `lease_token`, holding `slot`.
+    pub(super) fn new(
+        fence: &Fence,
+        execution_id: ExecutionId,
+        lease_token: i64,
+        workflow: &str,
+        slot: Slot,
+    ) -> Self {
+        Self {
+            steps: fence.steps.clone(),
+            leases: fence.leases.clone(),
+            worker_id: fence.worker_id.clone(),
+            lease_duration: fence.lease_duration,
+            execution_id,
+            workflow: workflow.to_owned(),
+            lease_token,
+            slot,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Writes pending runs with `advance`. While the store is unreachable the write is
+    /// retried with backoff for up to a lease duration: the lease is still ours meanwhile,
+    /// and fencing makes a retry safe. If an attempt committed but its answer was lost, the
+    /// retry finds its runs already recorded, which is success.
+    async fn write(&mut self, advance: Advance) -> Result<(), Interrupted> {
+        let mut step = RecordNodeRunsParams {
+            execution_id: self.execution_id,
+            lease_token: self.lease_token,
+            worker_id: self.worker_id.to_string(),
+            runs: std::mem::take(&mut self.pending),
+            advance,
+        };
+        let give_up = Instant::now() + self.lease_duration;
+        let mut backoff = Duration::from_millis(100);
+        let mut retried = false;
+        loop {
+            let (returned, result) = self.steps.record(step).await?;
+            step = returned;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict(_)) if retried => return Ok(()),
+                Err(StoreError::Unavailable(err)) if Instant::now() + backoff < give_up => {
+                    warn!(error = %ErrorChain(&*err), retry_in = ?backoff, "recording a step failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    retried = true;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    /// Records pending node runs, keeping the execution running. Records of unfinished
+    /// attempts alone wait for a real result, so they never count as progress.
+    pub(super) async fn flush(&mut self) -> Result<(), Interrupted> {
+        let unfinished = |run: &NewNodeRun| {
+            matches!(
+                run.status,
+                NodeRunStatus::Abandoned | NodeRunStatus::Interrupted
+            )
+        };
+        if self.pending.iter().all(unfinished) {
+            return Ok(());
+        }
+        self.write(Advance::Continue {
+            lease_duration: self.lease_duration,
+        })
+        .await
+    }
+
+    /// The last write of this claim. The heartbeat stops renewing the lease first, so it
+    /// cannot mistake the released lease for a lost one, and the slot goes to the next
+    /// claim: this execution runs no more nodes.
+    async fn last_write(&mut self, advance: Advance) -> Result<(), Interrupted> {
+        self.leases.forget(self.execution_id, self.lease_token);
+        self.slot.finishing();
+        self.write(advance).await
+    }
+
+    /// Completes the execution with `output`.
+    pub(super) async fn complete(&mut self, output: Value) -> Result<Ended, Interrupted> {
+        let status = from_running(ExecutionStatus::Completed);
+        self.last_write(Advance::Finish {
+            status,
+            output: Some(output),
+            error: None,
+        })
+        .await?;
+        metrics::execution_finished(&self.workflow, status);
+        info!("execution completed");
+        Ok(Ended::Finished)
+    }
+
+    /// Fails the execution with `error`.
+    pub(super) async fn fail(&mut self, error: String) -> Result<Ended, Interrupted> {
+        let status = from_running(ExecutionStatus::Failed);
+        self.last_write(Advance::Finish {
+            status,
+            output: None,
+            error: Some(error.clone()),
+        })
+        .await?;
+        metrics::execution_finished(&self.workflow, status);
+        error!(error = %error, "execution failed");
+        Ok(Ended::Finished)
+    }
+
+    /// Parks the execution until a retry is due in `delay`.
+    pub(super) async fn park(&mut self, delay: Duration) -> Result<Ended, Interrupted> {
+        from_running(ExecutionStatus::Retrying);
+        self.last_write(Advance::Retry { delay }).await?;
+        info!(retry_in = ?delay, "execution waiting to retry");
+        Ok(Ended::Finished)
+    }
+
+    /// Parks the execution until `delay` passes (never, for `None`) or one of `signals`
+    /// arrives.
+    pub(super) async fn wait(
+        &mut self,
+        delay: Option<Duration>,
+        signals: Vec<String>,
+    ) -> Result<Ended, Interrupted> {
+        from_running(ExecutionStatus::Waiting);
+        let awaited = signals.join(", ");
+        self.last_write(Advance::Wait { delay, signals }).await?;
+        info!(signals = %awaited, wake_in = ?delay, "execution waiting");
+        Ok(Ended::Finished)
+    }
+
+    /// Ends the execution as timed out: its deadline passed.
+    pub(super) async fn time_out(&mut self) -> Result<Ended, Interrupted> {
+        let status = from_running(ExecutionStatus::TimedOut);
+        self.last_write(Advance::Finish {
+            status,
+            output: None,
+            error: Some("the execution deadline passed".into()),
+        })
+        .await?;
+        metrics::execution_finished(&self.workflow, status);
+        warn!("execution timed out: deadline passed");
+        Ok(Ended::Finished)
+    }
+
+    /// Releases the execution for another worker (shutdown), with its interrupted nodes.
+    pub(super) async fn release(&mut self) -> Result<Ended, Interrupted> {
+        let interrupted = self
+            .pending
+            .iter()
+            .filter(|run| run.status == NodeRunStatus::Interrupted)
+            .count();
+        self.last_write(Advance::Release).await?;
+        info!(
+            interrupted_nodes = interrupted,
+            "execution released for another worker"
+        );
+        Ok(Ended::Released)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use futures_util::FutureExt;
+
+    use super::*;
+    use crate::worker::slots::Slots;
+
+    type Answers = Arc<Mutex<Vec<Result<(), StoreError>>>>;
+
+    /// A fence whose store answers each step with the next of `answers` (then `Ok`), and
+    /// keeps what it was asked to record.
+    fn fence(answers: Vec<Result<(), StoreError>>) -> (Fence, Arc<Mutex<Vec<Advance>>>) {
+        let answers: Answers = Arc::new(Mutex::new(answers.into_iter().rev().collect()));
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let seen = asked.clone();
+        let steps = StepWriter::spawn_with(Arc::new(move |steps: &[RecordNodeRunsParams]| {
+            let results = steps
+                .iter()
+                .map(|step| {
+                    seen.lock().unwrap().push(step.advance.clone());
+                    answers.lock().unwrap().pop().unwrap_or(Ok(()))
+                })
+                .collect();
+            async move { results }.boxed()
+        }));
+        let fence = Fence {
+            steps,
+            leases: Arc::default(),
+            worker_id: "w".into(),
+            lease_duration: Duration::from_secs(30),
+        };
+        (fence, asked)
+    }
+
+    fn run(status: NodeRunStatus) -> NewNodeRun {
+        NewNodeRun {
+            node_id: "n".into(),
+            node_type: "t".into(),
+            attempt: 1,
+            status,
+            input: None,
+            output: None,
+            branch: None,
+            error: None,
+            duration: Duration::ZERO,
+            consumed_signal: None,
+        }
+    }
+
+    fn unavailable() -> StoreError {
+        StoreError::Unavailable("connection refused".into())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_the_store_could_not_take_is_retried_and_an_already_recorded_retry_succeeds() {
+        let conflict = StoreError::Conflict("duplicate node run".into());
+        let (fence, asked) = fence(vec![Err(unavailable()), Err(conflict)]);
+        let slots = Slots::new(1);
+        let mut writer = Writer::new(&fence, ExecutionId::new(), 1, "w", slots.take(1).remove(0));
+        writer.pending.push(run(NodeRunStatus::Completed));
+        writer.flush().await.unwrap();
+        assert_eq!(asked.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_away_for_longer_than_the_lease_drops_the_execution() {
+        let (fence, asked) = fence((0..100).map(|_| Err(unavailable())).collect());
+        let slots = Slots::new(1);
+        let mut writer = Writer::new(&fence, ExecutionId::new(), 1, "w", slots.take(1).remove(0));
+        let started = Instant::now();
+        let err = writer.complete(Value::Null).await.unwrap_err();
+        assert!(
+            matches!(err, Interrupted::Store(StoreError::Unavailable(_))),
+            "{err:?}"
+        );
+        assert!(started.elapsed() <= fence.lease_duration);
+        assert!(asked.lock().unwrap().len() > 2);
+    }
+
+    #[tokio::test]
+    async fn a_flush_of_unfinished_attempts_alone_writes_nothing() {
+        let (fence, asked) = fence(Vec::new());
+        let slots = Slots::new(1);
+        let mut writer = Writer::new(&fence, ExecutionId::new(), 1, "w", slots.take(1).remove(0));
+        writer.pending.push(run(NodeRunStatus::Abandoned));
+        writer.flush().await.unwrap();
+        assert!(asked.lock().unwrap().is_empty());
+        assert_eq!(writer.pending.len(), 1, "kept for the next write");
+    }
+
+    #[tokio::test]
+    async fn the_last_write_forgets_the_lease_and_frees_the_slot_and_a_lost_lease_says_so() {
+        let id = ExecutionId::new();
+        let lost = StoreError::LeaseLost {
+            execution_id: id,
+            lease_token: 3,
+        };
+        let (fence, asked) = fence(vec![Err(lost)]);
+        fence.leases.hold(id, 3);
+        let slots = Slots::new(1);
+        let mut writer = Writer::new(&fence, id, 3, "w", slots.take(1).remove(0));
+        let err = writer.park(Duration::from_secs(5)).await.unwrap_err();
+        assert!(matches!(err, Interrupted::LeaseLost), "{err:?}");
+        assert!(fence.leases.held().is_empty());
+        assert_eq!(slots.free(), 1);
+        assert_eq!(
+            *asked.lock().unwrap(),
+            vec![Advance::Retry {
+                delay: Duration::from_secs(5)
+            }]
+        );
+    }
+}
