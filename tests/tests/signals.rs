@@ -20,6 +20,8 @@ use workflow_worker_store::testing::TestDatabase;
 struct Gate {
     running: mpsc::UnboundedSender<()>,
     proceed: Arc<Notify>,
+    /// The wait's timeout; none waits for the signal forever.
+    timeout: Option<Duration>,
 }
 
 #[async_trait]
@@ -36,7 +38,7 @@ impl NodeExecutor for Gate {
         self.proceed.notified().await;
         Ok(NodeOutcome::Wait {
             signal: Some("go".into()),
-            timeout: Some(Duration::from_secs(86_400)),
+            timeout: self.timeout,
         })
     }
 }
@@ -47,6 +49,16 @@ impl NodeExecutor for Gate {
 /// nothing. The worker must notice the signal once it gets the row, not sleep for a day.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_committed_while_its_execution_is_being_parked_still_wakes_it() {
+    signal_racing_the_park_wakes(Some(Duration::from_secs(86_400))).await;
+}
+
+/// The same for a wait with no timeout, which parks with no `run_at` at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_racing_the_park_of_a_wait_without_timeout_still_wakes_it() {
+    signal_racing_the_park_wakes(None).await;
+}
+
+async fn signal_racing_the_park_wakes(timeout: Option<Duration>) {
     let db = TestDatabase::create().await;
     let (running, mut gate_running) = mpsc::unbounded_channel();
     let proceed = Arc::new(Notify::new());
@@ -55,6 +67,7 @@ async fn a_signal_committed_while_its_execution_is_being_parked_still_wakes_it()
         Gate {
             running,
             proceed: proceed.clone(),
+            timeout,
         },
     );
     workflow("gated")
@@ -87,13 +100,14 @@ async fn a_signal_committed_while_its_execution_is_being_parked_still_wakes_it()
         .await
         .unwrap();
     proceed.notify_one();
-    // Until the worker's park statement waits for the row.
+    // Until the worker's park statement (the store's one step statement, RECORD_STEPS,
+    // here parking the execution to wait) waits for the row.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let blocked: i64 = sqlx::query_scalar(
             "select count(*) from pg_stat_activity
              where datname = current_database() and wait_event_type = 'Lock'
-               and query like '%status = ''waiting''%'",
+               and query like '%with step as%'",
         )
         .fetch_one(&other)
         .await

@@ -90,9 +90,9 @@ pub use schedule::{CronSchedule, Schedule, ScheduleError, ScheduleId};
 pub use state::{ExecutionStatus, TransitionError, transition};
 pub use store::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
-    FireScheduleParams, ListExecutionsParams, LiveWorker, NewNodeRun, QueueStats,
-    RecordNodeRunsParams, RescueFilter, SendSignalParams, StartExecutionParams, Store, StoreError,
-    TimedOutExecution, Wakeups, WorkflowRef,
+    FireScheduleParams, ListExecutionsParams, LiveWorker, NewNodeRun, QueueStats, RecordStep,
+    RescueFilter, SendSignalParams, StartExecutionParams, Store, StoreError, TimedOutExecution,
+    Wakeups, WorkflowRef,
 };
 pub use worker::{ConfigError, ConfigRule, WorkerConfig, WorkflowWorker};
 

@@ -25,21 +25,45 @@ use crate::graph::WorkflowGraph;
 use crate::schedule::{Schedule, ScheduleId};
 use crate::state::ExecutionStatus;
 
-/// A store failure. Stores classify their backend's errors into these portable variants.
+/// A store failure: one variant per situation, carrying the ids it is about, so a caller
+/// never reads a message to tell them apart. Stores classify their backend's errors into
+/// these portable variants.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The named thing does not exist.
     #[error("{entity} {id} not found")]
     NotFound {
-        /// What kind of thing: `workflow`, `execution`, ...
+        /// What kind of thing: `workflow`, `execution`, `schedule`, ...
         entity: &'static str,
         /// How it was named.
         id: String,
     },
-    /// The write conflicts with what is stored.
-    #[error("conflict: {0}")]
-    Conflict(String),
+    /// A node run of the step is recorded already (the same execution, node and attempt):
+    /// nothing of the step was written. A writer that retried a step whose first attempt
+    /// committed meets this, and it means the step is done.
+    #[error("a node run of this step of execution {execution_id} is recorded already")]
+    AlreadyRecorded {
+        /// The execution.
+        execution_id: ExecutionId,
+    },
+    /// The execution already ended, so it cannot be cancelled or signalled.
+    #[error("execution {execution_id} already ended ({status})")]
+    AlreadyEnded {
+        /// The execution.
+        execution_id: ExecutionId,
+        /// The terminal status it ended in.
+        status: ExecutionStatus,
+    },
+    /// The signal a node consumed was consumed already (by an earlier write of the same
+    /// step): nothing of the step was written.
+    #[error("signal {signal_id} of execution {execution_id} was already consumed")]
+    SignalConsumed {
+        /// The execution.
+        execution_id: ExecutionId,
+        /// The signal.
+        signal_id: i64,
+    },
     /// The execution was claimed by another worker since (or it ended): the write was dropped.
     #[error("lease lost on execution {execution_id} (lease token {lease_token} is stale)")]
     LeaseLost {
@@ -47,6 +71,13 @@ pub enum StoreError {
         execution_id: ExecutionId,
         /// The token the write carried.
         lease_token: i64,
+    },
+    /// The write breaks a constraint of the schema that none of the variants above
+    /// describes (a row another program inserted meanwhile, say).
+    #[error("the write breaks constraint {constraint}")]
+    Constraint {
+        /// The constraint's name, or the database's message when it names none.
+        constraint: String,
     },
     /// The database cannot be reached, or the connection pool is closed or exhausted.
     #[error("database unavailable")]
@@ -219,7 +250,7 @@ pub struct NewNodeRun {
     /// `started_at = finished_at - duration` in database time.
     pub duration: Duration,
     /// The signal the node consumed; it is marked consumed in the same transaction, and the
-    /// whole step fails with [`StoreError::Conflict`] if it already was.
+    /// whole step fails with [`StoreError::SignalConsumed`] if it already was.
     pub consumed_signal: Option<i64>,
 }
 
@@ -260,9 +291,10 @@ pub enum Advance {
     },
 }
 
-/// Parameters of [`Store::record_node_runs`].
+/// One step of one execution for [`Store::record_steps`]: node runs, and what happens to the
+/// execution with them.
 #[derive(Debug, Clone)]
-pub struct RecordNodeRunsParams {
+pub struct RecordStep {
     /// The execution.
     pub execution_id: ExecutionId,
     /// The token it was claimed with.
@@ -435,26 +467,20 @@ pub trait Store: Send + Sync + 'static {
         params: ClaimParams,
     ) -> Result<Vec<ClaimedExecution>, StoreError>;
 
-    /// Records node runs and advances the execution in one transaction, fenced by the lease
-    /// token: with a stale token (or an execution no longer `running`) nothing is written and
-    /// the result is [`StoreError::LeaseLost`]. A run with the same (execution, node, attempt)
-    /// as a recorded one is a [`StoreError::Conflict`] and nothing is written.
-    async fn record_node_runs(&self, params: RecordNodeRunsParams) -> Result<(), StoreError>;
-
-    /// Records the steps of several executions at once and returns one result per step, in
-    /// order. Each step is fenced by its own lease token, as in
-    /// [`record_node_runs`](Self::record_node_runs): a step whose lease was lost changes
-    /// nothing and gets [`StoreError::LeaseLost`] while the others are recorded, and a step
-    /// the database refuses fails alone. Stores should commit the steps together where they
-    /// can (one transaction, one flush to disk): a crash before a commit loses the steps it
-    /// held, and only their nodes run again. The default records them one at a time.
-    async fn record_steps(&self, steps: &[RecordNodeRunsParams]) -> Vec<Result<(), StoreError>> {
-        let mut results = Vec::with_capacity(steps.len());
-        for step in steps {
-            results.push(self.record_node_runs(step.clone()).await);
-        }
-        results
-    }
+    /// Records steps (node runs with the advance of their execution), possibly of several
+    /// executions, and returns one result per step, in order. This is the only way a step is
+    /// recorded: a single step is a batch of one.
+    ///
+    /// Each step is atomic and fenced by its own lease token: with a stale token (or an
+    /// execution no longer `running`) nothing of it is written and its result is
+    /// [`StoreError::LeaseLost`]. A run with the same (execution, node, attempt) as a
+    /// recorded one is [`StoreError::AlreadyRecorded`], a consumed signal consumed already
+    /// [`StoreError::SignalConsumed`]; either way nothing of that step is written. A step
+    /// that fails leaves the others of the batch to be recorded, and an execution that
+    /// appears twice has its steps applied in order. Stores should commit the steps together
+    /// where they can (one transaction, one flush to disk): a crash before a commit loses the
+    /// steps it held, and only their nodes run again.
+    async fn record_steps(&self, steps: &[RecordStep]) -> Vec<Result<(), StoreError>>;
 
     /// Extends the leases of executions this worker holds by `lease_duration` from now and
     /// returns the ids whose lease was still held (the others were lost).
@@ -466,8 +492,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cancels an execution that has not ended, whatever it is doing, recording `reason` as
     /// its error; the worker running it (if any) loses its lease, stops its nodes and writes
-    /// nothing more. An execution that already ended is a [`StoreError::Conflict`] naming
-    /// its status.
+    /// nothing more. An execution that already ended is [`StoreError::AlreadyEnded`].
     async fn cancel_execution(
         &self,
         id: ExecutionId,
@@ -492,8 +517,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a signal in an execution's inbox and wakes the execution if it is waiting. A
     /// second send with the same idempotency key returns the stored signal and stores
-    /// nothing. An unknown execution is [`StoreError::NotFound`]; one that ended is a
-    /// [`StoreError::Conflict`] naming its status.
+    /// nothing. An unknown execution is [`StoreError::NotFound`]; one that ended is
+    /// [`StoreError::AlreadyEnded`].
     async fn send_signal(&self, params: SendSignalParams) -> Result<Signal, StoreError>;
 
     /// An execution with its node runs.
@@ -593,11 +618,7 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         (**self).claim_executions(params).await
     }
 
-    async fn record_node_runs(&self, params: RecordNodeRunsParams) -> Result<(), StoreError> {
-        (**self).record_node_runs(params).await
-    }
-
-    async fn record_steps(&self, steps: &[RecordNodeRunsParams]) -> Vec<Result<(), StoreError>> {
+    async fn record_steps(&self, steps: &[RecordStep]) -> Vec<Result<(), StoreError>> {
         (**self).record_steps(steps).await
     }
 

@@ -14,7 +14,11 @@ pub(crate) fn classify(err: sqlx::Error) -> StoreError {
                 ErrorKind::UniqueViolation | ErrorKind::ForeignKeyViolation
             ) =>
         {
-            StoreError::Conflict(db.message().to_owned())
+            StoreError::Constraint {
+                constraint: db
+                    .constraint()
+                    .map_or_else(|| db.message().to_owned(), str::to_owned),
+            }
         }
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
@@ -62,10 +66,9 @@ pub(crate) fn share(err: StoreError, count: usize) -> Vec<StoreError> {
             let source: Source = Arc::from(source);
             repeat(&|| StoreError::Backend(Box::new(Shared(source.clone()))))
         }
-        // Not a conflict of each step's own (which a retried step would take for success).
-        StoreError::Conflict(message) => {
-            repeat(&|| StoreError::Backend(format!("conflict: {message}").into()))
-        }
+        StoreError::Constraint { constraint } => repeat(&|| StoreError::Constraint {
+            constraint: constraint.clone(),
+        }),
         StoreError::InvalidData(message) => repeat(&|| StoreError::InvalidData(message.clone())),
         other => {
             let source: Source = Arc::new(other);
@@ -97,17 +100,28 @@ pub(crate) fn invalid(message: String) -> StoreError {
 
 /// An operation that needs a live execution found this one ended.
 pub(crate) fn already_ended(execution: Execution) -> StoreError {
-    StoreError::Conflict(format!(
-        "execution {} already ended ({})",
-        execution.id, execution.status
-    ))
+    StoreError::AlreadyEnded {
+        execution_id: execution.id,
+        status: execution.status,
+    }
 }
 
 /// A node tried to consume a signal that another step already consumed.
 pub(crate) fn signal_taken(signal: i64, execution: ExecutionId) -> StoreError {
-    StoreError::Conflict(format!(
-        "signal {signal} of execution {execution} was already consumed"
-    ))
+    StoreError::SignalConsumed {
+        execution_id: execution,
+        signal_id: signal,
+    }
+}
+
+/// A step's node run is recorded already: `err` broke the node runs' unique key.
+pub(crate) fn already_recorded(err: StoreError, execution: ExecutionId) -> StoreError {
+    match err {
+        StoreError::Constraint { .. } => StoreError::AlreadyRecorded {
+            execution_id: execution,
+        },
+        other => other,
+    }
 }
 
 /// `err` and its sources on one line, each cause once (sqlx messages often repeat their

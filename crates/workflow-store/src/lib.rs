@@ -356,9 +356,10 @@ fn check_signal_target(id: ExecutionId, status: Option<&str>) -> Result<(), Stor
         });
     };
     match status.parse::<ExecutionStatus>() {
-        Ok(status) if status.is_terminal() => Err(StoreError::Conflict(format!(
-            "execution {id} already ended ({status}); signals are not accepted"
-        ))),
+        Ok(status) if status.is_terminal() => Err(StoreError::AlreadyEnded {
+            execution_id: id,
+            status,
+        }),
         Ok(_) => Ok(()),
         Err(err) => Err(StoreError::InvalidData(format!("execution {id}: {err}"))),
     }

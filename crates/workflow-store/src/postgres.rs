@@ -19,10 +19,10 @@ use uuid::Uuid;
 use workflow_worker_core::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
     Execution, ExecutionDetail, ExecutionId, ExecutionStatus, FireScheduleParams,
-    ListExecutionsParams, LiveWorker, NodeRun, NodeRunStatus, QueueStats, RecordNodeRunsParams,
-    RescueFilter, Schedule, ScheduleId, SendSignalParams, Signal, StartExecutionParams, Store,
-    StoreError, TimedOutExecution, Wakeups, WorkflowDefinition, WorkflowGraph, WorkflowId,
-    WorkflowRef, WorkflowVersion,
+    ListExecutionsParams, LiveWorker, NodeRun, NodeRunStatus, QueueStats, RecordStep, RescueFilter,
+    Schedule, ScheduleId, SendSignalParams, Signal, StartExecutionParams, Store, StoreError,
+    TimedOutExecution, Wakeups, WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef,
+    WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid};
@@ -36,7 +36,7 @@ pub use connection::{
     PoolerMode,
 };
 
-use connection::{Db, Tx};
+use connection::Db;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -534,71 +534,19 @@ impl Store for PgStore {
         ))
     }
 
-    async fn record_node_runs(&self, params: RecordNodeRunsParams) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await.map_err(classify)?;
-        // Dropping the transaction on an error rolls it back: nothing was written.
-        write_step(&mut tx, &params).await?;
-        tx.commit().await.map_err(classify)
-    }
-
-    async fn record_steps(&self, steps: &[RecordNodeRunsParams]) -> Vec<Result<(), StoreError>> {
+    async fn record_steps(&self, steps: &[RecordStep]) -> Vec<Result<(), StoreError>> {
         let mut results: Vec<Option<Result<(), StoreError>>> =
             std::iter::repeat_with(|| None).take(steps.len()).collect();
-        // Steps that wait or consume signals take the one-at-a-time path; the common ones
-        // (a node finished, the execution continues, ends, retries or is released) go
-        // together, one statement per worker id.
-        let mut batches: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, step) in steps.iter().enumerate() {
-            if batchable(step) {
-                batches.entry(step.worker_id.as_str()).or_default().push(i);
-            } else {
-                results[i] = Some(self.record_node_runs(step.clone()).await);
-            }
-        }
-        for (worker_id, batch) in batches {
-            let distinct: HashSet<ExecutionId> =
-                batch.iter().map(|&i| steps[i].execution_id).collect();
-            let recorded = if distinct.len() == batch.len() {
-                record_batch(&self.db, worker_id, batch.iter().map(|&i| &steps[i])).await
-            } else {
-                // One execution twice: its steps must apply in order, one at a time.
-                Err(StoreError::Conflict(
-                    "an execution appears twice in one batch".into(),
-                ))
-            };
-            match recorded {
-                Ok(recorded) => {
-                    for i in batch {
-                        let step = &steps[i];
-                        results[i] = Some(if recorded.contains(&step.execution_id.0) {
-                            Ok(())
-                        } else {
-                            Err(StoreError::LeaseLost {
-                                execution_id: step.execution_id,
-                                lease_token: step.lease_token,
-                            })
-                        });
-                    }
-                }
-                // The database is away: every step may try again.
-                Err(err @ StoreError::Unavailable(_)) => {
-                    for (i, err) in batch.iter().zip(crate::error::share(err, batch.len())) {
-                        results[*i] = Some(Err(err));
-                    }
-                }
-                // One step's data failed the statement (a retried write that had committed,
-                // a value the database refuses): record them one by one, so only that step
-                // fails.
-                Err(_) => {
-                    for i in batch {
-                        results[i] = Some(self.record_node_runs(steps[i].clone()).await);
-                    }
-                }
+        // Round k holds the k-th step of each execution, so an execution's steps apply in
+        // order; usually there is one round.
+        for round in rounds(steps) {
+            for (i, result) in round.iter().zip(self.record_round(steps, &round).await) {
+                results[*i] = Some(result);
             }
         }
         results
             .into_iter()
-            .map(|result| result.expect("every step has a result"))
+            .map(|result| result.expect("every step is in a round"))
             .collect()
     }
 
@@ -730,25 +678,32 @@ impl Store for PgStore {
     async fn send_signal(&self, params: SendSignalParams) -> Result<Signal, StoreError> {
         // The SQL API's function (migration 0008): the check that the execution has not
         // ended and the insert happen under its row lock, as for every other program.
-        let id: i64 = sqlx::query_scalar(queries::SEND_SIGNAL)
+        let sent = sqlx::query_scalar(queries::SEND_SIGNAL)
             .bind(params.execution_id.0)
             .bind(&params.name)
             .bind(&params.payload)
             .bind(&params.idempotency_key)
             .fetch_one(&self.db)
-            .await
-            .map_err(|err| match &err {
-                sqlx::Error::Database(db) if db.code().as_deref() == Some("P0002") => {
-                    StoreError::NotFound {
-                        entity: "execution",
-                        id: params.execution_id.to_string(),
-                    }
-                }
-                sqlx::Error::Database(db) if db.code().as_deref() == Some("55000") => {
-                    StoreError::Conflict(db.message().to_owned())
-                }
-                _ => classify(err),
-            })?;
+            .await;
+        let code = match &sent {
+            Err(sqlx::Error::Database(db)) => db.code().map(|code| code.into_owned()),
+            _ => None,
+        };
+        let id: i64 = match (sent, code.as_deref()) {
+            (Ok(id), _) => id,
+            (Err(_), Some("P0002")) => {
+                return Err(StoreError::NotFound {
+                    entity: "execution",
+                    id: params.execution_id.to_string(),
+                });
+            }
+            // It ended.
+            (Err(_), Some("55000")) => {
+                let execution = self.get_execution(params.execution_id).await?.execution;
+                return Err(already_ended(execution));
+            }
+            (Err(err), _) => return Err(classify(err)),
+        };
         let row: SignalRow = sqlx::query_as(queries::SIGNAL_BY_ID)
             .bind(id)
             .fetch_one(&self.db)
@@ -958,29 +913,145 @@ fn storable_json(value: &Value) -> Value {
     }
 }
 
-/// Whether a step can go in a [`queries::RECORD_STEPS`] batch.
-fn batchable(step: &RecordNodeRunsParams) -> bool {
-    !matches!(step.advance, Advance::Wait { .. })
-        && step.runs.iter().all(|run| run.consumed_signal.is_none())
+/// The steps' indices in rounds: each execution at most once per round, its steps in order.
+fn rounds(steps: &[RecordStep]) -> Vec<Vec<usize>> {
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    let mut seen: HashMap<ExecutionId, usize> = HashMap::new();
+    for (i, step) in steps.iter().enumerate() {
+        let round = seen.entry(step.execution_id).or_insert(0);
+        if rounds.len() == *round {
+            rounds.push(Vec::new());
+        }
+        rounds[*round].push(i);
+        *round += 1;
+    }
+    rounds
 }
 
-/// Records batchable steps of one worker in one statement; returns the ids of the executions
-/// whose steps were recorded (the others' leases were lost).
-async fn record_batch<'a>(
-    db: &Db,
-    worker_id: &str,
-    steps: impl Iterator<Item = &'a RecordNodeRunsParams>,
-) -> Result<HashSet<Uuid>, StoreError> {
+impl PgStore {
+    /// Records the steps `round` of `steps` (each execution once) in one statement, and
+    /// says for each whether it was recorded and if not, why.
+    async fn record_round(
+        &self,
+        steps: &[RecordStep],
+        round: &[usize],
+    ) -> Vec<Result<(), StoreError>> {
+        let batch: Vec<&RecordStep> = round.iter().map(|&i| &steps[i]).collect();
+        match record_batch(&self.db, &batch).await {
+            Ok(recorded) => {
+                let missed: Vec<&RecordStep> = batch
+                    .iter()
+                    .copied()
+                    .filter(|step| !recorded.contains(&step.execution_id.0))
+                    .collect();
+                let mut why = self.why_not_recorded(&missed).await.into_iter();
+                batch
+                    .iter()
+                    .map(|step| {
+                        if recorded.contains(&step.execution_id.0) {
+                            Ok(())
+                        } else {
+                            Err(why.next().expect("a reason per step not recorded"))
+                        }
+                    })
+                    .collect()
+            }
+            // The database is away: every step may try again.
+            Err(err @ StoreError::Unavailable(_)) => crate::error::share(err, batch.len())
+                .into_iter()
+                .map(Err)
+                .collect(),
+            // A step alone: its run is recorded already, or its data was refused.
+            Err(err) if batch.len() == 1 => {
+                vec![Err(crate::error::already_recorded(
+                    err,
+                    batch[0].execution_id,
+                ))]
+            }
+            // One step's data failed the statement (a retried write that had committed, a
+            // value the database refuses): record them one by one, so only that step fails.
+            Err(_) => {
+                let mut results = Vec::with_capacity(round.len());
+                for &i in round {
+                    results.extend(Box::pin(self.record_round(steps, &[i])).await);
+                }
+                results
+            }
+        }
+    }
+
+    /// Why each of `steps` was not recorded: its lease was lost, or (its lease still held)
+    /// a signal it consumes was consumed already.
+    async fn why_not_recorded(&self, steps: &[&RecordStep]) -> Vec<StoreError> {
+        let lost = |step: &RecordStep| StoreError::LeaseLost {
+            execution_id: step.execution_id,
+            lease_token: step.lease_token,
+        };
+        let signals: Vec<i64> = steps
+            .iter()
+            .flat_map(|step| step.runs.iter().filter_map(|run| run.consumed_signal))
+            .collect();
+        if signals.is_empty() {
+            return steps.iter().map(|step| lost(step)).collect();
+        }
+        let looked = async {
+            let ids: Vec<Uuid> = steps.iter().map(|step| step.execution_id.0).collect();
+            let tokens: Vec<i64> = steps.iter().map(|step| step.lease_token).collect();
+            let held: Vec<Uuid> = sqlx::query_scalar(queries::LEASES_HELD)
+                .bind(ids)
+                .bind(tokens)
+                .fetch_all(&self.db)
+                .await
+                .map_err(classify)?;
+            let consumed: Vec<i64> = sqlx::query_scalar(queries::SIGNALS_CONSUMED)
+                .bind(signals)
+                .fetch_all(&self.db)
+                .await
+                .map_err(classify)?;
+            Ok::<_, StoreError>((held, consumed))
+        };
+        match looked.await {
+            Ok((held, consumed)) => steps
+                .iter()
+                .map(|step| {
+                    let taken = step
+                        .runs
+                        .iter()
+                        .filter_map(|run| run.consumed_signal)
+                        .find(|signal| consumed.contains(signal));
+                    match taken {
+                        Some(signal) if held.contains(&step.execution_id.0) => {
+                            crate::error::signal_taken(signal, step.execution_id)
+                        }
+                        _ => lost(step),
+                    }
+                })
+                .collect(),
+            Err(err) => crate::error::share(err, steps.len()),
+        }
+    }
+}
+
+/// Records steps of distinct executions with [`queries::RECORD_STEPS`]; returns the ids of
+/// the executions whose steps were recorded. Waits take a second statement,
+/// [`queries::WAKE_IF_SIGNALLED`], in the same transaction.
+async fn record_batch(db: &Db, steps: &[&RecordStep]) -> Result<HashSet<Uuid>, StoreError> {
     let mut step = StepColumns::default();
     let mut runs = NodeRunColumns::default();
+    let mut awaited: (Vec<Uuid>, Vec<String>) = (Vec::new(), Vec::new());
     for params in steps {
         let id = params.execution_id.0;
         step.id.push(id);
         step.lease_token.push(params.lease_token);
+        step.worker_id.push(params.worker_id.clone());
         let (advance, status, output, error, seconds) = match &params.advance {
-            Advance::Continue { lease_duration } => {
-                ("continue", None, None, None, lease_duration.as_secs_f64())
-            }
+            Advance::Continue { lease_duration } => (
+                "continue",
+                None,
+                None,
+                None,
+                Some(lease_duration.as_secs_f64()),
+            ),
             Advance::Finish {
                 status,
                 output,
@@ -990,11 +1061,17 @@ async fn record_batch<'a>(
                 Some(status.as_str()),
                 output.as_ref().map(storable_json),
                 error.as_deref().map(storable_text),
-                0.0,
+                None,
             ),
-            Advance::Retry { delay } => ("retry", None, None, None, delay.as_secs_f64()),
-            Advance::Release => ("release", None, None, None, 0.0),
-            Advance::Wait { .. } => unreachable!("waits are not batched"),
+            Advance::Retry { delay } => ("retry", None, None, None, Some(delay.as_secs_f64())),
+            Advance::Wait { delay, signals } => {
+                for signal in signals {
+                    awaited.0.push(id);
+                    awaited.1.push(signal.clone());
+                }
+                ("wait", None, None, None, delay.map(|d| d.as_secs_f64()))
+            }
+            Advance::Release => ("release", None, None, None, None),
         };
         step.advance.push(advance);
         step.status.push(status);
@@ -1006,7 +1083,8 @@ async fn record_batch<'a>(
             runs.push(run);
         }
     }
-    let recorded: Vec<Uuid> = sqlx::query_scalar(queries::RECORD_STEPS)
+    let waits = !awaited.0.is_empty();
+    let record = sqlx::query_scalar(queries::RECORD_STEPS)
         .bind(step.id)
         .bind(step.lease_token)
         .bind(step.advance)
@@ -1014,7 +1092,7 @@ async fn record_batch<'a>(
         .bind(step.output)
         .bind(step.error)
         .bind(step.seconds)
-        .bind(worker_id)
+        .bind(step.worker_id)
         .bind(runs.execution_id)
         .bind(runs.node_id)
         .bind(runs.node_type)
@@ -1025,102 +1103,24 @@ async fn record_batch<'a>(
         .bind(runs.branch)
         .bind(runs.error)
         .bind(runs.duration)
-        .fetch_all(db)
-        .await
-        .map_err(classify)?;
-    Ok(recorded.into_iter().collect())
-}
-
-/// One step of [`Store::record_node_runs`] inside the caller's transaction.
-async fn write_step(tx: &mut Tx, params: &RecordNodeRunsParams) -> Result<(), StoreError> {
-    let RecordNodeRunsParams {
-        execution_id,
-        lease_token,
-        worker_id,
-        runs,
-        advance,
-    } = params;
-    let fence = match advance {
-        Advance::Continue { lease_duration } => sqlx::query(queries::ADVANCE_CONTINUE)
-            .bind(execution_id.0)
-            .bind(lease_token)
-            .bind(lease_duration.as_secs_f64()),
-        Advance::Retry { delay } => sqlx::query(queries::ADVANCE_RETRY)
-            .bind(execution_id.0)
-            .bind(lease_token)
-            .bind(delay.as_secs_f64()),
-        Advance::Wait { delay, signals } => sqlx::query(queries::ADVANCE_WAIT)
-            .bind(execution_id.0)
-            .bind(lease_token)
-            .bind(delay.map(|d| d.as_secs_f64()))
-            .bind(signals),
-        Advance::Release => sqlx::query(queries::ADVANCE_RELEASE)
-            .bind(execution_id.0)
-            .bind(lease_token),
-        Advance::Finish {
-            status,
-            output,
-            error,
-        } => sqlx::query(queries::ADVANCE_FINISH)
-            .bind(execution_id.0)
-            .bind(lease_token)
-            .bind(status.as_str())
-            .bind(output.as_ref().map(storable_json))
-            .bind(error.as_deref().map(storable_text)),
-    };
-    let fenced = fence.fetch_optional(&mut *tx).await.map_err(classify)?;
-    if fenced.is_none() {
-        return Err(StoreError::LeaseLost {
-            execution_id: *execution_id,
-            lease_token: *lease_token,
-        });
-    }
-    if let Advance::Wait { signals, .. } = advance
-        && !signals.is_empty()
-    {
+        .bind(runs.consumed_signal)
+        .bind(&awaited.0)
+        .bind(&awaited.1);
+    let recorded: Vec<Uuid> = if waits {
+        let mut tx = db.begin().await.map_err(classify)?;
+        let recorded = record.fetch_all(&mut tx).await.map_err(classify)?;
         sqlx::query(queries::WAKE_IF_SIGNALLED)
-            .bind(execution_id.0)
-            .bind(signals)
-            .execute(&mut *tx)
+            .bind(&awaited.0)
+            .bind(&awaited.1)
+            .execute(&mut tx)
             .await
             .map_err(classify)?;
-    }
-    for run in runs {
-        if let Some(signal) = run.consumed_signal {
-            let consumed = sqlx::query(queries::CONSUME_SIGNAL)
-                .bind(signal)
-                .bind(execution_id.0)
-                .bind(&run.node_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(classify)?;
-            if consumed.is_none() {
-                return Err(crate::error::signal_taken(signal, *execution_id));
-            }
-        }
-    }
-    if !runs.is_empty() {
-        let mut columns = NodeRunColumns::default();
-        for run in runs {
-            columns.push(run);
-        }
-        sqlx::query(queries::INSERT_NODE_RUNS)
-            .bind(execution_id.0)
-            .bind(worker_id)
-            .bind(columns.node_id)
-            .bind(columns.node_type)
-            .bind(columns.attempt)
-            .bind(columns.status)
-            .bind(columns.input)
-            .bind(columns.output)
-            .bind(columns.branch)
-            .bind(columns.error)
-            .bind(columns.duration)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-    }
-    Ok(())
+        tx.commit().await.map_err(classify)?;
+        recorded
+    } else {
+        record.fetch_all(db).await.map_err(classify)?
+    };
+    Ok(recorded.into_iter().collect())
 }
 
 /// Steps as parallel arrays, for [`queries::RECORD_STEPS`].
@@ -1132,11 +1132,11 @@ struct StepColumns {
     status: Vec<Option<&'static str>>,
     output: Vec<Option<Value>>,
     error: Vec<Option<String>>,
-    seconds: Vec<f64>,
+    seconds: Vec<Option<f64>>,
+    worker_id: Vec<String>,
 }
 
-/// Node runs as parallel arrays, for an `unnest` insert. `execution_id` is filled for
-/// [`queries::RECORD_STEPS`] only (a single step's insert takes the id once).
+/// Node runs as parallel arrays keyed by execution id, for [`queries::RECORD_STEPS`].
 #[derive(Default)]
 struct NodeRunColumns {
     execution_id: Vec<Uuid>,
@@ -1149,6 +1149,7 @@ struct NodeRunColumns {
     branch: Vec<Option<String>>,
     error: Vec<Option<String>>,
     duration: Vec<f64>,
+    consumed_signal: Vec<Option<i64>>,
 }
 
 impl NodeRunColumns {
@@ -1163,5 +1164,6 @@ impl NodeRunColumns {
         self.branch.push(run.branch.clone());
         self.error.push(run.error.as_deref().map(storable_text));
         self.duration.push(run.duration.as_secs_f64());
+        self.consumed_signal.push(run.consumed_signal);
     }
 }

@@ -29,10 +29,10 @@ use uuid::Uuid;
 use workflow_worker_core::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
     Execution, ExecutionDetail, ExecutionId, ExecutionStatus, FireScheduleParams,
-    ListExecutionsParams, LiveWorker, NodeRun, NodeRunStatus, QueueStats, RecordNodeRunsParams,
-    RescueFilter, Schedule, ScheduleId, SendSignalParams, Signal, StartExecutionParams, Store,
-    StoreError, TimedOutExecution, Wakeups, WorkflowDefinition, WorkflowGraph, WorkflowId,
-    WorkflowRef, WorkflowVersion,
+    ListExecutionsParams, LiveWorker, NodeRun, NodeRunStatus, QueueStats, RecordStep, RescueFilter,
+    Schedule, ScheduleId, SendSignalParams, Signal, StartExecutionParams, Store, StoreError,
+    TimedOutExecution, Wakeups, WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef,
+    WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid};
@@ -213,12 +213,9 @@ impl Wakeups for SqliteWakeups {
     }
 }
 
-/// One step of [`Store::record_node_runs`] inside the caller's transaction.
-async fn write_step(
-    tx: &mut SqliteConnection,
-    params: &RecordNodeRunsParams,
-) -> Result<(), StoreError> {
-    let RecordNodeRunsParams {
+/// One step of [`Store::record_steps`] inside the caller's transaction (a savepoint of it).
+async fn write_step(tx: &mut SqliteConnection, params: &RecordStep) -> Result<(), StoreError> {
+    let RecordStep {
         execution_id,
         lease_token,
         worker_id,
@@ -288,7 +285,7 @@ async fn write_step(
             .bind(millis(run.duration))
             .execute(&mut *tx)
             .await
-            .map_err(classify)?;
+            .map_err(|err| crate::error::already_recorded(classify(err), *execution_id))?;
     }
     Ok(())
 }
@@ -748,24 +745,9 @@ impl Store for SqliteStore {
         ))
     }
 
-    async fn record_node_runs(&self, params: RecordNodeRunsParams) -> Result<(), StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with(BEGIN_IMMEDIATE)
-            .await
-            .map_err(classify)?;
-        // Dropping the transaction on an error rolls it back: nothing was written.
-        write_step(&mut tx, &params).await?;
-        tx.commit().await.map_err(classify)?;
-        if matches!(params.advance, Advance::Release) {
-            self.hint();
-        }
-        Ok(())
-    }
-
     /// All steps in one immediate transaction (one commit, one sync to disk); each in a
     /// savepoint, so a step whose lease was lost or that conflicts leaves the others.
-    async fn record_steps(&self, steps: &[RecordNodeRunsParams]) -> Vec<Result<(), StoreError>> {
+    async fn record_steps(&self, steps: &[RecordStep]) -> Vec<Result<(), StoreError>> {
         let outcome: Result<Vec<Result<(), StoreError>>, StoreError> = async {
             let mut tx = self
                 .pool

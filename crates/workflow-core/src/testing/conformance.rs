@@ -11,8 +11,8 @@ use super::fixture::{self, run_until_terminal, workflow};
 use super::nodes::{self, Count};
 use crate::{
     Advance, ClaimParams, ClaimedExecution, ExecutionId, ExecutionStatus, ListExecutionsParams,
-    NewNodeRun, NodeRunStatus, RecordNodeRunsParams, RescueFilter, RetryPolicy,
-    StartExecutionParams, Store, StoreError, WorkflowRef, WorkflowWorker,
+    NewNodeRun, NodeRunStatus, RecordStep, RescueFilter, RetryPolicy, StartExecutionParams, Store,
+    StoreError, WorkflowRef, WorkflowWorker,
 };
 
 /// Stamps one `#[tokio::test]` per conformance case into a module named `$name`.
@@ -37,8 +37,10 @@ macro_rules! conformance_tests {
                 claim_prefers_higher_priority,
                 concurrent_claims_never_return_the_same_execution,
                 expired_lease_is_reclaimed_with_a_new_token,
-                stale_lease_token_cannot_record_node_runs,
-                recording_the_same_attempt_twice_is_a_conflict,
+                stale_lease_token_cannot_record_a_step,
+                recording_the_same_attempt_twice_is_already_recorded,
+                a_consumed_signal_cannot_be_consumed_again,
+                steps_of_one_execution_in_one_batch_apply_in_order,
                 finishing_ends_the_execution_and_releases_the_lease,
                 retry_parks_the_execution_until_its_backoff,
                 renew_leases_reports_lost_leases,
@@ -137,17 +139,28 @@ fn completed_run(node_id: &str, attempt: u32) -> NewNodeRun {
     }
 }
 
-fn record(
-    claimed: &ClaimedExecution,
-    runs: Vec<NewNodeRun>,
-    advance: Advance,
-) -> RecordNodeRunsParams {
-    RecordNodeRunsParams {
+fn record(claimed: &ClaimedExecution, runs: Vec<NewNodeRun>, advance: Advance) -> RecordStep {
+    RecordStep {
         execution_id: claimed.execution.id,
         lease_token: claimed.execution.lease_token,
         worker_id: WORKER.to_owned(),
         runs,
         advance,
+    }
+}
+
+/// Records one step: a batch of one, as the worker's writer sends a lone step.
+#[async_trait::async_trait]
+trait RecordOne {
+    async fn record_step(&self, step: RecordStep) -> Result<(), StoreError>;
+}
+
+#[async_trait::async_trait]
+impl<S: Store + ?Sized> RecordOne for S {
+    async fn record_step(&self, step: RecordStep) -> Result<(), StoreError> {
+        let mut results = self.record_steps(std::slice::from_ref(&step)).await;
+        assert_eq!(results.len(), 1, "one result per step");
+        results.remove(0)
     }
 }
 
@@ -401,7 +414,7 @@ pub async fn expired_lease_is_reclaimed_with_a_new_token(store: impl Store) {
     start(&store, "hello", json!({})).await;
     let first = claim_one(&store, WORKER, Duration::from_millis(300)).await;
     store
-        .record_node_runs(record(
+        .record_step(record(
             &first,
             vec![completed_run("start", 1)],
             Advance::Continue {
@@ -427,7 +440,7 @@ pub async fn expired_lease_is_reclaimed_with_a_new_token(store: impl Store) {
 // --- fencing ---
 
 /// A write carrying a superseded lease token changes nothing and says the lease was lost.
-pub async fn stale_lease_token_cannot_record_node_runs(store: impl Store) {
+pub async fn stale_lease_token_cannot_record_a_step(store: impl Store) {
     fixture::hello().save(&store, &nodes::registry()).await;
     let id = start(&store, "hello", json!({})).await;
     let stale = claim_one(&store, WORKER, Duration::from_millis(200)).await;
@@ -440,7 +453,7 @@ pub async fn stale_lease_token_cannot_record_node_runs(store: impl Store) {
         error: None,
     };
     let err = store
-        .record_node_runs(record(&stale, vec![completed_run("start", 1)], finish))
+        .record_step(record(&stale, vec![completed_run("start", 1)], finish))
         .await
         .unwrap_err();
     assert!(
@@ -456,7 +469,7 @@ pub async fn stale_lease_token_cannot_record_node_runs(store: impl Store) {
     assert_eq!(detail.execution.lease_owner.as_deref(), Some("worker-b"));
 
     store
-        .record_node_runs(record(
+        .record_step(record(
             &current,
             vec![completed_run("start", 1)],
             keep_running(),
@@ -467,12 +480,12 @@ pub async fn stale_lease_token_cannot_record_node_runs(store: impl Store) {
 }
 
 /// One (execution, node, attempt) is recorded at most once; a second record writes nothing.
-pub async fn recording_the_same_attempt_twice_is_a_conflict(store: impl Store) {
+pub async fn recording_the_same_attempt_twice_is_already_recorded(store: impl Store) {
     fixture::hello().save(&store, &nodes::registry()).await;
     let id = start(&store, "hello", json!({})).await;
     let claimed = claim_one(&store, WORKER, LEASE).await;
     store
-        .record_node_runs(record(
+        .record_step(record(
             &claimed,
             vec![completed_run("start", 1)],
             keep_running(),
@@ -485,10 +498,13 @@ pub async fn recording_the_same_attempt_twice_is_a_conflict(store: impl Store) {
         error: None,
     };
     let err = store
-        .record_node_runs(record(&claimed, vec![completed_run("start", 1)], finish))
+        .record_step(record(&claimed, vec![completed_run("start", 1)], finish))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(
+        matches!(err, StoreError::AlreadyRecorded { execution_id } if execution_id == id),
+        "{err:?}"
+    );
     let detail = store.get_execution(id).await.unwrap();
     assert_eq!(detail.node_runs.len(), 1);
     assert_eq!(
@@ -498,6 +514,78 @@ pub async fn recording_the_same_attempt_twice_is_a_conflict(store: impl Store) {
     );
 }
 
+/// A node consumes a signal with its step; a second step consuming it again writes nothing
+/// and names the signal, and the first consumption stands.
+pub async fn a_consumed_signal_cannot_be_consumed_again(store: impl Store) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    let id = start(&store, "hello", json!({})).await;
+    let signal = store
+        .send_signal(crate::SendSignalParams {
+            execution_id: id,
+            name: "go".into(),
+            payload: json!({"ok": true}),
+            idempotency_key: None,
+        })
+        .await
+        .unwrap();
+    let claimed = claim_one(&store, WORKER, LEASE).await;
+    let mut consuming = completed_run("start", 1);
+    consuming.consumed_signal = Some(signal.id);
+    store
+        .record_step(record(&claimed, vec![consuming], keep_running()))
+        .await
+        .unwrap();
+    let mut again = completed_run("say_hello", 1);
+    again.consumed_signal = Some(signal.id);
+    let err = store
+        .record_step(record(&claimed, vec![again], keep_running()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::SignalConsumed { execution_id, signal_id }
+            if execution_id == id && signal_id == signal.id),
+        "{err:?}"
+    );
+    let detail = store.get_execution(id).await.unwrap();
+    let runs: Vec<&str> = detail
+        .node_runs
+        .iter()
+        .map(|r| r.node_id.as_str())
+        .collect();
+    assert_eq!(runs, ["start"], "the refused step recorded nothing");
+    assert_eq!(detail.signals.len(), 1);
+    assert_eq!(detail.signals[0].consumed_by_node.as_deref(), Some("start"));
+}
+
+/// Two steps of one execution in one batch apply one after the other, as if sent apart.
+pub async fn steps_of_one_execution_in_one_batch_apply_in_order(store: impl Store) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    let id = start(&store, "hello", json!({})).await;
+    let claimed = claim_one(&store, WORKER, LEASE).await;
+    let steps = [
+        record(&claimed, vec![completed_run("start", 1)], keep_running()),
+        record(
+            &claimed,
+            vec![completed_run("say_hello", 1)],
+            Advance::Finish {
+                status: ExecutionStatus::Completed,
+                output: Some(json!({"done": true})),
+                error: None,
+            },
+        ),
+    ];
+    let results = store.record_steps(&steps).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let detail = store.get_execution(id).await.unwrap();
+    assert_eq!(detail.execution.status, ExecutionStatus::Completed);
+    let runs: Vec<&str> = detail
+        .node_runs
+        .iter()
+        .map(|r| r.node_id.as_str())
+        .collect();
+    assert_eq!(runs, ["start", "say_hello"]);
+}
+
 /// Finishing records the status, output and time, releases the lease, and fences out any
 /// later write.
 pub async fn finishing_ends_the_execution_and_releases_the_lease(store: impl Store) {
@@ -505,7 +593,7 @@ pub async fn finishing_ends_the_execution_and_releases_the_lease(store: impl Sto
     let id = start(&store, "hello", json!({})).await;
     let claimed = claim_one(&store, WORKER, LEASE).await;
     store
-        .record_node_runs(record(
+        .record_step(record(
             &claimed,
             vec![completed_run("start", 1), completed_run("say_hello", 1)],
             Advance::Finish {
@@ -538,7 +626,7 @@ pub async fn finishing_ends_the_execution_and_releases_the_lease(store: impl Sto
             .is_empty()
     );
     let late = store
-        .record_node_runs(record(
+        .record_step(record(
             &claimed,
             vec![completed_run("late", 1)],
             keep_running(),
@@ -560,7 +648,7 @@ pub async fn retry_parks_the_execution_until_its_backoff(store: impl Store) {
     failed.output = None;
     failed.error = Some("flaky".into());
     store
-        .record_node_runs(record(
+        .record_step(record(
             &claimed,
             vec![failed],
             Advance::Retry {
@@ -677,7 +765,8 @@ pub async fn record_steps_fences_each_step_on_its_own(store: impl Store) {
     ];
     let results = store.record_steps(&again).await;
     assert!(
-        matches!(results[0], Err(StoreError::Conflict(_))),
+        matches!(results[0], Err(StoreError::AlreadyRecorded { execution_id })
+            if execution_id == continued.execution.id),
         "{:?}",
         results[0]
     );
@@ -753,7 +842,7 @@ pub async fn queue_stats_count_runnable_waiting_and_running_executions(store: im
     );
 
     store
-        .record_node_runs(record(
+        .record_step(record(
             &parked,
             vec![completed_run("start", 1)],
             Advance::Wait {
@@ -764,7 +853,7 @@ pub async fn queue_stats_count_runnable_waiting_and_running_executions(store: im
         .await
         .unwrap();
     store
-        .record_node_runs(record(
+        .record_step(record(
             &held,
             vec![completed_run("start", 1), completed_run("say_hello", 1)],
             Advance::Finish {
@@ -786,7 +875,7 @@ pub async fn prune_deletes_only_executions_that_ended_long_enough_ago(store: imp
     let completed = start(&store, "hello", json!({})).await;
     let claimed = claim_one(&store, WORKER, LEASE).await;
     store
-        .record_node_runs(record(
+        .record_step(record(
             &claimed,
             vec![completed_run("start", 1), completed_run("say_hello", 1)],
             Advance::Finish {
@@ -1392,7 +1481,7 @@ pub async fn claims_count_rescues_until_a_step_is_recorded(store: impl Store) {
     assert_eq!(third.execution.rescue_count, 2);
 
     store
-        .record_node_runs(record(
+        .record_step(record(
             &third,
             vec![completed_run("start", 1)],
             Advance::Continue {
@@ -1418,7 +1507,7 @@ pub async fn claims_count_rescues_until_a_step_is_recorded(store: impl Store) {
     );
 
     store
-        .record_node_runs(record(&fourth, vec![], Advance::Release))
+        .record_step(record(&fourth, vec![], Advance::Release))
         .await
         .unwrap();
     let released = store.get_execution(id).await.unwrap().execution;
@@ -1691,7 +1780,7 @@ pub async fn shutdown_interrupts_running_nodes_and_releases_the_execution(
     };
     again.output = Some(json!({"slept_ms": 0}));
     store
-        .record_node_runs(record(&resumed, vec![again], keep_running()))
+        .record_step(record(&resumed, vec![again], keep_running()))
         .await
         .expect("the same attempt can complete after an interruption");
 }
@@ -1757,13 +1846,13 @@ pub async fn cancelling_ends_an_execution_at_once_and_only_once(store: impl Stor
     let mut claimed = claim_one(&store, WORKER, LEASE).await;
     if claimed.execution.id != retrying {
         store
-            .record_node_runs(record(&claimed, vec![], Advance::Release))
+            .record_step(record(&claimed, vec![], Advance::Release))
             .await
             .unwrap();
         claimed = claim_one(&store, WORKER, LEASE).await;
     }
     store
-        .record_node_runs(record(
+        .record_step(record(
             &claimed,
             vec![],
             Advance::Retry {
@@ -1790,8 +1879,13 @@ pub async fn cancelling_ends_an_execution_at_once_and_only_once(store: impl Stor
     let again = store.cancel_execution(pending, "twice").await.unwrap_err();
     assert_eq!(
         again.to_string(),
-        format!("conflict: execution {pending} already ended (cancelled)")
+        format!("execution {pending} already ended (cancelled)")
     );
+    assert!(matches!(
+        again,
+        StoreError::AlreadyEnded { execution_id, status: ExecutionStatus::Cancelled }
+            if execution_id == pending
+    ));
     assert_eq!(
         store
             .get_execution(pending)
@@ -2138,9 +2232,13 @@ pub async fn signals_are_stored_once_per_key_and_refused_for_ended_executions(
 
     store.cancel_execution(id, "done").await.unwrap();
     let err = store.send_signal(keyed()).await.unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        format!("conflict: execution {id} already ended (cancelled); signals are not accepted")
+    assert!(
+        matches!(
+            err,
+            StoreError::AlreadyEnded { execution_id, status: ExecutionStatus::Cancelled }
+                if execution_id == id
+        ),
+        "{err:?}"
     );
     assert_eq!(store.get_execution(id).await.unwrap().signals.len(), 2);
 }

@@ -214,16 +214,9 @@ impl<S: Store> Store for StalledHeartbeat<S> {
         self.0.claim_executions(params).await
     }
 
-    async fn record_node_runs(
-        &self,
-        params: crate::RecordNodeRunsParams,
-    ) -> Result<(), crate::StoreError> {
-        self.0.record_node_runs(params).await
-    }
-
     async fn record_steps(
         &self,
-        steps: &[crate::RecordNodeRunsParams],
+        steps: &[crate::RecordStep],
     ) -> Vec<Result<(), crate::StoreError>> {
         self.0.record_steps(steps).await
     }

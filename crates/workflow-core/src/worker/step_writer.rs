@@ -14,22 +14,20 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
 use super::panic_message;
-use crate::store::{RecordNodeRunsParams, Store, StoreError};
+use crate::store::{RecordStep, Store, StoreError};
 
 /// The most steps recorded in one call.
 pub(super) const MAX_STEP_BATCH: usize = 128;
 
 /// What records a batch: the store's [`Store::record_steps`], one result per step in order.
 pub(super) type Record = Arc<
-    dyn for<'a> Fn(&'a [RecordNodeRunsParams]) -> BoxFuture<'a, Vec<Result<(), StoreError>>>
-        + Send
-        + Sync,
+    dyn for<'a> Fn(&'a [RecordStep]) -> BoxFuture<'a, Vec<Result<(), StoreError>>> + Send + Sync,
 >;
 
 /// A step with where to send it back with its result.
-type Request = (RecordNodeRunsParams, oneshot::Sender<Recorded>);
+type Request = (RecordStep, oneshot::Sender<Recorded>);
 /// A step handed back with its result.
-pub(super) type Recorded = (RecordNodeRunsParams, Result<(), StoreError>);
+pub(super) type Recorded = (RecordStep, Result<(), StoreError>);
 
 /// A handle to the background task recording steps; cloned into every execution.
 #[derive(Debug, Clone)]
@@ -52,7 +50,7 @@ impl StepWriter {
 
     /// Records one step (in whatever batch it lands in) and hands it back with the result.
     /// `Err` only if the task is gone: it panicked, or the runtime is shutting down.
-    pub(super) async fn record(&self, step: RecordNodeRunsParams) -> Result<Recorded, StoreError> {
+    pub(super) async fn record(&self, step: RecordStep) -> Result<Recorded, StoreError> {
         let stopped =
             || StoreError::Backend("the step writer stopped before recording the step".into());
         let (reply, answer) = oneshot::channel();
@@ -96,8 +94,8 @@ mod tests {
     use crate::execution::ExecutionId;
     use crate::store::Advance;
 
-    fn step() -> RecordNodeRunsParams {
-        RecordNodeRunsParams {
+    fn step() -> RecordStep {
+        RecordStep {
             execution_id: ExecutionId::new(),
             lease_token: 1,
             worker_id: "w".into(),
@@ -108,7 +106,7 @@ mod tests {
 
     /// A recorder that holds the first batch until `release` and records the sizes of all.
     fn gated(sizes: Arc<Mutex<Vec<usize>>>, release: Arc<tokio::sync::Notify>) -> Record {
-        Arc::new(move |steps: &[RecordNodeRunsParams]| {
+        Arc::new(move |steps: &[RecordStep]| {
             let (sizes, release) = (sizes.clone(), release.clone());
             async move {
                 let first = {
@@ -154,8 +152,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_store_answering_for_fewer_steps_fails_the_rest_and_a_panic_fails_all() {
-        let short: Record =
-            Arc::new(|_steps: &[RecordNodeRunsParams]| async move { vec![Ok(())] }.boxed());
+        let short: Record = Arc::new(|_steps: &[RecordStep]| async move { vec![Ok(())] }.boxed());
         let writer = StepWriter::spawn_with(short);
         // On this single-threaded runtime both are queued before the writer runs: one batch.
         let (a, b) = tokio::join!(writer.record(step()), writer.record(step()));
@@ -167,7 +164,7 @@ mod tests {
         );
 
         let panics: Record =
-            Arc::new(|_steps: &[RecordNodeRunsParams]| async move { panic!("store bug") }.boxed());
+            Arc::new(|_steps: &[RecordStep]| async move { panic!("store bug") }.boxed());
         let writer = StepWriter::spawn_with(panics);
         let (step, result) = writer.record(step()).await.unwrap();
         assert!(result.is_err());

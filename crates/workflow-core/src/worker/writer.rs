@@ -20,7 +20,7 @@ use super::step_writer::StepWriter;
 use crate::execution::{ExecutionId, NodeRunStatus};
 use crate::metrics;
 use crate::state::ExecutionStatus;
-use crate::store::{Advance, NewNodeRun, RecordNodeRunsParams, StoreError};
+use crate::store::{Advance, NewNodeRun, RecordStep, StoreError};
 
 /// How an execution's task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +103,7 @@ impl Writer {
     /// and fencing makes a retry safe. If an attempt committed but its answer was lost, the
     /// retry finds its runs already recorded, which is success.
     async fn write(&mut self, advance: Advance) -> Result<(), Interrupted> {
-        let mut step = RecordNodeRunsParams {
+        let mut step = RecordStep {
             execution_id: self.execution_id,
             lease_token: self.lease_token,
             worker_id: self.worker_id.to_string(),
@@ -118,7 +118,12 @@ impl Writer {
             step = returned;
             match result {
                 Ok(()) => return Ok(()),
-                Err(StoreError::Conflict(_)) if retried => return Ok(()),
+                // An earlier attempt committed: its runs (and signals) are recorded.
+                Err(StoreError::AlreadyRecorded { .. } | StoreError::SignalConsumed { .. })
+                    if retried =>
+                {
+                    return Ok(());
+                }
                 Err(StoreError::Unavailable(err)) if Instant::now() + backoff < give_up => {
                     warn!(error = %ErrorChain(&*err), retry_in = ?backoff, "recording a step failed; retrying");
                     tokio::time::sleep(backoff).await;
@@ -254,7 +259,7 @@ mod tests {
         let answers: Answers = Arc::new(Mutex::new(answers.into_iter().rev().collect()));
         let asked = Arc::new(Mutex::new(Vec::new()));
         let seen = asked.clone();
-        let steps = StepWriter::spawn_with(Arc::new(move |steps: &[RecordNodeRunsParams]| {
+        let steps = StepWriter::spawn_with(Arc::new(move |steps: &[RecordStep]| {
             let results = steps
                 .iter()
                 .map(|step| {
@@ -294,8 +299,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_write_the_store_could_not_take_is_retried_and_an_already_recorded_retry_succeeds() {
-        let conflict = StoreError::Conflict("duplicate node run".into());
-        let (fence, asked) = fence(vec![Err(unavailable()), Err(conflict)]);
+        let recorded = StoreError::AlreadyRecorded {
+            execution_id: ExecutionId::new(),
+        };
+        let (fence, asked) = fence(vec![Err(unavailable()), Err(recorded)]);
         let slots = Slots::new(1);
         let mut writer = Writer::new(&fence, ExecutionId::new(), 1, "w", slots.take(1).remove(0));
         writer.pending.push(run(NodeRunStatus::Completed));

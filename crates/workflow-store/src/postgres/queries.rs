@@ -221,18 +221,6 @@ order by id
 "#
 );
 
-/// Fenced: keeps the execution running and extends its lease by $3 seconds.
-pub(super) const ADVANCE_CONTINUE: &str = r#"
-update workflow_executions
-set lease_expires_at = now() + make_interval(secs => $3),
-    rescue_count = 0,
-    updated_at = now()
-where id = $1
-  and lease_token = $2
-  and status = 'running'
-returning id
-"#;
-
 macro_rules! signal_columns {
     () => {
         "id, execution_id, name, payload::text as payload, idempotency_key, created_at, \
@@ -277,126 +265,6 @@ where id = $1
 "#
 );
 
-/// Marks a signal ($1) of an execution ($2) consumed by a node ($3), unless it already was.
-pub(super) const CONSUME_SIGNAL: &str = r#"
-update workflow_signals
-set consumed_at = now(),
-    consumed_by_node = $3
-where id = $1
-  and execution_id = $2
-  and consumed_at is null
-returning id
-"#;
-
-/// Fenced: parks the execution to wait and releases the lease. It is due after $3 seconds
-/// (never, for null), or at once if a signal it waits for ($4) is already pending.
-pub(super) const ADVANCE_WAIT: &str = r#"
-update workflow_executions
-set status = 'waiting',
-    run_at = case
-        when exists (
-            select 1
-            from workflow_signals s
-            where s.execution_id = $1
-              and s.consumed_at is null
-              and s.name = any($4)
-        ) then now()
-        else now() + make_interval(secs => $3)
-    end,
-    lease_owner = null,
-    lease_expires_at = null,
-    rescue_count = 0,
-    updated_at = now()
-where id = $1
-  and lease_token = $2
-  and status = 'running'
-returning id
-"#;
-
-/// Right after [`ADVANCE_WAIT`], in a statement of its own (so with a fresh snapshot): makes
-/// the parked execution $1 runnable at once, with a wake-up hint, if a signal it waits for
-/// ($2) was stored after the park read the inbox. Migration 0009 explains the race.
-pub(super) const WAKE_IF_SIGNALLED: &str = r#"
-with woken as (
-    update workflow_executions
-    set run_at = now()
-    where id = $1
-      and status = 'waiting'
-      and run_at > now()
-      and exists (
-          select 1
-          from workflow_signals s
-          where s.execution_id = $1
-            and s.consumed_at is null
-            and s.name = any($2)
-      )
-    returning id
-)
-select pg_notify('workflow_worker_wakeup', '')
-from woken
-"#;
-
-/// Fenced: parks the execution for a retry in $3 seconds and releases the lease.
-pub(super) const ADVANCE_RETRY: &str = r#"
-update workflow_executions
-set status = 'retrying',
-    run_at = now() + make_interval(secs => $3),
-    lease_owner = null,
-    lease_expires_at = null,
-    rescue_count = 0,
-    updated_at = now()
-where id = $1
-  and lease_token = $2
-  and status = 'running'
-returning id
-"#;
-
-/// Fenced: releases the lease of a running execution so any worker may claim it now.
-pub(super) const ADVANCE_RELEASE: &str = r#"
-update workflow_executions
-set lease_owner = null,
-    lease_expires_at = null,
-    run_at = now(),
-    updated_at = now()
-where id = $1
-  and lease_token = $2
-  and status = 'running'
-returning id
-"#;
-
-/// Fenced: ends the execution in terminal status $3 and releases the lease.
-pub(super) const ADVANCE_FINISH: &str = r#"
-update workflow_executions
-set status = $3,
-    output = $4,
-    error = $5,
-    run_at = null,
-    finished_at = now(),
-    lease_owner = null,
-    lease_expires_at = null,
-    rescue_count = 0,
-    updated_at = now()
-where id = $1
-  and lease_token = $2
-  and status = 'running'
-returning id
-"#;
-
-/// Inserts node runs given as parallel arrays; run durations ($11, seconds) place
-/// `started_at` in database time.
-pub(super) const INSERT_NODE_RUNS: &str = r#"
-insert into workflow_node_runs (
-    execution_id, node_id, node_type, attempt, status, input, output, branch, error,
-    worker_id, started_at, finished_at
-)
-select $1, r.node_id, r.node_type, r.attempt, r.status, r.input, r.output, r.branch, r.error,
-       $2, clock_timestamp() - make_interval(secs => r.duration), clock_timestamp()
-from unnest(
-    $3::text[], $4::text[], $5::int4[], $6::text[], $7::jsonb[], $8::jsonb[], $9::text[],
-    $10::text[], $11::float8[]
-) as r(node_id, node_type, attempt, status, input, output, branch, error, duration)
-"#;
-
 /// Extends the leases ($1 ids, $2 tokens) still held by $3 seconds. Rows are locked in id
 /// order, like [`RECORD_STEPS`], so the two never deadlock.
 pub(super) const RENEW_LEASES: &str = r#"
@@ -418,20 +286,43 @@ where e.id = held.id
 returning e.id
 "#;
 
-/// Fenced steps of many executions in one statement (one transaction): step $1..$7 as
-/// parallel arrays (id, lease token, advance, status, output, error, seconds), and their node
-/// runs $9..$18 as parallel arrays keyed by execution id, recorded by worker $8. A step whose
-/// token no longer matches updates nothing and inserts none of its runs; the ids returned are
-/// the steps that were recorded (each execution at most once per batch: the store checks).
-/// Advances: `continue` (renew the lease for `seconds`),
-/// `finish` (end in `status`), `retry` (park for `seconds`), `release`. Rows are locked in id
-/// order so concurrent batches and lease renewals never deadlock.
+/// Fenced steps of many executions in one statement, each at most once (the store splits a
+/// batch that holds an execution twice). The only statement that records steps: what each
+/// advance means is written here once.
+///
+/// Steps are parallel arrays $1..$8: id, lease token, advance, status, output, error, seconds,
+/// worker id. Their node runs are $9..$19, keyed by execution id, in the order they are
+/// recorded (the order histories are read back in); a run may name the signal it consumed
+/// ($19). The signals waiting steps wait for are pairs $20 (execution id), $21 (name).
+///
+/// A step is recorded only if its token still holds the running execution and every signal it
+/// consumes is still pending; otherwise nothing of it is written (the store asks why). Rows are
+/// locked in id order so concurrent batches and lease renewals never deadlock. Advances:
+/// - `continue`: stays running; the lease is renewed for `seconds`.
+/// - `finish`: ends in `status` with `output` and `error`; the lease is released.
+/// - `retry`: `retrying`, runnable after `seconds`; the lease is released.
+/// - `wait`: `waiting`, runnable after `seconds` (never, for null), or at once if a signal it
+///   waits for is pending (other than those this very step consumes); the lease is released.
+/// - `release`: stays running, runnable at once by anyone; not progress, so `rescue_count`
+///   stays.
+///
+/// Every advance but `release` resets `rescue_count`. The ids returned are the steps recorded.
 pub(super) const RECORD_STEPS: &str = r#"
 with step as (
     select *
     from unnest($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::jsonb[], $6::text[],
-                $7::float8[])
-        as s(id, lease_token, advance, status, output, error, seconds)
+                $7::float8[], $8::text[])
+        as s(id, lease_token, advance, status, output, error, seconds, worker_id)
+),
+run as (
+    select *
+    from unnest($9::uuid[], $10::text[], $11::text[], $12::int4[], $13::text[], $14::jsonb[],
+                $15::jsonb[], $16::text[], $17::text[], $18::float8[], $19::int8[])
+        with ordinality as r(execution_id, node_id, node_type, attempt, status, input, output,
+                             branch, error, duration, consumed_signal, n)
+),
+awaited as (
+    select * from unnest($20::uuid[], $21::text[]) as a(execution_id, name)
 ),
 held as (
     select e.id
@@ -440,6 +331,19 @@ held as (
       on s.id = e.id
      and s.lease_token = e.lease_token
     where e.status = 'running'
+      and not exists (
+          select 1
+          from run r
+          where r.execution_id = e.id
+            and r.consumed_signal is not null
+            and not exists (
+                select 1
+                from workflow_signals g
+                where g.id = r.consumed_signal
+                  and g.execution_id = e.id
+                  and g.consumed_at is null
+            )
+      )
     order by e.id
     for no key update of e
 ),
@@ -448,6 +352,7 @@ fenced as (
     set status = case s.advance
             when 'finish' then s.status
             when 'retry' then 'retrying'
+            when 'wait' then 'waiting'
             else e.status
         end,
         output = case when s.advance = 'finish' then s.output else e.output end,
@@ -456,6 +361,24 @@ fenced as (
             when 'finish' then null
             when 'retry' then now() + make_interval(secs => s.seconds)
             when 'release' then now()
+            when 'wait' then case
+                when exists (
+                    select 1
+                    from workflow_signals g
+                    join awaited a
+                      on a.execution_id = g.execution_id
+                     and a.name = g.name
+                    where g.execution_id = e.id
+                      and g.consumed_at is null
+                      and g.id not in (
+                          select r.consumed_signal
+                          from run r
+                          where r.execution_id = e.id
+                            and r.consumed_signal is not null
+                      )
+                ) then now()
+                else now() + make_interval(secs => s.seconds)
+            end
             else e.run_at
         end,
         finished_at = case when s.advance = 'finish' then now() else e.finished_at end,
@@ -470,24 +393,75 @@ fenced as (
       and s.id = held.id
     returning e.id
 ),
+consumed as (
+    update workflow_signals g
+    set consumed_at = now(),
+        consumed_by_node = r.node_id
+    from run r
+    join fenced f on f.id = r.execution_id
+    where g.id = r.consumed_signal
+      and g.execution_id = r.execution_id
+    returning g.id
+),
 runs as (
     insert into workflow_node_runs (
         execution_id, node_id, node_type, attempt, status, input, output, branch, error,
         worker_id, started_at, finished_at
     )
     select r.execution_id, r.node_id, r.node_type, r.attempt, r.status, r.input, r.output,
-           r.branch, r.error, $8, clock_timestamp() - make_interval(secs => r.duration),
+           r.branch, r.error, s.worker_id, clock_timestamp() - make_interval(secs => r.duration),
            clock_timestamp()
-    from unnest(
-        $9::uuid[], $10::text[], $11::text[], $12::int4[], $13::text[], $14::jsonb[],
-        $15::jsonb[], $16::text[], $17::text[], $18::float8[]
-    ) with ordinality as r(execution_id, node_id, node_type, attempt, status, input, output,
-                           branch, error, duration, n)
+    from run r
     join fenced f on f.id = r.execution_id
-    -- In the order given, which is the order histories are read back in (by id).
+    join step s on s.id = r.execution_id
     order by r.n
 )
 select id from fenced
+"#;
+
+/// Right after [`RECORD_STEPS`], in a statement of its own (so with a fresh snapshot) in the
+/// same transaction: makes each parked execution of pairs $1 (id), $2 (signal name)
+/// runnable at once, with a wake-up hint, if a signal it waits for was stored after the park
+/// read the inbox. Migration 0009 explains the race.
+pub(super) const WAKE_IF_SIGNALLED: &str = r#"
+with woken as (
+    update workflow_executions e
+    set run_at = now()
+    where e.id in (select unnest($1::uuid[]))
+      and e.status = 'waiting'
+      and (e.run_at is null or e.run_at > now())
+      and exists (
+          select 1
+          from workflow_signals g
+          join unnest($1::uuid[], $2::text[]) as a(execution_id, name)
+            on a.execution_id = g.execution_id
+           and a.name = g.name
+          where g.execution_id = e.id
+            and g.consumed_at is null
+      )
+    returning e.id
+)
+select pg_notify('workflow_worker_wakeup', '')
+from woken
+"#;
+
+/// Of the executions and tokens $1, $2, those whose lease the token still holds: for a step
+/// [`RECORD_STEPS`] did not record, whether the lease was lost (or a signal consumed).
+pub(super) const LEASES_HELD: &str = r#"
+select e.id
+from workflow_executions e
+join unnest($1::uuid[], $2::int8[]) as l(id, token)
+  on e.id = l.id
+ and e.lease_token = l.token
+where e.status = 'running'
+"#;
+
+/// Of the signals $1, those consumed already.
+pub(super) const SIGNALS_CONSUMED: &str = r#"
+select id
+from workflow_signals
+where id = any($1)
+  and consumed_at is not null
 "#;
 
 /// Cancels an execution ($1) that has not ended, with reason $2.
