@@ -13,9 +13,35 @@
 //!
 //! which yields one test per case, named `postgres::claim_respects_the_limit` and so on.
 
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::{ExecutionId, ScheduleId, Store};
+
 pub mod conformance;
 pub mod fixture;
 pub mod nodes;
+
+/// What a test database can do beyond [`Store`]: move an execution's times (which are the
+/// database's), so lease expiry, backoff and pruning are tested without sleeping. Test stores
+/// implement it; each method panics if the database refuses.
+#[async_trait]
+pub trait TestStore: Store + Clone {
+    /// Makes the lease of execution `id` expired now, as if its worker had died.
+    async fn expire_lease(&self, id: ExecutionId);
+
+    /// Moves when execution `id` is runnable (`run_at`) back by `by`: a backoff or a timer
+    /// that has passed, or an execution that has been runnable that long.
+    async fn backdate_run_at(&self, id: ExecutionId, by: Duration);
+
+    /// Moves when execution `id` ended (`finished_at`) back by `by`.
+    async fn backdate_finished_at(&self, id: ExecutionId, by: Duration);
+
+    /// Moves the next tick of schedule `id` (`next_fire_at`) back by `by`, as if no worker
+    /// had looked at it for that long.
+    async fn backdate_next_fire_at(&self, id: ScheduleId, by: Duration);
+}
 
 /// The command lines (arguments joined by spaces) of the processes on this machine that
 /// contain `marker`, read from `/proc` (Linux; elsewhere none): for tests that check no

@@ -10,6 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use workflow_worker_core::testing::TestStore;
+use workflow_worker_core::{ExecutionId, ScheduleId};
+
 use crate::{PgStore, PgStoreOptions, SqliteStore, redact_url};
 
 fn keep() -> bool {
@@ -436,5 +439,112 @@ impl Drop for TestSqlite {
         } else if let Err(err) = std::fs::remove_dir_all(&self.dir) {
             eprintln!("could not remove {}: {err}", self.dir.display());
         }
+    }
+}
+
+/// PostgreSQL moves times with plain statements: one simple-protocol statement each, so they
+/// work through a transaction-mode pooler too. The ids are UUIDs, safe to inline.
+#[async_trait::async_trait]
+impl TestStore for PgStore {
+    async fn expire_lease(&self, id: ExecutionId) {
+        self.move_time(id, "lease_expires_at = now() - interval '1 millisecond'")
+            .await;
+    }
+
+    async fn backdate_run_at(&self, id: ExecutionId, by: Duration) {
+        let set = format!(
+            "run_at = run_at - make_interval(secs => {})",
+            by.as_secs_f64()
+        );
+        self.move_time(id, &set).await;
+    }
+
+    async fn backdate_finished_at(&self, id: ExecutionId, by: Duration) {
+        let set = format!(
+            "finished_at = finished_at - make_interval(secs => {})",
+            by.as_secs_f64()
+        );
+        self.move_time(id, &set).await;
+    }
+
+    async fn backdate_next_fire_at(&self, id: ScheduleId, by: Duration) {
+        let set = format!(
+            "next_fire_at = next_fire_at - make_interval(secs => {})",
+            by.as_secs_f64()
+        );
+        self.move_time_of("workflow_schedules", &id.to_string(), &set)
+            .await;
+    }
+}
+
+impl PgStore {
+    async fn move_time(&self, id: ExecutionId, set: &str) {
+        self.move_time_of("workflow_executions", &id.to_string(), set)
+            .await;
+    }
+
+    async fn move_time_of(&self, table: &str, id: &str, set: &str) {
+        let sql = format!("update {table} set {set} where id = '{id}'");
+        let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(self.pool())
+            .await
+            .unwrap_or_else(|err| panic!("moving the time of execution {id}: {err}"));
+        assert_eq!(done.rows_affected(), 1, "no execution {id}");
+    }
+}
+
+/// SQLite keeps times as Unix milliseconds.
+#[async_trait::async_trait]
+impl TestStore for SqliteStore {
+    async fn expire_lease(&self, id: ExecutionId) {
+        self.move_time(
+            id,
+            "lease_expires_at = cast(unixepoch('subsec') * 1000 as integer) - 1",
+            0,
+        )
+        .await;
+    }
+
+    async fn backdate_run_at(&self, id: ExecutionId, by: Duration) {
+        self.move_time(id, "run_at = run_at - ?", millis(by)).await;
+    }
+
+    async fn backdate_finished_at(&self, id: ExecutionId, by: Duration) {
+        self.move_time(id, "finished_at = finished_at - ?", millis(by))
+            .await;
+    }
+
+    async fn backdate_next_fire_at(&self, id: ScheduleId, by: Duration) {
+        self.move_time_of(
+            "workflow_schedules",
+            &id.to_string(),
+            "next_fire_at = next_fire_at - ?",
+            millis(by),
+        )
+        .await;
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl SqliteStore {
+    async fn move_time(&self, id: ExecutionId, set: &str, millis: i64) {
+        self.move_time_of("workflow_executions", &id.to_string(), set, millis)
+            .await;
+    }
+
+    async fn move_time_of(&self, table: &str, id: &str, set: &str, millis: i64) {
+        let sql = format!("update {table} set {set} where id = '{id}'");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if set.contains('?') {
+            query = query.bind(millis);
+        }
+        let done = query
+            .execute(self.pool())
+            .await
+            .unwrap_or_else(|err| panic!("moving the time of execution {id}: {err}"));
+        assert_eq!(done.rows_affected(), 1, "no execution {id}");
     }
 }

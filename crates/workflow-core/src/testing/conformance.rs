@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::TestStore;
 use super::fixture::{self, run_until_terminal, workflow};
 use super::nodes::{self, Count};
 use crate::{
@@ -409,21 +410,27 @@ pub async fn concurrent_claims_never_return_the_same_execution(store: impl Store
 
 /// Once its lease expires, an execution is claimed by another worker under a new token,
 /// with the node runs recorded so far.
-pub async fn expired_lease_is_reclaimed_with_a_new_token(store: impl Store) {
+pub async fn expired_lease_is_reclaimed_with_a_new_token(store: impl TestStore) {
     fixture::hello().save(&store, &nodes::registry()).await;
     start(&store, "hello", json!({})).await;
-    let first = claim_one(&store, WORKER, Duration::from_millis(300)).await;
+    let first = claim_one(&store, WORKER, LEASE).await;
     store
         .record_step(record(
             &first,
             vec![completed_run("start", 1)],
-            Advance::Continue {
-                lease_duration: Duration::from_millis(300),
-            },
+            keep_running(),
         ))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        store
+            .claim_executions(claim_params("worker-b", 1, LEASE))
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed while the lease held"
+    );
+    store.expire_lease(first.execution.id).await;
 
     let second = claim_one(&store, "worker-b", LEASE).await;
     assert_eq!(second.execution.id, first.execution.id);
@@ -440,11 +447,11 @@ pub async fn expired_lease_is_reclaimed_with_a_new_token(store: impl Store) {
 // --- fencing ---
 
 /// A write carrying a superseded lease token changes nothing and says the lease was lost.
-pub async fn stale_lease_token_cannot_record_a_step(store: impl Store) {
+pub async fn stale_lease_token_cannot_record_a_step(store: impl TestStore) {
     fixture::hello().save(&store, &nodes::registry()).await;
     let id = start(&store, "hello", json!({})).await;
-    let stale = claim_one(&store, WORKER, Duration::from_millis(200)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stale = claim_one(&store, WORKER, LEASE).await;
+    store.expire_lease(id).await;
     let current = claim_one(&store, "worker-b", LEASE).await;
 
     let finish = Advance::Finish {
@@ -639,7 +646,7 @@ pub async fn finishing_ends_the_execution_and_releases_the_lease(store: impl Sto
 }
 
 /// A retry releases the lease and makes the execution claimable only after the backoff.
-pub async fn retry_parks_the_execution_until_its_backoff(store: impl Store) {
+pub async fn retry_parks_the_execution_until_its_backoff(store: impl TestStore) {
     fixture::hello().save(&store, &nodes::registry()).await;
     let id = start(&store, "hello", json!({})).await;
     let claimed = claim_one(&store, WORKER, LEASE).await;
@@ -652,7 +659,7 @@ pub async fn retry_parks_the_execution_until_its_backoff(store: impl Store) {
             &claimed,
             vec![failed],
             Advance::Retry {
-                delay: Duration::from_millis(700),
+                delay: Duration::from_secs(60),
             },
         ))
         .await
@@ -667,7 +674,7 @@ pub async fn retry_parks_the_execution_until_its_backoff(store: impl Store) {
         .unwrap();
     assert!(early.is_empty(), "claimed before the backoff passed");
 
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    store.backdate_run_at(id, Duration::from_secs(60)).await;
     let again = claim_one(&store, WORKER, LEASE).await;
     assert_eq!(again.execution.id, id);
     assert_eq!(again.execution.lease_token, 2);
@@ -815,15 +822,16 @@ pub async fn record_steps_fences_each_step_on_its_own(store: impl Store) {
 
 /// The queue gauges: runnable (due, unleased), waiting (parked) and running (leased), and how
 /// long the oldest runnable execution has waited.
-pub async fn queue_stats_count_runnable_waiting_and_running_executions(store: impl Store) {
+pub async fn queue_stats_count_runnable_waiting_and_running_executions(store: impl TestStore) {
     fixture::hello().save(&store, &nodes::registry()).await;
     let empty = store.queue_stats().await.unwrap();
     assert_eq!(empty, crate::QueueStats::default());
 
     for _ in 0..3 {
-        start(&store, "hello", json!({})).await;
+        let id = start(&store, "hello", json!({})).await;
+        // Runnable for 300 ms already.
+        store.backdate_run_at(id, Duration::from_millis(300)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let queued = store.queue_stats().await.unwrap();
     assert_eq!((queued.runnable, queued.waiting, queued.running), (3, 0, 0));
     assert!(
@@ -870,7 +878,7 @@ pub async fn queue_stats_count_runnable_waiting_and_running_executions(store: im
 
 /// Pruning deletes ended executions older than the cut-off, in batches of at most `limit`,
 /// with their history; executions that have not ended, or ended recently, stay.
-pub async fn prune_deletes_only_executions_that_ended_long_enough_ago(store: impl Store) {
+pub async fn prune_deletes_only_executions_that_ended_long_enough_ago(store: impl TestStore) {
     fixture::hello().save(&store, &nodes::registry()).await;
     let completed = start(&store, "hello", json!({})).await;
     let claimed = claim_one(&store, WORKER, LEASE).await;
@@ -889,7 +897,12 @@ pub async fn prune_deletes_only_executions_that_ended_long_enough_ago(store: imp
     let cancelled = start(&store, "hello", json!({})).await;
     store.cancel_execution(cancelled, "test").await.unwrap();
     let pending = start(&store, "hello", json!({})).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The first two ended 1.2 s ago.
+    for ended in [completed, cancelled] {
+        store
+            .backdate_finished_at(ended, Duration::from_millis(1200))
+            .await;
+    }
     let recent = start(&store, "hello", json!({})).await;
     store.cancel_execution(recent, "test").await.unwrap();
 
@@ -916,11 +929,13 @@ pub async fn prune_deletes_only_executions_that_ended_long_enough_ago(store: imp
 
 /// `prune_after` makes a worker prune history as it starts (and then once a minute): old
 /// ended executions go, and what it runs stays.
-pub async fn a_worker_with_prune_after_prunes_old_history(store: impl Store + Clone) {
+pub async fn a_worker_with_prune_after_prunes_old_history(store: impl TestStore) {
     fixture::hello().save(&store, &nodes::registry()).await;
     let old = start(&store, "hello", json!({})).await;
     store.cancel_execution(old, "test").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    store
+        .backdate_finished_at(old, Duration::from_millis(600))
+        .await;
     let fresh = start(&store, "hello", json!({})).await;
 
     let worker = worker(store.clone())
@@ -956,13 +971,13 @@ pub async fn a_worker_with_prune_after_prunes_old_history(store: impl Store + Cl
 }
 
 /// Renewal extends leases still held and leaves out the ones another claim took over.
-pub async fn renew_leases_reports_lost_leases(store: impl Store) {
+pub async fn renew_leases_reports_lost_leases(store: impl TestStore) {
     fixture::hello().save(&store, &nodes::registry()).await;
     start(&store, "hello", json!({})).await;
     start(&store, "hello", json!({})).await;
     let kept = claim_one(&store, WORKER, LEASE).await;
-    let lost = claim_one(&store, WORKER, Duration::from_millis(200)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let lost = claim_one(&store, WORKER, LEASE).await;
+    store.expire_lease(lost.execution.id).await;
     let taken = claim_one(&store, "worker-b", LEASE).await;
     assert_eq!(taken.execution.id, lost.execution.id);
 
@@ -1467,16 +1482,15 @@ pub async fn two_workers_run_each_node_exactly_once(store: impl Store + Clone) {
 
 /// A claim that finds the previous lease expired counts a rescue; a recorded step resets the
 /// count, and a release does not count.
-pub async fn claims_count_rescues_until_a_step_is_recorded(store: impl Store) {
+pub async fn claims_count_rescues_until_a_step_is_recorded(store: impl TestStore) {
     fixture::hello().save(&store, &nodes::registry()).await;
     let id = start(&store, "hello", json!({})).await;
-    let short = Duration::from_millis(200);
-    let first = claim_one(&store, WORKER, short).await;
+    let first = claim_one(&store, WORKER, LEASE).await;
     assert_eq!(first.execution.rescue_count, 0);
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let second = claim_one(&store, WORKER, short).await;
+    store.expire_lease(id).await;
+    let second = claim_one(&store, WORKER, LEASE).await;
     assert_eq!(second.execution.rescue_count, 1);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    store.expire_lease(id).await;
     let third = claim_one(&store, WORKER, LEASE).await;
     assert_eq!(third.execution.rescue_count, 2);
 
@@ -1484,9 +1498,7 @@ pub async fn claims_count_rescues_until_a_step_is_recorded(store: impl Store) {
         .record_step(record(
             &third,
             vec![completed_run("start", 1)],
-            Advance::Continue {
-                lease_duration: short,
-            },
+            keep_running(),
         ))
         .await
         .unwrap();
@@ -1499,7 +1511,7 @@ pub async fn claims_count_rescues_until_a_step_is_recorded(store: impl Store) {
             .rescue_count,
         0
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    store.expire_lease(id).await;
     let fourth = claim_one(&store, WORKER, LEASE).await;
     assert_eq!(
         fourth.execution.rescue_count, 1,
@@ -1529,14 +1541,14 @@ pub async fn claims_count_rescues_until_a_step_is_recorded(store: impl Store) {
 
 /// Executions whose lease expired after enough rescues are claimed only by a claim that asks
 /// for suspects, and such a claim takes nothing else.
-pub async fn suspects_are_claimed_only_when_asked_for(store: impl Store) {
+pub async fn suspects_are_claimed_only_when_asked_for(store: impl TestStore) {
     fixture::hello().save(&store, &nodes::registry()).await;
     let suspect = start(&store, "hello", json!({})).await;
     // Two deaths: rescue_count 1 with an expired lease.
-    claim_one(&store, "dead-1", Duration::from_millis(150)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    claim_one(&store, "dead-2", Duration::from_millis(150)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    claim_one(&store, "dead-1", LEASE).await;
+    store.expire_lease(suspect).await;
+    claim_one(&store, "dead-2", LEASE).await;
+    store.expire_lease(suspect).await;
     let healthy = start(&store, "hello", json!({})).await;
 
     let claim = |rescues| {
@@ -1564,13 +1576,13 @@ pub async fn suspects_are_claimed_only_when_asked_for(store: impl Store) {
 
 /// What an idle worker asks for, in one claim: a suspect alone while there is one, and
 /// otherwise the others.
-pub async fn an_idle_claim_takes_a_suspect_alone_and_else_the_others(store: impl Store) {
+pub async fn an_idle_claim_takes_a_suspect_alone_and_else_the_others(store: impl TestStore) {
     fixture::hello().save(&store, &nodes::registry()).await;
     let suspect = start(&store, "hello", json!({})).await;
-    claim_one(&store, "dead-1", Duration::from_millis(150)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    claim_one(&store, "dead-2", Duration::from_millis(150)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    claim_one(&store, "dead-1", LEASE).await;
+    store.expire_lease(suspect).await;
+    claim_one(&store, "dead-2", LEASE).await;
+    store.expire_lease(suspect).await;
     let healthy = [
         start(&store, "hello", json!({})).await,
         start(&store, "hello", json!({})).await,
@@ -1602,14 +1614,14 @@ pub async fn an_idle_claim_takes_a_suspect_alone_and_else_the_others(store: impl
 
 /// An execution whose workers keep dying while running it is failed once it has been
 /// rescued `max_rescues` times in a row, with the abandoned attempts in its history.
-pub async fn poison_execution_is_failed_after_max_rescues(store: impl Store + Clone) {
+pub async fn poison_execution_is_failed_after_max_rescues(store: impl TestStore) {
     fixture::hello().save(&store, &nodes::registry()).await;
     let id = start(&store, "hello", json!({})).await;
     // Four claims whose workers "die": they never write, and their leases expire. The first
     // two make it a suspect; the next two died while it ran alone.
     for _ in 0..4 {
-        claim_one(&store, "doomed-worker", Duration::from_millis(150)).await;
-        tokio::time::sleep(Duration::from_millis(350)).await;
+        claim_one(&store, "doomed-worker", LEASE).await;
+        store.expire_lease(id).await;
     }
     let claimed = worker(store.clone())
         .max_rescues(2)
@@ -1639,13 +1651,13 @@ pub async fn poison_execution_is_failed_after_max_rescues(store: impl Store + Cl
 
 /// Deaths of workers that ran an execution among others never count toward quarantine: an
 /// execution whose workers died for reasons of their own completes, however unlucky.
-pub async fn deaths_in_company_do_not_quarantine(store: impl Store + Clone) {
+pub async fn deaths_in_company_do_not_quarantine(store: impl TestStore) {
     fixture::hello().save(&store, &nodes::registry()).await;
     let id = start(&store, "hello", json!({})).await;
     // Two deaths in company make it a suspect; one more while alone is below max_rescues.
     for _ in 0..3 {
-        claim_one(&store, "unlucky-worker", Duration::from_millis(150)).await;
-        tokio::time::sleep(Duration::from_millis(350)).await;
+        claim_one(&store, "unlucky-worker", LEASE).await;
+        store.expire_lease(id).await;
     }
     let detail = run_until_terminal(worker(store.clone()).max_rescues(2), &store, &[id], WAIT)
         .await
@@ -1660,9 +1672,7 @@ pub async fn deaths_in_company_do_not_quarantine(store: impl Store + Clone) {
 
 /// A worker whose heartbeat stalled past its lease loses the execution to another worker;
 /// its late result is rejected, and the history shows only the new owner's result.
-pub async fn late_write_of_a_worker_whose_lease_was_taken_over_is_rejected(
-    store: impl Store + Clone,
-) {
+pub async fn late_write_of_a_worker_whose_lease_was_taken_over_is_rejected(store: impl TestStore) {
     workflow("slow")
         .node("slow", "sleep", json!({"ms": 1500}))
         .edge("start", "slow")
@@ -1673,9 +1683,7 @@ pub async fn late_write_of_a_worker_whose_lease_was_taken_over_is_rejected(
     let stalled = WorkflowWorker::new(fixture::StalledHeartbeat(store.clone()))
         .worker_id("stalled")
         .nodes(nodes::registry())
-        .poll_interval(Duration::from_millis(50))
-        .lease_duration(Duration::from_millis(400))
-        .heartbeat_interval(Duration::from_millis(100));
+        .poll_interval(Duration::from_millis(50));
     let stalled = tokio::spawn(async move { stalled.run_once().await });
     // Let the stalled worker claim first and start the slow node.
     let started = tokio::time::Instant::now();
@@ -1686,6 +1694,8 @@ pub async fn late_write_of_a_worker_whose_lease_was_taken_over_is_rejected(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Its heartbeat stalled past the lease.
+    store.expire_lease(id).await;
     let rescuer = worker(store.clone()).worker_id("rescuer");
     let detail = run_until_terminal(rescuer, &store, &[id], WAIT)
         .await
@@ -2518,7 +2528,7 @@ pub async fn pausing_stops_a_schedule_and_resuming_fires_no_burst(store: impl St
 
 /// After every worker was down for several ticks, a schedule fires once for the missed
 /// period by default, or up to its catch-up count.
-pub async fn missed_ticks_fire_once_by_default_or_up_to_catch_up(store: impl Store + Clone) {
+pub async fn missed_ticks_fire_once_by_default_or_up_to_catch_up(store: impl TestStore) {
     let registry = nodes::registry();
     for name in ["once", "thrice"] {
         workflow(name)
@@ -2528,7 +2538,7 @@ pub async fn missed_ticks_fire_once_by_default_or_up_to_catch_up(store: impl Sto
             .await;
     }
     for (name, catch_up) in [("once", 1), ("thrice", 3)] {
-        crate::schedule::create(
+        let schedule = crate::schedule::create(
             &store,
             WorkflowRef::Name(name.into()),
             "* * * * * *",
@@ -2538,9 +2548,11 @@ pub async fn missed_ticks_fire_once_by_default_or_up_to_catch_up(store: impl Sto
         )
         .await
         .unwrap();
+        // As if no worker had run for 5 s: five ticks (four if one is just due) are missed.
+        store
+            .backdate_next_fire_at(schedule.id, Duration::from_secs(5))
+            .await;
     }
-    // No worker runs for 4.5 s: four or five ticks are missed.
-    tokio::time::sleep(Duration::from_millis(4500)).await;
     let back = store.now().await.unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
     let running = tokio::spawn(

@@ -253,45 +253,13 @@ impl WorkflowWorker {
             "worker started"
         );
         let shared = Arc::new(Shared::new(&self));
-        let worker_id: Arc<str> = config.worker_id.as_str().into();
-        let stop_heartbeat = CancellationToken::new();
-        let heartbeat = tokio::spawn(heartbeat(shared.heartbeat(), stop_heartbeat.clone()));
         let wake = Arc::new(Notify::new());
-        let listener = config.wakeups.then(|| {
-            let store = self.store.clone();
-            tokio::spawn(listener::listen(
-                Box::new(move || {
-                    let store = store.clone();
-                    Box::pin(async move { store.wakeups().await })
-                }),
-                config.worker_id.clone(),
-                config.poll_interval,
-                wake.clone(),
-            ))
-        });
-        let pruner = config.prune_after.map(|age| {
-            tokio::spawn(prune_periodically(
-                PruneConfig::new(age),
-                self.store.clone(),
-                worker_id.clone(),
-            ))
-        });
-
-        let mut poller = Poller::new(shared.clone(), wake);
+        let services = Services::start(&shared, Some(wake.clone()));
+        let mut poller = Poller::new(shared, wake);
         poller.poll(shutdown).await;
-        for task in listener.into_iter().chain(pruner) {
-            task.abort();
-        }
+        services.stop_looking();
         poller.drain().await;
-        stop_heartbeat.cancel();
-        let _ = heartbeat.await;
-        // Bounded like the releases: a database that is away must not hold the exit.
-        let gone =
-            tokio::time::timeout(RELEASE_TIMEOUT, self.store.remove_worker(&config.worker_id))
-                .await;
-        if !matches!(gone, Ok(Ok(()))) {
-            debug!(worker.id = %config.worker_id, "could not remove this worker's presence; it expires");
-        }
+        services.stop().await;
         info!(
             worker.id = %config.worker_id,
             finished = poller.tally.finished,
@@ -309,14 +277,80 @@ impl WorkflowWorker {
     pub async fn run_once(&self) -> Result<usize, Error> {
         self.config.validate()?;
         let shared = Arc::new(Shared::new(self));
-        let stop_heartbeat = CancellationToken::new();
-        let heartbeat = tokio::spawn(heartbeat(shared.heartbeat(), stop_heartbeat.clone()));
+        let services = Services::start(&shared, None);
         let mut poller = Poller::new(shared, Arc::new(Notify::new()));
         let claimed = poller.claim(self.config.concurrency).await;
         poller.finish().await;
-        stop_heartbeat.cancel();
-        let _ = heartbeat.await;
+        services.stop().await;
         Ok(claimed?)
+    }
+}
+
+/// The tasks beside the poll loop: the heartbeat, and (for `run_until`) the wake-up listener
+/// and the pruner.
+struct Services {
+    shared: Arc<Shared>,
+    stop_heartbeat: CancellationToken,
+    heartbeat: tokio::task::JoinHandle<()>,
+    /// The listener and the pruner, aborted when shutdown begins.
+    lookers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Services {
+    /// Starts the heartbeat, and with `wake` the listener (if configured) and the pruner.
+    fn start(shared: &Arc<Shared>, wake: Option<Arc<Notify>>) -> Self {
+        let config = &shared.config;
+        let stop_heartbeat = CancellationToken::new();
+        let heartbeat = tokio::spawn(heartbeat(shared.heartbeat(), stop_heartbeat.clone()));
+        let mut lookers = Vec::new();
+        if let Some(wake) = wake {
+            if config.wakeups {
+                let store = shared.store.clone();
+                lookers.push(tokio::spawn(listener::listen(
+                    Box::new(move || {
+                        let store = store.clone();
+                        Box::pin(async move { store.wakeups().await })
+                    }),
+                    config.worker_id.clone(),
+                    config.poll_interval,
+                    wake,
+                )));
+            }
+            if let Some(age) = config.prune_after {
+                lookers.push(tokio::spawn(prune_periodically(
+                    PruneConfig::new(age),
+                    shared.store.clone(),
+                    config.worker_id.as_str().into(),
+                )));
+            }
+        }
+        Self {
+            shared: shared.clone(),
+            stop_heartbeat,
+            heartbeat,
+            lookers,
+        }
+    }
+
+    /// Shutdown began: no more wake-ups or pruning.
+    fn stop_looking(&self) {
+        for task in &self.lookers {
+            task.abort();
+        }
+    }
+
+    /// The executions are drained: stops the heartbeat and removes this worker's presence.
+    async fn stop(self) {
+        self.stop_looking();
+        self.stop_heartbeat.cancel();
+        let _ = self.heartbeat.await;
+        let worker_id = &self.shared.config.worker_id;
+        // Bounded like the releases: a database that is away must not hold the exit.
+        let gone =
+            tokio::time::timeout(RELEASE_TIMEOUT, self.shared.store.remove_worker(worker_id)).await;
+        if !matches!(gone, Ok(Ok(()))) {
+            debug!(worker.id = %worker_id, "could not remove this worker's presence; it expires");
+        }
     }
 }
 

@@ -115,18 +115,9 @@ async fn drive(shared: &Shared, claim: Claim) -> Result<Ended, Interrupted> {
         &execution.workflow_name,
         slot,
     );
-    // A row the worker cannot read will not read better on another claim.
-    if let Some(defect) = unreadable {
-        return writer
-            .fail(format!("execution cannot be read: {defect}"))
-            .await;
-    }
-    let graph = match load_graph(shared, &execution).await {
-        Ok(Ok(graph)) => graph,
-        Ok(Err(error)) => return writer.fail(error).await,
-        // A stored definition this worker cannot read will not get better on retry.
-        Err(StoreError::InvalidData(error)) => return writer.fail(error).await,
-        Err(err) => return Err(err.into()),
+    let graph = match runnable_graph(shared, &execution, unreadable).await? {
+        Ok(graph) => graph,
+        Err(error) => return writer.fail(error).await,
     };
     let clock = DbClock::at_claim(execution.lease_expires_at, shared.config.lease_duration);
     // The deadline in this worker's clock, measured in database time from the claim.
@@ -171,6 +162,25 @@ async fn drive(shared: &Shared, claim: Claim) -> Result<Ended, Interrupted> {
     }
     .run()
     .await
+}
+
+/// The graph the execution runs, or why it cannot run here and never will (so it fails): its
+/// row could not be read, or its definition is invalid for this worker's node types.
+async fn runnable_graph(
+    shared: &Shared,
+    execution: &Execution,
+    unreadable: Option<String>,
+) -> Result<Loaded, Interrupted> {
+    // A row the worker cannot read will not read better on another claim.
+    if let Some(defect) = unreadable {
+        return Ok(Err(format!("execution cannot be read: {defect}")));
+    }
+    match load_graph(shared, execution).await {
+        Ok(loaded) => Ok(loaded),
+        // A stored definition this worker cannot read will not get better on retry.
+        Err(StoreError::InvalidData(error)) => Ok(Err(error)),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// Says how this claim began: a first start, a rescue, or a resumption.
@@ -448,39 +458,30 @@ impl Run<'_> {
 
     /// Records what an attempt did. `Some` ends the claim (the execution failed).
     async fn on_attempt(&mut self, finished: Finished) -> Option<Result<Ended, Interrupted>> {
-        let index = finished.ready.index;
+        let Finished {
+            ready,
+            waiting_since,
+            attempt: outcome,
+            duration,
+        } = finished;
+        let index = ready.index;
         self.in_flight.remove(&index);
         let node = self.graph.node(index);
-        let attempt = finished.ready.attempt;
         let mut run = NewNodeRun {
             node_id: node.id.clone(),
             node_type: node.node_type.clone(),
-            attempt,
+            attempt: ready.attempt,
             status: NodeRunStatus::Completed,
-            input: Some(finished.ready.input),
+            input: Some(ready.input),
             output: None,
             branch: None,
             error: None,
-            duration: finished.duration,
+            duration,
             consumed_signal: None,
         };
-        let (kind, error) = match finished.attempt {
+        let (kind, error) = match outcome {
             Attempt::Completed(NodeOutcome::Wait { signal, timeout }) => {
-                info!(node.id = %node.id, signal = signal.as_deref(), timeout = ?timeout, "node waiting");
-                let since = match finished.waiting_since {
-                    Some(since) => since,
-                    None => {
-                        // The first time: record when the wait began, in database time.
-                        run.status = NodeRunStatus::Waiting;
-                        self.writer.pending.push(run);
-                        self.clock.now()
-                            - chrono::Duration::from_std(finished.duration).unwrap_or_default()
-                    }
-                };
-                self.progress
-                    .set(index, NodeState::Waiting { attempt, since });
-                self.parked
-                    .insert(index, (signal, timeout.map(|t| Instant::now() + t)));
+                self.waiting(index, run, waiting_since, duration, (signal, timeout));
                 return None;
             }
             Attempt::Completed(NodeOutcome::Signalled {
@@ -508,6 +509,34 @@ impl Run<'_> {
             }
         };
         self.failed(index, run, kind, error).await
+    }
+
+    /// A node chose to wait for `signal` or `timeout`: it is parked until the execution is
+    /// woken. The first time, its waiting run records when the wait began.
+    fn waiting(
+        &mut self,
+        index: usize,
+        mut run: NewNodeRun,
+        waiting_since: Option<DateTime<Utc>>,
+        duration: Duration,
+        (signal, timeout): (Option<String>, Option<Duration>),
+    ) {
+        let node = self.graph.node(index);
+        info!(node.id = %node.id, signal = signal.as_deref(), timeout = ?timeout, "node waiting");
+        let attempt = run.attempt;
+        let since = match waiting_since {
+            Some(since) => since,
+            None => {
+                // In database time.
+                run.status = NodeRunStatus::Waiting;
+                self.writer.pending.push(run);
+                self.clock.now() - chrono::Duration::from_std(duration).unwrap_or_default()
+            }
+        };
+        self.progress
+            .set(index, NodeState::Waiting { attempt, since });
+        self.parked
+            .insert(index, (signal, timeout.map(|t| Instant::now() + t)));
     }
 
     /// Records a node's result and marks it completed.

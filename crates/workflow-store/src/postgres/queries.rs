@@ -324,6 +324,19 @@ run as (
 awaited as (
     select * from unnest($20::uuid[], $21::text[]) as a(execution_id, name)
 ),
+-- The steps that consume a signal no longer pending: they are not recorded.
+taken as (
+    select distinct r.execution_id
+    from run r
+    where r.consumed_signal is not null
+      and not exists (
+          select 1
+          from workflow_signals g
+          where g.id = r.consumed_signal
+            and g.execution_id = r.execution_id
+            and g.consumed_at is null
+      )
+),
 held as (
     select e.id
     from workflow_executions e
@@ -331,19 +344,7 @@ held as (
       on s.id = e.id
      and s.lease_token = e.lease_token
     where e.status = 'running'
-      and not exists (
-          select 1
-          from run r
-          where r.execution_id = e.id
-            and r.consumed_signal is not null
-            and not exists (
-                select 1
-                from workflow_signals g
-                where g.id = r.consumed_signal
-                  and g.execution_id = e.id
-                  and g.consumed_at is null
-            )
-      )
+      and e.id not in (select execution_id from taken)
     order by e.id
     for no key update of e
 ),
@@ -399,7 +400,8 @@ consumed as (
         consumed_by_node = r.node_id
     from run r
     join fenced f on f.id = r.execution_id
-    where g.id = r.consumed_signal
+    where r.consumed_signal is not null
+      and g.id = r.consumed_signal
       and g.execution_id = r.execution_id
     returning g.id
 ),
