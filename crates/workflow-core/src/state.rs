@@ -1,13 +1,18 @@
 //! The execution state machine.
 //!
-//! Every change of an execution's [`ExecutionStatus`] is decided by [`transition`]; stores only
-//! persist what it allowed. Terminal states (`completed`, `failed`, `cancelled`, `timed_out`)
-//! never change again. The diagram lives in `docs/state-machine.md`.
+//! [`transition`] is the one table of which status may follow which. Every status the worker
+//! writes for a claimed execution (completed, failed, retrying, waiting, timed out) is checked
+//! against it before the write (`worker/decide.rs`). Three moves are made by a store on its
+//! own, each one the table allows from every status it applies to: a claim marks a pending,
+//! retrying or waiting execution `running` (and re-leases a running one whose lease expired,
+//! which changes no status), [`Store::cancel_execution`](crate::Store::cancel_execution) ends
+//! one that has not ended as `cancelled`, and the deadline sweep ends one as `timed_out`. Terminal states (`completed`, `failed`,
+//! `cancelled`, `timed_out`) never change again. The diagram lives in `docs/state-machine.md`.
 //!
-//! Claiming is not a transition: a worker may claim any non-terminal execution whose `run_at`
-//! is due and whose lease is free (see [`ExecutionStatus::is_claimable`]); the claim marks it
-//! `running` under a fresh lease. A `running` execution found with an expired lease is resumed
-//! by whichever worker claims it.
+//! Claiming is not a decision of the worker: a worker may claim any non-terminal execution
+//! whose `run_at` is due and whose lease is free (see [`ExecutionStatus::is_claimable`]); the
+//! claim marks it `running` under a fresh lease. A `running` execution found with an expired
+//! lease is resumed by whichever worker claims it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -113,8 +118,8 @@ pub struct TransitionError {
 
 /// Decides whether an execution may move from `from` to `to`, returning `to` when it may.
 ///
-/// This is the only place that knows the state machine; every status change a worker writes
-/// goes through it first.
+/// This is the only place that knows the state machine; every status a worker writes goes
+/// through it first (see the [module docs](self) for the moves stores make themselves).
 pub fn transition(
     from: ExecutionStatus,
     to: ExecutionStatus,

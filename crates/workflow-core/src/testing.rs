@@ -1,5 +1,5 @@
 //! Test support for stores and embedders (feature `testing`): workflow fixtures, node types
-//! built for tests, and the conformance suite every [`Store`](crate::Store) must pass.
+//! built for tests, and the conformance suite every [`Store`] must pass.
 //!
 //! A store crate stamps the suite into its tests with [`conformance_tests!`](crate::conformance_tests):
 //!
