@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::ErrorChain;
+use super::cadence::Cadence;
 use super::decide::MAX_ERROR_BACKOFF;
 use crate::metrics;
 use crate::state::ExecutionStatus;
@@ -40,54 +41,31 @@ impl Default for DeadlineConfig {
 }
 
 /// Sweeps deadlines when due; the poll loop calls [`sweep_if_due`](Self::sweep_if_due) on
-/// every turn and sleeps no longer than [`next`](Self::next).
+/// every turn and sleeps no longer than its [`Cadence::next`].
 pub(super) struct DeadlineSweeper {
     config: DeadlineConfig,
     store: Arc<dyn Store>,
     worker_id: Arc<str>,
-    /// When the last sweep started.
-    last: Instant,
-    /// When the next is due.
-    next: Instant,
+    pub(super) cadence: Cadence,
 }
 
 impl DeadlineSweeper {
     /// A sweeper due at once.
     pub(super) fn new(config: DeadlineConfig, store: Arc<dyn Store>, worker_id: Arc<str>) -> Self {
-        let now = Instant::now();
         Self {
+            cadence: Cadence::new(config.min_gap),
             config,
             store,
             worker_id,
-            last: now,
-            next: now,
         }
-    }
-
-    /// When the next sweep is due.
-    pub(super) fn next(&self) -> Instant {
-        self.next
-    }
-
-    /// Something changed (a new execution may carry a deadline): sweep again within the
-    /// minimum gap.
-    pub(super) fn hint(&mut self) {
-        self.next = self.next.min(self.last + self.config.min_gap);
-    }
-
-    /// The store is back after failing: sweep now.
-    pub(super) fn now_due(&mut self) {
-        self.next = Instant::now();
     }
 
     /// Sweeps if one is due.
     pub(super) async fn sweep_if_due(&mut self) {
-        let looked = Instant::now();
-        if looked < self.next {
+        let Some(looked) = self.cadence.start() else {
             return;
-        }
-        self.last = looked;
-        self.next = match self.store.time_out_executions().await {
+        };
+        let next = match self.store.time_out_executions().await {
             Ok(sweep) => {
                 for execution in &sweep.timed_out {
                     metrics::execution_finished(
@@ -110,6 +88,7 @@ impl DeadlineSweeper {
                 looked + MAX_ERROR_BACKOFF
             }
         };
+        self.cadence.then(next);
     }
 }
 

@@ -15,6 +15,7 @@
 //! | `leases.rs` | the leases held, and the heartbeat that renews them |
 //! | `listener.rs` | the store's wake-up hints |
 //! | `deadlines.rs`, `schedules.rs`, `pruner.rs` | the maintenance services |
+//! | `cadence.rs` | when a maintenance service looks next |
 //! | `clock.rs`, `graphs.rs` | database time from a claim; the cache of validated graphs |
 //!
 //! Each poll claims at most as many executions as the worker has free slots. Each claimed
@@ -42,6 +43,7 @@ use crate::node::{NodeExecutor, NodeRegistry};
 use crate::store::Store;
 
 mod attempt;
+mod cadence;
 mod clock;
 mod config;
 mod deadlines;

@@ -112,8 +112,8 @@ impl Poller {
                     info!(worker.id = %self.shared.config.worker_id, failures = self.failures, "store reachable again");
                     self.failures = 0;
                     // Sweeps and schedule looks were put off while it was away.
-                    self.deadlines.now_due();
-                    self.schedules.now_due();
+                    self.deadlines.cadence.now_due();
+                    self.schedules.cadence.now_due();
                 }
                 (poll_interval, self.isolated.is_none() && claimed == free)
             }
@@ -144,7 +144,11 @@ impl Poller {
         shutdown: &mut (impl Future<Output = ()> + Unpin),
     ) -> Turn {
         // Wake for the next schedule tick and deadline too, not only at the next poll.
-        let housekeeping = self.deadlines.next().min(self.schedules.next());
+        let housekeeping = self
+            .deadlines
+            .cadence
+            .next()
+            .min(self.schedules.cadence.next());
         let wait = wait.min(housekeeping.saturating_duration_since(Instant::now()));
         let out_of_slots = self.slots.free() == 0;
         let busy = self.isolated.is_some() || out_of_slots;
@@ -179,8 +183,8 @@ impl Poller {
             // no slot to claim with, so it only looks).
             Woken::Store => {
                 trace!(worker.id = %self.shared.config.worker_id, "woken by the store");
-                self.deadlines.hint();
-                self.schedules.hint();
+                self.deadlines.cadence.hint();
+                self.schedules.cadence.hint();
             }
         }
         Turn::Again

@@ -467,18 +467,14 @@ impl Run<'_> {
         let index = ready.index;
         self.in_flight.remove(&index);
         let node = self.graph.node(index);
-        let mut run = NewNodeRun {
-            node_id: node.id.clone(),
-            node_type: node.node_type.clone(),
-            attempt: ready.attempt,
-            status: NodeRunStatus::Completed,
-            input: Some(ready.input),
-            output: None,
-            branch: None,
-            error: None,
-            duration,
-            consumed_signal: None,
-        };
+        let mut run = node_run(
+            self.graph,
+            index,
+            ready.attempt,
+            NodeRunStatus::Completed,
+            Some(ready.input),
+        );
+        run.duration = duration;
         let (kind, error) = match outcome {
             Attempt::Completed(NodeOutcome::Wait { signal, timeout }) => {
                 self.waiting(index, run, waiting_since, duration, (signal, timeout));
@@ -622,15 +618,22 @@ fn random_unit() -> f64 {
     bits as f64 / (1u64 << 53) as f64
 }
 
-/// The record of a node not taken by a branch.
-fn skipped_run(graph: &WorkflowGraph, index: usize) -> NewNodeRun {
+/// A record of attempt `attempt` of node `index` that ended with `status`, with `input`; the
+/// rest is filled in by whoever knows it.
+fn node_run(
+    graph: &WorkflowGraph,
+    index: usize,
+    attempt: u32,
+    status: NodeRunStatus,
+    input: Option<Value>,
+) -> NewNodeRun {
     let node = graph.node(index);
     NewNodeRun {
         node_id: node.id.clone(),
         node_type: node.node_type.clone(),
-        attempt: 1,
-        status: NodeRunStatus::Skipped,
-        input: None,
+        attempt,
+        status,
+        input,
         output: None,
         branch: None,
         error: None,
@@ -639,21 +642,20 @@ fn skipped_run(graph: &WorkflowGraph, index: usize) -> NewNodeRun {
     }
 }
 
+/// The record of a node not taken by a branch.
+fn skipped_run(graph: &WorkflowGraph, index: usize) -> NewNodeRun {
+    node_run(graph, index, 1, NodeRunStatus::Skipped, None)
+}
+
 /// A record of an attempt that started and did not end: interrupted or abandoned.
 fn unfinished_run(graph: &WorkflowGraph, node: &ReadyNode, status: NodeRunStatus) -> NewNodeRun {
-    let definition = graph.node(node.index);
-    NewNodeRun {
-        node_id: definition.id.clone(),
-        node_type: definition.node_type.clone(),
-        attempt: node.attempt,
+    node_run(
+        graph,
+        node.index,
+        node.attempt,
         status,
-        input: Some(node.input.clone()),
-        output: None,
-        branch: None,
-        error: None,
-        duration: Duration::ZERO,
-        consumed_signal: None,
-    }
+        Some(node.input.clone()),
+    )
 }
 
 #[cfg(test)]

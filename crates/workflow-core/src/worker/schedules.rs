@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::ErrorChain;
+use super::cadence::Cadence;
 use super::decide::MAX_ERROR_BACKOFF;
 use crate::metrics;
 use crate::schedule::{CronSchedule, Schedule, ScheduleError};
@@ -46,54 +47,32 @@ impl Default for ScheduleConfig {
 }
 
 /// Fires due schedules; the poll loop calls [`fire_if_due`](Self::fire_if_due) on every
-/// turn and sleeps no longer than [`next`](Self::next).
+/// turn and sleeps no longer than its [`Cadence::next`].
 pub(super) struct ScheduleFirer {
     config: ScheduleConfig,
     store: Arc<dyn Store>,
     worker_id: Arc<str>,
-    /// When the last look started.
-    last: Instant,
-    /// When the next is due.
-    next: Instant,
+    pub(super) cadence: Cadence,
 }
 
 impl ScheduleFirer {
     /// A firer due at once.
     pub(super) fn new(config: ScheduleConfig, store: Arc<dyn Store>, worker_id: Arc<str>) -> Self {
-        let now = Instant::now();
         Self {
+            cadence: Cadence::new(config.min_gap),
             config,
             store,
             worker_id,
-            last: now,
-            next: now,
         }
-    }
-
-    /// When the next look is due.
-    pub(super) fn next(&self) -> Instant {
-        self.next
-    }
-
-    /// Something changed (a schedule may have been added or resumed): look again within
-    /// the minimum gap.
-    pub(super) fn hint(&mut self) {
-        self.next = self.next.min(self.last + self.config.min_gap);
-    }
-
-    /// The store is back after failing: look now.
-    pub(super) fn now_due(&mut self) {
-        self.next = Instant::now();
     }
 
     /// Fires the due schedules, if a look is due.
     pub(super) async fn fire_if_due(&mut self) {
-        let looked = Instant::now();
-        if looked < self.next {
+        let Some(looked) = self.cadence.start() else {
             return;
-        }
-        self.last = looked;
-        self.next = self.fire(looked).await;
+        };
+        let next = self.fire(looked).await;
+        self.cadence.then(next);
     }
 
     /// Fires the schedules that are due and returns when to look again.

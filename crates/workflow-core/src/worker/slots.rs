@@ -38,7 +38,7 @@ impl Slots {
             .take(count)
             .map(|permit| Slot {
                 permit,
-                finishing: self.finishing.clone(),
+                finishing: Some(self.finishing.clone()),
             })
             .collect()
     }
@@ -56,7 +56,8 @@ impl Slots {
 #[derive(Debug)]
 pub(super) struct Slot {
     permit: OwnedSemaphorePermit,
-    finishing: Arc<Semaphore>,
+    /// The finishing permits, until this slot took one.
+    finishing: Option<Arc<Semaphore>>,
 }
 
 impl Slot {
@@ -64,10 +65,13 @@ impl Slot {
     /// last write goes on, unless one concurrency's worth of executions are finishing already
     /// (then it keeps its slot until it ends).
     pub(super) fn finishing(&mut self) {
-        if let Ok(permit) = self.finishing.clone().try_acquire_owned() {
+        let Some(finishing) = &self.finishing else {
+            return;
+        };
+        if let Ok(permit) = finishing.clone().try_acquire_owned() {
             // The running permit is dropped here, freeing the slot.
             self.permit = permit;
-            self.finishing = Arc::new(Semaphore::new(0));
+            self.finishing = None;
         }
     }
 }

@@ -53,10 +53,7 @@ impl From<StoreError> for Interrupted {
 
 /// The writes of one claim.
 pub(super) struct Writer {
-    steps: StepWriter,
-    leases: Arc<Leases>,
-    worker_id: Arc<str>,
-    lease_duration: Duration,
+    fence: Fence,
     execution_id: ExecutionId,
     /// The execution's workflow name, for metrics.
     workflow: String,
@@ -86,10 +83,7 @@ impl Writer {
         slot: Slot,
     ) -> Self {
         Self {
-            steps: fence.steps.clone(),
-            leases: fence.leases.clone(),
-            worker_id: fence.worker_id.clone(),
-            lease_duration: fence.lease_duration,
+            fence: fence.clone(),
             execution_id,
             workflow: workflow.to_owned(),
             lease_token,
@@ -106,15 +100,15 @@ impl Writer {
         let mut step = RecordStep {
             execution_id: self.execution_id,
             lease_token: self.lease_token,
-            worker_id: self.worker_id.to_string(),
+            worker_id: self.fence.worker_id.to_string(),
             runs: std::mem::take(&mut self.pending),
             advance,
         };
-        let give_up = Instant::now() + self.lease_duration;
+        let give_up = Instant::now() + self.fence.lease_duration;
         let mut backoff = Duration::from_millis(100);
         let mut retried = false;
         loop {
-            let (returned, result) = self.steps.record(step).await?;
+            let (returned, result) = self.fence.steps.record(step).await?;
             step = returned;
             match result {
                 Ok(()) => return Ok(()),
@@ -148,7 +142,7 @@ impl Writer {
             return Ok(());
         }
         self.write(Advance::Continue {
-            lease_duration: self.lease_duration,
+            lease_duration: self.fence.lease_duration,
         })
         .await
     }
@@ -157,7 +151,9 @@ impl Writer {
     /// cannot mistake the released lease for a lost one, and the slot goes to the next
     /// claim: this execution runs no more nodes.
     async fn last_write(&mut self, advance: Advance) -> Result<(), Interrupted> {
-        self.leases.forget(self.execution_id, self.lease_token);
+        self.fence
+            .leases
+            .forget(self.execution_id, self.lease_token);
         self.slot.finishing();
         self.write(advance).await
     }
