@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use workflow_worker_core::{
-    ExecutionId, ExecutionStatus, SendSignalParams, StartExecutionParams, Store,
-    WorkflowDefinition, WorkflowGraph, WorkflowWorker,
+    Client, ExecutionId, ExecutionStatus, SendSignalParams, StartExecutionParams,
+    WorkflowDefinition, WorkflowWorker,
 };
 
 #[tokio::main]
@@ -47,14 +47,13 @@ async fn main() -> anyhow::Result<()> {
             {"from": "approval", "to": "refund", "branch": "rejected"}
         ]
     }))?;
-    let worker = WorkflowWorker::new(store.clone()).poll_interval(Duration::from_millis(100));
-    store
-        .save_workflow(&WorkflowGraph::validate(definition, worker.registry())?)
-        .await?;
+    let worker = WorkflowWorker::new(store).poll_interval(Duration::from_millis(100));
+    let client = worker.client();
+    client.save_workflow(definition).await?;
     let mut orders = Vec::new();
     for order in [1, 2] {
         let params = StartExecutionParams::new("order_approval", json!({"order": order}));
-        orders.push(store.start_execution(params).await?.id);
+        orders.push(client.start(params).await?.id);
     }
 
     // The worker runs in the background, as it would in a service.
@@ -62,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
     let running = tokio::spawn(worker.run_until(stop.clone().cancelled_owned()));
 
     // Both park at the approval: `waiting`, holding no worker slot.
-    wait_for(&*store, &orders, |status| {
+    wait_for(&client, &orders, |status| {
         status == ExecutionStatus::Waiting
     })
     .await?;
@@ -70,8 +69,8 @@ async fn main() -> anyhow::Result<()> {
 
     // A person decides: approve the first, reject the second.
     for (id, approved, by) in [(orders[0], true, "ada"), (orders[1], false, "bob")] {
-        store
-            .send_signal(SendSignalParams {
+        client
+            .signal(SendSignalParams {
                 execution_id: id,
                 name: "approval".into(),
                 payload: json!({"approved": approved, "by": by}),
@@ -80,12 +79,12 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
     }
-    wait_for(&*store, &orders, ExecutionStatus::is_terminal).await?;
+    wait_for(&client, &orders, ExecutionStatus::is_terminal).await?;
     stop.cancel();
     running.await??;
 
     for id in &orders {
-        let detail = store.get_execution(*id).await?;
+        let detail = client.execution(*id).await?;
         let ran: Vec<String> = detail
             .node_runs
             .iter()
@@ -104,14 +103,14 @@ async fn main() -> anyhow::Result<()> {
 
 /// Polls until every execution's status satisfies `done`.
 async fn wait_for(
-    store: &dyn Store,
+    client: &Client,
     ids: &[ExecutionId],
     done: impl Fn(ExecutionStatus) -> bool,
 ) -> anyhow::Result<()> {
     for _ in 0..600 {
         let mut all = true;
         for id in ids {
-            all &= done(store.get_execution(*id).await?.execution.status);
+            all &= done(client.execution(*id).await?.execution.status);
         }
         if all {
             return Ok(());

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use workflow_worker_core::{
     BoxError, ExecutionStatus, NodeContext, NodeError, NodeExecutor, NodeOutcome, ResultExt,
-    StartExecutionParams, Store, WorkflowDefinition, WorkflowGraph, WorkflowWorker,
+    StartExecutionParams, WorkflowDefinition, WorkflowWorker,
 };
 
 /// Converts `input.amount` from one currency to another at a fixed rate.
@@ -71,9 +71,10 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| workflow_worker_store::DEFAULT_DATABASE_URL.to_owned());
     let store = workflow_worker_store::open_store(&url).await?;
 
-    let worker = WorkflowWorker::new(store.clone())
+    let worker = WorkflowWorker::new(store)
         .poll_interval(Duration::from_millis(100))
         .node("convert_currency", ConvertCurrency);
+    let client = worker.client();
 
     // A config the node type rejects is refused at save time, naming the node.
     let bad: WorkflowDefinition = serde_json::from_value(json!({
@@ -84,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
         ],
         "edges": [{"from": "start", "to": "to_eur"}]
     }))?;
-    let err = WorkflowGraph::validate(bad, worker.registry()).unwrap_err();
+    let err = client.save_workflow(bad).await.unwrap_err();
     println!("rejected: {err}");
 
     let definition: WorkflowDefinition = serde_json::from_value(json!({
@@ -97,28 +98,26 @@ async fn main() -> anyhow::Result<()> {
         ],
         "edges": [{"from": "start", "to": "to_eur"}]
     }))?;
-    store
-        .save_workflow(&WorkflowGraph::validate(definition, worker.registry())?)
-        .await?;
-    let good = store
-        .start_execution(StartExecutionParams::new("convert", json!({"amount": 100})))
+    client.save_workflow(definition).await?;
+    let good = client
+        .start(StartExecutionParams::new("convert", json!({"amount": 100})))
         .await?
         .id;
-    let bad_input = store
-        .start_execution(StartExecutionParams::new(
+    let bad_input = client
+        .start(StartExecutionParams::new(
             "convert",
             json!({"amount": "lots"}),
         ))
         .await?
         .id;
 
-    let watch = store.clone();
+    let watch = client.clone();
     worker
         .run_until(async move {
             loop {
                 let mut open = 0;
                 for id in [good, bad_input] {
-                    if let Ok(d) = watch.get_execution(id).await {
+                    if let Ok(d) = watch.execution(id).await {
                         open += usize::from(!d.execution.status.is_terminal());
                     }
                 }
@@ -130,8 +129,8 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?;
 
-    let good = store.get_execution(good).await?;
-    let bad_input = store.get_execution(bad_input).await?;
+    let good = client.execution(good).await?;
+    let bad_input = client.execution(bad_input).await?;
     println!(
         "converted: {} after {} attempts -> {}",
         good.execution.status,

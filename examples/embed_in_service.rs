@@ -13,7 +13,6 @@
 //! Uses the database at `DATABASE_URL` (PostgreSQL or SQLite); without one, the embedded
 //! SQLite file `workflow-worker.db` in the working directory.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,8 +24,8 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use workflow_worker_core::{
-    ExecutionId, NodeContext, NodeError, NodeExecutor, NodeOutcome, StartExecutionParams, Store,
-    StoreError, WorkflowDefinition, WorkflowGraph, WorkflowWorker,
+    Client, ExecutionId, NodeContext, NodeError, NodeExecutor, NodeOutcome, StartExecutionParams,
+    StoreError, WorkflowDefinition, WorkflowWorker,
 };
 
 /// The application's own node type.
@@ -42,8 +41,6 @@ impl NodeExecutor for Greet {
     }
 }
 
-type Db = Arc<dyn Store>;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -57,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| workflow_worker_store::DEFAULT_DATABASE_URL.to_owned());
     let store = workflow_worker_store::open_store(&url).await?;
 
-    let worker = WorkflowWorker::new(store.clone())
+    let worker = WorkflowWorker::new(store)
         .poll_interval(Duration::from_millis(200))
         .concurrency(8)
         .node("greet", Greet);
@@ -66,14 +63,14 @@ async fn main() -> anyhow::Result<()> {
         "nodes": [{"id": "start", "type": "trigger"}, {"id": "greet", "type": "greet"}],
         "edges": [{"from": "start", "to": "greet"}]
     }))?;
-    store
-        .save_workflow(&WorkflowGraph::validate(definition, worker.registry())?)
-        .await?;
+    // The worker's client validates against its node types, `greet` included.
+    let client = worker.client();
+    client.save_workflow(definition).await?;
 
     let app = Router::new()
         .route("/greetings", post(start_greeting))
         .route("/greetings/{id}", get(show_greeting))
-        .with_state(store);
+        .with_state(client);
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
@@ -102,11 +99,11 @@ async fn main() -> anyhow::Result<()> {
 
 /// `POST /greetings {"name": "Ada"}`: starts an execution and answers with its id.
 async fn start_greeting(
-    State(store): State<Db>,
+    State(client): State<Client>,
     Json(input): Json<Value>,
 ) -> Result<(StatusCode, Json<Value>), (StatusCode, String)> {
-    let execution = store
-        .start_execution(StartExecutionParams::new("greeting", input))
+    let execution = client
+        .start(StartExecutionParams::new("greeting", input))
         .await
         .map_err(internal)?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": execution.id }))))
@@ -114,13 +111,13 @@ async fn start_greeting(
 
 /// `GET /greetings/{id}`: the execution's status and, once completed, its output.
 async fn show_greeting(
-    State(store): State<Db>,
+    State(client): State<Client>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, (StatusCode, String)> {
     let id: ExecutionId = id
         .parse()
         .map_err(|_| (StatusCode::BAD_REQUEST, format!("invalid id \"{id}\"\n")))?;
-    let detail = store.get_execution(id).await.map_err(|err| match err {
+    let detail = client.execution(id).await.map_err(|err| match err {
         StoreError::NotFound { .. } => (StatusCode::NOT_FOUND, format!("{err}\n")),
         err => internal(err),
     })?;

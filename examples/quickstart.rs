@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use workflow_worker_core::{
-    ExecutionId, StartExecutionParams, Store, WorkflowDefinition, WorkflowGraph, WorkflowWorker,
+    Client, ExecutionId, StartExecutionParams, WorkflowDefinition, WorkflowWorker,
 };
 
 #[tokio::main]
@@ -28,25 +28,25 @@ async fn main() -> anyhow::Result<()> {
     println!("database: {}", workflow_worker_store::redact_url(&url));
     let store = workflow_worker_store::open_store(&url).await?;
 
-    // The worker knows which node types exist; definitions are validated against them.
-    let worker = WorkflowWorker::new(store.clone()).poll_interval(Duration::from_millis(100));
+    // The worker knows which node types exist; its client validates definitions against them.
+    let worker = WorkflowWorker::new(store).poll_interval(Duration::from_millis(100));
+    let client = worker.client();
     let definition: WorkflowDefinition = serde_json::from_str(include_str!("hello.json"))?;
-    let graph = WorkflowGraph::validate(definition, worker.registry())?;
-    let saved = store.save_workflow(&graph).await?;
+    let saved = client.save_workflow(definition).await?;
     println!(
         "saved workflow \"{}\" version {}",
         saved.name, saved.version
     );
 
-    let execution = store
-        .start_execution(StartExecutionParams::new("hello", serde_json::json!({})))
+    let execution = client
+        .start(StartExecutionParams::new("hello", serde_json::json!({})))
         .await?;
     println!("started execution {}", execution.id);
 
     // Run the worker until the execution ends.
-    worker.run_until(finished(&store, execution.id)).await?;
+    worker.run_until(finished(&client, execution.id)).await?;
 
-    let detail = store.get_execution(execution.id).await?;
+    let detail = client.execution(execution.id).await?;
     println!(
         "\nexecution {}: {}",
         detail.execution.id, detail.execution.status
@@ -76,9 +76,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Completes once the execution is in a terminal state.
-async fn finished(store: &impl Store, id: ExecutionId) {
+async fn finished(client: &Client, id: ExecutionId) {
     loop {
-        match store.get_execution(id).await {
+        match client.execution(id).await {
             Ok(detail) if detail.execution.status.is_terminal() => return,
             Ok(_) => {}
             Err(err) => eprintln!("reading execution {id}: {err}"),

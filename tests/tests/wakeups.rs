@@ -127,16 +127,13 @@ async fn a_new_schedule_wakes_idle_workers() {
     // Past the worker's first look at schedules (it found none).
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    workflow_worker_core::schedule::create(
-        &db.store,
-        workflow_worker_core::WorkflowRef::Name("ticking".into()),
-        "* * * * * *",
-        "UTC",
-        json!({}),
-        1,
-    )
-    .await
-    .unwrap();
+    workflow_worker_core::Client::new(db.store.clone())
+        .create_schedule(workflow_worker_core::NewSchedule::new(
+            "ticking",
+            "* * * * * *",
+        ))
+        .await
+        .unwrap();
     let started = tokio::time::Instant::now();
     loop {
         let fired = db

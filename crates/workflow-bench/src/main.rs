@@ -23,10 +23,10 @@ use serde_json::{Value, json};
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use workflow_worker_core::store::{ClaimParams, RescueFilter};
 use workflow_worker_core::{
-    ClaimParams, ExecutionId, ListExecutionsParams, NodeContext, NodeError, NodeExecutor,
-    NodeOutcome, RescueFilter, StartExecutionParams, Store, WorkflowDefinition, WorkflowGraph,
-    WorkflowWorker,
+    ExecutionId, ListExecutionsParams, NodeContext, NodeError, NodeExecutor, NodeOutcome,
+    StartExecutionParams, Store, WorkflowDefinition, WorkflowGraph, WorkflowWorker,
 };
 use workflow_worker_store::testing::{TestDatabase, TestSqlite};
 

@@ -67,6 +67,38 @@ uuid_id!(
     WorkflowId
 );
 
+macro_rules! number_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub i64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl From<i64> for $name {
+            fn from(n: i64) -> Self {
+                Self(n)
+            }
+        }
+    };
+}
+
+number_id!(
+    /// The token of one claim of an execution (`workflow_executions.lease_token`): it grows
+    /// by one on every claim, and every write of the claim carries it, so a write of an
+    /// earlier claim changes nothing ([`StoreError::LeaseLost`](crate::StoreError::LeaseLost)).
+    LeaseToken
+);
+number_id!(
+    /// Identifies a signal (`workflow_signals.id`); ids grow in the order signals arrive.
+    SignalId
+);
+
 /// One saved, immutable version of a workflow.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkflowVersion {
@@ -114,7 +146,7 @@ pub struct Execution {
     /// When that lease expires (database time).
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// Increments on every claim; every write for a claimed execution is fenced by it.
-    pub lease_token: i64,
+    pub lease_token: LeaseToken,
     /// Claims in a row that found the previous lease expired with no step recorded since:
     /// how often a worker died while running it.
     pub rescue_count: i32,
@@ -239,7 +271,7 @@ impl NodeRun {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Signal {
     /// Its id, in the order signals arrived.
-    pub id: i64,
+    pub id: SignalId,
     /// The execution it was sent to.
     pub execution_id: ExecutionId,
     /// Its name, e.g. `approval`.

@@ -1,9 +1,10 @@
 //! # workflow-worker-core
 //!
 //! The engine of workflow-worker: workflow definitions and their validation, the execution
-//! state machine, the [`NodeExecutor`] trait with the built-in node types, the [`Store`]
-//! trait, and [`WorkflowWorker`], the poll loop that runs executions. It knows nothing of SQL;
-//! the `workflow-worker-store` crate provides the stores.
+//! state machine, the [`NodeExecutor`] trait with the built-in node types, the [`Client`]
+//! applications call, the [`Store`] driver trait, and [`WorkflowWorker`], the poll loop that
+//! runs executions. It knows nothing of SQL; the `workflow-worker-store` crate provides the
+//! stores.
 //!
 //! ## Embedding the worker
 //!
@@ -12,7 +13,7 @@
 //! use serde_json::json;
 //! use workflow_worker_core::{
 //!     NodeContext, NodeError, NodeExecutor, NodeOutcome, StartExecutionParams, Store,
-//!     WorkflowDefinition, WorkflowGraph, WorkflowWorker,
+//!     WorkflowDefinition, WorkflowWorker,
 //! };
 //!
 //! /// A custom node type: greets whoever the input names.
@@ -26,23 +27,23 @@
 //!     }
 //! }
 //!
-//! # async fn embed(store: impl Store + Clone) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn embed(store: impl Store) -> Result<(), Box<dyn std::error::Error>> {
 //! // `store` is a `workflow_worker_store::PgStore` (or any other `Store`).
-//! let worker = WorkflowWorker::new(store.clone())
+//! let worker = WorkflowWorker::new(store)
 //!     .poll_interval(std::time::Duration::from_secs(1))
 //!     .concurrency(10)
 //!     .node("greet", Greet);
 //!
 //! // Save a workflow (validated against the worker's node types) and start it.
+//! let client = worker.client();
 //! let definition: WorkflowDefinition = serde_json::from_value(json!({
 //!     "name": "greeting",
 //!     "nodes": [{"id": "start", "type": "trigger"}, {"id": "greet", "type": "greet"}],
 //!     "edges": [{"from": "start", "to": "greet"}]
 //! }))?;
-//! let graph = WorkflowGraph::validate(definition, worker.registry())?;
-//! store.save_workflow(&graph).await?;
-//! store
-//!     .start_execution(StartExecutionParams::new("greeting", json!({"name": "Ada"})))
+//! client.save_workflow(definition).await?;
+//! client
+//!     .start(StartExecutionParams::new("greeting", json!({"name": "Ada"})))
 //!     .await?;
 //!
 //! // Run until Ctrl-C, then finish what is in flight and stop.
@@ -55,6 +56,10 @@
 //! # }
 //! ```
 //!
+//! Applications that only start, signal and read executions (a web API, a CLI) use a
+//! [`Client`] alone; the [`Store`] trait underneath is the driver interface that backends
+//! implement and that the client and the worker call.
+//!
 //! ## Guarantees
 //! - Each execution is advanced by one worker at a time: claims take a lease, and every write
 //!   is fenced by the claim's lease token.
@@ -63,6 +68,7 @@
 //!   same [`NodeContext::idempotency_key`].
 //! - A panicking node is a failed node run, never a dead worker.
 
+pub mod client;
 pub mod execution;
 pub mod graph;
 pub mod metrics;
@@ -74,9 +80,10 @@ pub mod store;
 pub mod testing;
 pub mod worker;
 
+pub use client::{Client, NewSchedule};
 pub use execution::{
-    Execution, ExecutionDetail, ExecutionId, NodeRun, NodeRunStatus, Signal, WorkflowId,
-    WorkflowVersion,
+    Execution, ExecutionDetail, ExecutionId, LeaseToken, NodeRun, NodeRunStatus, Signal, SignalId,
+    WorkflowId, WorkflowVersion,
 };
 pub use graph::{
     Edge, GraphError, NodeDefinition, RetryPolicy, ValidationErrors, WorkflowDefinition,
@@ -88,11 +95,10 @@ pub use node::{
 };
 pub use schedule::{CronSchedule, Schedule, ScheduleError, ScheduleId};
 pub use state::{ExecutionStatus, TransitionError, transition};
+// The driver's own types (claims, steps, sweeps, schedule firing) stay in `store`.
 pub use store::{
-    Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
-    FireScheduleParams, ListExecutionsParams, LiveWorker, NewNodeRun, QueueStats, RecordStep,
-    RescueFilter, SendSignalParams, StartExecutionParams, Store, StoreError, TimedOutExecution,
-    Wakeups, WorkflowRef,
+    ListExecutionsParams, LiveWorker, QueueStats, SendSignalParams, StartExecutionParams, Store,
+    StoreError, WorkflowRef,
 };
 pub use worker::{ConfigError, ConfigRule, WorkerConfig, WorkflowWorker};
 

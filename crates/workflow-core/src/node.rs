@@ -208,7 +208,7 @@ pub enum NodeOutcome {
     /// is consumed exactly once.
     Signalled {
         /// The consumed signal's id.
-        signal: i64,
+        signal: crate::SignalId,
         /// The node's output.
         output: Value,
         /// The branch chosen.

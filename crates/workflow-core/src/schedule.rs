@@ -195,62 +195,6 @@ pub fn validate(
     CronSchedule::parse(expression, timezone)
 }
 
-/// Validates a schedule and stores it, its first tick computed from the database's clock.
-pub async fn create(
-    store: &(impl crate::Store + ?Sized),
-    workflow: crate::WorkflowRef,
-    cron: &str,
-    timezone: &str,
-    input: Value,
-    catch_up: u32,
-) -> Result<Schedule, crate::Error> {
-    let parsed = validate(cron, timezone, catch_up)?;
-    let now = store.now().await?;
-    let next_fire_at = parsed
-        .next_after(now)
-        .ok_or_else(|| ScheduleError::NoFutureTick(cron.to_owned()))?;
-    let schedule = store
-        .create_schedule(crate::CreateScheduleParams {
-            workflow,
-            cron: cron.to_owned(),
-            timezone: timezone.to_owned(),
-            input,
-            catch_up,
-            next_fire_at,
-        })
-        .await?;
-    Ok(schedule)
-}
-
-/// Resumes a paused schedule from its first tick after now: nothing fires for the paused
-/// period, and the next tick is set at once, so workers fire it on time however long until
-/// they next look at schedules. Resuming an enabled schedule changes nothing.
-pub async fn resume(
-    store: &(impl crate::Store + ?Sized),
-    id: ScheduleId,
-) -> Result<Schedule, crate::Error> {
-    let resumed = store.set_schedule_enabled(id, true).await?;
-    if resumed.next_fire_at.is_some() {
-        return Ok(resumed);
-    }
-    let parsed = CronSchedule::parse(&resumed.cron, &resumed.timezone)?;
-    let next_fire_at = parsed.next_after(store.now().await?);
-    // Fenced on the cleared tick: if a worker looked first, its tick stands.
-    store
-        .fire_schedule(crate::FireScheduleParams {
-            schedule_id: id,
-            expected_next_fire_at: None,
-            ticks: Vec::new(),
-            next_fire_at,
-        })
-        .await?;
-    let schedules = store.list_schedules().await?;
-    Ok(schedules
-        .into_iter()
-        .find(|schedule| schedule.id == id)
-        .unwrap_or(resumed))
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;

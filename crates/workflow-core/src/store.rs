@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::execution::{
-    Execution, ExecutionDetail, ExecutionId, NodeRun, NodeRunStatus, Signal, WorkflowId,
-    WorkflowVersion,
+    Execution, ExecutionDetail, ExecutionId, LeaseToken, NodeRun, NodeRunStatus, Signal, SignalId,
+    WorkflowId, WorkflowVersion,
 };
 use crate::graph::WorkflowGraph;
 use crate::schedule::{Schedule, ScheduleId};
@@ -62,7 +62,7 @@ pub enum StoreError {
         /// The execution.
         execution_id: ExecutionId,
         /// The signal.
-        signal_id: i64,
+        signal_id: SignalId,
     },
     /// The execution was claimed by another worker since (or it ended): the write was dropped.
     #[error("lease lost on execution {execution_id} (lease token {lease_token} is stale)")]
@@ -70,7 +70,7 @@ pub enum StoreError {
         /// The execution.
         execution_id: ExecutionId,
         /// The token the write carried.
-        lease_token: i64,
+        lease_token: LeaseToken,
     },
     /// The write breaks a constraint of the schema that none of the variants above
     /// describes (a row another program inserted meanwhile, say).
@@ -117,6 +117,16 @@ impl From<&str> for WorkflowRef {
         match s.parse() {
             Ok(id) => Self::Id(id),
             Err(_) => Self::Name(s.to_owned()),
+        }
+    }
+}
+
+impl From<String> for WorkflowRef {
+    /// A UUID names a workflow by id, anything else by name.
+    fn from(s: String) -> Self {
+        match s.parse() {
+            Ok(id) => Self::Id(id),
+            Err(_) => Self::Name(s),
         }
     }
 }
@@ -251,7 +261,7 @@ pub struct NewNodeRun {
     pub duration: Duration,
     /// The signal the node consumed; it is marked consumed in the same transaction, and the
     /// whole step fails with [`StoreError::SignalConsumed`] if it already was.
-    pub consumed_signal: Option<i64>,
+    pub consumed_signal: Option<SignalId>,
 }
 
 /// What happens to the execution in the step that records node runs.
@@ -298,7 +308,7 @@ pub struct RecordStep {
     /// The execution.
     pub execution_id: ExecutionId,
     /// The token it was claimed with.
-    pub lease_token: i64,
+    pub lease_token: LeaseToken,
     /// The worker recording them.
     pub worker_id: String,
     /// The runs to record.
@@ -307,8 +317,8 @@ pub struct RecordStep {
     pub advance: Advance,
 }
 
-/// Parameters of [`Store::create_schedule`]; build them with
-/// [`schedule::create`](crate::schedule::create), which validates them.
+/// Parameters of [`Store::create_schedule`]; [`Client::create_schedule`](crate::Client::create_schedule)
+/// validates them and computes the first tick.
 #[derive(Debug, Clone)]
 pub struct CreateScheduleParams {
     /// The workflow to start on every tick.
@@ -486,7 +496,7 @@ pub trait Store: Send + Sync + 'static {
     /// returns the ids whose lease was still held (the others were lost).
     async fn renew_leases(
         &self,
-        leases: &[(ExecutionId, i64)],
+        leases: &[(ExecutionId, LeaseToken)],
         lease_duration: Duration,
     ) -> Result<Vec<ExecutionId>, StoreError>;
 
@@ -535,12 +545,19 @@ pub trait Store: Send + Sync + 'static {
     /// Every schedule, oldest first.
     async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError>;
 
-    /// Pauses or resumes a schedule. Resuming clears its next tick, so the next worker to
-    /// look computes the first tick after now: a paused period fires nothing.
-    async fn set_schedule_enabled(
+    /// One schedule.
+    async fn get_schedule(&self, id: ScheduleId) -> Result<Schedule, StoreError>;
+
+    /// Pauses a schedule: no tick fires until it is resumed. Its next tick stays as it was.
+    async fn pause_schedule(&self, id: ScheduleId) -> Result<Schedule, StoreError>;
+
+    /// Resumes a paused schedule with `next_fire_at` as its next tick, in one write (`None`:
+    /// the next worker to look computes it). A schedule that is enabled already is left as it
+    /// is, so a resume racing a worker's firing never moves its tick.
+    async fn resume_schedule(
         &self,
         id: ScheduleId,
-        enabled: bool,
+        next_fire_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Schedule, StoreError>;
 
     /// Deletes a schedule; executions it started stay.
@@ -624,7 +641,7 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     async fn renew_leases(
         &self,
-        leases: &[(ExecutionId, i64)],
+        leases: &[(ExecutionId, LeaseToken)],
         lease_duration: Duration,
     ) -> Result<Vec<ExecutionId>, StoreError> {
         (**self).renew_leases(leases, lease_duration).await
@@ -670,12 +687,20 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         (**self).list_schedules().await
     }
 
-    async fn set_schedule_enabled(
+    async fn get_schedule(&self, id: ScheduleId) -> Result<Schedule, StoreError> {
+        (**self).get_schedule(id).await
+    }
+
+    async fn pause_schedule(&self, id: ScheduleId) -> Result<Schedule, StoreError> {
+        (**self).pause_schedule(id).await
+    }
+
+    async fn resume_schedule(
         &self,
         id: ScheduleId,
-        enabled: bool,
+        next_fire_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Schedule, StoreError> {
-        (**self).set_schedule_enabled(id, enabled).await
+        (**self).resume_schedule(id, next_fire_at).await
     }
 
     async fn delete_schedule(&self, id: ScheduleId) -> Result<(), StoreError> {

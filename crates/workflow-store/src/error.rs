@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use sqlx::error::ErrorKind;
-use workflow_worker_core::{Execution, ExecutionId, StoreError};
+use workflow_worker_core::{Execution, ExecutionId, SignalId, StoreError};
 
 /// Classifies a sqlx error.
 pub(crate) fn classify(err: sqlx::Error) -> StoreError {
@@ -107,7 +107,7 @@ pub(crate) fn already_ended(execution: Execution) -> StoreError {
 }
 
 /// A node tried to consume a signal that another step already consumed.
-pub(crate) fn signal_taken(signal: i64, execution: ExecutionId) -> StoreError {
+pub(crate) fn signal_taken(signal: SignalId, execution: ExecutionId) -> StoreError {
     StoreError::SignalConsumed {
         execution_id: execution,
         signal_id: signal,

@@ -19,7 +19,7 @@
 //! use serde_json::json;
 //! use workflow_worker_core::{
 //!     ExecutionStatus, NodeContext, NodeError, NodeExecutor, NodeOutcome,
-//!     StartExecutionParams, WorkflowDefinition, WorkflowGraph, WorkflowWorker,
+//!     StartExecutionParams, WorkflowDefinition, WorkflowWorker,
 //! };
 //!
 //! struct Greet;
@@ -39,29 +39,30 @@
 //! # let url = format!("sqlite://{}", dir.join("workflows.db").display());
 //! // url: "sqlite://workflows.db", or "postgres://user@host/db"
 //! let store = workflow_worker_store::open_store(&url).await?;
-//! let worker = WorkflowWorker::new(store.clone())
+//! let worker = WorkflowWorker::new(store)
 //!     .poll_interval(Duration::from_millis(50))
 //!     .node("greet", Greet);
+//! let client = worker.client();
 //!
 //! let definition: WorkflowDefinition = serde_json::from_value(json!({
 //!     "name": "greeting",
 //!     "nodes": [{"id": "start", "type": "trigger"}, {"id": "greet", "type": "greet"}],
 //!     "edges": [{"from": "start", "to": "greet"}]
 //! }))?;
-//! store.save_workflow(&WorkflowGraph::validate(definition, worker.registry())?).await?;
-//! let started = store
-//!     .start_execution(StartExecutionParams::new("greeting", json!({"name": "Ada"})))
+//! client.save_workflow(definition).await?;
+//! let started = client
+//!     .start(StartExecutionParams::new("greeting", json!({"name": "Ada"})))
 //!     .await?;
 //!
 //! // Run the worker until the execution ends (a service would run until shutdown).
 //! let finished = async {
-//!     while !store.get_execution(started.id).await.unwrap().execution.status.is_terminal() {
+//!     while !client.execution(started.id).await.unwrap().execution.status.is_terminal() {
 //!         tokio::time::sleep(Duration::from_millis(50)).await;
 //!     }
 //! };
 //! worker.run_until(finished).await?;
 //!
-//! let execution = store.get_execution(started.id).await?.execution;
+//! let execution = client.execution(started.id).await?.execution;
 //! assert_eq!(execution.status, ExecutionStatus::Completed);
 //! assert_eq!(execution.output, Some(json!({"greeting": "Hello, Ada!"})));
 //! # std::fs::remove_dir_all(&dir)?;
@@ -72,8 +73,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use workflow_worker_core::store::ClaimedExecution;
 use workflow_worker_core::{
-    ClaimedExecution, Execution, ExecutionId, ExecutionStatus, NodeRun, Signal, Store, StoreError,
+    Execution, ExecutionId, ExecutionStatus, NodeRun, Signal, Store, StoreError,
 };
 
 mod error;

@@ -16,13 +16,15 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, FromRow, Row};
 use uuid::Uuid;
-use workflow_worker_core::{
+use workflow_worker_core::store::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
-    Execution, ExecutionDetail, ExecutionId, ExecutionStatus, FireScheduleParams,
-    ListExecutionsParams, LiveWorker, NodeRun, NodeRunStatus, QueueStats, RecordStep, RescueFilter,
-    Schedule, ScheduleId, SendSignalParams, Signal, StartExecutionParams, Store, StoreError,
-    TimedOutExecution, Wakeups, WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef,
-    WorkflowVersion,
+    FireScheduleParams, NewNodeRun, RecordStep, RescueFilter, TimedOutExecution, Wakeups,
+};
+use workflow_worker_core::{
+    Execution, ExecutionDetail, ExecutionId, ExecutionStatus, LeaseToken, ListExecutionsParams,
+    LiveWorker, NodeRun, NodeRunStatus, QueueStats, Schedule, ScheduleId, SendSignalParams, Signal,
+    SignalId, StartExecutionParams, Store, StoreError, WorkflowDefinition, WorkflowGraph,
+    WorkflowId, WorkflowRef, WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid};
@@ -236,7 +238,7 @@ impl ExecutionRow {
             scheduled_for: self.scheduled_for,
             lease_owner: self.lease_owner,
             lease_expires_at: self.lease_expires_at,
-            lease_token: self.lease_token,
+            lease_token: LeaseToken(self.lease_token),
             rescue_count: self.rescue_count,
             created_at: self.created_at,
             started_at: self.started_at,
@@ -321,7 +323,7 @@ impl SignalRow {
         let (payload, defect) =
             crate::lenient_json(&self.payload, &format!("signal {} payload", self.id));
         let signal = Signal {
-            id: self.id,
+            id: SignalId(self.id),
             execution_id: ExecutionId(self.execution_id),
             name: self.name,
             payload,
@@ -506,7 +508,7 @@ impl Store for PgStore {
         // Node runs are only ever written under a claim, so a first claim has none to read.
         let resumed: Vec<Uuid> = executions
             .iter()
-            .filter(|(e, _)| e.lease_token > 1)
+            .filter(|(e, _)| e.lease_token > LeaseToken(1))
             .map(|(e, _)| e.id.0)
             .collect();
         let runs: Vec<NodeRunRow> = if resumed.is_empty() {
@@ -552,11 +554,11 @@ impl Store for PgStore {
 
     async fn renew_leases(
         &self,
-        leases: &[(ExecutionId, i64)],
+        leases: &[(ExecutionId, LeaseToken)],
         lease_duration: Duration,
     ) -> Result<Vec<ExecutionId>, StoreError> {
         let (ids, tokens): (Vec<Uuid>, Vec<i64>) =
-            leases.iter().map(|(id, token)| (id.0, *token)).unzip();
+            leases.iter().map(|(id, token)| (id.0, token.0)).unzip();
         let rows = sqlx::query(queries::RENEW_LEASES)
             .bind(ids)
             .bind(tokens)
@@ -744,14 +746,32 @@ impl Store for PgStore {
         convert(rows)
     }
 
-    async fn set_schedule_enabled(
+    async fn get_schedule(&self, id: ScheduleId) -> Result<Schedule, StoreError> {
+        let row: Option<ScheduleRow> = sqlx::query_as(queries::GET_SCHEDULE)
+            .bind(id.0)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(classify)?;
+        row.ok_or_else(|| schedule_not_found(id))?.try_into()
+    }
+
+    async fn pause_schedule(&self, id: ScheduleId) -> Result<Schedule, StoreError> {
+        let row: Option<ScheduleRow> = sqlx::query_as(queries::PAUSE_SCHEDULE)
+            .bind(id.0)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(classify)?;
+        row.ok_or_else(|| schedule_not_found(id))?.try_into()
+    }
+
+    async fn resume_schedule(
         &self,
         id: ScheduleId,
-        enabled: bool,
+        next_fire_at: Option<DateTime<Utc>>,
     ) -> Result<Schedule, StoreError> {
-        let row: Option<ScheduleRow> = sqlx::query_as(queries::SET_SCHEDULE_ENABLED)
+        let row: Option<ScheduleRow> = sqlx::query_as(queries::RESUME_SCHEDULE)
             .bind(id.0)
-            .bind(enabled)
+            .bind(next_fire_at)
             .fetch_optional(&self.db)
             .await
             .map_err(classify)?;
@@ -989,14 +1009,18 @@ impl PgStore {
         };
         let signals: Vec<i64> = steps
             .iter()
-            .flat_map(|step| step.runs.iter().filter_map(|run| run.consumed_signal))
+            .flat_map(|step| {
+                step.runs
+                    .iter()
+                    .filter_map(|run| run.consumed_signal.map(|id| id.0))
+            })
             .collect();
         if signals.is_empty() {
             return steps.iter().map(|step| lost(step)).collect();
         }
         let looked = async {
             let ids: Vec<Uuid> = steps.iter().map(|step| step.execution_id.0).collect();
-            let tokens: Vec<i64> = steps.iter().map(|step| step.lease_token).collect();
+            let tokens: Vec<i64> = steps.iter().map(|step| step.lease_token.0).collect();
             let held: Vec<Uuid> = sqlx::query_scalar(queries::LEASES_HELD)
                 .bind(ids)
                 .bind(tokens)
@@ -1018,7 +1042,7 @@ impl PgStore {
                         .runs
                         .iter()
                         .filter_map(|run| run.consumed_signal)
-                        .find(|signal| consumed.contains(signal));
+                        .find(|signal| consumed.contains(&signal.0));
                     match taken {
                         Some(signal) if held.contains(&step.execution_id.0) => {
                             crate::error::signal_taken(signal, step.execution_id)
@@ -1042,7 +1066,7 @@ async fn record_batch(db: &Db, steps: &[&RecordStep]) -> Result<HashSet<Uuid>, S
     for params in steps {
         let id = params.execution_id.0;
         step.id.push(id);
-        step.lease_token.push(params.lease_token);
+        step.lease_token.push(params.lease_token.0);
         step.worker_id.push(params.worker_id.clone());
         let (advance, status, output, error, seconds) = match &params.advance {
             Advance::Continue { lease_duration } => (
@@ -1153,7 +1177,7 @@ struct NodeRunColumns {
 }
 
 impl NodeRunColumns {
-    fn push(&mut self, run: &workflow_worker_core::NewNodeRun) {
+    fn push(&mut self, run: &NewNodeRun) {
         self.node_id.push(run.node_id.clone());
         self.node_type.push(run.node_type.clone());
         self.attempt
@@ -1164,6 +1188,7 @@ impl NodeRunColumns {
         self.branch.push(run.branch.clone());
         self.error.push(run.error.as_deref().map(storable_text));
         self.duration.push(run.duration.as_secs_f64());
-        self.consumed_signal.push(run.consumed_signal);
+        self.consumed_signal
+            .push(run.consumed_signal.map(|id| id.0));
     }
 }

@@ -26,13 +26,15 @@ use sqlx::sqlite::{
 use sqlx::{Connection, FromRow, Row};
 use tokio::sync::watch;
 use uuid::Uuid;
-use workflow_worker_core::{
+use workflow_worker_core::store::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
-    Execution, ExecutionDetail, ExecutionId, ExecutionStatus, FireScheduleParams,
-    ListExecutionsParams, LiveWorker, NodeRun, NodeRunStatus, QueueStats, RecordStep, RescueFilter,
-    Schedule, ScheduleId, SendSignalParams, Signal, StartExecutionParams, Store, StoreError,
-    TimedOutExecution, Wakeups, WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef,
-    WorkflowVersion,
+    FireScheduleParams, RecordStep, RescueFilter, TimedOutExecution, Wakeups,
+};
+use workflow_worker_core::{
+    Execution, ExecutionDetail, ExecutionId, ExecutionStatus, LeaseToken, ListExecutionsParams,
+    LiveWorker, NodeRun, NodeRunStatus, QueueStats, Schedule, ScheduleId, SendSignalParams, Signal,
+    SignalId, StartExecutionParams, Store, StoreError, WorkflowDefinition, WorkflowGraph,
+    WorkflowId, WorkflowRef, WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid};
@@ -226,27 +228,27 @@ async fn write_step(tx: &mut SqliteConnection, params: &RecordStep) -> Result<()
     let fence = match advance {
         Advance::Continue { lease_duration } => sqlx::query(queries::ADVANCE_CONTINUE)
             .bind(&id)
-            .bind(lease_token)
+            .bind(lease_token.0)
             .bind(millis(*lease_duration)),
         Advance::Retry { delay } => sqlx::query(queries::ADVANCE_RETRY)
             .bind(&id)
-            .bind(lease_token)
+            .bind(lease_token.0)
             .bind(millis(*delay)),
         Advance::Wait { delay, signals } => sqlx::query(queries::ADVANCE_WAIT)
             .bind(&id)
-            .bind(lease_token)
+            .bind(lease_token.0)
             .bind(delay.map(millis))
             .bind(Value::from(signals.clone()).to_string()),
         Advance::Release => sqlx::query(queries::ADVANCE_RELEASE)
             .bind(&id)
-            .bind(lease_token),
+            .bind(lease_token.0),
         Advance::Finish {
             status,
             output,
             error,
         } => sqlx::query(queries::ADVANCE_FINISH)
             .bind(&id)
-            .bind(lease_token)
+            .bind(lease_token.0)
             .bind(status.as_str())
             .bind(output.as_ref().map(to_text))
             .bind(error),
@@ -261,7 +263,7 @@ async fn write_step(tx: &mut SqliteConnection, params: &RecordStep) -> Result<()
     for run in runs {
         if let Some(signal) = run.consumed_signal {
             let consumed = sqlx::query(queries::CONSUME_SIGNAL)
-                .bind(signal)
+                .bind(signal.0)
                 .bind(&id)
                 .bind(&run.node_id)
                 .fetch_optional(&mut *tx)
@@ -385,7 +387,7 @@ impl ExecutionRow {
             scheduled_for: optional_time(self.scheduled_for, &what)?,
             lease_owner: self.lease_owner,
             lease_expires_at: optional_time(self.lease_expires_at, &what)?,
-            lease_token: self.lease_token,
+            lease_token: LeaseToken(self.lease_token),
             rescue_count: self.rescue_count,
             created_at: time(self.created_at, &what)?,
             started_at: optional_time(self.started_at, &what)?,
@@ -460,7 +462,7 @@ impl SignalRow {
         let what = format!("signal {}", self.id);
         let (payload, defect) = crate::lenient_json(&self.payload, &format!("{what} payload"));
         let signal = Signal {
-            id: self.id,
+            id: SignalId(self.id),
             execution_id: ExecutionId(uuid(&self.execution_id, &what)?),
             payload,
             created_at: time(self.created_at, &what)?,
@@ -800,7 +802,7 @@ impl Store for SqliteStore {
 
     async fn renew_leases(
         &self,
-        leases: &[(ExecutionId, i64)],
+        leases: &[(ExecutionId, LeaseToken)],
         lease_duration: Duration,
     ) -> Result<Vec<ExecutionId>, StoreError> {
         let mut tx = self
@@ -812,7 +814,7 @@ impl Store for SqliteStore {
         for (id, token) in leases {
             let updated = sqlx::query(queries::RENEW_LEASE)
                 .bind(id.to_string())
-                .bind(token)
+                .bind(token.0)
                 .bind(millis(lease_duration))
                 .execute(&mut *tx)
                 .await
@@ -1024,21 +1026,37 @@ impl Store for SqliteStore {
         convert(rows)
     }
 
-    async fn set_schedule_enabled(
-        &self,
-        id: ScheduleId,
-        enabled: bool,
-    ) -> Result<Schedule, StoreError> {
-        let updated = sqlx::query(queries::SET_SCHEDULE_ENABLED)
+    async fn get_schedule(&self, id: ScheduleId) -> Result<Schedule, StoreError> {
+        self.schedule(id).await
+    }
+
+    async fn pause_schedule(&self, id: ScheduleId) -> Result<Schedule, StoreError> {
+        let updated = sqlx::query(queries::PAUSE_SCHEDULE)
             .bind(id.to_string())
-            .bind(enabled)
             .execute(&self.pool)
             .await
             .map_err(classify)?;
         if updated.rows_affected() == 0 {
             return Err(schedule_not_found(id));
         }
-        self.hint();
+        self.schedule(id).await
+    }
+
+    async fn resume_schedule(
+        &self,
+        id: ScheduleId,
+        next_fire_at: Option<DateTime<Utc>>,
+    ) -> Result<Schedule, StoreError> {
+        let updated = sqlx::query(queries::RESUME_SCHEDULE)
+            .bind(id.to_string())
+            .bind(next_fire_at.map(ms))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        if updated.rows_affected() > 0 {
+            self.hint();
+        }
+        // Not found, or enabled already and left as it was.
         self.schedule(id).await
     }
 

@@ -75,38 +75,11 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Workflow(WorkflowCommand),
     /// Start an execution of a workflow and print its id.
-    Start {
-        /// Workflow name or id.
-        workflow: String,
-        /// Execution input as JSON.
-        #[arg(long, default_value = "{}", value_parser = parse_json)]
-        input: serde_json::Value,
-        /// Seconds the execution may take before it ends timed_out (default: the workflow's
-        /// timeout, if any).
-        #[arg(long, value_parser = parse_duration)]
-        timeout: Option<Duration>,
-    },
+    Start(StartArgs),
     /// Send a signal (e.g. an approval) to an execution; a waiting execution wakes at once.
-    Signal {
-        /// Execution id.
-        id: String,
-        /// Signal name, e.g. approval.
-        name: String,
-        /// Payload as JSON, e.g. '{"approved": true}'.
-        #[arg(long, default_value = "null", value_parser = parse_json)]
-        payload: serde_json::Value,
-        /// Sending again with the same key stores the signal once.
-        #[arg(long)]
-        idempotency_key: Option<String>,
-    },
+    Signal(SignalArgs),
     /// Cancel an execution that has not ended; a running node is stopped.
-    Cancel {
-        /// Execution id.
-        id: String,
-        /// Recorded as the execution's error.
-        #[arg(long, default_value = "cancelled by request")]
-        reason: String,
-    },
+    Cancel(CancelArgs),
     /// Inspect executions.
     #[command(subcommand)]
     Executions(ExecutionsCommand),
@@ -116,14 +89,57 @@ pub(crate) enum Command {
     /// Delete executions that ended (completed, failed, cancelled, timed out) longer ago than
     /// --older-than, with their node runs and signals, in batches. Running, waiting and
     /// pending executions are never touched.
-    Prune {
-        /// Age of the executions to delete, e.g. 30d, 12h, 90m.
-        #[arg(long, value_parser = parse_duration)]
-        older_than: Duration,
-        /// Executions deleted per statement (one short transaction each).
-        #[arg(long, default_value_t = workflow_worker_core::worker::PRUNE_BATCH)]
-        batch_size: u32,
-    },
+    Prune(PruneArgs),
+}
+
+/// `workflow-worker start`.
+#[derive(Debug, Args)]
+pub(crate) struct StartArgs {
+    /// Workflow name or id.
+    pub(crate) workflow: String,
+    /// Execution input as JSON.
+    #[arg(long, default_value = "{}", value_parser = parse_json)]
+    pub(crate) input: serde_json::Value,
+    /// Seconds the execution may take before it ends timed_out (default: the workflow's
+    /// timeout, if any).
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// `workflow-worker signal`.
+#[derive(Debug, Args)]
+pub(crate) struct SignalArgs {
+    /// Execution id.
+    pub(crate) id: String,
+    /// Signal name, e.g. approval.
+    pub(crate) name: String,
+    /// Payload as JSON, e.g. '{"approved": true}'.
+    #[arg(long, default_value = "null", value_parser = parse_json)]
+    pub(crate) payload: serde_json::Value,
+    /// Sending again with the same key stores the signal once.
+    #[arg(long)]
+    pub(crate) idempotency_key: Option<String>,
+}
+
+/// `workflow-worker cancel`.
+#[derive(Debug, Args)]
+pub(crate) struct CancelArgs {
+    /// Execution id.
+    pub(crate) id: String,
+    /// Recorded as the execution's error.
+    #[arg(long, default_value = "cancelled by request")]
+    pub(crate) reason: String,
+}
+
+/// `workflow-worker prune`.
+#[derive(Debug, Args)]
+pub(crate) struct PruneArgs {
+    /// Age of the executions to delete, e.g. 30d, 12h, 90m.
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) older_than: Duration,
+    /// Executions deleted per statement (one short transaction each).
+    #[arg(long, default_value_t = workflow_worker_core::worker::PRUNE_BATCH)]
+    pub(crate) batch_size: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,20 +193,7 @@ pub(crate) enum WorkflowCommand {
 #[derive(Debug, Subcommand)]
 pub(crate) enum ExecutionsCommand {
     /// List executions, newest first.
-    List {
-        /// Only executions in this status.
-        #[arg(long, value_parser = parse_status)]
-        status: Option<ExecutionStatus>,
-        /// Only executions of this workflow (name or id).
-        #[arg(long)]
-        workflow: Option<String>,
-        /// At most this many.
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-        /// Print JSON lines instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    List(ListArgs),
     /// Show an execution with every node run.
     Show {
         /// Execution id.
@@ -199,6 +202,61 @@ pub(crate) enum ExecutionsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `workflow-worker executions list`.
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Only executions in this status.
+    #[arg(long, value_parser = parse_status)]
+    pub(crate) status: Option<ExecutionStatus>,
+    /// Only executions of this workflow (name or id).
+    #[arg(long)]
+    pub(crate) workflow: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) limit: u32,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Parses the command line. The worker's options are accepted before or after `run` (they
+/// are global flags), and refused on any other command rather than silently ignored.
+pub(crate) fn parse() -> Result<Cli, clap::Error> {
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches};
+
+    let mut command = Cli::command();
+    let matches = command.try_get_matches_from_mut(std::env::args_os())?;
+    if let Some((name, sub)) = matches.subcommand()
+        && name != "run"
+    {
+        // Global flags are visible in the subcommand's matches wherever they were typed.
+        let typed = RunArgs::NAMES
+            .iter()
+            .find(|id| sub.value_source(id) == Some(ValueSource::CommandLine));
+        if let Some(id) = typed {
+            let flag = id.replace('_', "-");
+            return Err(command.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("--{flag} is an option of `workflow-worker run`, not of `{name}`"),
+            ));
+        }
+    }
+    Cli::from_arg_matches(&matches).map_err(|err| err.format(&mut command))
+}
+
+/// clap's message without its usage section, on one line: `the following required arguments
+/// were not provided: <ID>`.
+pub(crate) fn usage_error(err: &clap::Error) -> String {
+    let rendered = err.render().to_string();
+    let message: Vec<&str> = rendered
+        .lines()
+        .take_while(|line| !line.is_empty() && !line.starts_with("Usage:"))
+        .map(str::trim)
+        .collect();
+    message.join(" ").trim_start_matches("error: ").to_owned()
 }
 
 /// Options of the worker itself.

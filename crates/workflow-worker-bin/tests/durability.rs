@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use workflow_worker_core::{
-    ExecutionDetail, ExecutionId, ExecutionStatus, NodeRunStatus, StartExecutionParams, Store,
+    ExecutionDetail, ExecutionId, ExecutionStatus, LeaseToken, NodeRunStatus, StartExecutionParams,
+    Store,
 };
 use workflow_worker_store::testing::TestDatabase;
 
@@ -394,7 +395,7 @@ async fn chaos_kill_random_workers_until_all_executions_are_done() {
     let mut kills = 0;
     let mut poison_kills = 0;
     // Per kill: when it happened, and the executions the victim held (with their tokens).
-    let mut awaiting_rescue: Vec<(Instant, HashMap<ExecutionId, i64>)> = Vec::new();
+    let mut awaiting_rescue: Vec<(Instant, HashMap<ExecutionId, LeaseToken>)> = Vec::new();
     let mut longest_rescue = Duration::ZERO;
     let started = Instant::now();
     let mut last_kill = Instant::now();
@@ -421,7 +422,7 @@ async fn chaos_kill_random_workers_until_all_executions_are_done() {
             .filter(|e| !e.status.is_terminal())
             .count();
         // An execution is rescued once another claim took it (new token) or it ended.
-        let current: HashMap<ExecutionId, (i64, bool)> = executions
+        let current: HashMap<ExecutionId, (LeaseToken, bool)> = executions
             .iter()
             .map(|e| (e.id, (e.lease_token, e.status.is_terminal())))
             .collect();
@@ -450,7 +451,7 @@ async fn chaos_kill_random_workers_until_all_executions_are_done() {
         if last_kill.elapsed() >= Duration::from_secs(2) {
             // Kill a random worker, noting what it held, and start a fresh one in its place.
             let slot = usize::from(uuid::Uuid::new_v4().as_bytes()[0]) % WORKERS;
-            let held: HashMap<ExecutionId, i64> = executions
+            let held: HashMap<ExecutionId, LeaseToken> = executions
                 .iter()
                 .filter(|e| {
                     e.status == ExecutionStatus::Running

@@ -198,7 +198,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::execution::{ExecutionId, Signal, WorkflowId};
+    use crate::execution::{ExecutionId, Signal, SignalId, WorkflowId};
 
     fn ctx(node_type: &str, config: Value) -> NodeContext {
         NodeContext::new(ExecutionId::new(), WorkflowId::new(), "n", node_type, 1)
@@ -208,7 +208,7 @@ mod tests {
 
     fn signal(id: i64, name: &str, payload: Value) -> Signal {
         Signal {
-            id,
+            id: SignalId(id),
             execution_id: ExecutionId::new(),
             name: name.into(),
             payload,
@@ -234,7 +234,7 @@ mod tests {
         assert_eq!(
             outcome,
             NodeOutcome::Signalled {
-                signal: 2,
+                signal: SignalId(2),
                 output: json!({"approved": false, "by": "ada"}),
                 branch: Some("rejected".into())
             }

@@ -10,10 +10,11 @@ use serde_json::{Value, json};
 use super::TestStore;
 use super::fixture::{self, run_until_terminal, workflow};
 use super::nodes::{self, Count};
+use crate::store::{Advance, ClaimParams, ClaimedExecution, NewNodeRun, RecordStep, RescueFilter};
 use crate::{
-    Advance, ClaimParams, ClaimedExecution, ExecutionId, ExecutionStatus, ListExecutionsParams,
-    NewNodeRun, NodeRunStatus, RecordStep, RescueFilter, RetryPolicy, StartExecutionParams, Store,
-    StoreError, WorkflowRef, WorkflowWorker,
+    Client, ExecutionId, ExecutionStatus, LeaseToken, ListExecutionsParams, NewSchedule,
+    NodeRunStatus, RetryPolicy, StartExecutionParams, Store, StoreError, WorkflowRef,
+    WorkflowWorker,
 };
 
 /// Stamps one `#[tokio::test]` per conformance case into a module named `$name`.
@@ -80,6 +81,8 @@ macro_rules! conformance_tests {
                 pausing_stops_a_schedule_and_resuming_fires_no_burst,
                 missed_ticks_fire_once_by_default_or_up_to_catch_up,
                 invalid_schedules_are_rejected_and_nothing_is_written,
+                resuming_sets_the_next_tick_in_one_write_and_leaves_an_enabled_schedule_alone,
+                the_client_saves_only_workflows_valid_for_its_node_types,
             );
         }
     };
@@ -324,7 +327,7 @@ pub async fn claim_marks_running_under_a_new_lease(store: impl Store) {
     assert_eq!(execution.id, id);
     assert_eq!(execution.status, ExecutionStatus::Running);
     assert_eq!(execution.lease_owner.as_deref(), Some(WORKER));
-    assert_eq!(execution.lease_token, 1);
+    assert_eq!(execution.lease_token, LeaseToken(1));
     assert_eq!(execution.input, json!({"x": 1}));
     assert!(execution.started_at.is_some());
     let expires = execution.lease_expires_at.expect("lease expiry");
@@ -436,7 +439,7 @@ pub async fn expired_lease_is_reclaimed_with_a_new_token(store: impl TestStore) 
     assert_eq!(second.execution.id, first.execution.id);
     assert_eq!(
         second.execution.lease_token,
-        first.execution.lease_token + 1
+        LeaseToken(first.execution.lease_token.0 + 1)
     );
     assert_eq!(second.execution.lease_owner.as_deref(), Some("worker-b"));
     assert_eq!(second.node_runs.len(), 1);
@@ -464,7 +467,7 @@ pub async fn stale_lease_token_cannot_record_a_step(store: impl TestStore) {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, StoreError::LeaseLost { execution_id, lease_token: 1 } if execution_id == id),
+        matches!(err, StoreError::LeaseLost { execution_id, lease_token: LeaseToken(1) } if execution_id == id),
         "{err:?}"
     );
     let detail = store.get_execution(id).await.unwrap();
@@ -677,7 +680,7 @@ pub async fn retry_parks_the_execution_until_its_backoff(store: impl TestStore) 
     store.backdate_run_at(id, Duration::from_secs(60)).await;
     let again = claim_one(&store, WORKER, LEASE).await;
     assert_eq!(again.execution.id, id);
-    assert_eq!(again.execution.lease_token, 2);
+    assert_eq!(again.execution.lease_token, LeaseToken(2));
     assert_eq!(again.node_runs.len(), 1);
     assert_eq!(again.node_runs[0].status, NodeRunStatus::Failed);
     assert_eq!(again.node_runs[0].error.as_deref(), Some("flaky"));
@@ -708,7 +711,7 @@ pub async fn record_steps_fences_each_step_on_its_own(store: impl Store) {
     failed.output = None;
     failed.error = Some("flaky".into());
     let mut stale_step = record(stale, vec![completed_run("start", 1)], finish.clone());
-    stale_step.lease_token -= 1;
+    stale_step.lease_token = LeaseToken(stale_step.lease_token.0 - 1);
     let steps = [
         record(
             finished,
@@ -1535,7 +1538,7 @@ pub async fn claims_count_rescues_until_a_step_is_recorded(store: impl TestStore
     );
     assert_eq!(
         fifth.execution.lease_token,
-        fourth.execution.lease_token + 1
+        LeaseToken(fourth.execution.lease_token.0 + 1)
     );
 }
 
@@ -2398,17 +2401,14 @@ async fn scheduled_ticks(store: &impl Store) -> Vec<chrono::DateTime<chrono::Utc
     ticks
 }
 
-async fn every_second(store: &impl Store, catch_up: u32) -> crate::Schedule {
-    crate::schedule::create(
-        store,
-        WorkflowRef::Name("tick".into()),
-        "* * * * * *",
-        "UTC",
-        json!({"scheduled": true}),
-        catch_up,
-    )
-    .await
-    .expect("create schedule")
+async fn every_second(store: &(impl Store + Clone), catch_up: u32) -> crate::Schedule {
+    let mut schedule = NewSchedule::new("tick", "* * * * * *");
+    schedule.input = json!({"scheduled": true});
+    schedule.catch_up = catch_up;
+    Client::new(store.clone())
+        .create_schedule(schedule)
+        .await
+        .expect("create schedule")
 }
 
 /// An every-second schedule polled by 4 workers for 10 s starts one execution per tick: no
@@ -2475,15 +2475,13 @@ pub async fn pausing_stops_a_schedule_and_resuming_fires_no_burst(store: impl St
         assert!(started.elapsed() < WAIT, "the schedule never fired");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let paused = store
-        .set_schedule_enabled(schedule.id, false)
-        .await
-        .unwrap();
+    let client = Client::new(store.clone());
+    let paused = client.pause_schedule(schedule.id).await.unwrap();
     assert!(!paused.enabled);
     let paused_at = store.now().await.unwrap();
     // The paused period: real seconds must pass for ticks to be missed.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let resumed = crate::schedule::resume(&store, schedule.id).await.unwrap();
+    let resumed = client.resume_schedule(schedule.id).await.unwrap();
     let resumed_at = store.now().await.unwrap();
     assert!(resumed.enabled);
     assert!(
@@ -2538,16 +2536,12 @@ pub async fn missed_ticks_fire_once_by_default_or_up_to_catch_up(store: impl Tes
             .await;
     }
     for (name, catch_up) in [("once", 1), ("thrice", 3)] {
-        let schedule = crate::schedule::create(
-            &store,
-            WorkflowRef::Name(name.into()),
-            "* * * * * *",
-            "UTC",
-            json!({}),
-            catch_up,
-        )
-        .await
-        .unwrap();
+        let mut schedule = NewSchedule::new(name, "* * * * * *");
+        schedule.catch_up = catch_up;
+        let schedule = Client::new(store.clone())
+            .create_schedule(schedule)
+            .await
+            .unwrap();
         // As if no worker had run for 5 s: five ticks (four if one is just due) are missed.
         store
             .backdate_next_fire_at(schedule.id, Duration::from_secs(5))
@@ -2615,17 +2609,14 @@ pub async fn invalid_schedules_are_rejected_and_nothing_is_written(store: impl S
         let store = store.clone();
         let (workflow, cron, tz) = (workflow.to_owned(), cron.to_owned(), tz.to_owned());
         async move {
-            crate::schedule::create(
-                &store,
-                WorkflowRef::Name(workflow),
-                &cron,
-                &tz,
-                json!({}),
-                catch_up,
-            )
-            .await
-            .unwrap_err()
-            .to_string()
+            let mut schedule = NewSchedule::new(workflow, cron);
+            schedule.timezone = tz;
+            schedule.catch_up = catch_up;
+            Client::new(store)
+                .create_schedule(schedule)
+                .await
+                .unwrap_err()
+                .to_string()
         }
     };
     let err = create("tick", "every day", "UTC", 1).await;
@@ -2644,9 +2635,89 @@ pub async fn invalid_schedules_are_rejected_and_nothing_is_written(store: impl S
     assert_eq!(err, "workflow \"missing\" not found");
     assert!(store.list_schedules().await.unwrap().is_empty());
     let unknown = crate::ScheduleId(uuid::Uuid::new_v4());
-    let err = store
-        .set_schedule_enabled(unknown, false)
+    for err in [
+        store.pause_schedule(unknown).await.unwrap_err(),
+        store.resume_schedule(unknown, None).await.unwrap_err(),
+        store.get_schedule(unknown).await.unwrap_err(),
+    ] {
+        assert_eq!(err.to_string(), format!("schedule {unknown} not found"));
+    }
+}
+
+/// A resume sets the paused schedule's next tick in the same write that enables it, and
+/// leaves an enabled schedule's tick as it is; pausing keeps the tick.
+pub async fn resuming_sets_the_next_tick_in_one_write_and_leaves_an_enabled_schedule_alone(
+    store: impl Store + Clone,
+) {
+    quick_workflow(&store).await;
+    let client = Client::new(store.clone());
+    let schedule = client
+        .create_schedule(NewSchedule::new("tick", "0 9 * * *"))
+        .await
+        .unwrap();
+    let tick = schedule.next_fire_at.expect("a first tick");
+    let week_later = tick + chrono::Duration::days(7);
+
+    let same = store
+        .resume_schedule(schedule.id, Some(week_later))
+        .await
+        .unwrap();
+    assert!(same.enabled);
+    assert_eq!(
+        same.next_fire_at,
+        Some(tick),
+        "an enabled schedule is left alone"
+    );
+    let paused = store.pause_schedule(schedule.id).await.unwrap();
+    assert!(!paused.enabled);
+    assert_eq!(paused.next_fire_at, Some(tick));
+    let resumed = store
+        .resume_schedule(schedule.id, Some(week_later))
+        .await
+        .unwrap();
+    assert!(resumed.enabled);
+    assert_eq!(resumed.next_fire_at, Some(week_later));
+    assert_eq!(store.get_schedule(schedule.id).await.unwrap(), resumed);
+
+    // The client resumes from the first tick after now.
+    store.pause_schedule(schedule.id).await.unwrap();
+    let before = store.now().await.unwrap();
+    let resumed = client.resume_schedule(schedule.id).await.unwrap();
+    let next = resumed.next_fire_at.expect("a next tick");
+    assert!(resumed.enabled);
+    assert!(
+        next > before && next <= before + chrono::Duration::days(1),
+        "{next} is not the first 09:00 after {before}"
+    );
+}
+
+/// The client validates a definition against its node types before saving it: one its
+/// registry lacks is refused with the node named, and nothing is written.
+pub async fn the_client_saves_only_workflows_valid_for_its_node_types(store: impl Store + Clone) {
+    let definition: crate::WorkflowDefinition = serde_json::from_value(json!({
+        "name": "echoing",
+        "nodes": [{"id": "start", "type": "trigger"}, {"id": "say", "type": "echo"}],
+        "edges": [{"from": "start", "to": "say"}]
+    }))
+    .unwrap();
+    let builtin = Client::new(store.clone());
+    let err = builtin
+        .save_workflow(definition.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("say") && err.contains("echo"), "{err}");
+    let missing = store
+        .get_workflow(&WorkflowRef::Name("echoing".into()))
         .await
         .unwrap_err();
-    assert_eq!(err.to_string(), format!("schedule {unknown} not found"));
+    assert!(
+        matches!(missing, StoreError::NotFound { .. }),
+        "{missing:?}"
+    );
+
+    let with_echo = Client::with_registry(store.clone(), nodes::registry());
+    let saved = with_echo.save_workflow(definition).await.unwrap();
+    assert_eq!((saved.name.as_str(), saved.version), ("echoing", 1));
+    assert_eq!(with_echo.workflow("echoing").await.unwrap(), saved);
 }

@@ -209,14 +209,14 @@ impl<S: Store> Store for StalledHeartbeat<S> {
 
     async fn claim_executions(
         &self,
-        params: crate::ClaimParams,
-    ) -> Result<Vec<crate::ClaimedExecution>, crate::StoreError> {
+        params: crate::store::ClaimParams,
+    ) -> Result<Vec<crate::store::ClaimedExecution>, crate::StoreError> {
         self.0.claim_executions(params).await
     }
 
     async fn record_steps(
         &self,
-        steps: &[crate::RecordStep],
+        steps: &[crate::store::RecordStep],
     ) -> Vec<Result<(), crate::StoreError>> {
         self.0.record_steps(steps).await
     }
@@ -224,7 +224,7 @@ impl<S: Store> Store for StalledHeartbeat<S> {
     /// Claims every lease was renewed, renewing none.
     async fn renew_leases(
         &self,
-        leases: &[(ExecutionId, i64)],
+        leases: &[(ExecutionId, crate::LeaseToken)],
         _lease_duration: Duration,
     ) -> Result<Vec<ExecutionId>, crate::StoreError> {
         Ok(leases.iter().map(|(id, _)| *id).collect())
@@ -238,7 +238,7 @@ impl<S: Store> Store for StalledHeartbeat<S> {
         self.0.cancel_execution(id, reason).await
     }
 
-    async fn time_out_executions(&self) -> Result<crate::DeadlineSweep, crate::StoreError> {
+    async fn time_out_executions(&self) -> Result<crate::store::DeadlineSweep, crate::StoreError> {
         self.0.time_out_executions().await
     }
 
@@ -271,7 +271,7 @@ impl<S: Store> Store for StalledHeartbeat<S> {
 
     async fn create_schedule(
         &self,
-        params: crate::CreateScheduleParams,
+        params: crate::store::CreateScheduleParams,
     ) -> Result<crate::Schedule, crate::StoreError> {
         self.0.create_schedule(params).await
     }
@@ -280,30 +280,47 @@ impl<S: Store> Store for StalledHeartbeat<S> {
         self.0.list_schedules().await
     }
 
-    async fn set_schedule_enabled(
+    async fn get_schedule(
         &self,
         id: crate::ScheduleId,
-        enabled: bool,
     ) -> Result<crate::Schedule, crate::StoreError> {
-        self.0.set_schedule_enabled(id, enabled).await
+        self.0.get_schedule(id).await
+    }
+
+    async fn pause_schedule(
+        &self,
+        id: crate::ScheduleId,
+    ) -> Result<crate::Schedule, crate::StoreError> {
+        self.0.pause_schedule(id).await
+    }
+
+    async fn resume_schedule(
+        &self,
+        id: crate::ScheduleId,
+        next_fire_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<crate::Schedule, crate::StoreError> {
+        self.0.resume_schedule(id, next_fire_at).await
     }
 
     async fn delete_schedule(&self, id: crate::ScheduleId) -> Result<(), crate::StoreError> {
         self.0.delete_schedule(id).await
     }
 
-    async fn due_schedules(&self, limit: u32) -> Result<crate::DueSchedules, crate::StoreError> {
+    async fn due_schedules(
+        &self,
+        limit: u32,
+    ) -> Result<crate::store::DueSchedules, crate::StoreError> {
         self.0.due_schedules(limit).await
     }
 
     async fn fire_schedule(
         &self,
-        params: crate::FireScheduleParams,
+        params: crate::store::FireScheduleParams,
     ) -> Result<u32, crate::StoreError> {
         self.0.fire_schedule(params).await
     }
 
-    async fn wakeups(&self) -> Result<Option<Box<dyn crate::Wakeups>>, crate::StoreError> {
+    async fn wakeups(&self) -> Result<Option<Box<dyn crate::store::Wakeups>>, crate::StoreError> {
         self.0.wakeups().await
     }
 

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::ErrorChain;
-use crate::execution::ExecutionId;
+use crate::execution::{ExecutionId, LeaseToken};
 use crate::store::Store;
 
 /// The leases held, by execution: the claim's token, and what cancels the execution's task.
@@ -19,14 +19,14 @@ pub(super) struct Leases(Mutex<HashMap<ExecutionId, Lease>>);
 
 #[derive(Debug)]
 struct Lease {
-    token: i64,
+    token: LeaseToken,
     cancel: CancellationToken,
 }
 
 impl Leases {
     /// Holds the lease of a claim: the heartbeat renews it from now on. The token returned is
     /// cancelled when the lease is found lost.
-    pub(super) fn hold(&self, id: ExecutionId, token: i64) -> CancellationToken {
+    pub(super) fn hold(&self, id: ExecutionId, token: LeaseToken) -> CancellationToken {
         let cancel = CancellationToken::new();
         self.lock().insert(
             id,
@@ -40,7 +40,7 @@ impl Leases {
 
     /// Stops renewing the lease of this claim (`token`), leaving a newer claim of the same
     /// execution (by this worker, after the step that ended this one) alone.
-    pub(super) fn forget(&self, id: ExecutionId, token: i64) {
+    pub(super) fn forget(&self, id: ExecutionId, token: LeaseToken) {
         let mut leases = self.lock();
         if leases.get(&id).is_some_and(|lease| lease.token == token) {
             leases.remove(&id);
@@ -48,7 +48,7 @@ impl Leases {
     }
 
     /// The leases to renew.
-    pub(super) fn held(&self) -> Vec<(ExecutionId, i64)> {
+    pub(super) fn held(&self) -> Vec<(ExecutionId, LeaseToken)> {
         self.lock()
             .iter()
             .map(|(id, lease)| (*id, lease.token))
@@ -60,9 +60,9 @@ impl Leases {
     /// them.
     pub(super) fn lost(
         &self,
-        held: &[(ExecutionId, i64)],
+        held: &[(ExecutionId, LeaseToken)],
         renewed: &[ExecutionId],
-    ) -> Vec<(ExecutionId, i64)> {
+    ) -> Vec<(ExecutionId, LeaseToken)> {
         let mut leases = self.lock();
         let mut lost = Vec::new();
         for &(id, token) in held {
@@ -126,7 +126,7 @@ pub(super) async fn heartbeat(beat: Heartbeat, stop: CancellationToken) {
         match beat.store.renew_leases(&held, beat.lease_duration).await {
             Ok(renewed) => {
                 for (id, token) in beat.leases.lost(&held, &renewed) {
-                    warn!(execution.id = %id, lease_token = token, "lease lost");
+                    warn!(execution.id = %id, lease_token = %token, "lease lost");
                 }
             }
             Err(err) => warn!(
@@ -146,28 +146,28 @@ mod tests {
     fn lost_leases_are_cancelled_and_forgotten_and_renewed_ones_kept() {
         let leases = Leases::default();
         let (a, b) = (ExecutionId::new(), ExecutionId::new());
-        let cancel_a = leases.hold(a, 1);
-        let cancel_b = leases.hold(b, 7);
+        let cancel_a = leases.hold(a, LeaseToken(1));
+        let cancel_b = leases.hold(b, LeaseToken(7));
         let held = leases.held();
         assert_eq!(held.len(), 2);
-        assert_eq!(leases.lost(&held, &[a]), vec![(b, 7)]);
+        assert_eq!(leases.lost(&held, &[a]), vec![(b, LeaseToken(7))]);
         assert!(cancel_b.is_cancelled());
         assert!(!cancel_a.is_cancelled());
-        assert_eq!(leases.held(), vec![(a, 1)]);
+        assert_eq!(leases.held(), vec![(a, LeaseToken(1))]);
     }
 
     #[test]
     fn a_newer_claim_of_the_same_execution_survives_the_old_ones_loss_and_forgetting() {
         let leases = Leases::default();
         let id = ExecutionId::new();
-        leases.hold(id, 1);
+        leases.hold(id, LeaseToken(1));
         let held = leases.held();
         // The claim ended and this worker claimed the execution again meanwhile.
-        leases.forget(id, 1);
-        let newer = leases.hold(id, 2);
+        leases.forget(id, LeaseToken(1));
+        let newer = leases.hold(id, LeaseToken(2));
         assert_eq!(leases.lost(&held, &[]), vec![]);
-        leases.forget(id, 1);
+        leases.forget(id, LeaseToken(1));
         assert!(!newer.is_cancelled());
-        assert_eq!(leases.held(), vec![(id, 2)]);
+        assert_eq!(leases.held(), vec![(id, LeaseToken(2))]);
     }
 }

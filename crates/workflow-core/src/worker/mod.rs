@@ -226,6 +226,13 @@ impl WorkflowWorker {
         &self.registry
     }
 
+    /// A [`Client`](crate::Client) over this worker's store that validates workflows against
+    /// its node types. Take it before [`run_until`](Self::run_until), which consumes the
+    /// worker.
+    pub fn client(&self) -> crate::Client {
+        crate::Client::from_shared(self.store.clone(), self.registry.clone())
+    }
+
     /// The current settings.
     pub fn settings(&self) -> &WorkerConfig {
         &self.config

@@ -26,7 +26,7 @@ use super::graphs::Loaded;
 use super::slots::Slot;
 use super::writer::{Ended, Interrupted, Writer};
 use super::{ErrorChain, Shared};
-use crate::execution::{Execution, ExecutionId, NodeRunStatus, Signal};
+use crate::execution::{Execution, ExecutionId, LeaseToken, NodeRunStatus, Signal};
 use crate::graph::{NodeState, Progress, ReadyNode, WorkflowGraph};
 use crate::metrics;
 use crate::node::{ErrorKind, NodeContext, NodeOutcome};
@@ -185,18 +185,18 @@ async fn runnable_graph(
 
 /// Says how this claim began: a first start, a rescue, or a resumption.
 fn log_claim(execution: &Execution) {
-    if execution.lease_token == 1 {
+    if execution.lease_token == LeaseToken(1) {
         metrics::execution_started(&execution.workflow_name);
         info!(status = %execution.status, "execution started");
     } else if execution.rescue_count > 0 {
         metrics::execution_rescued(&execution.workflow_name);
         warn!(
-            lease_token = execution.lease_token,
+            lease_token = %execution.lease_token,
             rescues = execution.rescue_count,
             "execution rescued: its previous worker stopped renewing the lease"
         );
     } else {
-        info!(lease_token = execution.lease_token, "execution resumed");
+        info!(lease_token = %execution.lease_token, "execution resumed");
     }
 }
 
@@ -485,7 +485,7 @@ impl Run<'_> {
                 output,
                 branch,
             }) => {
-                info!(node.id = %node.id, signal.id = signal, "signal consumed");
+                info!(node.id = %node.id, signal.id = %signal, "signal consumed");
                 self.signals.retain(|s| s.id != signal);
                 run.consumed_signal = Some(signal);
                 self.completed(index, run, output, branch);
@@ -750,7 +750,7 @@ mod tests {
         let mut writer = Writer::new(
             &fence,
             ExecutionId::new(),
-            2,
+            LeaseToken(2),
             "fan",
             slots.take(1).remove(0),
         );

@@ -97,7 +97,7 @@ impl ScheduleFirer {
                 Ok(plan) => plan,
                 Err(err) => {
                     error!(schedule.id = %schedule.id, error = %err, "schedule cannot fire; pausing it");
-                    let _ = self.store.set_schedule_enabled(schedule.id, false).await;
+                    let _ = self.store.pause_schedule(schedule.id).await;
                     continue;
                 }
             };

@@ -1,9 +1,10 @@
 //! [`Slots`]: how many executions a worker runs at once, as owned semaphore permits.
 //!
 //! Each claimed execution holds a [`Slot`] for as long as its task lives. When it starts its
-//! last write it runs no more nodes, so [`Slot::finishing`] hands its slot back for the next
-//! claim and keeps a *finishing* permit instead: at most one concurrency's worth of those, so
-//! a slow store never piles up more than twice the concurrency in tasks.
+//! last write it runs no more nodes, so [`Slot::finishing`] gives up its running slot (as a
+//! [`Freed`], free once dropped: the step writer drops it when the write goes to the store)
+//! and keeps a *finishing* permit instead: at most one concurrency's worth of those, so a
+//! slow store never piles up more than twice the concurrency in tasks.
 
 use std::sync::Arc;
 
@@ -61,19 +62,24 @@ pub(super) struct Slot {
 }
 
 impl Slot {
-    /// The execution runs no more nodes: gives the slot back for the next claim while the
-    /// last write goes on, unless one concurrency's worth of executions are finishing already
-    /// (then it keeps its slot until it ends).
-    pub(super) fn finishing(&mut self) {
-        let Some(finishing) = &self.finishing else {
-            return;
-        };
-        if let Ok(permit) = finishing.clone().try_acquire_owned() {
-            // The running permit is dropped here, freeing the slot.
-            self.permit = permit;
-            self.finishing = None;
-        }
+    /// The execution runs no more nodes: gives up its running slot, to be freed for the next
+    /// claim when the [`Freed`] is dropped, and holds a finishing permit while the last write
+    /// goes on. `None` if one concurrency's worth of executions are finishing already (then
+    /// it keeps its slot until it ends), or if it gave its slot up before.
+    pub(super) fn finishing(&mut self) -> Option<Freed> {
+        let finishing = self.finishing.as_ref()?;
+        let permit = finishing.clone().try_acquire_owned().ok()?;
+        self.finishing = None;
+        Some(Freed {
+            _running: std::mem::replace(&mut self.permit, permit),
+        })
     }
+}
+
+/// A running slot an execution gave up; the next claim may take it once this is dropped.
+#[derive(Debug)]
+pub(super) struct Freed {
+    _running: OwnedSemaphorePermit,
 }
 
 #[cfg(test)]
@@ -100,15 +106,21 @@ mod tests {
     fn a_finishing_execution_frees_its_slot_up_to_one_concurrencys_worth() {
         let slots = Slots::new(2);
         let mut all = slots.take(2);
-        all[0].finishing();
+        let freed = all[0].finishing().expect("a finishing permit is free");
+        assert_eq!(
+            slots.free(),
+            0,
+            "the slot frees when the freed permit is dropped"
+        );
+        drop(freed);
         assert_eq!(slots.free(), 1);
         // Finishing twice does not free a second slot.
-        all[0].finishing();
+        assert!(all[0].finishing().is_none());
         assert_eq!(slots.free(), 1);
         let mut more = slots.take(1);
-        all[1].finishing();
-        more[0].finishing();
+        drop(all[1].finishing());
         // Two are finishing already: the third keeps its slot.
+        assert!(more[0].finishing().is_none());
         assert_eq!(slots.free(), 1);
         drop(all);
         assert_eq!(slots.free(), 1, "the finishing ones held no running slot");
@@ -116,8 +128,8 @@ mod tests {
         assert_eq!(slots.free(), 2);
         // And the finishing permits are back too.
         let mut again = slots.take(2);
-        again[0].finishing();
-        again[1].finishing();
+        drop(again[0].finishing());
+        drop(again[1].finishing());
         assert_eq!(slots.free(), 2);
     }
 

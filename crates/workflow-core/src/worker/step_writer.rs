@@ -4,6 +4,12 @@
 //! which hands the store every step waiting (up to [`MAX_STEP_BATCH`]) in one
 //! [`Store::record_steps`] call. While one batch is written the next gathers, so under load
 //! many executions share one commit, and alone a step is written at once.
+//!
+//! Executions made runnable by one event (a claim, the answers to the previous batch) reach
+//! their writes one after another, so the writer yields once before it cuts a batch: those
+//! already runnable join it rather than trickle into the next ones. The last writes of a
+//! batch free their executions' slots (a [`Freed`]) as the batch goes to the store, together,
+//! so the next claim takes them all at once rather than one by one.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -14,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
 use super::panic_message;
+use super::slots::Freed;
 use crate::store::{RecordStep, Store, StoreError};
 
 /// The most steps recorded in one call.
@@ -25,7 +32,12 @@ pub(super) type Record = Arc<
 >;
 
 /// A step with where to send it back with its result.
-type Request = (RecordStep, oneshot::Sender<Recorded>);
+struct Request {
+    step: RecordStep,
+    reply: oneshot::Sender<Recorded>,
+    /// The slot the step's execution gave up, freed when the step's batch starts.
+    freed: Option<Freed>,
+}
 /// A step handed back with its result.
 pub(super) type Recorded = (RecordStep, Result<(), StoreError>);
 
@@ -48,13 +60,19 @@ impl StepWriter {
         Self(sender)
     }
 
-    /// Records one step (in whatever batch it lands in) and hands it back with the result.
-    /// `Err` only if the task is gone: it panicked, or the runtime is shutting down.
-    pub(super) async fn record(&self, step: RecordStep) -> Result<Recorded, StoreError> {
+    /// Records one step (in whatever batch it lands in) and hands it back with the result;
+    /// `freed` is dropped when that batch goes to the store. `Err` only if the task is gone:
+    /// it panicked, or the runtime is shutting down.
+    pub(super) async fn record(
+        &self,
+        step: RecordStep,
+        freed: Option<Freed>,
+    ) -> Result<Recorded, StoreError> {
         let stopped =
             || StoreError::Backend("the step writer stopped before recording the step".into());
         let (reply, answer) = oneshot::channel();
-        self.0.send((step, reply)).map_err(|_| stopped())?;
+        let request = Request { step, reply, freed };
+        self.0.send(request).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())
     }
 }
@@ -62,7 +80,15 @@ impl StepWriter {
 async fn write_batches(record: Record, mut queue: mpsc::UnboundedReceiver<Request>) {
     let mut requests = Vec::with_capacity(MAX_STEP_BATCH);
     while queue.recv_many(&mut requests, MAX_STEP_BATCH).await > 0 {
-        let (steps, replies): (Vec<_>, Vec<_>) = requests.drain(..).unzip();
+        gather(&mut queue, &mut requests).await;
+        let mut steps = Vec::with_capacity(requests.len());
+        let mut replies = Vec::with_capacity(requests.len());
+        for request in requests.drain(..) {
+            steps.push(request.step);
+            replies.push(request.reply);
+            // The execution runs no more nodes and its write is on its way: its slot is free.
+            drop(request.freed);
+        }
         // A store that panics or answers for fewer steps than it was given fails those steps
         // (their executions resume when their leases expire), never the writer.
         let results = match AssertUnwindSafe(record(&steps)).catch_unwind().await {
@@ -85,6 +111,21 @@ async fn write_batches(record: Record, mut queue: mpsc::UnboundedReceiver<Reques
     }
 }
 
+/// Yields once, then adds to `requests` (up to [`MAX_STEP_BATCH`]) the steps sent meanwhile:
+/// those of executions that were runnable already.
+async fn gather(queue: &mut mpsc::UnboundedReceiver<Request>, requests: &mut Vec<Request>) {
+    if requests.len() >= MAX_STEP_BATCH {
+        return;
+    }
+    tokio::task::yield_now().await;
+    while requests.len() < MAX_STEP_BATCH {
+        match queue.try_recv() {
+            Ok(request) => requests.push(request),
+            Err(_) => break,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -97,7 +138,7 @@ mod tests {
     fn step() -> RecordStep {
         RecordStep {
             execution_id: ExecutionId::new(),
-            lease_token: 1,
+            lease_token: crate::LeaseToken(1),
             worker_id: "w".into(),
             runs: Vec::new(),
             advance: Advance::Release,
@@ -130,7 +171,7 @@ mod tests {
         let writer = StepWriter::spawn_with(gated(sizes.clone(), release.clone()));
         let first = tokio::spawn({
             let writer = writer.clone();
-            async move { writer.record(step()).await }
+            async move { writer.record(step(), None).await }
         });
         while sizes.lock().unwrap().is_empty() {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -138,7 +179,7 @@ mod tests {
         let later: Vec<_> = (0..3)
             .map(|_| {
                 let writer = writer.clone();
-                tokio::spawn(async move { writer.record(step()).await })
+                tokio::spawn(async move { writer.record(step(), None).await })
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -150,12 +191,72 @@ mod tests {
         assert_eq!(*sizes.lock().unwrap(), vec![1, 3]);
     }
 
+    /// A recorder that records the sizes of its batches.
+    fn sizing(sizes: Arc<Mutex<Vec<usize>>>) -> Record {
+        Arc::new(move |steps: &[RecordStep]| {
+            sizes.lock().unwrap().push(steps.len());
+            async move { steps.iter().map(|_| Ok(())).collect() }.boxed()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_step_made_ready_with_the_first_joins_its_batch() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let writer = StepWriter::spawn_with(sizing(sizes.clone()));
+        let (go, ready) = oneshot::channel::<()>();
+        let second = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                ready.await.unwrap();
+                writer.record(step(), None).await
+            }
+        });
+        // The second waits for `go`.
+        tokio::task::yield_now().await;
+        // The first step wakes the writer; `go` then makes the second runnable after it (this
+        // runtime runs tasks in the order they were woken): without the writer's yield, the
+        // second would go alone in a batch of its own.
+        let (reply, answer) = oneshot::channel();
+        let first = Request {
+            step: step(),
+            reply,
+            freed: None,
+        };
+        writer.0.send(first).unwrap();
+        go.send(()).unwrap();
+        assert!(answer.await.unwrap().1.is_ok());
+        assert!(second.await.unwrap().unwrap().1.is_ok());
+        assert_eq!(*sizes.lock().unwrap(), vec![2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_last_write_frees_its_slot_when_its_batch_goes_to_the_store() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let writer = StepWriter::spawn_with(gated(sizes.clone(), release.clone()));
+        let slots = super::super::slots::Slots::new(1);
+        let mut slot = slots.take(1).remove(0);
+        let freed = slot.finishing();
+        assert!(freed.is_some());
+        assert_eq!(slots.free(), 0, "not before the step is sent");
+        let recording = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.record(step(), freed).await }
+        });
+        while sizes.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(slots.free(), 1, "free while the batch is written");
+        release.notify_one();
+        assert!(recording.await.unwrap().unwrap().1.is_ok());
+    }
+
     #[tokio::test]
     async fn a_store_answering_for_fewer_steps_fails_the_rest_and_a_panic_fails_all() {
         let short: Record = Arc::new(|_steps: &[RecordStep]| async move { vec![Ok(())] }.boxed());
         let writer = StepWriter::spawn_with(short);
         // On this single-threaded runtime both are queued before the writer runs: one batch.
-        let (a, b) = tokio::join!(writer.record(step()), writer.record(step()));
+        let (a, b) = tokio::join!(writer.record(step(), None), writer.record(step(), None));
         assert!(a.unwrap().1.is_ok());
         let err = b.unwrap().1.unwrap_err();
         assert!(
@@ -166,10 +267,14 @@ mod tests {
         let panics: Record =
             Arc::new(|_steps: &[RecordStep]| async move { panic!("store bug") }.boxed());
         let writer = StepWriter::spawn_with(panics);
-        let (step, result) = writer.record(step()).await.unwrap();
+        let (step, result) = writer.record(step(), None).await.unwrap();
         assert!(result.is_err());
-        assert_eq!(step.lease_token, 1, "the step is handed back");
+        assert_eq!(
+            step.lease_token,
+            crate::LeaseToken(1),
+            "the step is handed back"
+        );
         // The writer survives its store's panic.
-        assert!(writer.record(step).await.unwrap().1.is_err());
+        assert!(writer.record(step, None).await.unwrap().1.is_err());
     }
 }

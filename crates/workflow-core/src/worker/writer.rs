@@ -15,9 +15,9 @@ use tracing::{error, info, warn};
 use super::ErrorChain;
 use super::decide::from_running;
 use super::leases::Leases;
-use super::slots::Slot;
+use super::slots::{Freed, Slot};
 use super::step_writer::StepWriter;
-use crate::execution::{ExecutionId, NodeRunStatus};
+use crate::execution::{ExecutionId, LeaseToken, NodeRunStatus};
 use crate::metrics;
 use crate::state::ExecutionStatus;
 use crate::store::{Advance, NewNodeRun, RecordStep, StoreError};
@@ -57,7 +57,7 @@ pub(super) struct Writer {
     execution_id: ExecutionId,
     /// The execution's workflow name, for metrics.
     workflow: String,
-    lease_token: i64,
+    lease_token: LeaseToken,
     /// Given back for the next claim when the last write starts.
     slot: Slot,
     /// Node runs not yet recorded; they go out with the next write.
@@ -78,7 +78,7 @@ impl Writer {
     pub(super) fn new(
         fence: &Fence,
         execution_id: ExecutionId,
-        lease_token: i64,
+        lease_token: LeaseToken,
         workflow: &str,
         slot: Slot,
     ) -> Self {
@@ -97,6 +97,16 @@ impl Writer {
     /// and fencing makes a retry safe. If an attempt committed but its answer was lost, the
     /// retry finds its runs already recorded, which is success.
     async fn write(&mut self, advance: Advance) -> Result<(), Interrupted> {
+        self.write_freeing(advance, None).await
+    }
+
+    /// [`write`](Self::write), freeing the slot given up in `freed` when the step goes to the
+    /// store.
+    async fn write_freeing(
+        &mut self,
+        advance: Advance,
+        mut freed: Option<Freed>,
+    ) -> Result<(), Interrupted> {
         let mut step = RecordStep {
             execution_id: self.execution_id,
             lease_token: self.lease_token,
@@ -108,7 +118,7 @@ impl Writer {
         let mut backoff = Duration::from_millis(100);
         let mut retried = false;
         loop {
-            let (returned, result) = self.fence.steps.record(step).await?;
+            let (returned, result) = self.fence.steps.record(step, freed.take()).await?;
             step = returned;
             match result {
                 Ok(()) => return Ok(()),
@@ -149,13 +159,13 @@ impl Writer {
 
     /// The last write of this claim. The heartbeat stops renewing the lease first, so it
     /// cannot mistake the released lease for a lost one, and the slot goes to the next
-    /// claim: this execution runs no more nodes.
+    /// claim as the write goes to the store: this execution runs no more nodes.
     async fn last_write(&mut self, advance: Advance) -> Result<(), Interrupted> {
         self.fence
             .leases
             .forget(self.execution_id, self.lease_token);
-        self.slot.finishing();
-        self.write(advance).await
+        let freed = self.slot.finishing();
+        self.write_freeing(advance, freed).await
     }
 
     /// Completes the execution with `output`.
@@ -300,7 +310,13 @@ mod tests {
         };
         let (fence, asked) = fence(vec![Err(unavailable()), Err(recorded)]);
         let slots = Slots::new(1);
-        let mut writer = Writer::new(&fence, ExecutionId::new(), 1, "w", slots.take(1).remove(0));
+        let mut writer = Writer::new(
+            &fence,
+            ExecutionId::new(),
+            LeaseToken(1),
+            "w",
+            slots.take(1).remove(0),
+        );
         writer.pending.push(run(NodeRunStatus::Completed));
         writer.flush().await.unwrap();
         assert_eq!(asked.lock().unwrap().len(), 2);
@@ -310,7 +326,13 @@ mod tests {
     async fn a_store_away_for_longer_than_the_lease_drops_the_execution() {
         let (fence, asked) = fence((0..100).map(|_| Err(unavailable())).collect());
         let slots = Slots::new(1);
-        let mut writer = Writer::new(&fence, ExecutionId::new(), 1, "w", slots.take(1).remove(0));
+        let mut writer = Writer::new(
+            &fence,
+            ExecutionId::new(),
+            LeaseToken(1),
+            "w",
+            slots.take(1).remove(0),
+        );
         let started = Instant::now();
         let err = writer.complete(Value::Null).await.unwrap_err();
         assert!(
@@ -325,7 +347,13 @@ mod tests {
     async fn a_flush_of_unfinished_attempts_alone_writes_nothing() {
         let (fence, asked) = fence(Vec::new());
         let slots = Slots::new(1);
-        let mut writer = Writer::new(&fence, ExecutionId::new(), 1, "w", slots.take(1).remove(0));
+        let mut writer = Writer::new(
+            &fence,
+            ExecutionId::new(),
+            LeaseToken(1),
+            "w",
+            slots.take(1).remove(0),
+        );
         writer.pending.push(run(NodeRunStatus::Abandoned));
         writer.flush().await.unwrap();
         assert!(asked.lock().unwrap().is_empty());
@@ -337,12 +365,12 @@ mod tests {
         let id = ExecutionId::new();
         let lost = StoreError::LeaseLost {
             execution_id: id,
-            lease_token: 3,
+            lease_token: LeaseToken(3),
         };
         let (fence, asked) = fence(vec![Err(lost)]);
-        fence.leases.hold(id, 3);
+        fence.leases.hold(id, LeaseToken(3));
         let slots = Slots::new(1);
-        let mut writer = Writer::new(&fence, id, 3, "w", slots.take(1).remove(0));
+        let mut writer = Writer::new(&fence, id, LeaseToken(3), "w", slots.take(1).remove(0));
         let err = writer.park(Duration::from_secs(5)).await.unwrap_err();
         assert!(matches!(err, Interrupted::LeaseLost), "{err:?}");
         assert!(fence.leases.held().is_empty());

@@ -640,16 +640,49 @@ order by s.created_at, s.id
 "#
 );
 
-/// Pauses ($2 false) or resumes ($2 true, clearing the next tick) a schedule ($1).
-pub(super) const SET_SCHEDULE_ENABLED: &str = concat!(
+/// One schedule ($1).
+pub(super) const GET_SCHEDULE: &str = concat!(
+    "select ",
+    schedule_columns!(),
+    r#"
+from workflow_schedules s
+join workflows w on w.id = s.workflow_id
+where s.id = $1
+"#
+);
+
+/// Pauses a schedule ($1), keeping its next tick.
+pub(super) const PAUSE_SCHEDULE: &str = concat!(
     r#"
 with s as (
     update workflow_schedules
-    set enabled = $2,
-        next_fire_at = case when $2 then null else next_fire_at end,
-        updated_at = now()
+    set enabled = false, updated_at = now()
     where id = $1
     returning *
+)
+select "#,
+    schedule_columns!(),
+    r#"
+from s
+join workflows w on w.id = s.workflow_id
+"#
+);
+
+/// Resumes a paused schedule ($1) with its next tick ($2); an enabled one is returned as it
+/// is (the second branch reads the row as it was before the statement, which is the row
+/// when the update matched nothing).
+pub(super) const RESUME_SCHEDULE: &str = concat!(
+    r#"
+with resumed as (
+    update workflow_schedules
+    set enabled = true, next_fire_at = $2, updated_at = now()
+    where id = $1 and not enabled
+    returning *
+), s as (
+    select * from resumed
+    union all
+    select * from workflow_schedules
+    where id = $1 and not exists (select from resumed)
 )
 select "#,
     schedule_columns!(),

@@ -604,16 +604,29 @@ order by s.created_at, s.id
 "#
 );
 
-/// Pauses ($2 false) or resumes ($2 true, clearing the next tick) a schedule ($1).
-pub(super) const SET_SCHEDULE_ENABLED: &str = concat!(
+/// Pauses a schedule ($1), keeping its next tick.
+pub(super) const PAUSE_SCHEDULE: &str = concat!(
     r#"
 update workflow_schedules
-set enabled = $2,
-    next_fire_at = case when $2 then null else next_fire_at end,
+set enabled = 0,
     updated_at = "#,
     now_ms!(),
     r#"
 where id = $1
+"#
+);
+
+/// Resumes a paused schedule ($1) with its next tick ($2, epoch milliseconds); an enabled
+/// one is left as it is.
+pub(super) const RESUME_SCHEDULE: &str = concat!(
+    r#"
+update workflow_schedules
+set enabled = 1,
+    next_fire_at = $2,
+    updated_at = "#,
+    now_ms!(),
+    r#"
+where id = $1 and not enabled
 "#
 );
 

@@ -1,0 +1,248 @@
+//! [`Client`]: what applications, the binary and the examples call to save workflows, start,
+//! signal, cancel and read executions, prune history and manage schedules.
+//!
+//! The client holds the rules that are not the store's to know: a workflow is validated
+//! against the node types before it is saved, a schedule's cron expression and time zone are
+//! checked and its first tick computed from the database's clock before it is stored, and a
+//! resumed schedule gets its next tick in the same write that enables it. Everything else
+//! goes straight to the [`Store`], the driver interface the backends implement.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::execution::{Execution, ExecutionDetail, ExecutionId, Signal, WorkflowVersion};
+use crate::graph::{WorkflowDefinition, WorkflowGraph};
+use crate::node::NodeRegistry;
+use crate::schedule::{self, CronSchedule, Schedule, ScheduleError, ScheduleId};
+use crate::store::{
+    CreateScheduleParams, ListExecutionsParams, LiveWorker, QueueStats, SendSignalParams,
+    StartExecutionParams, Store, StoreError, WorkflowRef,
+};
+
+/// The application's handle on the engine, over any [`Store`]. Cheap to clone.
+///
+/// ```no_run
+/// # async fn example(store: impl workflow_worker_core::Store) -> workflow_worker_core::Result<()> {
+/// use serde_json::json;
+/// use workflow_worker_core::{Client, StartExecutionParams, WorkflowDefinition};
+///
+/// let client = Client::new(store);
+/// let definition: WorkflowDefinition = serde_json::from_value(json!({
+///     "name": "hello",
+///     "nodes": [{"id": "start", "type": "trigger"}],
+///     "edges": []
+/// }))
+/// .expect("a definition");
+/// client.save_workflow(definition).await?;
+/// let execution = client
+///     .start(StartExecutionParams::new("hello", json!({"name": "Ada"})))
+///     .await?;
+/// println!("started {}", execution.id);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    store: Arc<dyn Store>,
+    registry: NodeRegistry,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A schedule to create with [`Client::create_schedule`].
+#[derive(Debug, Clone)]
+pub struct NewSchedule {
+    /// The workflow to start on every tick (the version current at each tick).
+    pub workflow: WorkflowRef,
+    /// A cron expression: five fields (minute first) or six (second first).
+    pub cron: String,
+    /// The IANA time zone the expression is read in.
+    pub timezone: String,
+    /// The input of every execution it starts.
+    pub input: Value,
+    /// How many missed ticks to fire when several are due at once (at least 1).
+    pub catch_up: u32,
+}
+
+impl NewSchedule {
+    /// Starts `workflow` at every tick of `cron` in UTC with an empty input, firing only the
+    /// latest of missed ticks.
+    pub fn new(workflow: impl Into<WorkflowRef>, cron: impl Into<String>) -> Self {
+        Self {
+            workflow: workflow.into(),
+            cron: cron.into(),
+            timezone: "UTC".to_owned(),
+            input: Value::Object(serde_json::Map::new()),
+            catch_up: 1,
+        }
+    }
+}
+
+impl Client {
+    /// A client whose workflows are validated against the built-in node types.
+    pub fn new(store: impl Store) -> Self {
+        Self::with_registry(store, NodeRegistry::builtin())
+    }
+
+    /// A client whose workflows are validated against `registry`: the node types of the
+    /// workers that will run them (see [`WorkflowWorker::client`](crate::WorkflowWorker::client)).
+    pub fn with_registry(store: impl Store, registry: NodeRegistry) -> Self {
+        Self::from_shared(Arc::new(store), registry)
+    }
+
+    /// A client over a store shared with others (a worker, an HTTP server).
+    pub fn from_shared(store: Arc<dyn Store>, registry: NodeRegistry) -> Self {
+        Self { store, registry }
+    }
+
+    /// The store underneath, for what only the driver interface offers.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The node types workflows are validated against.
+    pub fn registry(&self) -> &NodeRegistry {
+        &self.registry
+    }
+
+    /// Validates `definition` against the node types and saves it as the workflow's next
+    /// version. Nothing is written if it is invalid: the error lists every problem.
+    pub async fn save_workflow(
+        &self,
+        definition: WorkflowDefinition,
+    ) -> crate::Result<WorkflowVersion> {
+        let graph = WorkflowGraph::validate(definition, &self.registry)?;
+        Ok(self.store.save_workflow(&graph).await?)
+    }
+
+    /// The latest version of a workflow.
+    pub async fn workflow(
+        &self,
+        workflow: impl Into<WorkflowRef>,
+    ) -> Result<WorkflowVersion, StoreError> {
+        self.store.get_workflow(&workflow.into()).await
+    }
+
+    /// The version an execution is pinned to.
+    pub async fn workflow_version_of(
+        &self,
+        execution: &Execution,
+    ) -> Result<WorkflowVersion, StoreError> {
+        self.store
+            .get_workflow_version(execution.workflow_id, execution.workflow_version)
+            .await
+    }
+
+    /// Starts an execution of the latest version of a workflow.
+    pub async fn start(&self, params: StartExecutionParams) -> Result<Execution, StoreError> {
+        self.store.start_execution(params).await
+    }
+
+    /// Sends a signal to an execution that has not ended, in one atomic step: a signal to an
+    /// ended execution is [`StoreError::AlreadyEnded`], and one with an idempotency key sent
+    /// before returns the first.
+    pub async fn signal(&self, params: SendSignalParams) -> Result<Signal, StoreError> {
+        self.store.send_signal(params).await
+    }
+
+    /// Cancels an execution that has not ended. A running one stops at its holder's next
+    /// heartbeat.
+    pub async fn cancel(&self, id: ExecutionId, reason: &str) -> Result<Execution, StoreError> {
+        self.store.cancel_execution(id, reason).await
+    }
+
+    /// An execution with its node runs and signals.
+    pub async fn execution(&self, id: ExecutionId) -> Result<ExecutionDetail, StoreError> {
+        self.store.get_execution(id).await
+    }
+
+    /// Executions, newest first.
+    pub async fn executions(
+        &self,
+        params: ListExecutionsParams,
+    ) -> Result<Vec<Execution>, StoreError> {
+        self.store.list_executions(params).await
+    }
+
+    /// Deletes every execution that ended more than `older_than` ago, with its history, in
+    /// short transactions of at most `batch` executions (the worker's pruner uses
+    /// [`PRUNE_BATCH`](crate::worker::PRUNE_BATCH)); returns how many it deleted.
+    pub async fn prune(&self, older_than: Duration, batch: u32) -> Result<u64, StoreError> {
+        crate::worker::prune(&*self.store, older_than, batch).await
+    }
+
+    /// How many executions are runnable, waiting and running.
+    pub async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        self.store.queue_stats().await
+    }
+
+    /// The workers seen recently, with the node types each runs.
+    pub async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError> {
+        self.store.live_workers().await
+    }
+
+    /// Validates a schedule and stores it, its first tick computed from the database's clock.
+    pub async fn create_schedule(&self, schedule: NewSchedule) -> crate::Result<Schedule> {
+        let parsed = schedule::validate(&schedule.cron, &schedule.timezone, schedule.catch_up)?;
+        let next_fire_at = next_tick(&parsed, &schedule.cron, self.store.now().await?)?;
+        let created = self
+            .store
+            .create_schedule(CreateScheduleParams {
+                workflow: schedule.workflow,
+                cron: schedule.cron,
+                timezone: schedule.timezone,
+                input: schedule.input,
+                catch_up: schedule.catch_up,
+                next_fire_at,
+            })
+            .await?;
+        Ok(created)
+    }
+
+    /// Every schedule.
+    pub async fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        self.store.list_schedules().await
+    }
+
+    /// Pauses a schedule: no tick fires until it is resumed.
+    pub async fn pause_schedule(&self, id: ScheduleId) -> Result<Schedule, StoreError> {
+        self.store.pause_schedule(id).await
+    }
+
+    /// Resumes a paused schedule from its first tick after now, in one write: nothing fires
+    /// for the paused period, and workers fire the next tick on time however long until they
+    /// next look. Resuming an enabled schedule changes nothing.
+    pub async fn resume_schedule(&self, id: ScheduleId) -> crate::Result<Schedule> {
+        let paused = self.store.get_schedule(id).await?;
+        if paused.enabled {
+            return Ok(paused);
+        }
+        let parsed = CronSchedule::parse(&paused.cron, &paused.timezone)?;
+        let next_fire_at = parsed.next_after(self.store.now().await?);
+        Ok(self.store.resume_schedule(id, next_fire_at).await?)
+    }
+
+    /// Deletes a schedule; executions it started stay.
+    pub async fn delete_schedule(&self, id: ScheduleId) -> Result<(), StoreError> {
+        self.store.delete_schedule(id).await
+    }
+}
+
+/// The first tick of `parsed` after `now`, or why it has none.
+fn next_tick(
+    parsed: &CronSchedule,
+    cron: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, ScheduleError> {
+    parsed
+        .next_after(now)
+        .ok_or_else(|| ScheduleError::NoFutureTick(cron.to_owned()))
+}

@@ -1,0 +1,114 @@
+//! `run`: the worker, with its metrics and health endpoint.
+
+use workflow_worker_core::{WorkerConfig, WorkflowWorker};
+
+use super::{Access, Database};
+use crate::cli::RunArgs;
+use crate::http;
+
+/// Checks the settings, serves the health endpoint at once (it answers while the database
+/// does not), connects and migrates, then runs the worker until SIGINT or SIGTERM.
+pub(super) async fn run(db: &Database, args: RunArgs) -> anyhow::Result<()> {
+    // Check the worker's settings before touching the database.
+    let config = config(&args)?;
+    let stop_metrics = tokio_util::sync::CancellationToken::new();
+    let (endpoint, served) = match args.metrics_addr {
+        Some(addr) => {
+            let server = http::MetricsServer::bind(addr).await?;
+            let endpoint = server.endpoint();
+            tracing::info!(addr = %server.local_addr()?, "serving /metrics, /healthz and /readyz");
+            (
+                Some(endpoint),
+                Some(tokio::spawn(server.serve(stop_metrics.clone()))),
+            )
+        }
+        None => (None, None),
+    };
+    let shown = db.shown();
+    if db.embedded_default {
+        tracing::info!(
+            database = %shown,
+            "no DATABASE_URL set: using the embedded SQLite store in the working directory"
+        );
+    }
+    let options = db.options(config.worker_id.clone(), Access::Migrate);
+    tracing::info!(database = %shown, timeout = ?options.postgres.get_connect_timeout(), "connecting to the database and applying migrations");
+    let opened = tokio::select! {
+        opened = workflow_worker_store::open_store_with(&db.url, &options) => opened,
+        () = shutdown_signal() => {
+            stop_metrics.cancel();
+            return Ok(());
+        }
+    };
+    let ran = match opened {
+        Ok(store) => {
+            tracing::info!(database = %shown, "database ready");
+            if let Some(endpoint) = &endpoint {
+                endpoint.set_store(store.clone());
+            }
+            WorkflowWorker::new(store)
+                .config(config)
+                .run_until(shutdown_signal())
+                .await
+                .map_err(anyhow::Error::from)
+        }
+        Err(err) => Err(err.into()),
+    };
+    // The endpoint stays up while the worker drains, then stops with it.
+    stop_metrics.cancel();
+    if let Some(served) = served {
+        served.await??;
+    }
+    ran
+}
+
+/// The worker's settings from the command line and environment, checked.
+fn config(args: &RunArgs) -> anyhow::Result<WorkerConfig> {
+    let mut config = WorkerConfig::default();
+    config.concurrency = args.concurrency;
+    config.poll_interval = args.poll_interval;
+    config.lease_duration = args.lease_duration;
+    config.heartbeat_interval = args.heartbeat_interval;
+    config.shutdown_grace = args.shutdown_grace;
+    config.max_rescues = args.max_rescues;
+    config.wakeups = args.wakeups;
+    config.prune_after = args.prune_after;
+    if let Some(id) = &args.worker_id {
+        config.worker_id = id.clone();
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Completes on the first SIGINT or SIGTERM; a second one exits the process at once.
+async fn shutdown_signal() {
+    wait_for_signal().await;
+    tracing::info!("shutdown requested; finishing executions in flight (signal again to exit now)");
+    tokio::spawn(async {
+        wait_for_signal().await;
+        tracing::warn!("second signal; exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
