@@ -1,4 +1,6 @@
-//! The [`Store`] trait: everything the worker and clients persist, with no SQL in sight.
+//! The [`Store`] trait: the driver interface every backend implements, and that the
+//! [`Client`](crate::Client) and the worker call. Applications use the client, which adds the
+//! rules that are not a store's to know (validation before a save, a schedule's first tick).
 //!
 //! Implementations live in the `workflow-worker-store` crate. Each method is one atomic step; core
 //! decides every status change (see [`transition`](crate::transition)) and a store only

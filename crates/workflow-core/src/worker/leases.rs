@@ -126,7 +126,7 @@ pub(super) async fn heartbeat(beat: Heartbeat, stop: CancellationToken) {
         match beat.store.renew_leases(&held, beat.lease_duration).await {
             Ok(renewed) => {
                 for (id, token) in beat.leases.lost(&held, &renewed) {
-                    warn!(execution.id = %id, lease_token = %token, "lease lost");
+                    warn!(execution.id = %id, lease_token = token.0, "lease lost");
                 }
             }
             Err(err) => warn!(

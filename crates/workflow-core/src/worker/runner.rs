@@ -191,12 +191,12 @@ fn log_claim(execution: &Execution) {
     } else if execution.rescue_count > 0 {
         metrics::execution_rescued(&execution.workflow_name);
         warn!(
-            lease_token = %execution.lease_token,
+            lease_token = execution.lease_token.0,
             rescues = execution.rescue_count,
             "execution rescued: its previous worker stopped renewing the lease"
         );
     } else {
-        info!(lease_token = %execution.lease_token, "execution resumed");
+        info!(lease_token = execution.lease_token.0, "execution resumed");
     }
 }
 
@@ -485,7 +485,7 @@ impl Run<'_> {
                 output,
                 branch,
             }) => {
-                info!(node.id = %node.id, signal.id = %signal, "signal consumed");
+                info!(node.id = %node.id, signal.id = signal.0, "signal consumed");
                 self.signals.retain(|s| s.id != signal);
                 run.consumed_signal = Some(signal);
                 self.completed(index, run, output, branch);

@@ -261,6 +261,17 @@ mod tests {
 
     /// A fence whose store answers each step with the next of `answers` (then `Ok`), and
     /// keeps what it was asked to record.
+    /// The writer of a first claim of a new execution, in one of `slots`.
+    fn first_claim(fence: &Fence, slots: &Slots) -> Writer {
+        Writer::new(
+            fence,
+            ExecutionId::new(),
+            LeaseToken(1),
+            "w",
+            slots.take(1).remove(0),
+        )
+    }
+
     fn fence(answers: Vec<Result<(), StoreError>>) -> (Fence, Arc<Mutex<Vec<Advance>>>) {
         let answers: Answers = Arc::new(Mutex::new(answers.into_iter().rev().collect()));
         let asked = Arc::new(Mutex::new(Vec::new()));
@@ -310,13 +321,7 @@ mod tests {
         };
         let (fence, asked) = fence(vec![Err(unavailable()), Err(recorded)]);
         let slots = Slots::new(1);
-        let mut writer = Writer::new(
-            &fence,
-            ExecutionId::new(),
-            LeaseToken(1),
-            "w",
-            slots.take(1).remove(0),
-        );
+        let mut writer = first_claim(&fence, &slots);
         writer.pending.push(run(NodeRunStatus::Completed));
         writer.flush().await.unwrap();
         assert_eq!(asked.lock().unwrap().len(), 2);
@@ -326,13 +331,7 @@ mod tests {
     async fn a_store_away_for_longer_than_the_lease_drops_the_execution() {
         let (fence, asked) = fence((0..100).map(|_| Err(unavailable())).collect());
         let slots = Slots::new(1);
-        let mut writer = Writer::new(
-            &fence,
-            ExecutionId::new(),
-            LeaseToken(1),
-            "w",
-            slots.take(1).remove(0),
-        );
+        let mut writer = first_claim(&fence, &slots);
         let started = Instant::now();
         let err = writer.complete(Value::Null).await.unwrap_err();
         assert!(
@@ -347,13 +346,7 @@ mod tests {
     async fn a_flush_of_unfinished_attempts_alone_writes_nothing() {
         let (fence, asked) = fence(Vec::new());
         let slots = Slots::new(1);
-        let mut writer = Writer::new(
-            &fence,
-            ExecutionId::new(),
-            LeaseToken(1),
-            "w",
-            slots.take(1).remove(0),
-        );
+        let mut writer = first_claim(&fence, &slots);
         writer.pending.push(run(NodeRunStatus::Abandoned));
         writer.flush().await.unwrap();
         assert!(asked.lock().unwrap().is_empty());

@@ -76,10 +76,26 @@ impl Worker {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Sends SIGTERM, checks the worker exits cleanly, and returns its log.
+    /// Sends SIGTERM, checks the worker exits cleanly, and returns its log. A worker that
+    /// has not exited a minute later (its shutdown is bounded by the grace period and the
+    /// release timeout, seconds here) is killed and fails the test with its log.
     pub(crate) fn stop(mut self) -> String {
         signal(self.pid(), "TERM");
-        let status = self.child.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "worker did not exit within 60 s of SIGTERM:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         let log = self.log();
         std::fs::remove_file(&self.log).unwrap();
         assert!(status.success(), "worker exit {status:?}:\n{log}");
