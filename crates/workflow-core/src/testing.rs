@@ -11,7 +11,8 @@
 //! });
 //! ```
 //!
-//! which yields one test per case, named `postgres::claim_respects_the_limit` and so on.
+//! which yields one test per case, named after where the case lives in [`conformance`]:
+//! `postgres::store::claims::claim_respects_the_limit`, `postgres::worker::graphs::...` and so on.
 
 use std::time::Duration;
 

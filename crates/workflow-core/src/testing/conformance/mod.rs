@@ -1,0 +1,301 @@
+//! The conformance suite: each case is an async fn over any [`Store`], written once and run
+//! against every store by [`conformance_tests!`](crate::conformance_tests). Two halves:
+//!
+//! - [`store`]: the driver contract, one module per entity of the [`Store`] trait (workflows,
+//!   executions, claims, leases, steps, signals, schedules), calling the store directly;
+//! - [`worker`]: scenarios that run real workers over the store, one module per behaviour.
+//!
+//! Time that a case does not wait for on purpose is moved through
+//! [`TestStore`](crate::testing::TestStore) instead of slept.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::fixture::{self, workflow};
+use super::nodes;
+use crate::store::{Advance, ClaimParams, ClaimedExecution, NewNodeRun, RecordStep, RescueFilter};
+use crate::{
+    ExecutionId, ExecutionStatus, NodeRunStatus, StartExecutionParams, Store, StoreError,
+    WorkflowWorker,
+};
+
+pub mod store;
+pub mod worker;
+
+/// Stamps one `#[tokio::test]` per conformance case into a module named `$name`, laid out as
+/// the suite is: `$name::store::claims::claim_respects_the_limit`,
+/// `$name::worker::graphs::hello_workflow_completes_with_its_node_history`, and so on.
+///
+/// `$setup` is an async expression returning `(guard, store)`: the guard lives until the test
+/// ends (a per-test database, say) and `store` is any `Store + Clone` that also implements
+/// [`TestStore`](crate::testing::TestStore).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($name:ident, $setup:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            mod store {
+                #[allow(unused_imports)]
+                use super::*;
+
+                $crate::conformance_tests!(@group $setup; store::workflows;
+                    save_workflow_adds_a_version_per_save,
+                    the_client_saves_only_workflows_valid_for_its_node_types,
+                );
+                $crate::conformance_tests!(@group $setup; store::executions;
+                    start_execution_pins_the_latest_version,
+                    start_execution_of_an_unknown_workflow_is_not_found,
+                    get_execution_of_an_unknown_id_is_not_found,
+                    list_executions_filters_by_status_and_workflow,
+                    queue_stats_count_runnable_waiting_and_running_executions,
+                    prune_deletes_only_executions_that_ended_long_enough_ago,
+                );
+                $crate::conformance_tests!(@group $setup; store::claims;
+                    claim_marks_running_under_a_new_lease,
+                    claim_respects_the_limit,
+                    claim_prefers_higher_priority,
+                    concurrent_claims_never_return_the_same_execution,
+                    claims_count_rescues_until_a_step_is_recorded,
+                    suspects_are_claimed_only_when_asked_for,
+                    an_idle_claim_takes_a_suspect_alone_and_else_the_others,
+                );
+                $crate::conformance_tests!(@group $setup; store::leases;
+                    expired_lease_is_reclaimed_with_a_new_token,
+                    renew_leases_reports_lost_leases,
+                );
+                $crate::conformance_tests!(@group $setup; store::steps;
+                    stale_lease_token_cannot_record_a_step,
+                    recording_the_same_attempt_twice_is_already_recorded,
+                    a_consumed_signal_cannot_be_consumed_again,
+                    steps_of_one_execution_in_one_batch_apply_in_order,
+                    finishing_ends_the_execution_and_releases_the_lease,
+                    retry_parks_the_execution_until_its_backoff,
+                    record_steps_fences_each_step_on_its_own,
+                );
+                $crate::conformance_tests!(@group $setup; store::signals;
+                    signals_are_stored_once_per_key_and_refused_for_ended_executions,
+                );
+                $crate::conformance_tests!(@group $setup; store::schedules;
+                    invalid_schedules_are_rejected_and_nothing_is_written,
+                    resuming_sets_the_next_tick_in_one_write_and_leaves_an_enabled_schedule_alone,
+                );
+            }
+
+            mod worker {
+                #[allow(unused_imports)]
+                use super::*;
+
+                $crate::conformance_tests!(@group $setup; worker::graphs;
+                    hello_workflow_completes_with_its_node_history,
+                    diamond_runs_branches_concurrently_and_joins_their_outputs,
+                    branches_not_taken_are_skipped_and_joins_still_run,
+                    condition_node_routes_each_execution_down_one_branch,
+                );
+                $crate::conformance_tests!(@group $setup; worker::failures;
+                    failing_nodes_fail_their_execution_and_the_worker_goes_on,
+                    retryable_failure_is_retried_after_its_backoff,
+                    exhausted_retries_fail_with_the_last_error,
+                    poison_execution_is_failed_after_max_rescues,
+                    deaths_in_company_do_not_quarantine,
+                );
+                $crate::conformance_tests!(@group $setup; worker::workers;
+                    workers_claim_only_executions_whose_node_types_they_have,
+                    unrunnable_executions_are_counted_against_live_workers,
+                    two_workers_run_each_node_exactly_once,
+                    late_write_of_a_worker_whose_lease_was_taken_over_is_rejected,
+                );
+                $crate::conformance_tests!(@group $setup; worker::shutdown;
+                    shutdown_interrupts_running_nodes_and_releases_the_execution,
+                    shutdown_lets_running_nodes_finish_within_the_grace_period,
+                );
+                $crate::conformance_tests!(@group $setup; worker::cancellation;
+                    cancelling_ends_an_execution_at_once_and_only_once,
+                    cancelling_a_running_code_node_kills_its_process,
+                    an_execution_past_its_deadline_times_out_while_running,
+                    a_deadline_is_enforced_when_the_worker_holding_it_died,
+                );
+                $crate::conformance_tests!(@group $setup; worker::signals;
+                    approval_runs_only_the_branch_the_signal_chose,
+                    a_wait_for_signal_times_out_down_its_timeout_branch,
+                    a_delay_resumes_on_time_after_a_worker_restart,
+                    waiting_executions_hold_no_worker_slot,
+                );
+                $crate::conformance_tests!(@group $setup; worker::schedules;
+                    every_tick_starts_one_execution_across_four_workers,
+                    pausing_stops_a_schedule_and_resuming_fires_no_burst,
+                    missed_ticks_fire_once_by_default_or_up_to_catch_up,
+                );
+                $crate::conformance_tests!(@group $setup; worker::maintenance;
+                    a_worker_with_prune_after_prunes_old_history,
+                );
+            }
+        }
+    };
+    (@group $setup:expr; $kind:ident :: $group:ident; $($case:ident,)*) => {
+        mod $group {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (_guard, store) = $setup.await;
+                    $crate::testing::conformance::$kind::$group::$case(store).await;
+                }
+            )*
+        }
+    };
+}
+
+const WORKER: &str = "worker-a";
+const LEASE: Duration = Duration::from_secs(30);
+const WAIT: Duration = Duration::from_secs(30);
+
+fn claim_params(worker: &str, limit: u32, lease: Duration) -> ClaimParams {
+    ClaimParams {
+        worker_id: worker.to_owned(),
+        limit,
+        lease_duration: lease,
+        rescues: RescueFilter::Any,
+        node_types: None,
+    }
+}
+
+async fn start(store: &impl Store, workflow: &str, input: Value) -> ExecutionId {
+    store
+        .start_execution(StartExecutionParams::new(workflow, input))
+        .await
+        .expect("start execution")
+        .id
+}
+
+async fn claim_one(store: &impl Store, worker: &str, lease: Duration) -> ClaimedExecution {
+    let mut claimed = store
+        .claim_executions(claim_params(worker, 1, lease))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1, "expected one claimable execution");
+    claimed.remove(0)
+}
+
+fn completed_run(node_id: &str, attempt: u32) -> NewNodeRun {
+    NewNodeRun {
+        node_id: node_id.to_owned(),
+        node_type: "echo".to_owned(),
+        attempt,
+        status: NodeRunStatus::Completed,
+        input: Some(json!({})),
+        output: Some(json!({"node": node_id})),
+        branch: None,
+        error: None,
+        duration: Duration::from_millis(5),
+        consumed_signal: None,
+    }
+}
+
+fn record(claimed: &ClaimedExecution, runs: Vec<NewNodeRun>, advance: Advance) -> RecordStep {
+    RecordStep {
+        execution_id: claimed.execution.id,
+        lease_token: claimed.execution.lease_token,
+        worker_id: WORKER.to_owned(),
+        runs,
+        advance,
+    }
+}
+
+/// Records one step: a batch of one, as the worker's writer sends a lone step.
+#[async_trait::async_trait]
+trait RecordOne {
+    async fn record_step(&self, step: RecordStep) -> Result<(), StoreError>;
+}
+
+#[async_trait::async_trait]
+impl<S: Store + ?Sized> RecordOne for S {
+    async fn record_step(&self, step: RecordStep) -> Result<(), StoreError> {
+        let mut results = self.record_steps(std::slice::from_ref(&step)).await;
+        assert_eq!(results.len(), 1, "one result per step");
+        results.remove(0)
+    }
+}
+
+fn keep_running() -> Advance {
+    Advance::Continue {
+        lease_duration: LEASE,
+    }
+}
+
+fn worker(store: impl Store) -> WorkflowWorker {
+    WorkflowWorker::new(store)
+        .poll_interval(Duration::from_millis(50))
+        .concurrency(8)
+        .nodes(nodes::registry())
+}
+
+/// Runs `worker` until execution `id` has recorded its first step, then shuts the worker
+/// down; returns how long it all took.
+async fn shut_down_after_first_step(
+    store: &impl Store,
+    id: ExecutionId,
+    worker: WorkflowWorker,
+) -> Duration {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(worker.run_until(stop.clone().cancelled_owned()));
+    let started = tokio::time::Instant::now();
+    while store.get_execution(id).await.unwrap().node_runs.is_empty() {
+        assert!(started.elapsed() < WAIT, "the worker never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    started.elapsed()
+}
+
+fn approval_workflow() -> fixture::WorkflowBuilder {
+    workflow("approval")
+        .node("approval", "wait_for_signal", json!({"signal": "approval"}))
+        .node("ship", "echo", Value::Null)
+        .node("refund", "echo", Value::Null)
+        .edge("start", "approval")
+        .branch_edge("approval", "ship", "approved")
+        .branch_edge("approval", "refund", "rejected")
+}
+
+async fn send(store: &impl Store, id: ExecutionId, name: &str, payload: Value) -> crate::Signal {
+    store
+        .send_signal(crate::SendSignalParams {
+            execution_id: id,
+            name: name.into(),
+            payload,
+            idempotency_key: None,
+        })
+        .await
+        .expect("send signal")
+}
+
+/// Polls until every execution in `ids` is `waiting`.
+async fn wait_until_waiting(store: &impl Store, ids: &[ExecutionId]) {
+    let started = tokio::time::Instant::now();
+    loop {
+        let mut all = true;
+        for id in ids {
+            all &= store.get_execution(*id).await.unwrap().execution.status
+                == ExecutionStatus::Waiting;
+        }
+        if all {
+            return;
+        }
+        assert!(started.elapsed() < WAIT, "executions never parked to wait");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn quick_workflow(store: &impl Store) {
+    workflow("tick")
+        .node("work", "echo", Value::Null)
+        .edge("start", "work")
+        .save(store, &nodes::registry())
+        .await;
+}

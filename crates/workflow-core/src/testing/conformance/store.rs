@@ -1,0 +1,10 @@
+//! The store contract: what every [`Store`](crate::Store) does when called directly, one module per
+//! entity of the driver interface.
+
+pub mod claims;
+pub mod executions;
+pub mod leases;
+pub mod schedules;
+pub mod signals;
+pub mod steps;
+pub mod workflows;

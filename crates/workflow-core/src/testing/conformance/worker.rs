@@ -1,0 +1,11 @@
+//! Worker scenarios: a real [`WorkflowWorker`](crate::WorkflowWorker) (or several) over the store,
+//! one module per behaviour.
+
+pub mod cancellation;
+pub mod failures;
+pub mod graphs;
+pub mod maintenance;
+pub mod schedules;
+pub mod shutdown;
+pub mod signals;
+pub mod workers;

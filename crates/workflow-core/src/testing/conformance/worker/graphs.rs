@@ -1,0 +1,174 @@
+//! Graphs: linear, diamond, skipped branches and conditions, run to the end.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use crate::testing::conformance::{WAIT, start, worker};
+use crate::testing::fixture::{self, run_until_terminal, workflow};
+use crate::testing::nodes;
+use crate::{ExecutionStatus, NodeRunStatus, Store};
+
+/// The seed's scenario: trigger -> code; both node runs completed, the greeting in the output.
+pub async fn hello_workflow_completes_with_its_node_history(store: impl Store + Clone) {
+    fixture::hello().save(&store, &nodes::registry()).await;
+    let id = start(&store, "hello", json!({"who": "tests"})).await;
+    let claimed = worker(store.clone()).run_once().await.unwrap();
+    assert_eq!(claimed, 1);
+
+    let detail = store.get_execution(id).await.unwrap();
+    assert_eq!(
+        detail.execution.status,
+        ExecutionStatus::Completed,
+        "{detail:?}"
+    );
+    let runs: Vec<(&str, NodeRunStatus)> = detail
+        .node_runs
+        .iter()
+        .map(|r| (r.node_id.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        runs,
+        vec![
+            ("start", NodeRunStatus::Completed),
+            ("say_hello", NodeRunStatus::Completed)
+        ]
+    );
+    assert_eq!(detail.node_runs[0].output, Some(json!({"who": "tests"})));
+    let stdout = &detail.node_runs[1].output.as_ref().unwrap()["stdout"];
+    assert_eq!(stdout, "Hello from workflow!\n");
+    assert_eq!(detail.execution.output.as_ref().unwrap()["stdout"], *stdout);
+}
+
+/// Independent branches overlap in time, and the join receives both outputs keyed by parent.
+pub async fn diamond_runs_branches_concurrently_and_joins_their_outputs(store: impl Store + Clone) {
+    fixture::diamond(400).save(&store, &nodes::registry()).await;
+    let id = start(&store, "diamond", json!({})).await;
+    let detail = run_until_terminal(worker(store.clone()), &store, &[id], WAIT)
+        .await
+        .remove(0);
+    assert_eq!(
+        detail.execution.status,
+        ExecutionStatus::Completed,
+        "{detail:?}"
+    );
+
+    let run = |node: &str| {
+        detail
+            .node_runs
+            .iter()
+            .find(|r| r.node_id == node)
+            .unwrap_or_else(|| panic!("no run of {node}"))
+    };
+    let (a, b, c) = (run("a"), run("b"), run("c"));
+    assert!(
+        a.started_at < b.finished_at && b.started_at < a.finished_at,
+        "a ({} - {}) and b ({} - {}) did not overlap",
+        a.started_at,
+        a.finished_at,
+        b.started_at,
+        b.finished_at
+    );
+    let expected = json!({"a": {"slept_ms": 400}, "b": {"slept_ms": 400}});
+    assert_eq!(c.input, Some(expected.clone()));
+    assert_eq!(detail.execution.output, Some(expected));
+    assert!(c.started_at >= a.finished_at && c.started_at >= b.finished_at);
+}
+
+/// Edges on branches not chosen are not followed; nodes behind them are skipped, and a join
+/// with one path taken still runs.
+pub async fn branches_not_taken_are_skipped_and_joins_still_run(store: impl Store + Clone) {
+    workflow("branching")
+        .node("pick", "branch", json!({"branch": "yes"}))
+        .node("yes", "echo", Value::Null)
+        .node("no", "echo", Value::Null)
+        .node("after_no", "echo", Value::Null)
+        .node("join", "echo", Value::Null)
+        .edge("start", "pick")
+        .branch_edge("pick", "yes", "yes")
+        .branch_edge("pick", "no", "no")
+        .edge("no", "after_no")
+        .edge("yes", "join")
+        .edge("after_no", "join")
+        .save(&store, &nodes::registry())
+        .await;
+    let id = start(&store, "branching", json!({"v": 1})).await;
+    let detail = run_until_terminal(worker(store.clone()), &store, &[id], WAIT)
+        .await
+        .remove(0);
+    assert_eq!(
+        detail.execution.status,
+        ExecutionStatus::Completed,
+        "{detail:?}"
+    );
+    let status: HashMap<&str, NodeRunStatus> = detail
+        .node_runs
+        .iter()
+        .map(|r| (r.node_id.as_str(), r.status))
+        .collect();
+    assert_eq!(status["pick"], NodeRunStatus::Completed);
+    assert_eq!(status["yes"], NodeRunStatus::Completed);
+    assert_eq!(status["no"], NodeRunStatus::Skipped);
+    assert_eq!(status["after_no"], NodeRunStatus::Skipped);
+    assert_eq!(status["join"], NodeRunStatus::Completed);
+    let join = detail
+        .node_runs
+        .iter()
+        .find(|r| r.node_id == "join")
+        .unwrap();
+    assert_eq!(join.input, Some(json!({"yes": {"v": 1}})));
+    let pick = detail
+        .node_runs
+        .iter()
+        .find(|r| r.node_id == "pick")
+        .unwrap();
+    assert_eq!(pick.branch.as_deref(), Some("yes"));
+}
+
+/// The built-in condition node picks `true` or `false` from its input; a path missing from
+/// the input fails the execution with an error naming it.
+pub async fn condition_node_routes_each_execution_down_one_branch(store: impl Store + Clone) {
+    workflow("routing")
+        .node(
+            "check",
+            "condition",
+            json!({"path": "order.total", "op": ">", "value": 100}),
+        )
+        .node("big", "echo", Value::Null)
+        .node("small", "echo", Value::Null)
+        .edge("start", "check")
+        .branch_edge("check", "big", "true")
+        .branch_edge("check", "small", "false")
+        .save(&store, &nodes::registry())
+        .await;
+    let big = start(&store, "routing", json!({"order": {"total": 150}})).await;
+    let small = start(&store, "routing", json!({"order": {"total": 50}})).await;
+    let missing = start(&store, "routing", json!({"order": {}})).await;
+    let details =
+        run_until_terminal(worker(store.clone()), &store, &[big, small, missing], WAIT).await;
+    let ran =
+        |detail: &crate::ExecutionDetail| -> std::collections::BTreeMap<String, NodeRunStatus> {
+            detail
+                .node_runs
+                .iter()
+                .filter(|r| r.node_id == "big" || r.node_id == "small")
+                .map(|r| (r.node_id.clone(), r.status))
+                .collect()
+        };
+    let expect = |big, small| {
+        std::collections::BTreeMap::from([("big".to_owned(), big), ("small".to_owned(), small)])
+    };
+    assert_eq!(
+        ran(&details[0]),
+        expect(NodeRunStatus::Completed, NodeRunStatus::Skipped)
+    );
+    assert_eq!(
+        ran(&details[1]),
+        expect(NodeRunStatus::Skipped, NodeRunStatus::Completed)
+    );
+    assert_eq!(details[2].execution.status, ExecutionStatus::Failed);
+    assert_eq!(
+        details[2].execution.error.as_deref(),
+        Some("node \"check\" failed: path \"order.total\" not found in the input")
+    );
+}

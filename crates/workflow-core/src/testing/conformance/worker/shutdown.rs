@@ -1,0 +1,113 @@
+//! Shutdown: the grace period, then interruption and release.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::store::NewNodeRun;
+use crate::testing::conformance::{
+    LEASE, RecordOne, WAIT, claim_one, completed_run, keep_running, record,
+    shut_down_after_first_step, start, worker,
+};
+use crate::testing::fixture::{run_until_terminal, workflow};
+use crate::testing::nodes;
+use crate::{ExecutionStatus, NodeRunStatus, Store};
+
+/// On shutdown a node still running after the grace period is stopped and recorded as
+/// interrupted, and the execution is released: another worker claims it at once and runs the
+/// node again under the same attempt number.
+pub async fn shutdown_interrupts_running_nodes_and_releases_the_execution(
+    store: impl Store + Clone,
+) {
+    workflow("long")
+        .node("long", "sleep", json!({"ms": 20_000}))
+        .edge("start", "long")
+        .save(&store, &nodes::registry())
+        .await;
+    let id = start(&store, "long", json!({})).await;
+    let first = worker(store.clone())
+        .worker_id("first")
+        .shutdown_grace(Duration::from_millis(300));
+    let took = shut_down_after_first_step(&store, id, first).await;
+    assert!(
+        took < Duration::from_secs(15),
+        "shutdown waited for the node instead of interrupting it"
+    );
+
+    let released = store.get_execution(id).await.unwrap();
+    assert_eq!(released.execution.status, ExecutionStatus::Running);
+    assert_eq!(
+        released.execution.lease_owner, None,
+        "the lease was not released"
+    );
+    let long: Vec<(NodeRunStatus, i32)> = released
+        .node_runs
+        .iter()
+        .filter(|r| r.node_id == "long")
+        .map(|r| (r.status, r.attempt))
+        .collect();
+    assert_eq!(long, vec![(NodeRunStatus::Interrupted, 1)]);
+
+    // Claimable at once, not after the lease would have expired; resumed with attempt 1.
+    let resumed = claim_one(&store, "second", LEASE).await;
+    assert_eq!(resumed.execution.id, id);
+    assert_eq!(resumed.execution.rescue_count, 0);
+    let mut again = NewNodeRun {
+        node_type: "sleep".into(),
+        ..completed_run("long", 1)
+    };
+    again.output = Some(json!({"slept_ms": 0}));
+    store
+        .record_step(record(&resumed, vec![again], keep_running()))
+        .await
+        .expect("the same attempt can complete after an interruption");
+}
+
+/// On shutdown, nodes that finish within the grace period are recorded, no new node starts,
+/// and the execution is released for another worker to finish.
+pub async fn shutdown_lets_running_nodes_finish_within_the_grace_period(store: impl Store + Clone) {
+    workflow("two_steps")
+        .node("first_step", "sleep", json!({"ms": 600}))
+        .node("second_step", "echo", Value::Null)
+        .edge("start", "first_step")
+        .edge("first_step", "second_step")
+        .save(&store, &nodes::registry())
+        .await;
+    let id = start(&store, "two_steps", json!({})).await;
+    let first = worker(store.clone())
+        .worker_id("first")
+        .shutdown_grace(Duration::from_secs(20));
+    shut_down_after_first_step(&store, id, first).await;
+
+    let released = store.get_execution(id).await.unwrap();
+    assert_eq!(released.execution.status, ExecutionStatus::Running);
+    assert_eq!(released.execution.lease_owner, None);
+    let runs: Vec<(&str, NodeRunStatus)> = released
+        .node_runs
+        .iter()
+        .map(|r| (r.node_id.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        runs,
+        vec![
+            ("start", NodeRunStatus::Completed),
+            ("first_step", NodeRunStatus::Completed)
+        ],
+        "the running node finished and no new node started"
+    );
+
+    let detail = run_until_terminal(
+        worker(store.clone()).worker_id("second"),
+        &store,
+        &[id],
+        WAIT,
+    )
+    .await
+    .remove(0);
+    assert_eq!(detail.execution.status, ExecutionStatus::Completed);
+    let last = detail.node_runs.last().unwrap();
+    assert_eq!(
+        (last.node_id.as_str(), last.worker_id.as_deref()),
+        ("second_step", Some("second"))
+    );
+}
