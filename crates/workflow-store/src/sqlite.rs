@@ -654,21 +654,25 @@ impl Store for SqliteStore {
             .map(|types| Value::from(types.clone()).to_string());
         let runnable = match params.rescues {
             RescueFilter::SuspectFirst(threshold) => {
-                let mut rows = sqlx::query(queries::RUNNABLE_SUSPECT_FIRST)
-                    .bind(i64::from(params.limit))
+                // A suspect runs alone; without one, the others as a busy worker claims them.
+                let suspect = sqlx::query(queries::RUNNABLE_SUSPECT)
                     .bind(threshold)
                     .bind(&node_types)
                     .fetch_all(&mut *tx)
                     .await
                     .map_err(classify)?;
-                // A suspect comes first and runs alone.
-                if let Some(first) = rows.first() {
-                    let suspect: bool = first.try_get(2).map_err(classify)?;
-                    if suspect {
-                        rows.truncate(1);
-                    }
+                if suspect.is_empty() {
+                    sqlx::query(queries::RUNNABLE)
+                        .bind(i64::from(params.limit))
+                        .bind(threshold)
+                        .bind(None::<i32>)
+                        .bind(&node_types)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(classify)?
+                } else {
+                    suspect
                 }
-                rows
             }
             rescues => {
                 let (not_suspect_below, suspect_from) = rescues.thresholds();

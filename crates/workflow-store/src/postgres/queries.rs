@@ -159,9 +159,10 @@ with runnable as (
     claim_runnable!()
 );
 
-/// An idle worker's claim: one suspect (expired, rescued at least $4 times) alone if one is
-/// runnable, else up to $1 of the others. One statement: `others` reads nothing once
-/// `suspect` found a row.
+/// An idle worker's claim: one suspect (expired, rescued at least $4 times, $4 >= 1) alone if
+/// one is runnable, else up to $1 of the others. One statement: `others` reads nothing once
+/// `suspect` found a row. `rescue_count > 0` lets `suspect` read the small index of rescued
+/// executions (migration 0012) rather than every runnable row.
 pub(super) const CLAIM_SUSPECT_FIRST: &str = concat!(
     r#"
 with suspect as (
@@ -171,6 +172,7 @@ with suspect as (
     runnable!(),
     r#"
       and lease_expires_at is not null
+      and rescue_count > 0
       and rescue_count >= $4"#,
     can_run!("$5"),
     r#"

@@ -135,19 +135,23 @@ limit $1
 "#
 );
 
-/// An idle worker's claim: runnable executions with suspects (expired, rescued at least $2
-/// times) first, and whether each is one; the store keeps a suspect alone.
-pub(super) const RUNNABLE_SUSPECT_FIRST: &str = concat!(
+/// An idle worker's claim looks for a suspect first (expired, rescued at least $1 times, $1 >=
+/// 1): one, to run alone. `rescue_count > 0` lets it read the small index of rescued
+/// executions (migration 0012) rather than every runnable row.
+pub(super) const RUNNABLE_SUSPECT: &str = concat!(
     r#"
-select id, status,
-       lease_expires_at is not null and rescue_count >= $2 as suspect
+select id, status
 from workflow_executions
 where "#,
     runnable!(),
-    can_run!("$3"),
     r#"
-order by suspect desc, priority desc, run_at
-limit $1
+  and lease_expires_at is not null
+  and rescue_count > 0
+  and rescue_count >= $1"#,
+    can_run!("$2"),
+    r#"
+order by priority desc, run_at
+limit 1
 "#
 );
 

@@ -1,0 +1,8 @@
+-- The executions that were rescued (claimed again after their lease expired) and have not
+-- recorded a step since: the only ones an idle worker's claim looks for first, as suspects.
+-- They are few, so that look reads this small index instead of every runnable row. Rows with
+-- no rescue are not in it, so the hot path's updates do not touch it.
+create index workflow_executions_rescued_idx
+    on workflow_executions (priority desc, run_at)
+    where rescue_count > 0
+      and status in ('pending', 'running', 'retrying', 'waiting');
