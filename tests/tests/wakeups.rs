@@ -57,7 +57,7 @@ async fn save_quick_and_approval(store: &impl Store) -> workflow_worker_core::No
 async fn idle_workers_are_woken_by_new_executions_signals_and_bulk_inserts() {
     let db = TestDatabase::create().await;
     let registry = save_quick_and_approval(&db.store).await;
-    // Claimed by the worker's first poll, while its listener connects.
+    // Claimed by the worker's first poll.
     let warm_up = start(&db.store, "quick").await;
     let stop = tokio_util::sync::CancellationToken::new();
     let worker = WorkflowWorker::new(db.store.clone())
@@ -108,6 +108,78 @@ async fn idle_workers_are_woken_by_new_executions_signals_and_bulk_inserts() {
 
     stop.cancel();
     running.await.unwrap().unwrap();
+}
+
+/// A cancel made by another program in plain SQL (here the SQL API's
+/// `workflow_cancel_execution`) reaches the worker running the execution through NOTIFY: its
+/// node's process is gone within seconds, with the worker's heartbeat (the fallback) ten
+/// minutes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_in_sql_stops_the_running_node_at_once() {
+    let db = TestDatabase::create().await;
+    let dir =
+        std::env::temp_dir().join(format!("wfw-sql-cancel-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pid_file = dir.join("pid");
+    workflow("long")
+        .node(
+            "run",
+            "code",
+            json!({"language": "shell",
+                   "code": format!("echo $$ > {}; exec sleep 120", pid_file.display())}),
+        )
+        .edge("start", "run")
+        .save(&db.store, &nodes::registry())
+        .await;
+    let id = start(&db.store, "long").await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = WorkflowWorker::new(db.store.clone())
+        .nodes(nodes::registry())
+        .poll_interval(Duration::from_millis(100))
+        .heartbeat_interval(Duration::from_secs(600))
+        .lease_duration(Duration::from_secs(1200));
+    let running = tokio::spawn(worker.run_until(stop.clone().cancelled_owned()));
+    let started = tokio::time::Instant::now();
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+        {
+            break pid;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the node never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (status,): (String,) = sqlx::query_as("select workflow_cancel_execution($1)")
+        .bind(id.0)
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(status, "cancelled");
+    let cancelled = tokio::time::Instant::now();
+    // Gone, or a zombie its parent has not reaped yet.
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.split(") ")
+                .nth(1)
+                .is_some_and(|rest| !rest.starts_with('Z'))
+        })
+    };
+    while alive() {
+        assert!(
+            cancelled.elapsed() < PROMPT,
+            "the node's process {pid} outlived the cancel by {PROMPT:?}: no notification"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    let detail = db.store.get_execution(id).await.unwrap();
+    assert_eq!(detail.execution.status, ExecutionStatus::Cancelled);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -153,8 +153,10 @@ impl Client {
         self.store.send_signal(params).await
     }
 
-    /// Cancels an execution that has not ended. A running one stops at its holder's next
-    /// heartbeat.
+    /// Cancels an execution that has not ended. The worker running it, if any, is told at once
+    /// (PostgreSQL NOTIFY, or in-process on SQLite) and stops its nodes; one that cannot be
+    /// told (behind a transaction pooler, or another process on an SQLite file) stops them at
+    /// its next heartbeat.
     pub async fn cancel(&self, id: ExecutionId, reason: &str) -> Result<Execution, StoreError> {
         self.store.cancel_execution(id, reason).await
     }

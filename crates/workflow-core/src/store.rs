@@ -431,14 +431,28 @@ pub struct TimedOutExecution {
     pub workflow_name: String,
 }
 
-/// Hints that an execution may have become runnable now (started, signalled, released), so
-/// idle workers claim at once instead of at their next poll. Hints are coalesced and may be
-/// lost; polling alone still finds everything.
+/// Hints from the store, so workers act at once instead of at their next poll or heartbeat:
+/// an execution may have become runnable (started, signalled, released), or one that was
+/// running was cancelled. Hints are coalesced and may be lost; polling and the heartbeat
+/// alone still find everything.
 #[async_trait]
 pub trait Wakeups: Send {
-    /// Waits for the next hint. `Ok(true)` is a hint; `Ok(false)` says the connection was
-    /// lost and re-established (hints may have been missed meanwhile, so check now).
-    async fn next(&mut self) -> Result<bool, StoreError>;
+    /// Waits for the next hint.
+    async fn next(&mut self) -> Result<Wakeup, StoreError>;
+}
+
+/// One hint of a [`Wakeups`] stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Wakeup {
+    /// An execution may have become runnable: claim now.
+    Runnable,
+    /// The connection was lost and re-established: hints may have been missed meanwhile,
+    /// so check now.
+    Reconnected,
+    /// A running execution was cancelled: the worker holding its lease stops its nodes now
+    /// rather than at its next heartbeat.
+    Cancelled(ExecutionId),
 }
 
 /// Persistence for workflows and executions.
@@ -504,7 +518,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cancels an execution that has not ended, whatever it is doing, recording `reason` as
     /// its error; the worker running it (if any) loses its lease, stops its nodes and writes
-    /// nothing more. An execution that already ended is [`StoreError::AlreadyEnded`].
+    /// nothing more. A store with [`wakeups`](Store::wakeups) sends
+    /// [`Wakeup::Cancelled`] for a running execution it cancels, so its holder stops at
+    /// once. An execution that already ended is [`StoreError::AlreadyEnded`].
     async fn cancel_execution(
         &self,
         id: ExecutionId,

@@ -18,7 +18,7 @@ use sqlx::{Connection, FromRow, Row};
 use uuid::Uuid;
 use workflow_worker_core::store::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
-    FireScheduleParams, NewNodeRun, RecordStep, RescueFilter, TimedOutExecution, Wakeups,
+    FireScheduleParams, NewNodeRun, RecordStep, RescueFilter, TimedOutExecution, Wakeup, Wakeups,
 };
 use workflow_worker_core::{
     Execution, ExecutionDetail, ExecutionId, ExecutionStatus, LeaseToken, ListExecutionsParams,
@@ -46,6 +46,11 @@ pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 /// inserted (once per statement, not per row), when a signal wakes a waiting execution, and
 /// when a worker releases one on shutdown.
 pub const WAKEUP_CHANNEL: &str = "workflow_worker_wakeup";
+
+/// The channel workers LISTEN on to learn that an execution they run was cancelled: a trigger
+/// (migration 0013) sends the execution's id when a running execution under a lease is
+/// cancelled, so its holder stops its nodes at once rather than at its next heartbeat.
+pub const CANCELLED_CHANNEL: &str = "workflow_execution_cancelled";
 
 /// A [`Store`] on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -816,7 +821,10 @@ impl Store for PgStore {
         let mut listener = sqlx::postgres::PgListener::connect_with(&self.db.pool)
             .await
             .map_err(classify)?;
-        listener.listen(WAKEUP_CHANNEL).await.map_err(classify)?;
+        listener
+            .listen_all([WAKEUP_CHANNEL, CANCELLED_CHANNEL])
+            .await
+            .map_err(classify)?;
         Ok(Some(Box::new(PgWakeups(listener))))
     }
 
@@ -900,13 +908,25 @@ impl Store for PgStore {
     }
 }
 
-/// Wake-up hints from LISTEN; the listener reconnects by itself after a dropped connection.
+/// Hints from LISTEN; the listener reconnects by itself after a dropped connection.
 struct PgWakeups(sqlx::postgres::PgListener);
 
 #[async_trait]
 impl Wakeups for PgWakeups {
-    async fn next(&mut self) -> Result<bool, StoreError> {
-        Ok(self.0.try_recv().await.map_err(classify)?.is_some())
+    async fn next(&mut self) -> Result<Wakeup, StoreError> {
+        loop {
+            let Some(notification) = self.0.try_recv().await.map_err(classify)? else {
+                return Ok(Wakeup::Reconnected);
+            };
+            if notification.channel() != CANCELLED_CHANNEL {
+                return Ok(Wakeup::Runnable);
+            }
+            // Sent by our trigger only; a payload that is no id (someone else's NOTIFY) is
+            // not ours to act on.
+            if let Ok(id) = notification.payload().parse() {
+                return Ok(Wakeup::Cancelled(id));
+            }
+        }
     }
 }
 

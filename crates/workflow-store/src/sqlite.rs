@@ -24,11 +24,11 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Connection, FromRow, Row};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 use workflow_worker_core::store::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
-    FireScheduleParams, RecordStep, RescueFilter, TimedOutExecution, Wakeups,
+    FireScheduleParams, RecordStep, RescueFilter, TimedOutExecution, Wakeup, Wakeups,
 };
 use workflow_worker_core::{
     Execution, ExecutionDetail, ExecutionId, ExecutionStatus, LeaseToken, ListExecutionsParams,
@@ -60,6 +60,8 @@ pub struct SqliteStore {
     /// Wake-up hints for workers on this store in this process (SQLite has no NOTIFY):
     /// bumped when an execution is started, signalled or released, or a schedule changes.
     hints: Arc<watch::Sender<u64>>,
+    /// Running executions this store cancelled, for the workers on it in this process.
+    cancelled: broadcast::Sender<ExecutionId>,
 }
 
 impl SqliteStore {
@@ -117,6 +119,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             hints: Arc::new(watch::Sender::new(0)),
+            cancelled: broadcast::Sender::new(CANCELLED_BACKLOG),
         })
     }
 
@@ -200,17 +203,31 @@ impl SqliteStore {
     }
 }
 
+/// How many cancellations a slow listener may fall behind by before it is told it missed
+/// some (then its heartbeat finds them).
+const CANCELLED_BACKLOG: usize = 1024;
+
 /// Hints from this process's [`SqliteStore`] handles; changes made by other processes on the
-/// same file are found by polling.
-struct SqliteWakeups(watch::Receiver<u64>);
+/// same file are found by polling and by the heartbeat.
+struct SqliteWakeups {
+    hints: watch::Receiver<u64>,
+    cancelled: broadcast::Receiver<ExecutionId>,
+}
 
 #[async_trait]
 impl Wakeups for SqliteWakeups {
-    async fn next(&mut self) -> Result<bool, StoreError> {
-        match self.0.changed().await {
-            Ok(()) => Ok(true),
-            // The store (and its sender) is gone: no hint will ever come.
-            Err(_) => std::future::pending().await,
+    async fn next(&mut self) -> Result<Wakeup, StoreError> {
+        tokio::select! {
+            changed = self.hints.changed() => match changed {
+                Ok(()) => Ok(Wakeup::Runnable),
+                // The store (and its sender) is gone: no hint will ever come.
+                Err(_) => std::future::pending().await,
+            },
+            cancelled = self.cancelled.recv() => match cancelled {
+                Ok(id) => Ok(Wakeup::Cancelled(id)),
+                Err(broadcast::error::RecvError::Lagged(_)) => Ok(Wakeup::Reconnected),
+                Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+            },
         }
     }
 }
@@ -846,6 +863,8 @@ impl Store for SqliteStore {
         if cancelled.rows_affected() == 0 {
             return Err(already_ended(execution));
         }
+        // Whoever holds it (if anyone does) stops its nodes now. No receiver is no error.
+        let _ = self.cancelled.send(id);
         Ok(execution)
     }
 
@@ -989,7 +1008,10 @@ impl Store for SqliteStore {
     }
 
     async fn wakeups(&self) -> Result<Option<Box<dyn Wakeups>>, StoreError> {
-        Ok(Some(Box::new(SqliteWakeups(self.hints.subscribe()))))
+        Ok(Some(Box::new(SqliteWakeups {
+            hints: self.hints.subscribe(),
+            cancelled: self.cancelled.subscribe(),
+        })))
     }
 
     async fn now(&self) -> Result<DateTime<Utc>, StoreError> {

@@ -47,6 +47,20 @@ impl Leases {
         }
     }
 
+    /// Cancels the claim held of execution `id`, if any (it was cancelled by request): its
+    /// task stops its nodes and drops it. The lease stays held until the task forgets it.
+    /// Returns whether a claim was held.
+    pub(super) fn cancel(&self, id: ExecutionId) -> bool {
+        let leases = self.lock();
+        match leases.get(&id) {
+            Some(lease) => {
+                lease.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The leases to renew.
     pub(super) fn held(&self) -> Vec<(ExecutionId, LeaseToken)> {
         self.lock()

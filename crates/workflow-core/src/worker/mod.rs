@@ -263,7 +263,7 @@ impl WorkflowWorker {
         );
         let shared = Arc::new(Shared::new(&self));
         let wake = Arc::new(Notify::new());
-        let services = Services::start(&shared, Some(wake.clone()));
+        let services = Services::start(&shared, Some(wake.clone())).await;
         let mut poller = Poller::new(shared, wake);
         poller.poll(shutdown).await;
         services.stop_looking();
@@ -286,7 +286,7 @@ impl WorkflowWorker {
     pub async fn run_once(&self) -> Result<usize, Error> {
         self.config.validate()?;
         let shared = Arc::new(Shared::new(self));
-        let services = Services::start(&shared, None);
+        let services = Services::start(&shared, None).await;
         let mut poller = Poller::new(shared, Arc::new(Notify::new()));
         let claimed = poller.claim(self.config.concurrency).await;
         poller.finish().await;
@@ -294,6 +294,9 @@ impl WorkflowWorker {
         Ok(claimed?)
     }
 }
+
+/// The longest a starting worker waits for its wake-up listener to subscribe.
+const LISTEN_WAIT: Duration = Duration::from_secs(5);
 
 /// The tasks beside the poll loop: the heartbeat, and (for `run_until`) the wake-up listener
 /// and the pruner.
@@ -306,14 +309,17 @@ struct Services {
 }
 
 impl Services {
-    /// Starts the heartbeat, and with `wake` the listener (if configured) and the pruner.
-    fn start(shared: &Arc<Shared>, wake: Option<Arc<Notify>>) -> Self {
+    /// Starts the heartbeat, and with `wake` the listener (if configured) and the pruner; waits
+    /// (up to [`LISTEN_WAIT`]) until the listener has subscribed, so that hints about what the
+    /// worker claims from then on (a cancel, above all) are not missed.
+    async fn start(shared: &Arc<Shared>, wake: Option<Arc<Notify>>) -> Self {
         let config = &shared.config;
         let stop_heartbeat = CancellationToken::new();
         let heartbeat = tokio::spawn(heartbeat(shared.heartbeat(), stop_heartbeat.clone()));
         let mut lookers = Vec::new();
         if let Some(wake) = wake {
             if config.wakeups {
+                let (subscribed, listening) = tokio::sync::oneshot::channel();
                 let store = shared.store.clone();
                 lookers.push(tokio::spawn(listener::listen(
                     Box::new(move || {
@@ -323,7 +329,12 @@ impl Services {
                     config.worker_id.clone(),
                     config.poll_interval,
                     wake,
+                    shared.fence.leases.clone(),
+                    subscribed,
                 )));
+                // A store that is slow or away holds the start no longer than this: polling
+                // and the heartbeat do not depend on hints.
+                let _ = tokio::time::timeout(LISTEN_WAIT, listening).await;
             }
             if let Some(age) = config.prune_after {
                 lookers.push(tokio::spawn(prune_periodically(

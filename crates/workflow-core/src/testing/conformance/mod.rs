@@ -114,6 +114,7 @@ macro_rules! conformance_tests {
                 $crate::conformance_tests!(@group $setup; worker::cancellation;
                     cancelling_ends_an_execution_at_once_and_only_once,
                     cancelling_a_running_code_node_kills_its_process,
+                    a_cancel_stops_the_running_node_at_once_without_waiting_for_the_heartbeat,
                     an_execution_past_its_deadline_times_out_while_running,
                     a_deadline_is_enforced_when_the_worker_holding_it_died,
                 );
