@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::execution::{Execution, ExecutionDetail, ExecutionId, Signal, WorkflowVersion};
+use crate::execution::{
+    Execution, ExecutionDetail, ExecutionId, Signal, WorkflowSummary, WorkflowVersion,
+};
 use crate::graph::{WorkflowDefinition, WorkflowGraph};
 use crate::node::NodeRegistry;
 use crate::schedule::{self, CronSchedule, Schedule, ScheduleError, ScheduleId};
@@ -129,6 +131,26 @@ impl Client {
         workflow: impl Into<WorkflowRef>,
     ) -> Result<WorkflowVersion, StoreError> {
         self.store.get_workflow(&workflow.into()).await
+    }
+
+    /// Every saved workflow, by name.
+    pub async fn workflows(&self) -> Result<Vec<WorkflowSummary>, StoreError> {
+        self.store.list_workflows().await
+    }
+
+    /// Version `version` of a workflow (named by name or id).
+    pub async fn workflow_at(
+        &self,
+        workflow: impl Into<WorkflowRef>,
+        version: i32,
+    ) -> Result<WorkflowVersion, StoreError> {
+        let latest = self.store.get_workflow(&workflow.into()).await?;
+        if latest.version == version {
+            return Ok(latest);
+        }
+        self.store
+            .get_workflow_version(latest.workflow_id, version)
+            .await
     }
 
     /// The version an execution is pinned to.

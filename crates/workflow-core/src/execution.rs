@@ -114,6 +114,21 @@ pub struct WorkflowVersion {
     pub created_at: DateTime<Utc>,
 }
 
+/// A saved workflow, without its definition: what a list of workflows shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkflowSummary {
+    /// The workflow's id.
+    pub workflow_id: WorkflowId,
+    /// Its unique name.
+    pub name: String,
+    /// Its newest version, the one new executions run.
+    pub latest_version: i32,
+    /// When its first version was saved (database time).
+    pub created_at: DateTime<Utc>,
+    /// When its newest version was saved (database time).
+    pub updated_at: DateTime<Utc>,
+}
+
 /// One execution of a workflow version, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Execution {

@@ -83,7 +83,7 @@ pub mod worker;
 pub use client::{Client, NewSchedule};
 pub use execution::{
     Execution, ExecutionDetail, ExecutionId, LeaseToken, NodeRun, NodeRunStatus, Signal, SignalId,
-    WorkflowId, WorkflowVersion,
+    WorkflowId, WorkflowSummary, WorkflowVersion,
 };
 pub use graph::{
     Edge, GraphError, NodeDefinition, RetryPolicy, ValidationErrors, WorkflowDefinition,

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::execution::{
     Execution, ExecutionDetail, ExecutionId, LeaseToken, NodeRun, NodeRunStatus, Signal, SignalId,
-    WorkflowId, WorkflowVersion,
+    WorkflowId, WorkflowSummary, WorkflowVersion,
 };
 use crate::graph::WorkflowGraph;
 use crate::schedule::{Schedule, ScheduleId};
@@ -471,6 +471,9 @@ pub trait Store: Send + Sync + 'static {
     /// The latest version of a workflow.
     async fn get_workflow(&self, workflow: &WorkflowRef) -> Result<WorkflowVersion, StoreError>;
 
+    /// Every saved workflow, by name, without definitions.
+    async fn list_workflows(&self) -> Result<Vec<WorkflowSummary>, StoreError>;
+
     /// One version of a workflow.
     async fn get_workflow_version(
         &self,
@@ -632,6 +635,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     async fn get_workflow(&self, workflow: &WorkflowRef) -> Result<WorkflowVersion, StoreError> {
         (**self).get_workflow(workflow).await
+    }
+
+    async fn list_workflows(&self) -> Result<Vec<WorkflowSummary>, StoreError> {
+        (**self).list_workflows().await
     }
 
     async fn get_workflow_version(

@@ -24,7 +24,7 @@ use workflow_worker_core::{
     Execution, ExecutionDetail, ExecutionId, ExecutionStatus, LeaseToken, ListExecutionsParams,
     LiveWorker, NodeRun, NodeRunStatus, QueueStats, Schedule, ScheduleId, SendSignalParams, Signal,
     SignalId, StartExecutionParams, Store, StoreError, WorkflowDefinition, WorkflowGraph,
-    WorkflowId, WorkflowRef, WorkflowVersion,
+    WorkflowId, WorkflowRef, WorkflowSummary, WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid};
@@ -435,6 +435,26 @@ impl Store for PgStore {
             .await
             .map_err(classify)?;
         row.ok_or_else(|| workflow_not_found(workflow))?.try_into()
+    }
+
+    async fn list_workflows(&self) -> Result<Vec<WorkflowSummary>, StoreError> {
+        let rows: Vec<(Uuid, String, i32, DateTime<Utc>, DateTime<Utc>)> =
+            sqlx::query_as(queries::LIST_WORKFLOWS)
+                .fetch_all(&self.db)
+                .await
+                .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, name, latest_version, created_at, updated_at)| WorkflowSummary {
+                    workflow_id: WorkflowId(id),
+                    name,
+                    latest_version,
+                    created_at,
+                    updated_at,
+                },
+            )
+            .collect())
     }
 
     async fn get_workflow_version(

@@ -34,7 +34,7 @@ use workflow_worker_core::{
     Execution, ExecutionDetail, ExecutionId, ExecutionStatus, LeaseToken, ListExecutionsParams,
     LiveWorker, NodeRun, NodeRunStatus, QueueStats, Schedule, ScheduleId, SendSignalParams, Signal,
     SignalId, StartExecutionParams, Store, StoreError, WorkflowDefinition, WorkflowGraph,
-    WorkflowId, WorkflowRef, WorkflowVersion,
+    WorkflowId, WorkflowRef, WorkflowSummary, WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid};
@@ -616,6 +616,25 @@ impl Store for SqliteStore {
             .await
             .map_err(classify)?;
         row.ok_or_else(|| workflow_not_found(workflow))?.try_into()
+    }
+
+    async fn list_workflows(&self) -> Result<Vec<WorkflowSummary>, StoreError> {
+        let rows: Vec<(String, String, i32, i64, i64)> = sqlx::query_as(queries::LIST_WORKFLOWS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.into_iter()
+            .map(|(id, name, latest_version, created_at, updated_at)| {
+                let what = format!("workflow \"{name}\"");
+                Ok(WorkflowSummary {
+                    workflow_id: WorkflowId(uuid(&id, &what)?),
+                    latest_version,
+                    created_at: time(created_at, &what)?,
+                    updated_at: time(updated_at, &what)?,
+                    name,
+                })
+            })
+            .collect()
     }
 
     async fn get_workflow_version(

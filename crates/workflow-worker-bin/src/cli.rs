@@ -186,6 +186,16 @@ pub(crate) enum WorkflowCommand {
         /// Path of the JSON definition.
         file: PathBuf,
     },
+    /// List the saved workflows: name, latest version, id, when each was first and last saved.
+    List,
+    /// Show a workflow's definition (its latest version unless --version).
+    Show {
+        /// Workflow name or id.
+        workflow: String,
+        /// Which version (default: the latest).
+        #[arg(long)]
+        version: Option<i32>,
+    },
     /// Print the JSON Schema of workflow definitions (no database needed).
     Schema,
 }

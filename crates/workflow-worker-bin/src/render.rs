@@ -4,7 +4,9 @@
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
-use workflow_worker_core::{Execution, ExecutionDetail, Schedule};
+use workflow_worker_core::{
+    Execution, ExecutionDetail, Schedule, WorkflowSummary, WorkflowVersion,
+};
 
 /// How much of a node run's output or error `executions show` prints (`--json` shows all).
 const SHOWN_OUTPUT_CHARS: usize = 72;
@@ -18,6 +20,30 @@ pub(crate) fn execution_line(execution: &Execution) -> String {
         execution.workflow_name,
         execution.workflow_version,
         execution.created_at.format("%Y-%m-%d %H:%M:%S%.3f UTC"),
+    )
+}
+
+/// `workflow list`: name, latest version, id, first and last save.
+pub(crate) fn workflow_line(w: &WorkflowSummary) -> String {
+    format!(
+        "{}  v{}  {}  created {}  updated {}",
+        w.name,
+        w.latest_version,
+        w.workflow_id,
+        w.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        w.updated_at.format("%Y-%m-%d %H:%M:%S UTC"),
+    )
+}
+
+/// `workflow show`: which version is shown, of how many, and when it was saved.
+pub(crate) fn workflow_version_line(v: &WorkflowVersion, latest: i32) -> String {
+    format!(
+        "workflow \"{}\" ({}) version {} of {}, saved {}",
+        v.name,
+        v.workflow_id,
+        v.version,
+        latest,
+        v.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
     )
 }
 

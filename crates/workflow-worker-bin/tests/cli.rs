@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use workflow_worker_core::{ListExecutionsParams, Store, StoreError, WorkflowRef};
+use serde_json::{Value, json};
+use workflow_worker_core::{
+    ListExecutionsParams, Store, StoreError, WorkflowDefinition, WorkflowRef,
+};
 use workflow_worker_store::testing::{TestDatabase, TestSqlite};
 
 mod common;
@@ -708,6 +710,51 @@ async fn global_flags_before_the_command_are_applied_or_refused() {
 
 /// Read-only commands never migrate and never create a file: a missing SQLite file stays
 /// missing, and a database without the current schema gets a message naming `migrate`.
+/// `workflow list` shows each saved workflow with its latest version; `workflow show` prints
+/// a version's definition as JSON that reads back as the definition saved, by name or id, the
+/// latest by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_are_listed_and_shown_at_any_version() {
+    let db = TestDatabase::create().await;
+    let url = db.url.as_str();
+    assert!(succeed(url, &["workflow", "list"]).starts_with("no workflows saved yet"));
+    let hello = examples_dir().join("hello.json");
+    succeed(url, &["workflow", "save", hello.to_str().unwrap()]);
+    let mut second: Value =
+        serde_json::from_str(&std::fs::read_to_string(&hello).unwrap()).unwrap();
+    second["description"] = json!("the second version");
+    let second_file = temp_file("hello-v2.json", &second.to_string());
+    succeed(url, &["workflow", "save", second_file.to_str().unwrap()]);
+
+    let listed = succeed(url, &["workflow", "list"]);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 1, "{listed}");
+    assert!(lines[0].starts_with("hello  v2  "), "{listed}");
+    let id = lines[0].split_whitespace().nth(2).unwrap().to_owned();
+
+    let definition = |shown: &str| -> Value {
+        let (header, json) = shown.split_once('\n').unwrap();
+        assert!(header.starts_with("workflow \"hello\" ("), "{header}");
+        serde_json::from_str(json).unwrap()
+    };
+    let latest = succeed(url, &["workflow", "show", "hello"]);
+    assert!(latest.contains("version 2 of 2"), "{latest}");
+    assert_eq!(definition(&latest)["description"], "the second version");
+    let first = succeed(url, &["workflow", "show", &id, "--version", "1"]);
+    assert!(first.contains("version 1 of 2"), "{first}");
+    let saved = WorkflowDefinition::from_json(&std::fs::read_to_string(&hello).unwrap()).unwrap();
+    let shown = WorkflowDefinition::from_json(&definition(&first).to_string()).unwrap();
+    assert_eq!(shown, saved);
+
+    let err = fail_one_line(Some(url), &["workflow", "show", "hello", "--version", "3"]);
+    assert!(err.contains("not found"), "{err}");
+    let err = fail_one_line(Some(url), &["workflow", "show", "nope"]);
+    assert!(
+        err.contains("workflow \"nope\" not found") || err.contains("nope"),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_commands_do_not_migrate_or_create_databases() {
     let dir = std::env::temp_dir().join(format!("wfw-cli-{}", uuid::Uuid::new_v4().simple()));

@@ -192,6 +192,10 @@ impl<S: Store> Store for StalledHeartbeat<S> {
         self.0.get_workflow(workflow).await
     }
 
+    async fn list_workflows(&self) -> Result<Vec<crate::WorkflowSummary>, crate::StoreError> {
+        self.0.list_workflows().await
+    }
+
     async fn get_workflow_version(
         &self,
         workflow_id: crate::WorkflowId,

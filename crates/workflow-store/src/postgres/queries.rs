@@ -45,6 +45,13 @@ where w.id = $1
    or w.name = $2
 "#;
 
+/// Every workflow, by name.
+pub(super) const LIST_WORKFLOWS: &str = r#"
+select id, name, latest_version, created_at, updated_at
+from workflows
+order by name
+"#;
+
 pub(super) const GET_WORKFLOW_VERSION: &str = r#"
 select w.id as workflow_id, w.name, v.version, v.definition, v.created_at
 from workflows w

@@ -30,6 +30,13 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Workflow(WorkflowCommand::Save { file }) => {
             workflow::save(&db.client("workflow", Access::Write).await?, &file).await
         }
+        Command::Workflow(WorkflowCommand::List) => {
+            workflow::list(&db.client("workflow", Access::Read).await?).await
+        }
+        Command::Workflow(WorkflowCommand::Show { workflow, version }) => {
+            let client = db.client("workflow", Access::Read).await?;
+            workflow::show(&client, &workflow, version).await
+        }
         Command::Start(args) => {
             executions::start(&db.client("start", Access::Write).await?, args).await
         }

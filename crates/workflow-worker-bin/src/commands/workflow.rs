@@ -1,7 +1,9 @@
-//! `workflow save|schema`.
+//! `workflow save|list|show|schema`.
 
 use anyhow::Context;
-use workflow_worker_core::{Client, WorkflowDefinition};
+use workflow_worker_core::{Client, WorkflowDefinition, WorkflowRef};
+
+use crate::render;
 
 /// Validates the definition in `file` and saves it as the workflow's next version.
 pub(super) async fn save(client: &Client, file: &std::path::Path) -> anyhow::Result<()> {
@@ -17,6 +19,38 @@ pub(super) async fn save(client: &Client, file: &std::path::Path) -> anyhow::Res
         "saved workflow \"{}\" version {} ({})",
         saved.name, saved.version, saved.workflow_id
     );
+    Ok(())
+}
+
+/// Prints every saved workflow, one line each.
+pub(super) async fn list(client: &Client) -> anyhow::Result<()> {
+    let workflows = client.workflows().await?;
+    if workflows.is_empty() {
+        println!("no workflows saved yet (workflow-worker workflow save FILE)");
+    }
+    for workflow in &workflows {
+        println!("{}", render::workflow_line(workflow));
+    }
+    Ok(())
+}
+
+/// Prints a workflow version's header line and its definition as JSON.
+pub(super) async fn show(
+    client: &Client,
+    workflow: &str,
+    version: Option<i32>,
+) -> anyhow::Result<()> {
+    let workflow = WorkflowRef::from(workflow);
+    let shown = match version {
+        Some(version) => client.workflow_at(workflow, version).await?,
+        None => client.workflow(workflow).await?,
+    };
+    let latest = client
+        .workflow(WorkflowRef::Id(shown.workflow_id))
+        .await?
+        .version;
+    println!("{}", render::workflow_version_line(&shown, latest));
+    println!("{}", serde_json::to_string_pretty(&shown.definition)?);
     Ok(())
 }
 

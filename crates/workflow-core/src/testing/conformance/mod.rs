@@ -43,6 +43,7 @@ macro_rules! conformance_tests {
 
                 $crate::conformance_tests!(@group $setup; store::workflows;
                     save_workflow_adds_a_version_per_save,
+                    workflows_are_listed_by_name_and_read_at_any_version,
                     the_client_saves_only_workflows_valid_for_its_node_types,
                 );
                 $crate::conformance_tests!(@group $setup; store::executions;

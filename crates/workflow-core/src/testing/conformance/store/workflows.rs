@@ -37,6 +37,58 @@ pub async fn save_workflow_adds_a_version_per_save(store: impl Store) {
     ));
 }
 
+/// Listing gives every workflow once, by name, with its latest version; the client reads any
+/// version of one by name or id, and an unknown version is not found.
+pub async fn workflows_are_listed_by_name_and_read_at_any_version(store: impl Store + Clone) {
+    let client = Client::with_registry(store.clone(), nodes::registry());
+    assert!(client.workflows().await.unwrap().is_empty());
+    let registry = nodes::registry();
+    let b1 = fixture::workflow("b").save(&store, &registry).await;
+    let a1 = fixture::hello().save(&store, &registry).await;
+    let b2 = fixture::workflow("b")
+        .node("more", "echo", Value::Null)
+        .edge("start", "more")
+        .save(&store, &registry)
+        .await;
+
+    let listed = client.workflows().await.unwrap();
+    let names: Vec<(&str, i32)> = listed
+        .iter()
+        .map(|w| (w.name.as_str(), w.latest_version))
+        .collect();
+    assert_eq!(names, [("b", 2), ("hello", 1)]);
+    let b = &listed[0];
+    assert_eq!(b.workflow_id, b1.workflow_id);
+    assert_eq!(
+        b.created_at, b1.created_at,
+        "created with its first version"
+    );
+    assert_eq!(
+        b.updated_at, b2.created_at,
+        "updated with its latest version"
+    );
+    assert_eq!(listed[1].workflow_id, a1.workflow_id);
+
+    let first = client.workflow_at("b", 1).await.unwrap();
+    assert_eq!(first.definition, b1.definition);
+    let latest = client
+        .workflow_at(WorkflowRef::Id(b1.workflow_id), 2)
+        .await
+        .unwrap();
+    assert_eq!(latest.definition, b2.definition);
+    assert!(matches!(
+        client.workflow_at("b", 3).await,
+        Err(StoreError::NotFound {
+            entity: "workflow version",
+            ..
+        })
+    ));
+    assert!(matches!(
+        client.workflow_at("nope", 1).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
 /// The client validates a definition against its node types before saving it: one its
 /// registry lacks is refused with the node named, and nothing is written.
 pub async fn the_client_saves_only_workflows_valid_for_its_node_types(store: impl Store + Clone) {
