@@ -60,7 +60,8 @@ pub struct SqliteStore {
     /// Wake-up hints for workers on this store in this process (SQLite has no NOTIFY):
     /// bumped when an execution is started, signalled or released, or a schedule changes.
     hints: Arc<watch::Sender<u64>>,
-    /// Running executions this store cancelled, for the workers on it in this process.
+    /// Executions this store cancelled, for the workers on it in this process: the one holding
+    /// such an execution stops its nodes.
     cancelled: broadcast::Sender<ExecutionId>,
 }
 
