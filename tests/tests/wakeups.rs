@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use workflow_worker_core::testing;
 use workflow_worker_core::testing::fixture::{self, workflow};
 use workflow_worker_core::testing::nodes;
 use workflow_worker_core::{
@@ -139,20 +140,7 @@ async fn a_cancel_in_sql_stops_the_running_node_at_once() {
         .heartbeat_interval(Duration::from_secs(600))
         .lease_duration(Duration::from_secs(1200));
     let running = tokio::spawn(worker.run_until(stop.clone().cancelled_owned()));
-    let started = tokio::time::Instant::now();
-    let pid = loop {
-        if let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|text| text.trim().parse::<u32>().ok())
-        {
-            break pid;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the node never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let pid = testing::pid_written_to(&pid_file, Duration::from_secs(30)).await;
     let (status,): (String,) = sqlx::query_as("select workflow_cancel_execution($1)")
         .bind(id.0)
         .fetch_one(db.store.pool())
@@ -160,15 +148,7 @@ async fn a_cancel_in_sql_stops_the_running_node_at_once() {
         .unwrap();
     assert_eq!(status, "cancelled");
     let cancelled = tokio::time::Instant::now();
-    // Gone, or a zombie its parent has not reaped yet.
-    let alive = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            stat.split(") ")
-                .nth(1)
-                .is_some_and(|rest| !rest.starts_with('Z'))
-        })
-    };
-    while alive() {
+    while testing::process_running(pid) {
         assert!(
             cancelled.elapsed() < PROMPT,
             "the node's process {pid} outlived the cancel by {PROMPT:?}: no notification"

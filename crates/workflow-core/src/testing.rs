@@ -44,6 +44,36 @@ pub trait TestStore: Store + Clone {
     async fn backdate_next_fire_at(&self, id: ScheduleId, by: Duration);
 }
 
+/// The process id a test's node wrote to `path` (`echo $$ > path`), once it is there; panics
+/// if none is there within `within`.
+pub async fn pid_written_to(path: &std::path::Path, within: Duration) -> u32 {
+    let started = tokio::time::Instant::now();
+    loop {
+        if let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+        {
+            return pid;
+        }
+        assert!(
+            started.elapsed() < within,
+            "no process id in {} within {within:?}: the node never started",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether process `pid` runs: it exists and is not a zombie (killed, not yet reaped by its
+/// parent). Read from `/proc` (Linux; elsewhere never).
+pub fn process_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.split(") ")
+            .nth(1)
+            .is_some_and(|rest| !rest.starts_with('Z'))
+    })
+}
+
 /// The command lines (arguments joined by spaces) of the processes on this machine that
 /// contain `marker`, read from `/proc` (Linux; elsewhere none): for tests that check no
 /// process of a node is left.

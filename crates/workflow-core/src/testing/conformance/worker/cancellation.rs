@@ -10,6 +10,7 @@ use crate::testing::conformance::{
 };
 use crate::testing::fixture::{self, run_until_terminal, workflow};
 use crate::testing::nodes;
+use crate::testing::{pid_written_to, process_running};
 use crate::{ExecutionId, ExecutionStatus, NodeRunStatus, StartExecutionParams, Store, StoreError};
 
 /// Pending and retrying executions are cancelled at once with the reason as their error; an
@@ -127,26 +128,15 @@ async fn cancel_a_running_code_node(store: impl Store + Clone, heartbeat: Durati
         .heartbeat_interval(heartbeat);
     let running = tokio::spawn(running.run_until(stop.clone().cancelled_owned()));
 
-    let started = tokio::time::Instant::now();
-    let pid = loop {
-        if let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|text| text.trim().parse::<u32>().ok())
-        {
-            break pid;
-        }
-        assert!(started.elapsed() < WAIT, "the code node never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let proc = std::path::PathBuf::from(format!("/proc/{pid}"));
-    assert!(proc.exists(), "the node's process is running");
+    let pid = pid_written_to(&pid_file, WAIT).await;
+    assert!(process_running(pid), "the node's process is running");
     store
         .cancel_execution(id, "cancelled by test")
         .await
         .unwrap();
 
     let cancelled_at = tokio::time::Instant::now();
-    while proc.exists() && !is_zombie(&proc) {
+    while process_running(pid) {
         assert!(
             cancelled_at.elapsed() < Duration::from_secs(10),
             "the node's process {pid} outlived the cancellation"
@@ -163,17 +153,6 @@ async fn cancel_a_running_code_node(store: impl Store + Clone, heartbeat: Durati
         "nothing was written after the cancel"
     );
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// A process that was killed but not yet reaped by its parent.
-fn is_zombie(proc: &std::path::Path) -> bool {
-    std::fs::read_to_string(proc.join("stat"))
-        .map(|stat| {
-            stat.split(") ")
-                .nth(1)
-                .is_some_and(|rest| rest.starts_with('Z'))
-        })
-        .unwrap_or(true)
 }
 
 /// An execution whose deadline (the workflow's timeout) passes while its node runs ends
