@@ -17,10 +17,11 @@ use crate::execution::{
 };
 use crate::graph::{WorkflowDefinition, WorkflowGraph};
 use crate::node::NodeRegistry;
+use crate::retry::{self, RetryRequest, RetryVersion};
 use crate::schedule::{self, CronSchedule, Schedule, ScheduleError, ScheduleId};
 use crate::store::{
-    CreateScheduleParams, ListExecutionsParams, LiveWorker, QueueStats, SendSignalParams,
-    StartExecutionParams, Store, StoreError, WorkflowRef,
+    CreateScheduleParams, ListExecutionsParams, LiveWorker, QueueStats, RetryExecutionParams,
+    SendSignalParams, StartExecutionParams, Store, StoreError, WorkflowRef,
 };
 
 /// The application's handle on the engine, over any [`Store`]. Cheap to clone.
@@ -181,6 +182,51 @@ impl Client {
     /// its next heartbeat.
     pub async fn cancel(&self, id: ExecutionId, reason: &str) -> Result<Execution, StoreError> {
         self.store.cancel_execution(id, reason).await
+    }
+
+    /// Runs a failed, timed-out or cancelled execution again, as `request` says: from where
+    /// it stopped (the nodes that completed keep their results and do not run again; the
+    /// others run again from attempt 1), from the start, or from a node and everything
+    /// downstream of it; on its pinned version or the latest. The earlier runs stay in its
+    /// history, marked superseded by the retry, which records who asked and when. Another
+    /// status is [`StoreError::NotRetryable`]; a node the version does not have is
+    /// [`RetryError::UnknownNode`](crate::RetryError::UnknownNode).
+    pub async fn retry(&self, id: ExecutionId, request: RetryRequest) -> crate::Result<Execution> {
+        let detail = self.store.get_execution(id).await?;
+        let execution = &detail.execution;
+        if !execution.status.is_retryable() {
+            return Err(StoreError::NotRetryable {
+                execution_id: id,
+                status: execution.status,
+            }
+            .into());
+        }
+        let version = match request.version {
+            RetryVersion::Pinned => self.workflow_version_of(execution).await?,
+            RetryVersion::Latest => {
+                self.store
+                    .get_workflow(&WorkflowRef::Id(execution.workflow_id))
+                    .await?
+            }
+        };
+        let rerun = retry::nodes_to_rerun(
+            &version.definition,
+            version.version,
+            &detail.node_runs,
+            &request.from,
+        )?;
+        // The store checks the status again in its transaction: of two retries at once, one
+        // wins and the other is told it is pending.
+        Ok(self
+            .store
+            .retry_execution(RetryExecutionParams {
+                execution_id: id,
+                requested_by: request.requested_by,
+                from: request.from,
+                workflow_version: version.version,
+                rerun,
+            })
+            .await?)
     }
 
     /// An execution with its node runs and signals.

@@ -271,6 +271,9 @@ pub struct NodeRun {
     pub started_at: DateTime<Utc>,
     /// When it ended (database time).
     pub finished_at: DateTime<Utc>,
+    /// The retry that made this node run again, if one did: the run stays in the history but
+    /// no longer counts for the execution's progress (see [`crate::retry`]).
+    pub superseded_by: Option<i64>,
 }
 
 impl NodeRun {
@@ -313,6 +316,8 @@ pub struct ExecutionDetail {
     pub node_runs: Vec<NodeRun>,
     /// Every signal sent to it, in the order they arrived.
     pub signals: Vec<Signal>,
+    /// Every retry asked of it, oldest first.
+    pub retries: Vec<crate::retry::ExecutionRetry>,
 }
 
 #[cfg(test)]

@@ -73,6 +73,7 @@ pub mod execution;
 pub mod graph;
 pub mod metrics;
 pub mod node;
+pub mod retry;
 pub mod schedule;
 pub mod state;
 pub mod store;
@@ -93,12 +94,13 @@ pub use node::{
     BoxError, CodeNode, ConditionNode, DelayNode, ErrorKind, NodeContext, NodeError, NodeExecutor,
     NodeOutcome, NodeRegistry, ResultExt, TriggerNode, WaitForSignalNode,
 };
+pub use retry::{ExecutionRetry, RetryError, RetryFrom, RetryRequest, RetryVersion};
 pub use schedule::{CronSchedule, Schedule, ScheduleError, ScheduleId};
 pub use state::{ExecutionStatus, TransitionError, transition};
 // The driver's own types (claims, steps, sweeps, schedule firing) stay in `store`.
 pub use store::{
-    ListExecutionsParams, LiveWorker, QueueStats, SendSignalParams, StartExecutionParams, Store,
-    StoreError, WorkflowRef,
+    ListExecutionsParams, LiveWorker, QueueStats, RetryExecutionParams, SendSignalParams,
+    StartExecutionParams, Store, StoreError, WorkflowRef,
 };
 pub use worker::{ConfigError, ConfigRule, WorkerConfig, WorkflowWorker};
 
@@ -118,6 +120,9 @@ pub enum Error {
     /// A schedule's cron expression or time zone is invalid.
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
+    /// A retry cannot be made as asked.
+    #[error(transparent)]
+    Retry(#[from] RetryError),
 }
 
 /// `Result` with this crate's [`Error`].

@@ -6,8 +6,11 @@
 //! own, each one the table allows from every status it applies to: a claim marks a pending,
 //! retrying or waiting execution `running` (and re-leases a running one whose lease expired,
 //! which changes no status), [`Store::cancel_execution`](crate::Store::cancel_execution) ends
-//! one that has not ended as `cancelled`, and the deadline sweep ends one as `timed_out`. Terminal states (`completed`, `failed`,
-//! `cancelled`, `timed_out`) never change again. The diagram lives in `docs/state-machine.md`.
+//! one that has not ended as `cancelled`, and the deadline sweep ends one as `timed_out`. The
+//! ended states (`completed`, `failed`, `cancelled`, `timed_out`) change only by an operator's
+//! retry ([`Store::retry_execution`](crate::Store::retry_execution)), which makes a failed,
+//! cancelled or timed-out execution `pending` again; `completed` never changes. The diagram
+//! lives in `docs/state-machine.md`.
 //!
 //! Claiming is not a decision of the worker: a worker may claim any non-terminal execution
 //! whose `run_at` is due and whose lease is free (see [`ExecutionStatus::is_claimable`]); the
@@ -68,12 +71,19 @@ impl ExecutionStatus {
         }
     }
 
-    /// Whether the execution has ended; a terminal status never changes again.
+    /// Whether the execution has ended; only a retry (of a failed, cancelled or timed-out
+    /// one) makes it pending again.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
             Self::Completed | Self::Failed | Self::Cancelled | Self::TimedOut
         )
+    }
+
+    /// Whether a retry may run an execution in this status again: failed, cancelled or
+    /// timed out.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::Failed | Self::Cancelled | Self::TimedOut)
     }
 
     /// Whether a worker may claim an execution in this status (when it is due and unleased).
@@ -132,7 +142,9 @@ pub fn transition(
             Retrying | Waiting | Completed | Failed | Cancelled | TimedOut
         ),
         Retrying | Waiting => matches!(to, Running | Cancelled | TimedOut),
-        Completed | Failed | Cancelled | TimedOut => false,
+        // A retry.
+        Failed | Cancelled | TimedOut => to == Pending,
+        Completed => false,
     };
     if legal {
         Ok(to)
@@ -146,7 +158,7 @@ mod tests {
     use super::ExecutionStatus::*;
     use super::*;
 
-    const LEGAL: [(ExecutionStatus, ExecutionStatus); 15] = [
+    const LEGAL: [(ExecutionStatus, ExecutionStatus); 18] = [
         (Pending, Running),
         (Pending, Cancelled),
         (Pending, TimedOut),
@@ -162,6 +174,9 @@ mod tests {
         (Waiting, Running),
         (Waiting, Cancelled),
         (Waiting, TimedOut),
+        (Failed, Pending),
+        (Cancelled, Pending),
+        (TimedOut, Pending),
     ];
 
     #[test]
@@ -188,10 +203,11 @@ mod tests {
     }
 
     #[test]
-    fn terminal_states_never_change() {
+    fn ended_states_change_only_by_a_retry_and_completed_never() {
         for from in ExecutionStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
             for to in ExecutionStatus::ALL {
-                assert!(transition(from, to).is_err(), "{from} -> {to}");
+                let retry = from != Completed && to == Pending;
+                assert_eq!(transition(from, to).is_ok(), retry, "{from} -> {to}");
             }
         }
     }

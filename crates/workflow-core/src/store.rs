@@ -57,6 +57,17 @@ pub enum StoreError {
         /// The terminal status it ended in.
         status: ExecutionStatus,
     },
+    /// The execution has not ended as failed, timed out or cancelled, so it cannot be
+    /// retried (it is running, waiting, completed, or another retry made it pending).
+    #[error(
+        "execution {execution_id} is {status}: only a failed, timed-out or cancelled execution can be retried"
+    )]
+    NotRetryable {
+        /// The execution.
+        execution_id: ExecutionId,
+        /// Its status.
+        status: ExecutionStatus,
+    },
     /// The signal a node consumed was consumed already (by an earlier write of the same
     /// step): nothing of the step was written.
     #[error("signal {signal_id} of execution {execution_id} was already consumed")]
@@ -237,6 +248,22 @@ pub struct SendSignalParams {
     pub payload: Value,
     /// A sender's key: sending again with the same key stores nothing new.
     pub idempotency_key: Option<String>,
+}
+
+/// Parameters of [`Store::retry_execution`]: what [`Client::retry`](crate::Client::retry)
+/// decided.
+#[derive(Debug, Clone)]
+pub struct RetryExecutionParams {
+    /// The execution to run again.
+    pub execution_id: ExecutionId,
+    /// Who asked, recorded with the retry.
+    pub requested_by: String,
+    /// Where it runs again from, recorded with the retry.
+    pub from: crate::retry::RetryFrom,
+    /// The version of its workflow it runs from now on.
+    pub workflow_version: i32,
+    /// The nodes whose runs the retry supersedes (see [`crate::retry::nodes_to_rerun`]).
+    pub rerun: Vec<String>,
 }
 
 /// A node run to record.
@@ -530,6 +557,15 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
     ) -> Result<Execution, StoreError>;
 
+    /// Runs a failed, timed-out or cancelled execution again, in one transaction: records
+    /// the retry (who, when, from where, from which status), marks the runs of the nodes in
+    /// `rerun` as superseded by it, and makes the execution pending on `workflow_version`
+    /// with no output, error or lease, its rescue count cleared and its deadline taken anew
+    /// from that version's `timeout` (counted from now). Workers are woken as for a new
+    /// execution. Any other status is [`StoreError::NotRetryable`]. Which nodes to rerun is
+    /// the [`Client::retry`](crate::Client::retry)'s decision, not the store's.
+    async fn retry_execution(&self, params: RetryExecutionParams) -> Result<Execution, StoreError>;
+
     /// Ends every execution past its deadline as `timed_out` (whoever holds it) and returns
     /// them, with the next deadline to watch for. Rows another statement holds at that
     /// moment may be left for the next sweep.
@@ -678,6 +714,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         reason: &str,
     ) -> Result<Execution, StoreError> {
         (**self).cancel_execution(id, reason).await
+    }
+
+    async fn retry_execution(&self, params: RetryExecutionParams) -> Result<Execution, StoreError> {
+        (**self).retry_execution(params).await
     }
 
     async fn time_out_executions(&self) -> Result<DeadlineSweep, StoreError> {

@@ -18,13 +18,14 @@ use sqlx::{Connection, FromRow, Row};
 use uuid::Uuid;
 use workflow_worker_core::store::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
-    FireScheduleParams, NewNodeRun, RecordStep, RescueFilter, TimedOutExecution, Wakeup, Wakeups,
+    FireScheduleParams, NewNodeRun, RecordStep, RescueFilter, RetryExecutionParams,
+    TimedOutExecution, Wakeup, Wakeups,
 };
 use workflow_worker_core::{
-    Execution, ExecutionDetail, ExecutionId, ExecutionStatus, LeaseToken, ListExecutionsParams,
-    LiveWorker, NodeRun, NodeRunStatus, QueueStats, Schedule, ScheduleId, SendSignalParams, Signal,
-    SignalId, StartExecutionParams, Store, StoreError, WorkflowDefinition, WorkflowGraph,
-    WorkflowId, WorkflowRef, WorkflowSummary, WorkflowVersion,
+    Execution, ExecutionDetail, ExecutionId, ExecutionRetry, ExecutionStatus, LeaseToken,
+    ListExecutionsParams, LiveWorker, NodeRun, NodeRunStatus, QueueStats, RetryFrom, Schedule,
+    ScheduleId, SendSignalParams, Signal, SignalId, StartExecutionParams, Store, StoreError,
+    WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef, WorkflowSummary, WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid};
@@ -275,6 +276,7 @@ struct NodeRunRow {
     worker_id: Option<String>,
     started_at: DateTime<Utc>,
     finished_at: DateTime<Utc>,
+    superseded_by: Option<i64>,
 }
 
 impl TryFrom<NodeRunRow> for NodeRun {
@@ -299,6 +301,38 @@ impl TryFrom<NodeRunRow> for NodeRun {
             worker_id: row.worker_id,
             started_at: row.started_at,
             finished_at: row.finished_at,
+            superseded_by: row.superseded_by,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct RetryRow {
+    id: i64,
+    requested_by: String,
+    requested_at: DateTime<Utc>,
+    from_status: String,
+    mode: String,
+    from_node: Option<String>,
+    workflow_version: i32,
+}
+
+impl TryFrom<RetryRow> for ExecutionRetry {
+    type Error = StoreError;
+
+    fn try_from(row: RetryRow) -> Result<Self, StoreError> {
+        let what = || format!("retry {}", row.id);
+        Ok(Self {
+            from_status: row
+                .from_status
+                .parse()
+                .map_err(|err| invalid(format!("{}: {err}", what())))?,
+            from: RetryFrom::from_parts(&row.mode, row.from_node.clone())
+                .ok_or_else(|| invalid(format!("{}: unknown mode \"{}\"", what(), row.mode)))?,
+            id: row.id,
+            requested_by: row.requested_by,
+            requested_at: row.requested_at,
+            workflow_version: row.workflow_version,
         })
     }
 }
@@ -613,6 +647,27 @@ impl Store for PgStore {
         }
     }
 
+    async fn retry_execution(&self, params: RetryExecutionParams) -> Result<Execution, StoreError> {
+        let id = params.execution_id;
+        let row: Option<ExecutionRow> = sqlx::query_as(queries::RETRY_EXECUTION)
+            .bind(id.0)
+            .bind(&params.requested_by)
+            .bind(params.from.mode())
+            .bind(params.from.node())
+            .bind(params.workflow_version)
+            .bind(&params.rerun)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(classify)?;
+        match row {
+            Some(row) => row.try_into(),
+            None => Err(StoreError::NotRetryable {
+                execution_id: id,
+                status: self.get_execution(id).await?.execution.status,
+            }),
+        }
+    }
+
     async fn time_out_executions(&self) -> Result<DeadlineSweep, StoreError> {
         let (now, next_deadline, ended): (DateTime<Utc>, Option<DateTime<Utc>>, Value) =
             sqlx::query_as(queries::TIME_OUT_EXECUTIONS)
@@ -901,10 +956,16 @@ impl Store for PgStore {
             .fetch_all(&self.db)
             .await
             .map_err(classify)?;
+        let retries: Vec<RetryRow> = sqlx::query_as(queries::RETRIES_OF)
+            .bind(id.0)
+            .fetch_all(&self.db)
+            .await
+            .map_err(classify)?;
         Ok(ExecutionDetail {
             execution,
             node_runs: convert(runs)?,
             signals: convert(signals)?,
+            retries: convert(retries)?,
         })
     }
 

@@ -28,13 +28,14 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 use workflow_worker_core::store::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
-    FireScheduleParams, RecordStep, RescueFilter, TimedOutExecution, Wakeup, Wakeups,
+    FireScheduleParams, RecordStep, RescueFilter, RetryExecutionParams, TimedOutExecution, Wakeup,
+    Wakeups,
 };
 use workflow_worker_core::{
-    Execution, ExecutionDetail, ExecutionId, ExecutionStatus, LeaseToken, ListExecutionsParams,
-    LiveWorker, NodeRun, NodeRunStatus, QueueStats, Schedule, ScheduleId, SendSignalParams, Signal,
-    SignalId, StartExecutionParams, Store, StoreError, WorkflowDefinition, WorkflowGraph,
-    WorkflowId, WorkflowRef, WorkflowSummary, WorkflowVersion,
+    Execution, ExecutionDetail, ExecutionId, ExecutionRetry, ExecutionStatus, LeaseToken,
+    ListExecutionsParams, LiveWorker, NodeRun, NodeRunStatus, QueueStats, RetryFrom, Schedule,
+    ScheduleId, SendSignalParams, Signal, SignalId, StartExecutionParams, Store, StoreError,
+    WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef, WorkflowSummary, WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid};
@@ -437,6 +438,7 @@ struct NodeRunRow {
     worker_id: Option<String>,
     started_at: i64,
     finished_at: i64,
+    superseded_by: Option<i64>,
 }
 
 impl TryFrom<NodeRunRow> for NodeRun {
@@ -458,6 +460,38 @@ impl TryFrom<NodeRunRow> for NodeRun {
             branch: row.branch,
             error: row.error,
             worker_id: row.worker_id,
+            superseded_by: row.superseded_by,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct RetryRow {
+    id: i64,
+    requested_by: String,
+    requested_at: i64,
+    from_status: String,
+    mode: String,
+    from_node: Option<String>,
+    workflow_version: i32,
+}
+
+impl TryFrom<RetryRow> for ExecutionRetry {
+    type Error = StoreError;
+
+    fn try_from(row: RetryRow) -> Result<Self, StoreError> {
+        let what = format!("retry {}", row.id);
+        Ok(Self {
+            from_status: row
+                .from_status
+                .parse()
+                .map_err(|err| invalid(format!("{what}: {err}")))?,
+            from: RetryFrom::from_parts(&row.mode, row.from_node.clone())
+                .ok_or_else(|| invalid(format!("{what}: unknown mode \"{}\"", row.mode)))?,
+            requested_at: time(row.requested_at, &what)?,
+            id: row.id,
+            requested_by: row.requested_by,
+            workflow_version: row.workflow_version,
         })
     }
 }
@@ -888,6 +922,48 @@ impl Store for SqliteStore {
         Ok(execution)
     }
 
+    async fn retry_execution(&self, params: RetryExecutionParams) -> Result<Execution, StoreError> {
+        let id = params.execution_id;
+        let key = id.to_string();
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(classify)?;
+        let retry: Option<i64> = sqlx::query_scalar(queries::INSERT_RETRY)
+            .bind(&key)
+            .bind(&params.requested_by)
+            .bind(params.from.mode())
+            .bind(params.from.node())
+            .bind(params.workflow_version)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let Some(retry) = retry else {
+            drop(tx);
+            return Err(StoreError::NotRetryable {
+                execution_id: id,
+                status: self.get_execution(id).await?.execution.status,
+            });
+        };
+        sqlx::query(queries::SUPERSEDE_RUNS)
+            .bind(&key)
+            .bind(retry)
+            .bind(Value::from(params.rerun).to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        sqlx::query(queries::RESET_FOR_RETRY)
+            .bind(&key)
+            .bind(params.workflow_version)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        self.hint();
+        Ok(self.get_execution(id).await?.execution)
+    }
+
     async fn time_out_executions(&self) -> Result<DeadlineSweep, StoreError> {
         let mut tx = self
             .pool
@@ -1193,10 +1269,16 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
+        let retries: Vec<RetryRow> = sqlx::query_as(queries::RETRIES_OF)
+            .bind(&key)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(ExecutionDetail {
             execution,
             node_runs: convert(runs)?,
             signals: convert(signals)?,
+            retries: convert(retries)?,
         })
     }
 

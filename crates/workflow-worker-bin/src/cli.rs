@@ -80,6 +80,9 @@ pub(crate) enum Command {
     Signal(SignalArgs),
     /// Cancel an execution that has not ended; a running node is stopped.
     Cancel(CancelArgs),
+    /// Run a failed, timed-out or cancelled execution again from where it stopped: the nodes
+    /// that completed keep their results, the others run again from attempt 1.
+    Retry(RetryArgs),
     /// Inspect executions.
     #[command(subcommand)]
     Executions(ExecutionsCommand),
@@ -129,6 +132,26 @@ pub(crate) struct CancelArgs {
     /// Recorded as the execution's error.
     #[arg(long, default_value = "cancelled by request")]
     pub(crate) reason: String,
+}
+
+/// `workflow-worker retry`.
+#[derive(Debug, Args)]
+pub(crate) struct RetryArgs {
+    /// Execution id.
+    pub(crate) id: String,
+    /// Run every node again.
+    #[arg(long, conflicts_with = "from")]
+    pub(crate) from_start: bool,
+    /// Run this node and everything downstream of it again (and any node that did not
+    /// complete).
+    #[arg(long, value_name = "NODE")]
+    pub(crate) from: Option<String>,
+    /// Run the workflow's latest version instead of the one the execution was pinned to.
+    #[arg(long)]
+    pub(crate) latest: bool,
+    /// Who asks, recorded with the retry.
+    #[arg(long, default_value = "cli")]
+    pub(crate) by: String,
 }
 
 /// `workflow-worker prune`.

@@ -82,6 +82,21 @@ pub(crate) fn execution(detail: &ExecutionDetail, runners: Option<&str>) -> Stri
             signal.name, signal.payload
         );
     }
+    for retry in &detail.retries {
+        let from = match retry.from.node() {
+            Some(node) => format!("from node {node}"),
+            None => format!("from {}", retry.from.mode()),
+        };
+        let _ = writeln!(
+            out,
+            "  retry {}:   {from} of {} on v{}, by {} at {}",
+            retry.id,
+            retry.from_status,
+            retry.workflow_version,
+            retry.requested_by,
+            time(Some(retry.requested_at)),
+        );
+    }
     let _ = writeln!(out, "node runs ({}):", detail.node_runs.len());
     let mut rows =
         vec![["NODE", "TYPE", "ATTEMPT", "STATUS", "DURATION", "OUTPUT"].map(str::to_owned)];
@@ -95,7 +110,10 @@ pub(crate) fn execution(detail: &ExecutionDetail, runners: Option<&str>) -> Stri
             run.node_id.clone(),
             run.node_type.clone(),
             run.attempt.to_string(),
-            run.status.to_string(),
+            match run.superseded_by {
+                Some(retry) => format!("{} (superseded by retry {retry})", run.status),
+                None => run.status.to_string(),
+            },
             format!("{:.3}s", run.duration().as_secs_f64()),
             shorten(&result, SHOWN_OUTPUT_CHARS),
         ]);

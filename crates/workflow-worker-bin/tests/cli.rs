@@ -254,6 +254,27 @@ async fn hello_workflow_runs_end_to_end(url: &str) {
         "{shown}"
     );
     assert!(shown.contains("deadline:"), "{shown}");
+
+    // A retry makes the cancelled execution pending again and says who asked; a completed
+    // one is refused.
+    let retried = succeed(url, &["retry", pending.trim(), "--by", "ops ada"]);
+    assert_eq!(
+        retried.trim(),
+        format!("retrying execution {} on hello v1", pending.trim())
+    );
+    let shown = succeed(url, &["executions", "show", pending.trim()]);
+    assert!(shown.contains("status:    pending"), "{shown}");
+    assert!(
+        shown.contains("retry 1:   from stopped of cancelled on v1, by ops ada at"),
+        "{shown}"
+    );
+    let err = fail_one_line(Some(url), &["retry", &id]);
+    assert!(
+        err.contains(
+            "is completed: only a failed, timed-out or cancelled execution can be retried"
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,6 +392,13 @@ async fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
         err.contains(&format!("execution {unknown} not found")),
         "{err}"
     );
+    let err = fail_one_line(url, &["retry", "nope"]);
+    assert!(err.contains("invalid execution id \"nope\""), "{err}");
+    let err = fail_one_line(
+        url,
+        &["retry", &unknown.to_string(), "--from-start", "--from", "a"],
+    );
+    assert!(err.contains("cannot be used with"), "{err}");
     let err = fail_one_line(url, &["cancel", "nope"]);
     assert!(err.contains("invalid execution id \"nope\""), "{err}");
     let err = fail_one_line(url, &["start", "nope", "--timeout", "soon"]);

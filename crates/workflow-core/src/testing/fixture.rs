@@ -242,6 +242,13 @@ impl<S: Store> Store for StalledHeartbeat<S> {
         self.0.cancel_execution(id, reason).await
     }
 
+    async fn retry_execution(
+        &self,
+        params: crate::RetryExecutionParams,
+    ) -> Result<crate::Execution, crate::StoreError> {
+        self.0.retry_execution(params).await
+    }
+
     async fn time_out_executions(&self) -> Result<crate::store::DeadlineSweep, crate::StoreError> {
         self.0.time_out_executions().await
     }

@@ -134,3 +134,29 @@ impl NodeExecutor for Count {
         Ok(NodeOutcome::complete(json!({ "counted": true })))
     }
 }
+
+/// Fails with a fatal error while it is broken, and completes once
+/// [`set_fixed`](Self::set_fixed):
+/// a bug an operator fixes before retrying.
+#[derive(Debug, Clone, Default)]
+pub struct Switch {
+    fixed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Switch {
+    /// Whether it completes (`true`) or fails (`false`) from now on.
+    pub fn set_fixed(&self, fixed: bool) {
+        self.fixed.store(fixed, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl NodeExecutor for Switch {
+    async fn execute(&self, _ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+        if self.fixed.load(std::sync::atomic::Ordering::SeqCst) {
+            Ok(NodeOutcome::complete(json!({ "fixed": true })))
+        } else {
+            Err(NodeError::fatal("broken until an operator fixes it"))
+        }
+    }
+}

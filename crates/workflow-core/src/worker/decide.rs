@@ -314,6 +314,7 @@ mod tests {
             worker_id: None,
             started_at: at,
             finished_at: at,
+            superseded_by: None,
         };
         assert_eq!(
             restored_state(&run(NodeRunStatus::Completed, 1)),

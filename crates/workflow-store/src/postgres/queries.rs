@@ -14,7 +14,7 @@ macro_rules! execution_columns {
 macro_rules! node_run_columns {
     () => {
         "execution_id, node_id, node_type, attempt, status, input, output, branch, error, \
-         worker_id, started_at, finished_at"
+         worker_id, started_at, finished_at, superseded_by"
     };
 }
 
@@ -216,6 +216,7 @@ pub(super) const NODE_RUNS_OF_MANY: &str = concat!(
     r#"
 from workflow_node_runs
 where execution_id = any($1)
+  and superseded_by is null
 order by id
 "#
 );
@@ -498,6 +499,69 @@ from e
 join workflows w on w.id = e.workflow_id
 "#
 );
+
+/// Runs execution $1 again if it failed, timed out or was cancelled: records the retry (asked
+/// by $2, mode $3, node $4, on version $5), supersedes the runs of the nodes in $6, and makes
+/// it pending with its deadline taken anew from that version's timeout. No row: it does not
+/// exist or has another status. The pending-wakeup trigger (migration 0014) wakes the workers.
+pub(super) const RETRY_EXECUTION: &str = concat!(
+    r#"
+with target as (
+    select id, status
+    from workflow_executions
+    where id = $1
+      and status in ('failed', 'cancelled', 'timed_out')
+    for update
+),
+retry as (
+    insert into workflow_execution_retries (
+        execution_id, requested_by, from_status, mode, from_node, workflow_version
+    )
+    select id, $2, status, $3, $4, $5
+    from target
+    returning id, execution_id
+),
+superseded as (
+    update workflow_node_runs r
+    set superseded_by = retry.id
+    from retry
+    where r.execution_id = retry.execution_id
+      and r.superseded_by is null
+      and r.node_id = any($6)
+),
+e as (
+    update workflow_executions e
+    set status = 'pending',
+        workflow_version = $5,
+        output = null,
+        error = null,
+        run_at = now(),
+        finished_at = null,
+        lease_owner = null,
+        lease_expires_at = null,
+        rescue_count = 0,
+        deadline = now() + make_interval(secs => (v.definition ->> 'timeout')::float8),
+        updated_at = now()
+    from retry, workflow_versions v
+    where e.id = retry.execution_id
+      and v.workflow_id = e.workflow_id
+      and v.version = $5
+    returning e.*
+)
+select "#,
+    execution_columns!(),
+    r#"
+from e
+join workflows w on w.id = e.workflow_id
+"#
+);
+
+pub(super) const RETRIES_OF: &str = r#"
+select id, requested_by, requested_at, from_status, mode, from_node, workflow_version
+from workflow_execution_retries
+where execution_id = $1
+order by id
+"#;
 
 /// Ends every execution past its deadline.
 pub(super) const TIME_OUT_EXECUTIONS: &str = r#"

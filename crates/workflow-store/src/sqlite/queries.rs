@@ -37,7 +37,7 @@ macro_rules! execution_columns {
 macro_rules! node_run_columns {
     () => {
         "execution_id, node_id, node_type, attempt, status, input, output, branch, error, \
-         worker_id, started_at, finished_at"
+         worker_id, started_at, finished_at, superseded_by"
     };
 }
 
@@ -208,6 +208,7 @@ pub(super) const NODE_RUNS_OF_MANY: &str = concat!(
     r#"
 from workflow_node_runs
 where execution_id in (select value from json_each($1))
+  and superseded_by is null
 order by id
 "#
 );
@@ -461,6 +462,67 @@ where id = $1
   and status in ('pending', 'running', 'retrying', 'waiting')
 "#
 );
+
+/// Records a retry of execution $1 if it failed, timed out or was cancelled (asked by $2, mode
+/// $3, node $4, on version $5), returning its id; no row if it has another status. The rest of
+/// the retry follows in the same transaction.
+pub(super) const INSERT_RETRY: &str = r#"
+insert into workflow_execution_retries (
+    execution_id, requested_by, from_status, mode, from_node, workflow_version
+)
+select id, $2, status, $3, $4, $5
+from workflow_executions
+where id = $1
+  and status in ('failed', 'cancelled', 'timed_out')
+returning id
+"#;
+
+/// Supersedes, by retry $2, the runs of execution $1 of the nodes in the JSON array $3.
+pub(super) const SUPERSEDE_RUNS: &str = r#"
+update workflow_node_runs
+set superseded_by = $2
+where execution_id = $1
+  and superseded_by is null
+  and node_id in (select value from json_each($3))
+"#;
+
+/// Makes execution $1 pending on version $2, its deadline taken anew from the version's
+/// timeout.
+pub(super) const RESET_FOR_RETRY: &str = concat!(
+    r#"
+update workflow_executions
+set status = 'pending',
+    workflow_version = $2,
+    output = null,
+    error = null,
+    run_at = "#,
+    now_ms!(),
+    r#",
+    finished_at = null,
+    lease_owner = null,
+    lease_expires_at = null,
+    rescue_count = 0,
+    deadline = "#,
+    now_ms!(),
+    r#" + cast(1000 * (
+        select json_extract(v.definition, '$.timeout')
+        from workflow_versions v
+        where v.workflow_id = workflow_executions.workflow_id
+          and v.version = $2
+    ) as integer),
+    updated_at = "#,
+    now_ms!(),
+    r#"
+where id = $1
+"#
+);
+
+pub(super) const RETRIES_OF: &str = r#"
+select id, requested_by, requested_at, from_status, mode, from_node, workflow_version
+from workflow_execution_retries
+where execution_id = $1
+order by id
+"#;
 
 /// Ends every execution past its deadline.
 pub(super) const TIME_OUT_EXECUTIONS: &str = concat!(

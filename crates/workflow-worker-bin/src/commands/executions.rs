@@ -1,11 +1,12 @@
-//! `start`, `signal`, `cancel` and `executions list|show`.
+//! `start`, `signal`, `cancel`, `retry` and `executions list|show`.
 
 use workflow_worker_core::{
-    Client, Execution, ListExecutionsParams, SendSignalParams, StartExecutionParams, WorkflowRef,
+    Client, Execution, ListExecutionsParams, RetryFrom, RetryRequest, SendSignalParams,
+    StartExecutionParams, WorkflowRef,
 };
 
 use super::parse_execution_id;
-use crate::cli::{CancelArgs, ListArgs, SignalArgs, StartArgs};
+use crate::cli::{CancelArgs, ListArgs, RetryArgs, SignalArgs, StartArgs};
 use crate::render;
 
 /// Starts an execution and prints its id.
@@ -40,6 +41,25 @@ pub(super) async fn cancel(client: &Client, args: CancelArgs) -> anyhow::Result<
         .cancel(parse_execution_id(&args.id)?, &args.reason)
         .await?;
     println!("cancelled execution {}", cancelled.id);
+    Ok(())
+}
+
+/// Runs an ended execution again.
+pub(super) async fn retry(client: &Client, args: RetryArgs) -> anyhow::Result<()> {
+    let from = match (args.from_start, args.from) {
+        (true, _) => RetryFrom::Start,
+        (false, Some(node)) => RetryFrom::Node(node),
+        (false, None) => RetryFrom::Stopped,
+    };
+    let mut request = RetryRequest::new(args.by).from(from);
+    if args.latest {
+        request = request.latest();
+    }
+    let retried = client.retry(parse_execution_id(&args.id)?, request).await?;
+    println!(
+        "retrying execution {} on {} v{}",
+        retried.id, retried.workflow_name, retried.workflow_version
+    );
     Ok(())
 }
 

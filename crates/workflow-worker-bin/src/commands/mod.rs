@@ -46,6 +46,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cancel(args) => {
             executions::cancel(&db.client("cancel", Access::Write).await?, args).await
         }
+        Command::Retry(args) => {
+            executions::retry(&db.client("retry", Access::Write).await?, args).await
+        }
         Command::Executions(command) => {
             let client = db.client("executions", Access::Read).await?;
             match command {

@@ -119,6 +119,10 @@ macro_rules! conformance_tests {
                     an_execution_past_its_deadline_times_out_while_running,
                     a_deadline_is_enforced_when_the_worker_holding_it_died,
                 );
+                $crate::conformance_tests!(@group $setup; worker::retries;
+                    a_retry_reruns_a_failed_execution_from_where_it_stopped,
+                    a_retry_from_a_node_reruns_it_and_what_follows,
+                );
                 $crate::conformance_tests!(@group $setup; worker::signals;
                     approval_runs_only_the_branch_the_signal_chose,
                     a_wait_for_signal_times_out_down_its_timeout_branch,
