@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::{Connection, FromRow, Row};
 use uuid::Uuid;
 use workflow_worker_core::store::{
@@ -35,8 +35,8 @@ mod migrate;
 mod queries;
 
 pub use connection::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_STATEMENT_TIMEOUT, PgStoreOptions,
-    PoolerMode,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_STATEMENT_TIMEOUT, PING_IF_IDLE_FOR,
+    PgStoreOptions, PoolerMode,
 };
 
 use connection::Db;
@@ -87,9 +87,7 @@ impl PgStore {
                  no wake-ups (workers poll)"
             );
         }
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections_value())
-            .acquire_timeout(connect_timeout)
+        let pool = connection::pool_options(options.max_connections_value(), connect_timeout)
             .connect_lazy_with(target.connect);
         Ok(Self {
             db: Db::new(
@@ -1157,7 +1155,8 @@ impl PgStore {
     }
 }
 
-/// Records steps of distinct executions with [`queries::RECORD_STEPS`]; returns the ids of
+/// Records steps of distinct executions with [`queries::RECORD_STEPS`] (or its variant without
+/// signals when no step waits or consumes one); returns the ids of
 /// the executions whose steps were recorded. Waits take a second statement,
 /// [`queries::WAKE_IF_SIGNALLED`], in the same transaction.
 async fn record_batch(db: &Db, steps: &[&RecordStep]) -> Result<HashSet<Uuid>, StoreError> {
@@ -1209,7 +1208,19 @@ async fn record_batch(db: &Db, steps: &[&RecordStep]) -> Result<HashSet<Uuid>, S
         }
     }
     let waits = !awaited.0.is_empty();
-    let record = sqlx::query_scalar(queries::RECORD_STEPS)
+    // Most batches neither wait nor consume a signal: they take the statement without the
+    // signal parts, cheaper to plan.
+    let signals = waits
+        || steps
+            .iter()
+            .any(|step| matches!(step.advance, Advance::Wait { .. }))
+        || runs.consumed_signal.iter().any(Option::is_some);
+    let sql = if signals {
+        queries::RECORD_STEPS
+    } else {
+        queries::RECORD_STEPS_WITHOUT_SIGNALS
+    };
+    let mut record = sqlx::query_scalar(sql)
         .bind(step.id)
         .bind(step.lease_token)
         .bind(step.advance)
@@ -1228,9 +1239,10 @@ async fn record_batch(db: &Db, steps: &[&RecordStep]) -> Result<HashSet<Uuid>, S
         .bind(runs.branch)
         .bind(runs.error)
         .bind(runs.duration)
-        .bind(runs.consumed_signal)
-        .bind(&awaited.0)
-        .bind(&awaited.1);
+        .bind(runs.consumed_signal);
+    if signals {
+        record = record.bind(&awaited.0).bind(&awaited.1);
+    }
     let recorded: Vec<Uuid> = if waits {
         let mut tx = db.begin().await.map_err(classify)?;
         let recorded = record.fetch_all(&mut tx).await.map_err(classify)?;

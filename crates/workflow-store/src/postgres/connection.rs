@@ -18,8 +18,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgSslMode};
-use sqlx::{Database, Either, Execute, Executor, Postgres, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
+use sqlx::{Connection, Database, Either, Execute, Executor, Postgres, Transaction};
 
 /// How many connections a [`PgStore`](super::PgStore) opens at most by default.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
@@ -27,6 +27,30 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one statement may run by default before the server cancels it.
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A pooled connection that sat idle longer than this is pinged before it is handed out, as
+/// pgx's pool does: the server, a pooler or a firewall may have closed it meanwhile. One in
+/// steady use was just proven alive by its last statement, so it goes out at once (sqlx's
+/// default pings before every use: a round trip more for every statement of a busy worker).
+pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// The pool of at most `max_connections`, waiting up to `acquire_timeout` for a connection,
+/// pinging those idle for [`PING_IF_IDLE_FOR`] or more before use.
+pub(super) fn pool_options(max_connections: u32, acquire_timeout: Duration) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    // A dead connection fails here and is closed; the pool takes another.
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
 
 /// Whether the connection goes through a pooler that does not keep a server connection for a
 /// client between transactions.

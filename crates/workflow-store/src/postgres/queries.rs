@@ -305,6 +305,11 @@ returning e.id
 /// recorded (the order histories are read back in); a run may name the signal it consumed
 /// ($19). The signals waiting steps wait for are pairs $20 (execution id), $21 (name).
 ///
+/// Records a batch of steps in one statement; the one template of [`RECORD_STEPS`] and
+/// [`RECORD_STEPS_WITHOUT_SIGNALS`]. The fragments given add the signal parts: the steps
+/// they drop (`$taken`: a signal to consume is no longer pending), the filter that drops them
+/// (`$held`), the run time of a waiting step (`$wait`), and the consumption (`$consume`).
+///
 /// A step is recorded only if its token still holds the running execution and every signal it
 /// consumes is still pending; otherwise nothing of it is written (the store asks why). Rows are
 /// locked in id order so concurrent batches and lease renewals never deadlock. Advances:
@@ -317,7 +322,10 @@ returning e.id
 ///   stays.
 ///
 /// Every advance but `release` resets `rescue_count`. The ids returned are the steps recorded.
-pub(super) const RECORD_STEPS: &str = r#"
+macro_rules! record_steps {
+    (taken: $taken:expr, held: $held:expr, wait: $wait:expr, consume: $consume:expr $(,)?) => {
+        concat!(
+            r#"
 with step as (
     select *
     from unnest($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::jsonb[], $6::text[],
@@ -330,31 +338,18 @@ run as (
                 $15::jsonb[], $16::text[], $17::text[], $18::float8[], $19::int8[])
         with ordinality as r(execution_id, node_id, node_type, attempt, status, input, output,
                              branch, error, duration, consumed_signal, n)
-),
-awaited as (
-    select * from unnest($20::uuid[], $21::text[]) as a(execution_id, name)
-),
--- The steps that consume a signal no longer pending: they are not recorded.
-taken as (
-    select distinct r.execution_id
-    from run r
-    where r.consumed_signal is not null
-      and not exists (
-          select 1
-          from workflow_signals g
-          where g.id = r.consumed_signal
-            and g.execution_id = r.execution_id
-            and g.consumed_at is null
-      )
-),
+),"#,
+            $taken,
+            r#"
 held as (
     select e.id
     from workflow_executions e
     join step s
       on s.id = e.id
      and s.lease_token = e.lease_token
-    where e.status = 'running'
-      and e.id not in (select execution_id from taken)
+    where e.status = 'running'"#,
+            $held,
+            r#"
     order by e.id
     for no key update of e
 ),
@@ -371,7 +366,67 @@ fenced as (
         run_at = case s.advance
             when 'finish' then null
             when 'retry' then now() + make_interval(secs => s.seconds)
-            when 'release' then now()
+            when 'release' then now()"#,
+            $wait,
+            r#"
+            else e.run_at
+        end,
+        finished_at = case when s.advance = 'finish' then now() else e.finished_at end,
+        lease_owner = case when s.advance = 'continue' then e.lease_owner end,
+        lease_expires_at = case
+            when s.advance = 'continue' then now() + make_interval(secs => s.seconds)
+        end,
+        rescue_count = case when s.advance = 'release' then e.rescue_count else 0 end,
+        updated_at = now()
+    from held, step s
+    where e.id = held.id
+      and s.id = held.id
+    returning e.id
+),"#,
+            $consume,
+            r#"
+runs as (
+    insert into workflow_node_runs (
+        execution_id, node_id, node_type, attempt, status, input, output, branch, error,
+        worker_id, started_at, finished_at
+    )
+    select r.execution_id, r.node_id, r.node_type, r.attempt, r.status, r.input, r.output,
+           r.branch, r.error, s.worker_id, clock_timestamp() - make_interval(secs => r.duration),
+           clock_timestamp()
+    from run r
+    join fenced f on f.id = r.execution_id
+    join step s on s.id = r.execution_id
+    order by r.n
+)
+select id from fenced
+"#
+        )
+    };
+}
+
+/// Records steps that may wait for signals ($20 execution ids, $21 signal names, one pair
+/// per signal awaited) or consume them (a run's `consumed_signal`).
+pub(super) const RECORD_STEPS: &str = record_steps!(
+    taken: r#"
+awaited as (
+    select * from unnest($20::uuid[], $21::text[]) as a(execution_id, name)
+),
+-- The steps that consume a signal no longer pending: they are not recorded.
+taken as (
+    select distinct r.execution_id
+    from run r
+    where r.consumed_signal is not null
+      and not exists (
+          select 1
+          from workflow_signals g
+          where g.id = r.consumed_signal
+            and g.execution_id = r.execution_id
+            and g.consumed_at is null
+      )
+),"#,
+    held: r#"
+      and e.id not in (select execution_id from taken)"#,
+    wait: r#"
             when 'wait' then case
                 when exists (
                     select 1
@@ -389,21 +444,8 @@ fenced as (
                       )
                 ) then now()
                 else now() + make_interval(secs => s.seconds)
-            end
-            else e.run_at
-        end,
-        finished_at = case when s.advance = 'finish' then now() else e.finished_at end,
-        lease_owner = case when s.advance = 'continue' then e.lease_owner end,
-        lease_expires_at = case
-            when s.advance = 'continue' then now() + make_interval(secs => s.seconds)
-        end,
-        rescue_count = case when s.advance = 'release' then e.rescue_count else 0 end,
-        updated_at = now()
-    from held, step s
-    where e.id = held.id
-      and s.id = held.id
-    returning e.id
-),
+            end"#,
+    consume: r#"
 consumed as (
     update workflow_signals g
     set consumed_at = now(),
@@ -414,22 +456,15 @@ consumed as (
       and g.id = r.consumed_signal
       and g.execution_id = r.execution_id
     returning g.id
-),
-runs as (
-    insert into workflow_node_runs (
-        execution_id, node_id, node_type, attempt, status, input, output, branch, error,
-        worker_id, started_at, finished_at
-    )
-    select r.execution_id, r.node_id, r.node_type, r.attempt, r.status, r.input, r.output,
-           r.branch, r.error, s.worker_id, clock_timestamp() - make_interval(secs => r.duration),
-           clock_timestamp()
-    from run r
-    join fenced f on f.id = r.execution_id
-    join step s on s.id = r.execution_id
-    order by r.n
-)
-select id from fenced
-"#;
+),"#,
+);
+
+/// Records steps that neither wait nor consume a signal, the common case (a node finished,
+/// the execution continues, ends, retries or is released), with $1 to $19 as
+/// [`RECORD_STEPS`]: a statement a fraction as costly to plan, which a busy worker sends
+/// many times a second.
+pub(super) const RECORD_STEPS_WITHOUT_SIGNALS: &str =
+    record_steps!(taken: "", held: "", wait: "", consume: "");
 
 /// Right after [`RECORD_STEPS`], in a statement of its own (so with a fresh snapshot) in the
 /// same transaction: makes each parked execution of pairs $1 (id), $2 (signal name)
