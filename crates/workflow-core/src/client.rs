@@ -304,6 +304,12 @@ impl Client {
     pub async fn delete_schedule(&self, id: ScheduleId) -> Result<(), StoreError> {
         self.store.delete_schedule(id).await
     }
+
+    /// Starts an execution from a schedule now ("trigger now"), whether it is paused or not,
+    /// without moving its ticks; see [`Store::trigger_schedule`].
+    pub async fn trigger_schedule(&self, id: ScheduleId) -> Result<Execution, StoreError> {
+        self.store.trigger_schedule(id).await
+    }
 }
 
 /// The first tick of `parsed` after `now`, or why it has none.

@@ -154,7 +154,10 @@ pub struct Execution {
     pub run_at: Option<DateTime<Utc>>,
     /// Past this it ends `timed_out`.
     pub deadline: Option<DateTime<Utc>>,
-    /// The schedule tick it was started for, if a schedule started it.
+    /// The schedule that started it, on a tick or by a trigger; `None` for other starts (and
+    /// once the schedule is deleted).
+    pub schedule_id: Option<crate::schedule::ScheduleId>,
+    /// The schedule tick it was started for; `None` unless a schedule fired it on a tick.
     pub scheduled_for: Option<DateTime<Utc>>,
     /// The worker holding its lease, if any.
     pub lease_owner: Option<String>,

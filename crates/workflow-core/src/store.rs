@@ -620,6 +620,12 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a schedule; executions it started stay.
     async fn delete_schedule(&self, id: ScheduleId) -> Result<(), StoreError>;
 
+    /// Starts an execution of the schedule's workflow (its latest version) with the
+    /// schedule's input now, paused or not: its `schedule_id` is the schedule's, and its
+    /// `scheduled_for` is `None` (no tick), so it never takes a tick's place; the schedule's
+    /// ticks do not move. `NotFound` if there is no such schedule.
+    async fn trigger_schedule(&self, id: ScheduleId) -> Result<Execution, StoreError>;
+
     /// Up to `limit` enabled schedules that are due (or whose next tick is not computed).
     async fn due_schedules(&self, limit: u32) -> Result<DueSchedules, StoreError>;
 
@@ -770,6 +776,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     async fn delete_schedule(&self, id: ScheduleId) -> Result<(), StoreError> {
         (**self).delete_schedule(id).await
+    }
+
+    async fn trigger_schedule(&self, id: ScheduleId) -> Result<Execution, StoreError> {
+        (**self).trigger_schedule(id).await
     }
 
     async fn due_schedules(&self, limit: u32) -> Result<DueSchedules, StoreError> {

@@ -211,6 +211,7 @@ struct ExecutionRow {
     priority: i32,
     run_at: Option<DateTime<Utc>>,
     deadline: Option<DateTime<Utc>>,
+    schedule_id: Option<Uuid>,
     scheduled_for: Option<DateTime<Utc>>,
     lease_owner: Option<String>,
     lease_expires_at: Option<DateTime<Utc>>,
@@ -239,6 +240,7 @@ impl ExecutionRow {
             priority: self.priority,
             run_at: self.run_at,
             deadline: self.deadline,
+            schedule_id: self.schedule_id.map(ScheduleId),
             scheduled_for: self.scheduled_for,
             lease_owner: self.lease_owner,
             lease_expires_at: self.lease_expires_at,
@@ -866,6 +868,16 @@ impl Store for PgStore {
             return Err(schedule_not_found(id));
         }
         Ok(())
+    }
+
+    async fn trigger_schedule(&self, id: ScheduleId) -> Result<Execution, StoreError> {
+        let started: Option<Uuid> = sqlx::query_scalar(queries::TRIGGER_SCHEDULE)
+            .bind(id.0)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(classify)?;
+        let started = started.ok_or_else(|| schedule_not_found(id))?;
+        Ok(self.get_execution(ExecutionId(started)).await?.execution)
     }
 
     async fn due_schedules(&self, limit: u32) -> Result<DueSchedules, StoreError> {

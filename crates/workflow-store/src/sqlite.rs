@@ -374,6 +374,7 @@ struct ExecutionRow {
     priority: i32,
     run_at: Option<i64>,
     deadline: Option<i64>,
+    schedule_id: Option<String>,
     scheduled_for: Option<i64>,
     lease_owner: Option<String>,
     lease_expires_at: Option<i64>,
@@ -403,6 +404,11 @@ impl ExecutionRow {
             priority: self.priority,
             run_at: optional_time(self.run_at, &what)?,
             deadline: optional_time(self.deadline, &what)?,
+            schedule_id: self
+                .schedule_id
+                .as_deref()
+                .map(|id| uuid(id, &what).map(ScheduleId))
+                .transpose()?,
             scheduled_for: optional_time(self.scheduled_for, &what)?,
             lease_owner: self.lease_owner,
             lease_expires_at: optional_time(self.lease_expires_at, &what)?,
@@ -1192,6 +1198,18 @@ impl Store for SqliteStore {
             return Err(schedule_not_found(id));
         }
         Ok(())
+    }
+
+    async fn trigger_schedule(&self, id: ScheduleId) -> Result<Execution, StoreError> {
+        let started: Option<String> = sqlx::query_scalar(queries::TRIGGER_SCHEDULE)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        let started = started.ok_or_else(|| schedule_not_found(id))?;
+        self.hint();
+        let started = ExecutionId(uuid(&started, "execution")?);
+        Ok(self.get_execution(started).await?.execution)
     }
 
     async fn due_schedules(&self, limit: u32) -> Result<DueSchedules, StoreError> {

@@ -200,6 +200,12 @@ pub(crate) enum ScheduleCommand {
         /// Schedule id.
         id: String,
     },
+    /// Start an execution from a schedule now, paused or not, and print its id; the
+    /// schedule's ticks do not move.
+    Trigger {
+        /// Schedule id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

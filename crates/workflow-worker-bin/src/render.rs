@@ -155,6 +155,13 @@ fn header(e: &Execution, runners: Option<&str>) -> String {
     if let Some(deadline) = e.deadline {
         let _ = writeln!(out, "  deadline:  {}", time(Some(deadline)));
     }
+    if let Some(schedule) = e.schedule_id {
+        let how = e.scheduled_for.map_or_else(
+            || "triggered".to_owned(),
+            |tick| format!("tick {}", time(Some(tick))),
+        );
+        let _ = writeln!(out, "  schedule:  {schedule} ({how})");
+    }
     let _ = writeln!(out, "  created:   {}", time(Some(e.created_at)));
     let _ = writeln!(out, "  started:   {}", time(e.started_at));
     let _ = writeln!(out, "  finished:  {}", time(e.finished_at));

@@ -229,6 +229,15 @@ async fn hello_workflow_runs_end_to_end(url: &str) {
     );
     assert!(succeed(url, &["schedule", "pause", &schedule_id]).contains("paused"));
     assert!(succeed(url, &["schedule", "list"]).contains(&schedule_id));
+    // Trigger now, paused as it is: one pending execution of hello, the schedule unchanged.
+    let triggered = succeed(url, &["schedule", "trigger", &schedule_id]);
+    let shown = succeed(url, &["executions", "show", triggered.trim()]);
+    assert!(
+        shown.contains("status:    pending")
+            && shown.contains(&format!("schedule:  {schedule_id} (triggered)")),
+        "{shown}"
+    );
+    assert!(succeed(url, &["schedule", "list"]).contains("paused"));
     assert!(succeed(url, &["schedule", "resume", &schedule_id]).contains("enabled"));
     assert_eq!(
         succeed(url, &["schedule", "delete", &schedule_id]).trim(),
@@ -383,6 +392,11 @@ async fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
     let err = fail_one_line(url, &["schedule", "pause", "abc"]);
     assert!(err.contains("invalid schedule id \"abc\""), "{err}");
     let err = fail_one_line(url, &["schedule", "resume", &unknown.to_string()]);
+    assert!(
+        err.contains(&format!("schedule {unknown} not found")),
+        "{err}"
+    );
+    let err = fail_one_line(url, &["schedule", "trigger", &unknown.to_string()]);
     assert!(
         err.contains(&format!("schedule {unknown} not found")),
         "{err}"

@@ -317,6 +317,13 @@ impl<S: Store> Store for StalledHeartbeat<S> {
         self.0.delete_schedule(id).await
     }
 
+    async fn trigger_schedule(
+        &self,
+        id: crate::ScheduleId,
+    ) -> Result<crate::Execution, crate::StoreError> {
+        self.0.trigger_schedule(id).await
+    }
+
     async fn due_schedules(
         &self,
         limit: u32,

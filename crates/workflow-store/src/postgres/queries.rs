@@ -6,7 +6,7 @@
 macro_rules! execution_columns {
     () => {
         "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, \
-         e.input::text as input, e.output::text as output, e.error, e.priority, e.run_at, e.deadline, e.scheduled_for, e.lease_owner, e.lease_expires_at, \
+         e.input::text as input, e.output::text as output, e.error, e.priority, e.run_at, e.deadline, e.schedule_id, e.scheduled_for, e.lease_owner, e.lease_expires_at, \
          e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at"
     };
 }
@@ -803,6 +803,17 @@ join workflows w on w.id = s.workflow_id
 pub(super) const DELETE_SCHEDULE: &str = r#"
 delete from workflow_schedules
 where id = $1
+"#;
+
+/// Starts an execution of schedule $1 now ("trigger now"), paused or not; the insert trigger
+/// pins the latest version and takes its deadline, as for any start. No tick: `scheduled_for`
+/// stays null, so the tick key never refuses it nor a tick after it. Returns its id.
+pub(super) const TRIGGER_SCHEDULE: &str = r#"
+insert into workflow_executions (workflow_id, input, schedule_id)
+select workflow_id, input, id
+from workflow_schedules
+where id = $1
+returning id
 "#;
 
 /// Enabled schedules due now, or whose next tick is not computed yet.

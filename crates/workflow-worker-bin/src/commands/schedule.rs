@@ -1,4 +1,4 @@
-//! `schedule add|list|pause|resume|delete`.
+//! `schedule add|list|pause|resume|delete|trigger`.
 
 use anyhow::Context;
 use workflow_worker_core::{Client, NewSchedule, ScheduleId, WorkflowRef};
@@ -48,6 +48,9 @@ pub(super) async fn run(client: &Client, command: ScheduleCommand) -> anyhow::Re
             let id = parse(&id)?;
             client.delete_schedule(id).await?;
             println!("deleted schedule {id}");
+        }
+        ScheduleCommand::Trigger { id } => {
+            println!("{}", client.trigger_schedule(parse(&id)?).await?.id);
         }
     }
     Ok(())

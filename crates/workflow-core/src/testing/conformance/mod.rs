@@ -82,6 +82,7 @@ macro_rules! conformance_tests {
                 $crate::conformance_tests!(@group $setup; store::schedules;
                     invalid_schedules_are_rejected_and_nothing_is_written,
                     resuming_sets_the_next_tick_in_one_write_and_leaves_an_enabled_schedule_alone,
+                    triggering_starts_an_execution_now_and_leaves_the_ticks_alone,
                 );
             }
 

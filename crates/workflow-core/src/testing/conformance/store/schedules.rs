@@ -1,4 +1,4 @@
-//! Schedules through the Client: validation and the atomic resume.
+//! Schedules through the Client: validation, the atomic resume, and triggering one now.
 
 use crate::testing::conformance::quick_workflow;
 use crate::{Client, NewSchedule, Store};
@@ -91,4 +91,68 @@ pub async fn resuming_sets_the_next_tick_in_one_write_and_leaves_an_enabled_sche
         next > before && next <= before + chrono::Duration::days(1),
         "{next} is not the first 09:00 after {before}"
     );
+}
+
+/// "Trigger now" starts one execution of the schedule's workflow with its input at once,
+/// recorded as the schedule's, even while the schedule is paused, and leaves its ticks where
+/// they were; an unknown schedule is not found and starts nothing.
+pub async fn triggering_starts_an_execution_now_and_leaves_the_ticks_alone(
+    store: impl Store + Clone,
+) {
+    quick_workflow(&store).await;
+    let client = Client::new(store.clone());
+    let mut new = NewSchedule::new("tick", "0 9 * * *");
+    new.input = serde_json::json!({"report": "daily"});
+    let schedule = client.create_schedule(new).await.unwrap();
+    let paused = client.pause_schedule(schedule.id).await.unwrap();
+
+    let started = client.trigger_schedule(schedule.id).await.unwrap();
+    assert_eq!(started.workflow_name, "tick");
+    assert_eq!(started.workflow_version, 1);
+    assert_eq!(started.input, serde_json::json!({"report": "daily"}));
+    assert_eq!(started.status, crate::ExecutionStatus::Pending);
+    assert_eq!(
+        started.schedule_id,
+        Some(schedule.id),
+        "recorded as the schedule's"
+    );
+    assert_eq!(started.scheduled_for, None, "not a tick");
+    assert_eq!(
+        store.get_schedule(schedule.id).await.unwrap(),
+        paused,
+        "the schedule is unchanged: still paused, same next tick"
+    );
+
+    // Each trigger is a start of its own, however close together.
+    let again = client.trigger_schedule(schedule.id).await.unwrap();
+    assert_ne!(again.id, started.id);
+    assert_eq!(
+        client
+            .execution(again.id)
+            .await
+            .unwrap()
+            .execution
+            .schedule_id,
+        Some(schedule.id)
+    );
+    let listed = store
+        .list_executions(crate::ListExecutionsParams {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+
+    let unknown = crate::ScheduleId(uuid::Uuid::new_v4());
+    let err = client.trigger_schedule(unknown).await.unwrap_err();
+    assert_eq!(err.to_string(), format!("schedule {unknown} not found"));
+    let listed = store
+        .list_executions(crate::ListExecutionsParams {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2, "an unknown schedule starts nothing");
 }

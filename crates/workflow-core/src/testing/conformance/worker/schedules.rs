@@ -177,6 +177,7 @@ pub async fn missed_ticks_fire_once_by_default_or_up_to_catch_up(store: impl Tes
     seconds.sort_unstable();
     let seconds: Vec<String> = seconds.iter().map(u32::to_string).collect();
     let cron = format!("{} * * * * *", seconds.join(","));
+    let mut ids = Vec::new();
     for (name, catch_up) in [("once", 1), ("thrice", 3)] {
         let mut schedule = NewSchedule::new(name, cron.as_str());
         schedule.catch_up = catch_up;
@@ -191,6 +192,7 @@ pub async fn missed_ticks_fire_once_by_default_or_up_to_catch_up(store: impl Tes
             .await;
         let backdated = store.get_schedule(schedule.id).await.unwrap();
         assert_eq!(backdated.next_fire_at, Some(missed[4]), "{cron}");
+        ids.push(schedule.id);
     }
     let stop = tokio_util::sync::CancellationToken::new();
     let running = tokio::spawn(
@@ -210,7 +212,7 @@ pub async fn missed_ticks_fire_once_by_default_or_up_to_catch_up(store: impl Tes
     stop.cancel();
     running.await.unwrap().unwrap();
 
-    for (name, catch_up) in [("once", 1), ("thrice", 3)] {
+    for ((name, catch_up), id) in [("once", 1), ("thrice", 3)].into_iter().zip(ids) {
         let executions = store
             .list_executions(ListExecutionsParams {
                 workflow: Some(WorkflowRef::Name(name.into())),
@@ -225,6 +227,10 @@ pub async fn missed_ticks_fire_once_by_default_or_up_to_catch_up(store: impl Tes
             fired,
             missed[..catch_up],
             "{name}: the latest {catch_up} of the missed ticks, once each"
+        );
+        assert!(
+            executions.iter().all(|e| e.schedule_id == Some(id)),
+            "{name}: every execution records its schedule"
         );
     }
 }
