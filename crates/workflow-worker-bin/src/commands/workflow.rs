@@ -41,14 +41,18 @@ pub(super) async fn show(
     version: Option<i32>,
 ) -> anyhow::Result<()> {
     let workflow = WorkflowRef::from(workflow);
-    let shown = match version {
-        Some(version) => client.workflow_at(workflow, version).await?,
-        None => client.workflow(workflow).await?,
+    let (shown, latest) = match version {
+        Some(version) => {
+            let shown = client.workflow_at(workflow, version).await?;
+            let latest = client.workflow(WorkflowRef::Id(shown.workflow_id)).await?;
+            (shown, latest.version)
+        }
+        None => {
+            let latest = client.workflow(workflow).await?;
+            let version = latest.version;
+            (latest, version)
+        }
     };
-    let latest = client
-        .workflow(WorkflowRef::Id(shown.workflow_id))
-        .await?
-        .version;
     println!("{}", render::workflow_version_line(&shown, latest));
     println!("{}", serde_json::to_string_pretty(&shown.definition)?);
     Ok(())
