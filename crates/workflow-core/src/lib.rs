@@ -68,6 +68,7 @@
 //!   same [`NodeContext::idempotency_key`].
 //! - A panicking node is a failed node run, never a dead worker.
 
+pub mod bulk;
 pub mod client;
 pub mod execution;
 pub mod graph;
@@ -81,6 +82,7 @@ pub mod store;
 pub mod testing;
 pub mod worker;
 
+pub use bulk::BulkOutcome;
 pub use client::{Client, NewSchedule};
 pub use execution::{
     Execution, ExecutionDetail, ExecutionId, LeaseToken, NodeRun, NodeRunStatus, Signal, SignalId,
@@ -99,8 +101,8 @@ pub use schedule::{CronSchedule, Schedule, ScheduleError, ScheduleId};
 pub use state::{ExecutionStatus, TransitionError, transition};
 // The driver's own types (claims, steps, sweeps, schedule firing) stay in `store`.
 pub use store::{
-    ListExecutionsParams, LiveWorker, QueueStats, RetryExecutionParams, SendSignalParams,
-    StartExecutionParams, Store, StoreError, WorkflowRef,
+    ExecutionFilter, ListExecutionsParams, LiveWorker, QueueStats, RetryExecutionParams,
+    SendSignalParams, StartExecutionParams, Store, StoreError, WorkflowRef,
 };
 pub use worker::{ConfigError, ConfigRule, WorkerConfig, WorkflowWorker};
 

@@ -389,6 +389,58 @@ pub struct FireScheduleParams {
     pub next_fire_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// Which executions a bulk action touches ([`Client::cancel_matching`] and its kin, and
+/// [`Store::matching_executions`]): every condition given must hold. An empty filter matches
+/// every execution, so the Client refuses one unless asked for all.
+///
+/// [`Client::cancel_matching`]: crate::Client::cancel_matching
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecutionFilter {
+    /// In any of these statuses (any status when empty).
+    pub statuses: Vec<ExecutionStatus>,
+    /// Of this workflow.
+    pub workflow: Option<WorkflowRef>,
+    /// Created before this instant.
+    pub created_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// Created at or after this instant.
+    pub created_after: Option<chrono::DateTime<chrono::Utc>>,
+    /// Whose error contains this text, ignoring case (ASCII case on SQLite).
+    pub error_contains: Option<String>,
+}
+
+impl ExecutionFilter {
+    /// Whether no condition is set (every execution matches).
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Whether `execution` matches, as the stores decide it: what a bulk action checks again
+    /// on a fresh read right before it acts.
+    pub fn matches(&self, execution: &Execution) -> bool {
+        let workflow = match &self.workflow {
+            None => true,
+            Some(WorkflowRef::Id(id)) => execution.workflow_id == *id,
+            Some(WorkflowRef::Name(name)) => execution.workflow_name == *name,
+        };
+        let error = match &self.error_contains {
+            None => true,
+            Some(text) => execution
+                .error
+                .as_deref()
+                .is_some_and(|error| error.to_lowercase().contains(&text.to_lowercase())),
+        };
+        (self.statuses.is_empty() || self.statuses.contains(&execution.status))
+            && workflow
+            && self
+                .created_before
+                .is_none_or(|at| execution.created_at < at)
+            && self
+                .created_after
+                .is_none_or(|at| execution.created_at >= at)
+            && error
+    }
+}
+
 /// Parameters of [`Store::list_executions`].
 #[derive(Debug, Clone, Default)]
 pub struct ListExecutionsParams {
@@ -665,6 +717,24 @@ pub trait Store: Send + Sync + 'static {
         &self,
         params: ListExecutionsParams,
     ) -> Result<Vec<Execution>, StoreError>;
+
+    /// Up to `limit` ids of executions matching `filter`, in id order, after `after` when
+    /// given: the pages a bulk action walks.
+    async fn matching_executions(
+        &self,
+        filter: &ExecutionFilter,
+        after: Option<ExecutionId>,
+        limit: u32,
+    ) -> Result<Vec<ExecutionId>, StoreError>;
+
+    /// Deletes those of `ids` that have ended (completed, failed, cancelled, timed out) and
+    /// still match `filter`, with their node runs, signals and retries, in one statement;
+    /// returns how many. Running, waiting and pending executions are never deleted.
+    async fn delete_executions(
+        &self,
+        ids: &[ExecutionId],
+        filter: &ExecutionFilter,
+    ) -> Result<u64, StoreError>;
 }
 
 /// A shared store is a store, so `Arc<dyn Store>` (what the binary holds) can be handed to
@@ -816,5 +886,22 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         params: ListExecutionsParams,
     ) -> Result<Vec<Execution>, StoreError> {
         (**self).list_executions(params).await
+    }
+
+    async fn matching_executions(
+        &self,
+        filter: &ExecutionFilter,
+        after: Option<ExecutionId>,
+        limit: u32,
+    ) -> Result<Vec<ExecutionId>, StoreError> {
+        (**self).matching_executions(filter, after, limit).await
+    }
+
+    async fn delete_executions(
+        &self,
+        ids: &[ExecutionId],
+        filter: &ExecutionFilter,
+    ) -> Result<u64, StoreError> {
+        (**self).delete_executions(ids, filter).await
     }
 }

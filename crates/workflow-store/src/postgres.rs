@@ -18,8 +18,8 @@ use sqlx::{Connection, FromRow, Row};
 use uuid::Uuid;
 use workflow_worker_core::store::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
-    FireScheduleParams, NewNodeRun, RecordStep, RescueFilter, RetryExecutionParams,
-    TimedOutExecution, Wakeup, Wakeups,
+    ExecutionFilter, FireScheduleParams, NewNodeRun, RecordStep, RescueFilter,
+    RetryExecutionParams, TimedOutExecution, Wakeup, Wakeups,
 };
 use workflow_worker_core::{
     Execution, ExecutionDetail, ExecutionId, ExecutionRetry, ExecutionStatus, LeaseToken,
@@ -997,7 +997,58 @@ impl Store for PgStore {
             .map_err(classify)?;
         convert(rows)
     }
+
+    async fn matching_executions(
+        &self,
+        filter: &ExecutionFilter,
+        after: Option<ExecutionId>,
+        limit: u32,
+    ) -> Result<Vec<ExecutionId>, StoreError> {
+        let ids: Vec<Uuid> = bind_filter!(sqlx::query_scalar(queries::MATCHING_EXECUTIONS), filter)
+            .bind(after.map(|id| id.0))
+            .bind(i64::from(limit))
+            .fetch_all(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(ids.into_iter().map(ExecutionId).collect())
+    }
+
+    async fn delete_executions(
+        &self,
+        ids: &[ExecutionId],
+        filter: &ExecutionFilter,
+    ) -> Result<u64, StoreError> {
+        let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+        let deleted = bind_filter!(sqlx::query(queries::DELETE_EXECUTIONS), filter)
+            .bind(ids)
+            .execute(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(deleted.rows_affected())
+    }
 }
+
+/// An [`ExecutionFilter`] as `$1` to `$6` of [`queries::MATCHING_EXECUTIONS`] and
+/// [`queries::DELETE_EXECUTIONS`].
+macro_rules! bind_filter {
+    ($query:expr, $filter:expr) => {{
+        let filter: &ExecutionFilter = $filter;
+        let (workflow_id, workflow_name) = match &filter.workflow {
+            Some(workflow) => workflow_key(workflow),
+            None => (None, None),
+        };
+        let statuses: Option<Vec<&str>> = (!filter.statuses.is_empty())
+            .then(|| filter.statuses.iter().map(|s| s.as_str()).collect());
+        $query
+            .bind(statuses)
+            .bind(workflow_id)
+            .bind(workflow_name)
+            .bind(filter.created_before)
+            .bind(filter.created_after)
+            .bind(filter.error_contains.as_deref())
+    }};
+}
+use bind_filter;
 
 /// Hints from LISTEN; the listener reconnects by itself after a dropped connection.
 struct PgWakeups(sqlx::postgres::PgListener);

@@ -28,8 +28,8 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 use workflow_worker_core::store::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
-    FireScheduleParams, RecordStep, RescueFilter, RetryExecutionParams, TimedOutExecution, Wakeup,
-    Wakeups,
+    ExecutionFilter, FireScheduleParams, RecordStep, RescueFilter, RetryExecutionParams,
+    TimedOutExecution, Wakeup, Wakeups,
 };
 use workflow_worker_core::{
     Execution, ExecutionDetail, ExecutionId, ExecutionRetry, ExecutionStatus, LeaseToken,
@@ -1318,4 +1318,60 @@ impl Store for SqliteStore {
             .map_err(classify)?;
         convert(rows)
     }
+
+    async fn matching_executions(
+        &self,
+        filter: &ExecutionFilter,
+        after: Option<ExecutionId>,
+        limit: u32,
+    ) -> Result<Vec<ExecutionId>, StoreError> {
+        let ids: Vec<String> =
+            bind_filter!(sqlx::query_scalar(queries::MATCHING_EXECUTIONS), filter)
+                .bind(after.map(|id| id.to_string()))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
+        ids.iter()
+            .map(|id| uuid(id, "execution").map(ExecutionId))
+            .collect()
+    }
+
+    async fn delete_executions(
+        &self,
+        ids: &[ExecutionId],
+        filter: &ExecutionFilter,
+    ) -> Result<u64, StoreError> {
+        let ids: Vec<String> = ids.iter().map(ExecutionId::to_string).collect();
+        let deleted = bind_filter!(sqlx::query(queries::DELETE_EXECUTIONS), filter)
+            .bind(Value::from(ids).to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(deleted.rows_affected())
+    }
 }
+
+/// An [`ExecutionFilter`] as `$1` to `$6` of [`queries::MATCHING_EXECUTIONS`] and
+/// [`queries::DELETE_EXECUTIONS`].
+macro_rules! bind_filter {
+    ($query:expr, $filter:expr) => {{
+        let filter: &ExecutionFilter = $filter;
+        let (workflow_id, workflow_name) = match &filter.workflow {
+            Some(workflow) => workflow_key(workflow),
+            None => (None, None),
+        };
+        let statuses = (!filter.statuses.is_empty()).then(|| {
+            let names: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+            Value::from(names).to_string()
+        });
+        $query
+            .bind(statuses)
+            .bind(workflow_id)
+            .bind(workflow_name)
+            .bind(filter.created_before.map(ms))
+            .bind(filter.created_after.map(ms))
+            .bind(filter.error_contains.clone())
+    }};
+}
+use bind_filter;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use workflow_worker_core::ExecutionStatus;
 
@@ -139,6 +140,13 @@ pub(crate) struct CancelArgs {
 pub(crate) struct RetryArgs {
     /// Execution id.
     pub(crate) id: String,
+    #[command(flatten)]
+    pub(crate) how: RetryOptions,
+}
+
+/// How a retry runs, for one execution or many.
+#[derive(Debug, Args)]
+pub(crate) struct RetryOptions {
     /// Run every node again.
     #[arg(long, conflicts_with = "from")]
     pub(crate) from_start: bool,
@@ -233,6 +241,26 @@ pub(crate) enum WorkflowCommand {
 pub(crate) enum ExecutionsCommand {
     /// List executions, newest first.
     List(ListArgs),
+    /// Cancel every execution the filter matches that has not ended.
+    Cancel {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Recorded as each execution's error.
+        #[arg(long, default_value = "cancelled by request")]
+        reason: String,
+    },
+    /// Retry every failed, timed-out or cancelled execution the filter matches.
+    Retry {
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[command(flatten)]
+        how: RetryOptions,
+    },
+    /// Delete every execution the filter matches that has ended, with its history.
+    Delete {
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
     /// Show an execution with every node run.
     Show {
         /// Execution id.
@@ -241,6 +269,32 @@ pub(crate) enum ExecutionsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Which executions a bulk action touches: every option given must hold.
+#[derive(Debug, Args)]
+pub(crate) struct FilterArgs {
+    /// In this status (repeat for several).
+    #[arg(long, value_parser = parse_status)]
+    pub(crate) status: Vec<ExecutionStatus>,
+    /// Of this workflow (name or id).
+    #[arg(long)]
+    pub(crate) workflow: Option<String>,
+    /// Created before this time (RFC 3339, e.g. 2026-12-01T09:00:00Z).
+    #[arg(long, value_parser = parse_time)]
+    pub(crate) before: Option<DateTime<Utc>>,
+    /// Created at or after this time (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    pub(crate) after: Option<DateTime<Utc>>,
+    /// Whose error contains this text, ignoring case.
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) error: Option<String>,
+    /// Match every execution (required when no other filter is given).
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// Only count the executions that match; change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 /// `workflow-worker executions list`.
@@ -379,6 +433,12 @@ pub(crate) fn parse_duration(value: &str) -> Result<Duration, String> {
 
 fn parse_json(value: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(value).map_err(|err| format!("invalid JSON: {err}"))
+}
+
+fn parse_time(value: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|err| format!("\"{value}\" is not an RFC 3339 time (2026-12-01T09:00:00Z): {err}"))
 }
 
 fn parse_status(value: &str) -> Result<ExecutionStatus, String> {

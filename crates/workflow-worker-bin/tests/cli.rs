@@ -514,6 +514,79 @@ async fn prune_deletes_ended_executions_and_keeps_the_rest() {
     assert!(!listed.contains(&ended), "{listed}");
 }
 
+/// `executions cancel|retry|delete` act on what the filter matches, say how many, count with
+/// `--dry-run`, and refuse a missing filter or a bad one in one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_actions_by_filter_count_cancel_retry_and_delete() {
+    let db = TestSqlite::create().await;
+    let url = db.url.as_str();
+    let hello = examples_dir().join("hello.json");
+    succeed(url, &["workflow", "save", hello.to_str().unwrap()]);
+    let ids: Vec<String> = (0..3)
+        .map(|_| succeed(url, &["start", "hello"]).trim().to_owned())
+        .collect();
+    let bulk = |args: &[&str]| succeed(url, &[&["executions"][..], args].concat());
+
+    assert_eq!(
+        bulk(&["cancel", "--workflow", "hello", "--dry-run"]).trim(),
+        "3 executions match (dry run: nothing changed)"
+    );
+    let shown = succeed(url, &["executions", "show", &ids[0]]);
+    assert!(shown.contains("status:    pending"), "{shown}");
+    assert_eq!(
+        bulk(&["cancel", "--status", "pending", "--reason", "outage"]).trim(),
+        "cancelled 3 of 3 matching executions"
+    );
+    assert_eq!(
+        bulk(&["cancel", "--status", "pending"]).trim(),
+        "cancelled 0 of 0 matching executions"
+    );
+    let before = "2999-01-01T00:00:00Z";
+    assert_eq!(
+        bulk(&[
+            "retry", "--error", "OUTAGE", "--before", before, "--by", "ops"
+        ])
+        .trim(),
+        "retried 3 of 3 matching executions"
+    );
+    let shown = succeed(url, &["executions", "show", &ids[1]]);
+    assert!(
+        shown.contains("status:    pending") && shown.contains("by ops"),
+        "{shown}"
+    );
+    assert_eq!(
+        bulk(&["delete", "--all"]).trim(),
+        "deleted 0 of 3 matching executions",
+        "pending executions are never deleted"
+    );
+    bulk(&["cancel", "--all"]);
+    assert_eq!(
+        bulk(&["delete", "--status", "cancelled", "--status", "failed"]).trim(),
+        "deleted 3 of 3 matching executions"
+    );
+    assert_eq!(succeed(url, &["executions", "list"]).trim(), "");
+
+    let err = fail_one_line(Some(url), &["executions", "delete"]);
+    assert!(err.contains("no filter given"), "{err}");
+    let err = fail_one_line(
+        Some(url),
+        &["executions", "delete", "--all", "--status", "failed"],
+    );
+    assert!(
+        err.contains("--all cannot be combined with a filter"),
+        "{err}"
+    );
+    let err = fail_one_line(Some(url), &["executions", "retry", "--before", "yesterday"]);
+    assert!(
+        err.contains("\"yesterday\" is not an RFC 3339 time"),
+        "{err}"
+    );
+    let err = fail_one_line(Some(url), &["executions", "cancel", "--workflow", "nope"]);
+    assert!(err.contains("workflow \"nope\" not found"), "{err}");
+    let err = fail_one_line(Some(url), &["executions", "cancel", "--status", "sleeping"]);
+    assert!(err.contains("sleeping"), "{err}");
+}
+
 #[test]
 fn without_a_database_url_the_embedded_sqlite_file_is_used() {
     let dir = std::env::temp_dir().join(format!("wfw-cli-{}", uuid::Uuid::new_v4().simple()));

@@ -365,4 +365,21 @@ impl<S: Store> Store for StalledHeartbeat<S> {
     ) -> Result<Vec<crate::Execution>, crate::StoreError> {
         self.0.list_executions(params).await
     }
+
+    async fn matching_executions(
+        &self,
+        filter: &crate::ExecutionFilter,
+        after: Option<crate::ExecutionId>,
+        limit: u32,
+    ) -> Result<Vec<crate::ExecutionId>, crate::StoreError> {
+        self.0.matching_executions(filter, after, limit).await
+    }
+
+    async fn delete_executions(
+        &self,
+        ids: &[crate::ExecutionId],
+        filter: &crate::ExecutionFilter,
+    ) -> Result<u64, crate::StoreError> {
+        self.0.delete_executions(ids, filter).await
+    }
 }

@@ -955,3 +955,43 @@ from workflow_workers
 where expires_at > now()
 order by id
 "#;
+
+/// An [`ExecutionFilter`](workflow_worker_core::ExecutionFilter) on executions `e`: statuses
+/// ($1, any when null), workflow id ($2) or name ($3), created before $4 and at or after $5,
+/// error containing $6 ignoring case.
+macro_rules! execution_filter {
+    () => {
+        r#"($1::text[] is null or e.status = any($1))
+  and ($2::uuid is null or e.workflow_id = $2)
+  and ($3::text is null or e.workflow_id = (select id from workflows where name = $3))
+  and ($4::timestamptz is null or e.created_at < $4)
+  and ($5::timestamptz is null or e.created_at >= $5)
+  and ($6::text is null or strpos(lower(e.error), lower($6)) > 0)"#
+    };
+}
+
+/// Up to $8 ids of executions matching the filter ($1 to $6), in id order after $7.
+pub(super) const MATCHING_EXECUTIONS: &str = concat!(
+    r#"
+select e.id
+from workflow_executions e
+where "#,
+    execution_filter!(),
+    r#"
+  and ($7::uuid is null or e.id > $7)
+order by e.id
+limit $8
+"#
+);
+
+/// Deletes those of the executions $7 that ended and still match the filter ($1 to $6); their
+/// node runs, signals and retries go with them (on delete cascade).
+pub(super) const DELETE_EXECUTIONS: &str = concat!(
+    r#"
+delete from workflow_executions e
+where e.id = any($7)
+  and e.status in ('completed', 'failed', 'cancelled', 'timed_out')
+  and "#,
+    execution_filter!(),
+    "\n"
+);

@@ -865,3 +865,43 @@ where expires_at > "#,
 order by id
 "#
 );
+
+/// An [`ExecutionFilter`](workflow_worker_core::ExecutionFilter) on executions `e`: statuses
+/// (a JSON array $1, any when null), workflow id ($2) or name ($3), created before $4 and at
+/// or after $5 (milliseconds), error containing $6 ignoring ASCII case.
+macro_rules! execution_filter {
+    () => {
+        r#"($1 is null or e.status in (select value from json_each($1)))
+  and ($2 is null or e.workflow_id = $2)
+  and ($3 is null or e.workflow_id = (select id from workflows where name = $3))
+  and ($4 is null or e.created_at < $4)
+  and ($5 is null or e.created_at >= $5)
+  and ($6 is null or instr(lower(e.error), lower($6)) > 0)"#
+    };
+}
+
+/// Up to $8 ids of executions matching the filter ($1 to $6), in id order after $7.
+pub(super) const MATCHING_EXECUTIONS: &str = concat!(
+    r#"
+select e.id
+from workflow_executions e
+where "#,
+    execution_filter!(),
+    r#"
+  and ($7 is null or e.id > $7)
+order by e.id
+limit $8
+"#
+);
+
+/// Deletes those of the executions in the JSON array $7 that ended and still match the
+/// filter ($1 to $6); their node runs, signals and retries go with them (on delete cascade).
+pub(super) const DELETE_EXECUTIONS: &str = concat!(
+    r#"
+delete from workflow_executions as e
+where e.id in (select value from json_each($7))
+  and e.status in ('completed', 'failed', 'cancelled', 'timed_out')
+  and "#,
+    execution_filter!(),
+    "\n"
+);

@@ -1,12 +1,14 @@
-//! `start`, `signal`, `cancel`, `retry` and `executions list|show`.
+//! `start`, `signal`, `cancel`, `retry` and `executions list|show|cancel|retry|delete`.
 
 use workflow_worker_core::{
-    Client, Execution, ListExecutionsParams, RetryFrom, RetryRequest, SendSignalParams,
-    StartExecutionParams, WorkflowRef,
+    Client, Execution, ExecutionFilter, ListExecutionsParams, RetryFrom, RetryRequest,
+    SendSignalParams, StartExecutionParams, WorkflowRef,
 };
 
 use super::parse_execution_id;
-use crate::cli::{CancelArgs, ListArgs, RetryArgs, SignalArgs, StartArgs};
+use crate::cli::{
+    CancelArgs, FilterArgs, ListArgs, RetryArgs, RetryOptions, SignalArgs, StartArgs,
+};
 use crate::render;
 
 /// Starts an execution and prints its id.
@@ -44,17 +46,24 @@ pub(super) async fn cancel(client: &Client, args: CancelArgs) -> anyhow::Result<
     Ok(())
 }
 
-/// Runs an ended execution again.
-pub(super) async fn retry(client: &Client, args: RetryArgs) -> anyhow::Result<()> {
-    let from = match (args.from_start, args.from) {
+/// The retry the options ask for.
+fn retry_request(how: RetryOptions) -> RetryRequest {
+    let from = match (how.from_start, how.from) {
         (true, _) => RetryFrom::Start,
         (false, Some(node)) => RetryFrom::Node(node),
         (false, None) => RetryFrom::Stopped,
     };
-    let mut request = RetryRequest::new(args.by).from(from);
-    if args.latest {
-        request = request.latest();
+    let request = RetryRequest::new(how.by).from(from);
+    if how.latest {
+        request.latest()
+    } else {
+        request
     }
+}
+
+/// Runs an ended execution again.
+pub(super) async fn retry(client: &Client, args: RetryArgs) -> anyhow::Result<()> {
+    let request = retry_request(args.how);
     let retried = client.retry(parse_execution_id(&args.id)?, request).await?;
     println!(
         "retrying execution {} on {} v{}",
@@ -122,4 +131,60 @@ async fn runners(client: &Client, execution: &Execution) -> anyhow::Result<Strin
     } else {
         format!("no live worker has all of its node types ({needed}); it waits for one that does")
     })
+}
+
+/// A bulk action of `executions cancel|retry|delete`.
+pub(super) enum Bulk {
+    /// Cancel, with this reason.
+    Cancel(String),
+    /// Retry, so.
+    Retry(RetryOptions),
+    /// Delete what ended.
+    Delete,
+}
+
+/// Runs `action` on every execution the filter matches, or with `--dry-run` only says how
+/// many match.
+pub(super) async fn bulk(client: &Client, filter: &FilterArgs, action: Bulk) -> anyhow::Result<()> {
+    let (dry_run, filter) = execution_filter(filter)?;
+    if dry_run {
+        let matched = client.count_matching(&filter).await?;
+        println!("{matched} executions match (dry run: nothing changed)");
+        return Ok(());
+    }
+    let (verb, outcome) = match action {
+        Bulk::Cancel(reason) => ("cancelled", client.cancel_matching(&filter, &reason).await?),
+        Bulk::Retry(how) => {
+            let request = retry_request(how);
+            ("retried", client.retry_matching(&filter, &request).await?)
+        }
+        Bulk::Delete => ("deleted", client.delete_matching(&filter).await?),
+    };
+    println!(
+        "{verb} {} of {} matching executions",
+        outcome.affected, outcome.matched
+    );
+    Ok(())
+}
+
+/// The filter the options give, and whether this is a dry run. An empty filter needs
+/// `--all`: a bulk action on every execution is never an accident.
+fn execution_filter(args: &FilterArgs) -> anyhow::Result<(bool, ExecutionFilter)> {
+    let filter = ExecutionFilter {
+        statuses: args.status.clone(),
+        workflow: args.workflow.as_deref().map(WorkflowRef::from),
+        created_before: args.before,
+        created_after: args.after,
+        error_contains: args.error.clone(),
+    };
+    if filter.is_empty() && !args.all {
+        anyhow::bail!(
+            "no filter given: pass --status, --workflow, --before, --after or --error, \
+             or --all to act on every execution"
+        );
+    }
+    if !filter.is_empty() && args.all {
+        anyhow::bail!("--all cannot be combined with a filter");
+    }
+    Ok((args.dry_run, filter))
 }

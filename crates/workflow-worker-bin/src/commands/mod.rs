@@ -49,13 +49,28 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Retry(args) => {
             executions::retry(&db.client("retry", Access::Write).await?, args).await
         }
-        Command::Executions(command) => {
-            let client = db.client("executions", Access::Read).await?;
-            match command {
-                ExecutionsCommand::List(args) => executions::list(&client, args).await,
-                ExecutionsCommand::Show { id, json } => executions::show(&client, &id, json).await,
+        Command::Executions(command) => match command {
+            ExecutionsCommand::List(args) => {
+                let client = db.client("executions", Access::Read).await?;
+                executions::list(&client, args).await
             }
-        }
+            ExecutionsCommand::Show { id, json } => {
+                let client = db.client("executions", Access::Read).await?;
+                executions::show(&client, &id, json).await
+            }
+            ExecutionsCommand::Cancel { filter, reason } => {
+                let client = db.client("executions", Access::Write).await?;
+                executions::bulk(&client, &filter, executions::Bulk::Cancel(reason)).await
+            }
+            ExecutionsCommand::Retry { filter, how } => {
+                let client = db.client("executions", Access::Write).await?;
+                executions::bulk(&client, &filter, executions::Bulk::Retry(how)).await
+            }
+            ExecutionsCommand::Delete { filter } => {
+                let client = db.client("executions", Access::Write).await?;
+                executions::bulk(&client, &filter, executions::Bulk::Delete).await
+            }
+        },
         Command::Schedule(command) => {
             let access = match command {
                 ScheduleCommand::List => Access::Read,

@@ -54,6 +54,9 @@ macro_rules! conformance_tests {
                     queue_stats_count_runnable_waiting_and_running_executions,
                     prune_deletes_only_executions_that_ended_long_enough_ago,
                 );
+                $crate::conformance_tests!(@group $setup; store::bulk;
+                    bulk_actions_touch_only_what_matches_and_repeat_as_no_ops,
+                );
                 $crate::conformance_tests!(@group $setup; store::claims;
                     claim_marks_running_under_a_new_lease,
                     claim_respects_the_limit,

@@ -1,6 +1,7 @@
 //! The store contract: what every [`Store`](crate::Store) does when called directly, one module per
 //! entity of the driver interface.
 
+pub mod bulk;
 pub mod claims;
 pub mod executions;
 pub mod leases;
