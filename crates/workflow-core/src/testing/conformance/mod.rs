@@ -126,6 +126,7 @@ macro_rules! conformance_tests {
                 $crate::conformance_tests!(@group $setup; worker::retries;
                     a_retry_reruns_a_failed_execution_from_where_it_stopped,
                     a_retry_from_a_node_reruns_it_and_what_follows,
+                    a_retry_wakes_an_idle_worker_at_once,
                 );
                 $crate::conformance_tests!(@group $setup; worker::signals;
                     approval_runs_only_the_branch_the_signal_chose,

@@ -231,3 +231,63 @@ pub async fn a_retry_from_a_node_reruns_it_and_what_follows(store: impl Store + 
     assert_eq!(done.retries[0].from_status, ExecutionStatus::Cancelled);
     assert_eq!(first.runs().get(&cancelled), Some(&1));
 }
+
+/// A retry wakes an idle worker at once (PostgreSQL NOTIFY from the status trigger, or the
+/// SQLite store's in-process hint), instead of at its next poll, ten minutes away. A store
+/// that sends no hints (behind a transaction pooler) relies on polling, so there the worker
+/// polls often.
+pub async fn a_retry_wakes_an_idle_worker_at_once(store: impl Store + Clone) {
+    let hints = store.wakeups().await.expect("wake-ups").is_some();
+    let poll = if hints {
+        std::time::Duration::from_secs(600)
+    } else {
+        std::time::Duration::from_millis(50)
+    };
+    let switch = Switch::default();
+    let registry = nodes::registry().with("switch", switch.clone());
+    workflow("repairable")
+        .node("a", "switch", Value::Null)
+        .edge("start", "a")
+        .save(&store, &registry)
+        .await;
+    let id = start(&store, "repairable", json!({})).await;
+    let idle = worker(store.clone())
+        .nodes(registry.clone())
+        .poll_interval(poll);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(idle.run_until(stop.clone().cancelled_owned()));
+    // Its first claims ran it to failure; from now on it waits for a hint or its next poll.
+    let ended = wait_for_status(&store, id, ExecutionStatus::Failed).await;
+    assert_eq!(ended.execution.status, ExecutionStatus::Failed);
+
+    switch.set_fixed(true);
+    Client::with_registry(store.clone(), registry)
+        .retry(id, RetryRequest::new("ops"))
+        .await
+        .expect("retry");
+    let done = wait_for_status(&store, id, ExecutionStatus::Completed).await;
+    assert_eq!(done.retries.len(), 1);
+    stop.cancel();
+    running.await.unwrap().unwrap();
+}
+
+/// Waits (up to [`WAIT`]) until execution `id` is in `status`.
+async fn wait_for_status(
+    store: &impl Store,
+    id: crate::ExecutionId,
+    status: ExecutionStatus,
+) -> ExecutionDetail {
+    let started = tokio::time::Instant::now();
+    loop {
+        let detail = store.get_execution(id).await.unwrap();
+        if detail.execution.status == status {
+            return detail;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "execution {id} is {} after {WAIT:?}, not {status}",
+            detail.execution.status
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
