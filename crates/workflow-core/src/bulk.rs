@@ -10,8 +10,9 @@
 //! it did: the actions are idempotent.
 
 use crate::client::Client;
-use crate::execution::ExecutionId;
+use crate::execution::{ExecutionDetail, ExecutionId};
 use crate::retry::RetryRequest;
+use crate::state::ExecutionStatus;
 use crate::store::{ExecutionFilter, StoreError};
 
 /// Executions read per page of a bulk action.
@@ -42,23 +43,16 @@ impl Client {
         filter: &ExecutionFilter,
         reason: &str,
     ) -> crate::Result<BulkOutcome> {
-        self.each_page(filter, |ids| async move {
-            let mut cancelled = 0;
-            for id in ids {
-                let Some(execution) = self.still_matching(id, filter).await? else {
-                    continue;
-                };
-                if execution.status.is_terminal() {
-                    continue;
-                }
-                match self.cancel(id, reason).await {
-                    Ok(_) => cancelled += 1,
+        let not_ended = |status: ExecutionStatus| !status.is_terminal();
+        self.each_page(filter, |ids| {
+            self.each_still_matching(ids, filter, not_ended, |detail| async move {
+                match self.cancel(detail.execution.id, reason).await {
+                    Ok(_) => Ok(true),
                     // It ended meanwhile (completed, say): nothing to cancel.
-                    Err(StoreError::AlreadyEnded { .. } | StoreError::NotFound { .. }) => {}
-                    Err(err) => return Err(err.into()),
+                    Err(StoreError::AlreadyEnded { .. } | StoreError::NotFound { .. }) => Ok(false),
+                    Err(err) => Err(err.into()),
                 }
-            }
-            Ok(cancelled)
+            })
         })
         .await
     }
@@ -70,25 +64,19 @@ impl Client {
         filter: &ExecutionFilter,
         request: &RetryRequest,
     ) -> crate::Result<BulkOutcome> {
-        self.each_page(filter, |ids| async move {
-            let mut retried = 0;
-            for id in ids {
-                let Some(execution) = self.still_matching(id, filter).await? else {
-                    continue;
-                };
-                if !execution.status.is_retryable() {
-                    continue;
+        self.each_page(filter, |ids| {
+            self.each_still_matching(ids, filter, ExecutionStatus::is_retryable, |detail| {
+                async move {
+                    match self.retry_read(detail, request.clone()).await {
+                        Ok(_) => Ok(true),
+                        // Retried by someone else meanwhile, or deleted.
+                        Err(crate::Error::Store(
+                            StoreError::NotRetryable { .. } | StoreError::NotFound { .. },
+                        )) => Ok(false),
+                        Err(err) => Err(err),
+                    }
                 }
-                match self.retry(id, request.clone()).await {
-                    Ok(_) => retried += 1,
-                    // Retried by someone else meanwhile, or deleted.
-                    Err(crate::Error::Store(
-                        StoreError::NotRetryable { .. } | StoreError::NotFound { .. },
-                    )) => {}
-                    Err(err) => return Err(err),
-                }
-            }
-            Ok(retried)
+            })
         })
         .await
     }
@@ -102,17 +90,33 @@ impl Client {
         .await
     }
 
-    /// The execution `id` if it still matches `filter`.
-    async fn still_matching(
+    /// Reads each of `ids` again and hands it to `act` if it still matches `filter` and its
+    /// status is `eligible`; returns how many `act` changed (it says `false` when the
+    /// execution moved on between the read and the action).
+    async fn each_still_matching<A, Fut>(
         &self,
-        id: ExecutionId,
+        ids: Vec<ExecutionId>,
         filter: &ExecutionFilter,
-    ) -> crate::Result<Option<crate::Execution>> {
-        match self.store().get_execution(id).await {
-            Ok(detail) if filter.matches(&detail.execution) => Ok(Some(detail.execution)),
-            Ok(_) | Err(StoreError::NotFound { .. }) => Ok(None),
-            Err(err) => Err(err.into()),
+        eligible: fn(ExecutionStatus) -> bool,
+        mut act: A,
+    ) -> crate::Result<u64>
+    where
+        A: FnMut(ExecutionDetail) -> Fut,
+        Fut: std::future::Future<Output = crate::Result<bool>>,
+    {
+        let mut changed = 0;
+        for id in ids {
+            let detail = match self.store().get_execution(id).await {
+                Ok(detail) => detail,
+                Err(StoreError::NotFound { .. }) => continue,
+                Err(err) => return Err(err.into()),
+            };
+            let execution = &detail.execution;
+            if filter.matches(execution) && eligible(execution.status) && act(detail).await? {
+                changed += 1;
+            }
         }
+        Ok(changed)
     }
 
     /// Walks the ids `filter` matches page by page, handing each page to `act`, which says
@@ -158,7 +162,6 @@ mod tests {
 
     use super::*;
     use crate::execution::{Execution, LeaseToken, WorkflowId};
-    use crate::state::ExecutionStatus;
     use crate::store::WorkflowRef;
 
     fn execution(status: ExecutionStatus, error: Option<&str>, created_hour: u32) -> Execution {

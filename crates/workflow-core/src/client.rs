@@ -193,7 +193,17 @@ impl Client {
     /// [`RetryError::UnknownNode`](crate::RetryError::UnknownNode).
     pub async fn retry(&self, id: ExecutionId, request: RetryRequest) -> crate::Result<Execution> {
         let detail = self.store.get_execution(id).await?;
+        self.retry_read(detail, request).await
+    }
+
+    /// [`retry`](Self::retry) of an execution read already.
+    pub(crate) async fn retry_read(
+        &self,
+        detail: ExecutionDetail,
+        request: RetryRequest,
+    ) -> crate::Result<Execution> {
         let execution = &detail.execution;
+        let id = execution.id;
         if !execution.status.is_retryable() {
             return Err(StoreError::NotRetryable {
                 execution_id: id,

@@ -1273,10 +1273,9 @@ async fn record_batch(db: &Db, steps: &[&RecordStep]) -> Result<HashSet<Uuid>, S
     let waits = !awaited.0.is_empty();
     // Most batches neither wait nor consume a signal: they take the statement without the
     // signal parts, cheaper to plan.
-    let signals = waits
-        || steps
-            .iter()
-            .any(|step| matches!(step.advance, Advance::Wait { .. }))
+    let signals = steps
+        .iter()
+        .any(|step| matches!(step.advance, Advance::Wait { .. }))
         || runs.consumed_signal.iter().any(Option::is_some);
     let sql = if signals {
         queries::RECORD_STEPS

@@ -135,24 +135,22 @@ pub async fn triggering_starts_an_execution_now_and_leaves_the_ticks_alone(
             .schedule_id,
         Some(schedule.id)
     );
-    let listed = store
-        .list_executions(crate::ListExecutionsParams {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(listed.len(), 2);
+    assert_eq!(executions(&store).await, 2);
 
     let unknown = crate::ScheduleId(uuid::Uuid::new_v4());
     let err = client.trigger_schedule(unknown).await.unwrap_err();
     assert_eq!(err.to_string(), format!("schedule {unknown} not found"));
-    let listed = store
-        .list_executions(crate::ListExecutionsParams {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(listed.len(), 2, "an unknown schedule starts nothing");
+    assert_eq!(
+        executions(&store).await,
+        2,
+        "an unknown schedule starts nothing"
+    );
+}
+
+async fn executions(store: &impl Store) -> usize {
+    let params = crate::ListExecutionsParams {
+        limit: 10,
+        ..Default::default()
+    };
+    store.list_executions(params).await.unwrap().len()
 }
