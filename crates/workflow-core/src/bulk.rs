@@ -188,6 +188,7 @@ mod tests {
                 .unwrap(),
             started_at: None,
             finished_at: None,
+            pause_requested_at: None,
         }
     }
 

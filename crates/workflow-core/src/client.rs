@@ -19,6 +19,7 @@ use crate::graph::{WorkflowDefinition, WorkflowGraph};
 use crate::node::NodeRegistry;
 use crate::retry::{self, RetryRequest, RetryVersion};
 use crate::schedule::{self, CronSchedule, Schedule, ScheduleError, ScheduleId};
+use crate::state::ExecutionStatus;
 use crate::store::{
     CreateScheduleParams, ListExecutionsParams, LiveWorker, QueueStats, RetryExecutionParams,
     SendSignalParams, StartExecutionParams, Store, StoreError, WorkflowRef,
@@ -184,7 +185,8 @@ impl Client {
         self.store.cancel_execution(id, reason).await
     }
 
-    /// Runs a failed, timed-out or cancelled execution again, as `request` says: from where
+    /// Runs a failed, timed-out or cancelled execution (or one a failure paused) again, as
+    /// `request` says: from where
     /// it stopped (the nodes that completed keep their results and do not run again; the
     /// others run again from attempt 1), from the start, or from a node and everything
     /// downstream of it; on its pinned version or the latest. The earlier runs stay in its
@@ -196,6 +198,28 @@ impl Client {
         self.retry_read(detail, request).await
     }
 
+    /// Pauses an execution that has not ended: at once if it is not running, else at its
+    /// next step (the nodes running finish and are recorded, and no new one starts). See
+    /// [`Store::pause_execution`].
+    pub async fn pause(&self, id: ExecutionId) -> Result<Execution, StoreError> {
+        self.store.pause_execution(id).await
+    }
+
+    /// Resumes a paused execution (or withdraws a pause not yet honoured). One that a failure
+    /// paused (its node's retry policy says `"on_failure": "pause"`) resumes as a retry from
+    /// where it stopped, recorded as asked by `requested_by`: the failed node runs again from
+    /// attempt 1 and the nodes that completed keep their results. See
+    /// [`Store::resume_execution`].
+    pub async fn resume(&self, id: ExecutionId, requested_by: &str) -> crate::Result<Execution> {
+        let detail = self.store.get_execution(id).await?;
+        if paused_by_failure(&detail.execution) {
+            return self
+                .retry_read(detail, RetryRequest::new(requested_by))
+                .await;
+        }
+        Ok(self.store.resume_execution(id).await?)
+    }
+
     /// [`retry`](Self::retry) of an execution read already.
     pub(crate) async fn retry_read(
         &self,
@@ -204,7 +228,7 @@ impl Client {
     ) -> crate::Result<Execution> {
         let execution = &detail.execution;
         let id = execution.id;
-        if !execution.status.is_retryable() {
+        if !execution.status.is_retryable() && !paused_by_failure(execution) {
             return Err(StoreError::NotRetryable {
                 execution_id: id,
                 status: execution.status,
@@ -331,4 +355,9 @@ fn next_tick(
     parsed
         .next_after(now)
         .ok_or_else(|| ScheduleError::NoFutureTick(cron.to_owned()))
+}
+
+/// Whether a node's failure paused `execution` (rather than an operator): it carries the error.
+fn paused_by_failure(execution: &Execution) -> bool {
+    execution.status == ExecutionStatus::Paused && execution.error.is_some()
 }

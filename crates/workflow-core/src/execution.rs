@@ -174,6 +174,9 @@ pub struct Execution {
     pub started_at: Option<DateTime<Utc>>,
     /// When it reached a terminal status.
     pub finished_at: Option<DateTime<Utc>>,
+    /// When a pause was asked of it while it was running and not yet honoured: its holder
+    /// starts no new node and pauses it once the nodes in flight have finished.
+    pub pause_requested_at: Option<DateTime<Utc>>,
 }
 
 /// How a node run ended. The strings are the ones stored in the database.

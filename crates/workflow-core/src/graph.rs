@@ -144,6 +144,30 @@ pub struct RetryPolicy {
     /// executions that failed together do not retry together. From 0 to 1; defaults to 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub jitter: f64,
+    /// What becomes of the execution when the node fails for good (a fatal error, or its
+    /// last attempt): it fails (the default), or it pauses with the error, so an operator can
+    /// fix the cause and resume it; the node then runs again from attempt 1.
+    #[serde(default, skip_serializing_if = "OnFailure::is_fail")]
+    pub on_failure: OnFailure,
+}
+
+/// What a node that failed for good does to its execution (a retry policy's `on_failure`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// The execution fails.
+    #[default]
+    Fail,
+    /// The execution pauses with the error, to be resumed once the cause is fixed.
+    Pause,
+}
+
+impl OnFailure {
+    fn is_fail(&self) -> bool {
+        *self == Self::Fail
+    }
 }
 
 fn is_zero(value: &f64) -> bool {
@@ -158,6 +182,7 @@ impl RetryPolicy {
         multiplier: 2.0,
         max_backoff: Duration::from_secs(300),
         jitter: 0.0,
+        on_failure: OnFailure::Fail,
     };
 
     fn default_initial_backoff() -> Duration {
@@ -1078,6 +1103,32 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_policy_fails_by_default_and_may_pause_instead() {
+        let policy: RetryPolicy = serde_json::from_value(json!({"max_attempts": 2})).unwrap();
+        assert_eq!(policy.on_failure, OnFailure::Fail);
+        assert_eq!(
+            serde_json::to_value(&policy).unwrap().get("on_failure"),
+            None,
+            "the default is left out when saved"
+        );
+        let pausing: RetryPolicy =
+            serde_json::from_value(json!({"max_attempts": 2, "on_failure": "pause"})).unwrap();
+        assert_eq!(pausing.on_failure, OnFailure::Pause);
+        assert_eq!(
+            serde_json::to_value(&pausing).unwrap()["on_failure"],
+            "pause"
+        );
+        let err =
+            serde_json::from_value::<RetryPolicy>(json!({"max_attempts": 2, "on_failure": "stop"}))
+                .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unknown variant `stop`, expected `fail` or `pause`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn backoff_grows_by_the_multiplier_up_to_the_cap() {
         let policy = RetryPolicy {
             max_attempts: 10,
@@ -1085,6 +1136,7 @@ mod tests {
             multiplier: 3.0,
             max_backoff: Duration::from_secs(20),
             jitter: 0.0,
+            on_failure: OnFailure::Fail,
         };
         let waits: Vec<u64> = (1..=5).map(|a| policy.backoff(a).as_secs()).collect();
         assert_eq!(waits, vec![1, 3, 9, 20, 20]);

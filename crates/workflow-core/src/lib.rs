@@ -89,7 +89,7 @@ pub use execution::{
     WorkflowId, WorkflowSummary, WorkflowVersion,
 };
 pub use graph::{
-    Edge, GraphError, NodeDefinition, RetryPolicy, ValidationErrors, WorkflowDefinition,
+    Edge, GraphError, NodeDefinition, OnFailure, RetryPolicy, ValidationErrors, WorkflowDefinition,
     WorkflowGraph,
 };
 pub use node::{

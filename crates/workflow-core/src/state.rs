@@ -2,20 +2,25 @@
 //!
 //! [`transition`] is the one table of which status may follow which. Every status the worker
 //! writes for a claimed execution (completed, failed, retrying, waiting, timed out) is checked
-//! against it before the write (`worker/decide.rs`). Three moves are made by a store on its
-//! own, each one the table allows from every status it applies to: a claim marks a pending,
-//! retrying or waiting execution `running` (and re-leases a running one whose lease expired,
-//! which changes no status), [`Store::cancel_execution`](crate::Store::cancel_execution) ends
-//! one that has not ended as `cancelled`, and the deadline sweep ends one as `timed_out`. The
-//! ended states (`completed`, `failed`, `cancelled`, `timed_out`) change only by an operator's
-//! retry ([`Store::retry_execution`](crate::Store::retry_execution)), which makes a failed,
-//! cancelled or timed-out execution `pending` again; `completed` never changes. The diagram
-//! lives in `docs/state-machine.md`.
+//! against it before the write (`worker/decide.rs`). The other moves are made by a store on
+//! an operator's or its own behalf, each one the table allows from every status it applies
+//! to: a claim marks a pending, retrying or waiting execution `running` (and re-leases a
+//! running one whose lease expired, which changes no status),
+//! [`Store::cancel_execution`](crate::Store::cancel_execution) ends one that has not ended as
+//! `cancelled`, the deadline sweep ends one as `timed_out`,
+//! [`Store::pause_execution`](crate::Store::pause_execution) makes a pending, retrying or
+//! waiting one `paused` (a running one is paused by its holder, at its next step) and
+//! [`Store::resume_execution`](crate::Store::resume_execution) makes a paused one `pending`.
+//! The ended states (`completed`, `failed`, `cancelled`, `timed_out`) change only by an
+//! operator's retry ([`Store::retry_execution`](crate::Store::retry_execution)), which makes a
+//! failed, cancelled or timed-out execution `pending` again; `completed` never changes. The
+//! diagram lives in `docs/state-machine.md`.
 //!
-//! Claiming is not a decision of the worker: a worker may claim any non-terminal execution
-//! whose `run_at` is due and whose lease is free (see [`ExecutionStatus::is_claimable`]); the
-//! claim marks it `running` under a fresh lease. A `running` execution found with an expired
-//! lease is resumed by whichever worker claims it.
+//! Claiming is not a decision of the worker: a worker may claim any pending, running,
+//! retrying or waiting execution whose `run_at` is due and whose lease is free (see
+//! [`ExecutionStatus::is_claimable`]); the claim marks it `running` under a fresh lease. A
+//! `running` execution found with an expired lease is resumed by whichever worker claims it.
+//! A `paused` one is never claimed.
 
 use std::fmt;
 use std::str::FromStr;
@@ -34,6 +39,9 @@ pub enum ExecutionStatus {
     Retrying,
     /// Parked until a signal arrives or a durable timer fires.
     Waiting,
+    /// Stopped by an operator (or by a node that failed for good under a retry policy that
+    /// pauses): never claimed until resumed, which makes it pending again.
+    Paused,
     /// Every node finished; terminal.
     Completed,
     /// A node failed for good; terminal.
@@ -46,11 +54,12 @@ pub enum ExecutionStatus {
 
 impl ExecutionStatus {
     /// Every status, in the order of the state machine.
-    pub const ALL: [ExecutionStatus; 8] = [
+    pub const ALL: [ExecutionStatus; 9] = [
         Self::Pending,
         Self::Running,
         Self::Retrying,
         Self::Waiting,
+        Self::Paused,
         Self::Completed,
         Self::Failed,
         Self::Cancelled,
@@ -64,6 +73,7 @@ impl ExecutionStatus {
             Self::Running => "running",
             Self::Retrying => "retrying",
             Self::Waiting => "waiting",
+            Self::Paused => "paused",
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
@@ -86,9 +96,10 @@ impl ExecutionStatus {
         matches!(self, Self::Failed | Self::Cancelled | Self::TimedOut)
     }
 
-    /// Whether a worker may claim an execution in this status (when it is due and unleased).
+    /// Whether a worker may claim an execution in this status (when it is due and unleased):
+    /// any that has not ended and is not paused.
     pub fn is_claimable(self) -> bool {
-        !self.is_terminal()
+        !self.is_terminal() && self != Self::Paused
     }
 }
 
@@ -101,7 +112,7 @@ impl fmt::Display for ExecutionStatus {
 /// A string that names no [`ExecutionStatus`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown execution status \"{0}\" (expected one of pending, running, retrying, waiting, completed, failed, cancelled, timed_out)"
+    "unknown execution status \"{0}\" (expected one of pending, running, retrying, waiting, paused, completed, failed, cancelled, timed_out)"
 )]
 pub struct UnknownStatus(pub String);
 
@@ -136,12 +147,13 @@ pub fn transition(
 ) -> Result<ExecutionStatus, TransitionError> {
     use ExecutionStatus::*;
     let legal = match from {
-        Pending => matches!(to, Running | Cancelled | TimedOut),
+        Pending | Retrying | Waiting => matches!(to, Running | Paused | Cancelled | TimedOut),
         Running => matches!(
             to,
-            Retrying | Waiting | Completed | Failed | Cancelled | TimedOut
+            Retrying | Waiting | Paused | Completed | Failed | Cancelled | TimedOut
         ),
-        Retrying | Waiting => matches!(to, Running | Cancelled | TimedOut),
+        // A resume (or, for one paused by a failure, a retry).
+        Paused => matches!(to, Pending | Cancelled | TimedOut),
         // A retry.
         Failed | Cancelled | TimedOut => to == Pending,
         Completed => false,
@@ -158,22 +170,29 @@ mod tests {
     use super::ExecutionStatus::*;
     use super::*;
 
-    const LEGAL: [(ExecutionStatus, ExecutionStatus); 18] = [
+    const LEGAL: [(ExecutionStatus, ExecutionStatus); 25] = [
         (Pending, Running),
+        (Pending, Paused),
         (Pending, Cancelled),
         (Pending, TimedOut),
         (Running, Retrying),
         (Running, Waiting),
+        (Running, Paused),
         (Running, Completed),
         (Running, Failed),
         (Running, Cancelled),
         (Running, TimedOut),
         (Retrying, Running),
+        (Retrying, Paused),
         (Retrying, Cancelled),
         (Retrying, TimedOut),
         (Waiting, Running),
+        (Waiting, Paused),
         (Waiting, Cancelled),
         (Waiting, TimedOut),
+        (Paused, Pending),
+        (Paused, Cancelled),
+        (Paused, TimedOut),
         (Failed, Pending),
         (Cancelled, Pending),
         (TimedOut, Pending),
@@ -210,6 +229,16 @@ mod tests {
                 assert_eq!(transition(from, to).is_ok(), retry, "{from} -> {to}");
             }
         }
+    }
+
+    #[test]
+    fn only_active_unpaused_statuses_are_claimable() {
+        let claimable: Vec<ExecutionStatus> = ExecutionStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_claimable())
+            .collect();
+        assert_eq!(claimable, vec![Pending, Running, Retrying, Waiting]);
+        assert!(!Paused.is_terminal() && !Paused.is_retryable());
     }
 
     #[test]

@@ -315,6 +315,16 @@ pub enum Advance {
         /// The signal names its waiting nodes wait for.
         signals: Vec<String>,
     },
+    /// It moves to `paused` and releases its lease: no worker claims it until
+    /// [`Store::resume_execution`] (or a retry, for one paused by a failure). Without an
+    /// `error` this honours a pause asked of it ([`Execution::pause_requested_at`]); if a
+    /// resume withdrew that request meanwhile, it is released instead, as by
+    /// [`Release`](Self::Release).
+    Pause {
+        /// Why, when a node failed for good under a policy that pauses instead of failing;
+        /// `None` for a pause an operator asked for.
+        error: Option<String>,
+    },
     /// It stays `running` but its lease is released, so any worker may claim it at once
     /// (graceful shutdown). Unlike the others, this does not count as progress for poison
     /// detection.
@@ -344,6 +354,15 @@ pub struct RecordStep {
     pub runs: Vec<NewNodeRun>,
     /// What happens to the execution in the same transaction.
     pub advance: Advance,
+}
+
+/// What [`Store::record_steps`] says of a step it recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepRecorded {
+    /// The step kept the execution running ([`Advance::Continue`]) and a pause is asked of it
+    /// ([`Execution::pause_requested_at`]): its holder starts no new node and pauses it once
+    /// the nodes in flight have finished. Always `false` for the other advances.
+    pub pause_requested: bool,
 }
 
 /// Parameters of [`Store::create_schedule`]; [`Client::create_schedule`](crate::Client::create_schedule)
@@ -588,7 +607,7 @@ pub trait Store: Send + Sync + 'static {
     /// appears twice has its steps applied in order. Stores should commit the steps together
     /// where they can (one transaction, one flush to disk): a crash before a commit loses the
     /// steps it held, and only their nodes run again.
-    async fn record_steps(&self, steps: &[RecordStep]) -> Vec<Result<(), StoreError>>;
+    async fn record_steps(&self, steps: &[RecordStep]) -> Vec<Result<StepRecorded, StoreError>>;
 
     /// Extends the leases of executions this worker holds by `lease_duration` from now and
     /// returns the ids whose lease was still held (the others were lost).
@@ -609,13 +628,34 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
     ) -> Result<Execution, StoreError>;
 
+    /// Pauses an execution that has not ended. A pending, retrying or waiting one becomes
+    /// `paused` at once: unleased, with no `run_at`, never claimed until resumed. A running
+    /// one is asked to pause ([`Execution::pause_requested_at`] is set): its holder hears at
+    /// its next step ([`StepRecorded::pause_requested`]), starts no new node from then on,
+    /// and records [`Advance::Pause`] once the nodes in flight have finished and recorded
+    /// (any advance that releases its lease, but finishing, pauses it too); a worker that
+    /// claims it with the request set pauses it at once. Pausing a paused execution, or
+    /// asking again, changes nothing. An execution that already ended is [`StoreError::AlreadyEnded`].
+    /// A paused execution can still be cancelled, still times out at its deadline and still
+    /// receives signals (which wake it once it is resumed).
+    async fn pause_execution(&self, id: ExecutionId) -> Result<Execution, StoreError>;
+
+    /// Resumes a paused execution: it becomes `pending`, runnable at once, and workers are
+    /// woken as for a new one. For a running execution asked to pause, the request is
+    /// withdrawn. Any other execution that has not ended is returned unchanged; one that
+    /// ended is [`StoreError::AlreadyEnded`]. One paused by a failure resumes through
+    /// [`retry_execution`](Store::retry_execution) instead, so its failed node runs again from
+    /// attempt 1 ([`Client::resume`](crate::Client::resume) decides which).
+    async fn resume_execution(&self, id: ExecutionId) -> Result<Execution, StoreError>;
+
     /// Runs a failed, timed-out or cancelled execution again, in one transaction: records
     /// the retry (who, when, from where, from which status), marks the runs of the nodes in
     /// `rerun` as superseded by it, and makes the execution pending on `workflow_version`
     /// with no output, error or lease, its rescue count cleared and its deadline taken anew
     /// from that version's `timeout` (counted from now). Workers are woken as for a new
-    /// execution. Any other status is [`StoreError::NotRetryable`]. Which nodes to rerun is
-    /// the [`Client::retry`](crate::Client::retry)'s decision, not the store's.
+    /// execution. A paused execution is retried the same way (the Client retries one only if
+    /// a failure paused it). Any other status is [`StoreError::NotRetryable`]. Which nodes to
+    /// rerun is the [`Client::retry`](crate::Client::retry)'s decision, not the store's.
     async fn retry_execution(&self, params: RetryExecutionParams) -> Result<Execution, StoreError>;
 
     /// Ends every execution past its deadline as `timed_out` (whoever holds it) and returns
@@ -772,7 +812,7 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         (**self).claim_executions(params).await
     }
 
-    async fn record_steps(&self, steps: &[RecordStep]) -> Vec<Result<(), StoreError>> {
+    async fn record_steps(&self, steps: &[RecordStep]) -> Vec<Result<StepRecorded, StoreError>> {
         (**self).record_steps(steps).await
     }
 
@@ -782,6 +822,14 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         lease_duration: Duration,
     ) -> Result<Vec<ExecutionId>, StoreError> {
         (**self).renew_leases(leases, lease_duration).await
+    }
+
+    async fn pause_execution(&self, id: ExecutionId) -> Result<Execution, StoreError> {
+        (**self).pause_execution(id).await
+    }
+
+    async fn resume_execution(&self, id: ExecutionId) -> Result<Execution, StoreError> {
+        (**self).resume_execution(id).await
     }
 
     async fn cancel_execution(

@@ -106,6 +106,16 @@ pub(crate) fn already_ended(execution: Execution) -> StoreError {
     }
 }
 
+/// A pause or resume that changed nothing: the execution as it is, unless it ended, which
+/// is [`StoreError::AlreadyEnded`].
+pub(crate) fn unchanged_unless_ended(execution: Execution) -> Result<Execution, StoreError> {
+    if execution.status.is_terminal() {
+        Err(already_ended(execution))
+    } else {
+        Ok(execution)
+    }
+}
+
 /// A node tried to consume a signal that another step already consumed.
 pub(crate) fn signal_taken(signal: SignalId, execution: ExecutionId) -> StoreError {
     StoreError::SignalConsumed {

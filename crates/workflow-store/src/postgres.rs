@@ -5,7 +5,7 @@
 //! `now()`. The schema (`migrations/postgres/`) is a public contract documented in the README:
 //! other programs may start executions with a plain `insert into workflow_executions`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,12 +14,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
-use sqlx::{Connection, FromRow, Row};
+use sqlx::{Connection, FromRow};
 use uuid::Uuid;
 use workflow_worker_core::store::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
     ExecutionFilter, FireScheduleParams, NewNodeRun, RecordStep, RescueFilter,
-    RetryExecutionParams, TimedOutExecution, Wakeup, Wakeups,
+    RetryExecutionParams, StepRecorded, TimedOutExecution, Wakeup, Wakeups,
 };
 use workflow_worker_core::{
     Execution, ExecutionDetail, ExecutionId, ExecutionRetry, ExecutionStatus, LeaseToken,
@@ -28,7 +28,7 @@ use workflow_worker_core::{
     WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef, WorkflowSummary, WorkflowVersion,
 };
 
-use crate::error::{already_ended, classify, invalid};
+use crate::error::{already_ended, classify, invalid, unchanged_unless_ended};
 
 mod connection;
 mod migrate;
@@ -220,6 +220,7 @@ struct ExecutionRow {
     created_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
+    pause_requested_at: Option<DateTime<Utc>>,
 }
 
 impl ExecutionRow {
@@ -249,6 +250,7 @@ impl ExecutionRow {
             created_at: self.created_at,
             started_at: self.started_at,
             finished_at: self.finished_at,
+            pause_requested_at: self.pause_requested_at,
         };
         Ok((execution, defect))
     }
@@ -595,8 +597,8 @@ impl Store for PgStore {
         ))
     }
 
-    async fn record_steps(&self, steps: &[RecordStep]) -> Vec<Result<(), StoreError>> {
-        let mut results: Vec<Option<Result<(), StoreError>>> =
+    async fn record_steps(&self, steps: &[RecordStep]) -> Vec<Result<StepRecorded, StoreError>> {
+        let mut results: Vec<Option<Result<StepRecorded, StoreError>>> =
             std::iter::repeat_with(|| None).take(steps.len()).collect();
         // Round k holds the k-th step of each execution, so an execution's steps apply in
         // order; usually there is one round.
@@ -618,16 +620,38 @@ impl Store for PgStore {
     ) -> Result<Vec<ExecutionId>, StoreError> {
         let (ids, tokens): (Vec<Uuid>, Vec<i64>) =
             leases.iter().map(|(id, token)| (id.0, token.0)).unzip();
-        let rows = sqlx::query(queries::RENEW_LEASES)
+        let ids: Vec<Uuid> = sqlx::query_scalar(queries::RENEW_LEASES)
             .bind(ids)
             .bind(tokens)
             .bind(lease_duration.as_secs_f64())
             .fetch_all(&self.db)
             .await
             .map_err(classify)?;
-        rows.iter()
-            .map(|row| row.try_get::<Uuid, _>(0).map(ExecutionId).map_err(classify))
-            .collect()
+        Ok(ids.into_iter().map(ExecutionId).collect())
+    }
+
+    async fn pause_execution(&self, id: ExecutionId) -> Result<Execution, StoreError> {
+        let row: Option<ExecutionRow> = sqlx::query_as(queries::PAUSE_EXECUTION)
+            .bind(id.0)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(classify)?;
+        match row {
+            Some(row) => row.try_into(),
+            None => unchanged_unless_ended(self.get_execution(id).await?.execution),
+        }
+    }
+
+    async fn resume_execution(&self, id: ExecutionId) -> Result<Execution, StoreError> {
+        let row: Option<ExecutionRow> = sqlx::query_as(queries::RESUME_EXECUTION)
+            .bind(id.0)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(classify)?;
+        match row {
+            Some(row) => row.try_into(),
+            None => unchanged_unless_ended(self.get_execution(id).await?.execution),
+        }
     }
 
     async fn cancel_execution(
@@ -1117,24 +1141,21 @@ impl PgStore {
         &self,
         steps: &[RecordStep],
         round: &[usize],
-    ) -> Vec<Result<(), StoreError>> {
+    ) -> Vec<Result<StepRecorded, StoreError>> {
         let batch: Vec<&RecordStep> = round.iter().map(|&i| &steps[i]).collect();
         match record_batch(&self.db, &batch).await {
             Ok(recorded) => {
                 let missed: Vec<&RecordStep> = batch
                     .iter()
                     .copied()
-                    .filter(|step| !recorded.contains(&step.execution_id.0))
+                    .filter(|step| !recorded.contains_key(&step.execution_id.0))
                     .collect();
                 let mut why = self.why_not_recorded(&missed).await.into_iter();
                 batch
                     .iter()
-                    .map(|step| {
-                        if recorded.contains(&step.execution_id.0) {
-                            Ok(())
-                        } else {
-                            Err(why.next().expect("a reason per step not recorded"))
-                        }
+                    .map(|step| match recorded.get(&step.execution_id.0) {
+                        Some(&pause_requested) => Ok(StepRecorded { pause_requested }),
+                        None => Err(why.next().expect("a reason per step not recorded")),
                     })
                     .collect()
             }
@@ -1219,10 +1240,10 @@ impl PgStore {
 }
 
 /// Records steps of distinct executions with [`queries::RECORD_STEPS`] (or its variant without
-/// signals when no step waits or consumes one); returns the ids of
-/// the executions whose steps were recorded. Waits take a second statement,
+/// signals when no step waits or consumes one); returns the ids of the executions whose steps
+/// were recorded, each with whether a pause is asked of it. Waits take a second statement,
 /// [`queries::WAKE_IF_SIGNALLED`], in the same transaction.
-async fn record_batch(db: &Db, steps: &[&RecordStep]) -> Result<HashSet<Uuid>, StoreError> {
+async fn record_batch(db: &Db, steps: &[&RecordStep]) -> Result<HashMap<Uuid, bool>, StoreError> {
     let mut step = StepColumns::default();
     let mut runs = NodeRunColumns::default();
     let mut awaited: (Vec<Uuid>, Vec<String>) = (Vec::new(), Vec::new());
@@ -1259,6 +1280,13 @@ async fn record_batch(db: &Db, steps: &[&RecordStep]) -> Result<HashSet<Uuid>, S
                 ("wait", None, None, None, delay.map(|d| d.as_secs_f64()))
             }
             Advance::Release => ("release", None, None, None, None),
+            Advance::Pause { error } => (
+                "pause",
+                None,
+                None,
+                error.as_deref().map(storable_text),
+                None,
+            ),
         };
         step.advance.push(advance);
         step.status.push(status);
@@ -1282,7 +1310,7 @@ async fn record_batch(db: &Db, steps: &[&RecordStep]) -> Result<HashSet<Uuid>, S
     } else {
         queries::RECORD_STEPS_WITHOUT_SIGNALS
     };
-    let mut record = sqlx::query_scalar(sql)
+    let mut record = sqlx::query_as(sql)
         .bind(step.id)
         .bind(step.lease_token)
         .bind(step.advance)
@@ -1305,7 +1333,7 @@ async fn record_batch(db: &Db, steps: &[&RecordStep]) -> Result<HashSet<Uuid>, S
     if signals {
         record = record.bind(&awaited.0).bind(&awaited.1);
     }
-    let recorded: Vec<Uuid> = if waits {
+    let recorded: Vec<(Uuid, bool)> = if waits {
         let mut tx = db.begin().await.map_err(classify)?;
         let recorded = record.fetch_all(&mut tx).await.map_err(classify)?;
         sqlx::query(queries::WAKE_IF_SIGNALLED)

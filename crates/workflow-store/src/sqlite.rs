@@ -29,7 +29,7 @@ use uuid::Uuid;
 use workflow_worker_core::store::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
     ExecutionFilter, FireScheduleParams, RecordStep, RescueFilter, RetryExecutionParams,
-    TimedOutExecution, Wakeup, Wakeups,
+    StepRecorded, TimedOutExecution, Wakeup, Wakeups,
 };
 use workflow_worker_core::{
     Execution, ExecutionDetail, ExecutionId, ExecutionRetry, ExecutionStatus, LeaseToken,
@@ -38,7 +38,7 @@ use workflow_worker_core::{
     WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef, WorkflowSummary, WorkflowVersion,
 };
 
-use crate::error::{already_ended, classify, invalid};
+use crate::error::{already_ended, classify, invalid, unchanged_unless_ended};
 
 mod queries;
 
@@ -235,7 +235,10 @@ impl Wakeups for SqliteWakeups {
 }
 
 /// One step of [`Store::record_steps`] inside the caller's transaction (a savepoint of it).
-async fn write_step(tx: &mut SqliteConnection, params: &RecordStep) -> Result<(), StoreError> {
+async fn write_step(
+    tx: &mut SqliteConnection,
+    params: &RecordStep,
+) -> Result<StepRecorded, StoreError> {
     let RecordStep {
         execution_id,
         lease_token,
@@ -261,6 +264,10 @@ async fn write_step(tx: &mut SqliteConnection, params: &RecordStep) -> Result<()
         Advance::Release => sqlx::query(queries::ADVANCE_RELEASE)
             .bind(&id)
             .bind(lease_token.0),
+        Advance::Pause { error } => sqlx::query(queries::ADVANCE_PAUSE)
+            .bind(&id)
+            .bind(lease_token.0)
+            .bind(error),
         Advance::Finish {
             status,
             output,
@@ -273,12 +280,15 @@ async fn write_step(tx: &mut SqliteConnection, params: &RecordStep) -> Result<()
             .bind(error),
     };
     let fenced = fence.fetch_optional(&mut *tx).await.map_err(classify)?;
-    if fenced.is_none() {
+    let Some(fenced) = fenced else {
         return Err(StoreError::LeaseLost {
             execution_id: *execution_id,
             lease_token: *lease_token,
         });
-    }
+    };
+    let recorded = StepRecorded {
+        pause_requested: fenced.try_get(0).map_err(classify)?,
+    };
     for run in runs {
         if let Some(signal) = run.consumed_signal {
             let consumed = sqlx::query(queries::CONSUME_SIGNAL)
@@ -308,7 +318,7 @@ async fn write_step(tx: &mut SqliteConnection, params: &RecordStep) -> Result<()
             .await
             .map_err(|err| crate::error::already_recorded(classify(err), *execution_id))?;
     }
-    Ok(())
+    Ok(recorded)
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -383,6 +393,7 @@ struct ExecutionRow {
     created_at: i64,
     started_at: Option<i64>,
     finished_at: Option<i64>,
+    pause_requested_at: Option<i64>,
 }
 
 impl ExecutionRow {
@@ -417,6 +428,7 @@ impl ExecutionRow {
             created_at: time(self.created_at, &what)?,
             started_at: optional_time(self.started_at, &what)?,
             finished_at: optional_time(self.finished_at, &what)?,
+            pause_requested_at: optional_time(self.pause_requested_at, &what)?,
         };
         Ok((execution, defect))
     }
@@ -830,8 +842,8 @@ impl Store for SqliteStore {
 
     /// All steps in one immediate transaction (one commit, one sync to disk); each in a
     /// savepoint, so a step whose lease was lost or that conflicts leaves the others.
-    async fn record_steps(&self, steps: &[RecordStep]) -> Vec<Result<(), StoreError>> {
-        let outcome: Result<Vec<Result<(), StoreError>>, StoreError> = async {
+    async fn record_steps(&self, steps: &[RecordStep]) -> Vec<Result<StepRecorded, StoreError>> {
+        let outcome: Result<Vec<Result<StepRecorded, StoreError>>, StoreError> = async {
             let mut tx = self
                 .pool
                 .begin_with(BEGIN_IMMEDIATE)
@@ -845,7 +857,7 @@ impl Store for SqliteStore {
                     .map_err(classify)?;
                 let result = write_step(&mut tx, step).await;
                 match &result {
-                    Ok(()) => {}
+                    Ok(_) => {}
                     // The database is away (busy past its timeout, say): the whole batch may
                     // try again (dropping the transaction rolls it back).
                     Err(StoreError::Unavailable(_)) => return Err(result.expect_err("an error")),
@@ -926,6 +938,37 @@ impl Store for SqliteStore {
         // Whoever holds it (if anyone does) stops its nodes now. No receiver is no error.
         let _ = self.cancelled.send(id);
         Ok(execution)
+    }
+
+    async fn pause_execution(&self, id: ExecutionId) -> Result<Execution, StoreError> {
+        let paused = sqlx::query(queries::PAUSE_EXECUTION)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        let execution = self.get_execution(id).await?.execution;
+        if paused.rows_affected() == 0 {
+            // Paused already, or ended.
+            return unchanged_unless_ended(execution);
+        }
+        Ok(execution)
+    }
+
+    async fn resume_execution(&self, id: ExecutionId) -> Result<Execution, StoreError> {
+        let after: Option<String> = sqlx::query_scalar(queries::RESUME_EXECUTION)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        let execution = self.get_execution(id).await?.execution;
+        match after.as_deref() {
+            Some("pending") => {
+                self.hint();
+                Ok(execution)
+            }
+            Some(_) => Ok(execution),
+            None => unchanged_unless_ended(execution),
+        }
     }
 
     async fn retry_execution(&self, params: RetryExecutionParams) -> Result<Execution, StoreError> {

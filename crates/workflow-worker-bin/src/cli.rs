@@ -84,6 +84,12 @@ pub(crate) enum Command {
     /// Run a failed, timed-out or cancelled execution again from where it stopped: the nodes
     /// that completed keep their results, the others run again from attempt 1.
     Retry(RetryArgs),
+    /// Pause an execution: no worker runs it until it is resumed. A running one finishes the
+    /// nodes it is running and starts no new one.
+    Pause(PauseArgs),
+    /// Resume a paused execution where it stopped (one a failure paused runs its failed node
+    /// again from attempt 1).
+    Resume(ResumeArgs),
     /// Inspect executions.
     #[command(subcommand)]
     Executions(ExecutionsCommand),
@@ -133,6 +139,23 @@ pub(crate) struct CancelArgs {
     /// Recorded as the execution's error.
     #[arg(long, default_value = "cancelled by request")]
     pub(crate) reason: String,
+}
+
+/// `workflow-worker pause` and `executions pause`.
+#[derive(Debug, Args)]
+pub(crate) struct PauseArgs {
+    /// Execution id.
+    pub(crate) id: String,
+}
+
+/// `workflow-worker resume` and `executions resume`.
+#[derive(Debug, Args)]
+pub(crate) struct ResumeArgs {
+    /// Execution id.
+    pub(crate) id: String,
+    /// Who asks, recorded with the retry when a failure had paused it.
+    #[arg(long, default_value = "cli")]
+    pub(crate) by: String,
 }
 
 /// `workflow-worker retry`.
@@ -241,21 +264,33 @@ pub(crate) enum WorkflowCommand {
 pub(crate) enum ExecutionsCommand {
     /// List executions, newest first.
     List(ListArgs),
-    /// Cancel every execution the filter matches that has not ended.
+    /// Cancel one execution by id, or every execution the filter matches that has not ended.
     Cancel {
+        /// Execution id (instead of a filter).
+        #[arg(conflicts_with_all = FILTER_ARGS)]
+        id: Option<String>,
         #[command(flatten)]
         filter: FilterArgs,
         /// Recorded as each execution's error.
         #[arg(long, default_value = "cancelled by request")]
         reason: String,
     },
-    /// Retry every failed, timed-out or cancelled execution the filter matches.
+    /// Retry one execution by id, or every failed, timed-out or cancelled execution the filter
+    /// matches.
     Retry {
+        /// Execution id (instead of a filter).
+        #[arg(conflicts_with_all = FILTER_ARGS)]
+        id: Option<String>,
         #[command(flatten)]
         filter: FilterArgs,
         #[command(flatten)]
         how: RetryOptions,
     },
+    /// Pause an execution: no worker runs it until it is resumed. A running one finishes the
+    /// nodes it is running and starts no new one.
+    Pause(PauseArgs),
+    /// Resume a paused execution where it stopped.
+    Resume(ResumeArgs),
     /// Delete every execution the filter matches that has ended, with its history.
     Delete {
         #[command(flatten)]
@@ -270,6 +305,11 @@ pub(crate) enum ExecutionsCommand {
         json: bool,
     },
 }
+
+/// The options of [`FilterArgs`], which an execution id excludes.
+const FILTER_ARGS: [&str; 7] = [
+    "status", "workflow", "before", "after", "error", "all", "dry_run",
+];
 
 /// Which executions a bulk action touches: every option given must hold.
 #[derive(Debug, Args)]

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 use workflow_worker_core::{
-    Execution, ExecutionDetail, Schedule, WorkflowSummary, WorkflowVersion,
+    Execution, ExecutionDetail, ExecutionStatus, Schedule, WorkflowSummary, WorkflowVersion,
 };
 
 /// How much of a node run's output or error `executions show` prints (`--json` shows all).
@@ -139,6 +139,20 @@ fn header(e: &Execution, runners: Option<&str>) -> String {
         e.workflow_name, e.workflow_version, e.workflow_id
     );
     let _ = writeln!(out, "  status:    {}", e.status);
+    if e.status == ExecutionStatus::Paused {
+        let _ = writeln!(
+            out,
+            "  paused:    no worker runs it until `workflow-worker executions resume {}`",
+            e.id
+        );
+    }
+    if let Some(asked) = e.pause_requested_at {
+        let _ = writeln!(
+            out,
+            "  pause:     asked at {}; it pauses once its running nodes finish",
+            time(Some(asked))
+        );
+    }
     if !e.status.is_terminal() {
         let _ = writeln!(out, "  run at:    {}", time(e.run_at));
         if let Some(runners) = runners {

@@ -587,6 +587,66 @@ async fn bulk_actions_by_filter_count_cancel_retry_and_delete() {
     assert!(err.contains("sleeping"), "{err}");
 }
 
+/// `executions pause|resume|cancel|retry ID` (and top-level `pause`/`resume`) act on one
+/// execution, say what they did, and refuse an id given with a filter, or an ended execution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_execution_is_paused_resumed_cancelled_and_retried_by_id() {
+    let db = TestSqlite::create().await;
+    let url = db.url.as_str();
+    let hello = examples_dir().join("hello.json");
+    succeed(url, &["workflow", "save", hello.to_str().unwrap()]);
+    let id = succeed(url, &["start", "hello"]).trim().to_owned();
+    let id = id.as_str();
+
+    assert_eq!(
+        succeed(url, &["executions", "pause", id]).trim(),
+        format!("paused execution {id}")
+    );
+    let shown = succeed(url, &["executions", "show", id]);
+    assert!(
+        shown.contains("status:    paused")
+            && shown.contains(&format!(
+                "no worker runs it until `workflow-worker executions resume {id}`"
+            )),
+        "{shown}"
+    );
+    let listed = succeed(url, &["executions", "list", "--status", "paused"]);
+    assert!(listed.contains(id), "{listed}");
+    assert_eq!(
+        succeed(url, &["resume", id]).trim(),
+        format!("resumed execution {id}")
+    );
+    assert_eq!(
+        succeed(url, &["executions", "resume", id]).trim(),
+        format!("execution {id} is pending, not paused: nothing to resume")
+    );
+    assert_eq!(
+        succeed(url, &["pause", id]).trim(),
+        format!("paused execution {id}")
+    );
+    assert_eq!(
+        succeed(url, &["executions", "cancel", id, "--reason", "no"]).trim(),
+        format!("cancelled execution {id}")
+    );
+    assert_eq!(
+        succeed(url, &["executions", "retry", id, "--by", "ops"]).trim(),
+        format!("retrying execution {id} on hello v1")
+    );
+    let err = fail_one_line(
+        Some(url),
+        &["executions", "retry", id, "--status", "failed"],
+    );
+    assert!(err.contains("cannot be used with"), "{err}");
+    succeed(url, &["cancel", id]);
+    let err = fail_one_line(Some(url), &["executions", "pause", id]);
+    assert!(
+        err.contains(&format!("execution {id} already ended (cancelled)")),
+        "{err}"
+    );
+    let err = fail_one_line(Some(url), &["resume", "nope"]);
+    assert!(err.contains("nope"), "{err}");
+}
+
 #[test]
 fn without_a_database_url_the_embedded_sqlite_file_is_used() {
     let dir = std::env::temp_dir().join(format!("wfw-cli-{}", uuid::Uuid::new_v4().simple()));

@@ -221,7 +221,7 @@ impl<S: Store> Store for StalledHeartbeat<S> {
     async fn record_steps(
         &self,
         steps: &[crate::store::RecordStep],
-    ) -> Vec<Result<(), crate::StoreError>> {
+    ) -> Vec<Result<crate::store::StepRecorded, crate::StoreError>> {
         self.0.record_steps(steps).await
     }
 
@@ -232,6 +232,20 @@ impl<S: Store> Store for StalledHeartbeat<S> {
         _lease_duration: Duration,
     ) -> Result<Vec<ExecutionId>, crate::StoreError> {
         Ok(leases.iter().map(|(id, _)| *id).collect())
+    }
+
+    async fn pause_execution(
+        &self,
+        id: ExecutionId,
+    ) -> Result<crate::Execution, crate::StoreError> {
+        self.0.pause_execution(id).await
+    }
+
+    async fn resume_execution(
+        &self,
+        id: ExecutionId,
+    ) -> Result<crate::Execution, crate::StoreError> {
+        self.0.resume_execution(id).await
     }
 
     async fn cancel_execution(

@@ -135,9 +135,8 @@ impl NodeExecutor for Count {
     }
 }
 
-/// Fails with a fatal error while it is broken, and completes once
-/// [`set_fixed`](Self::set_fixed):
-/// a bug an operator fixes before retrying.
+/// Fails while it is broken (with a fatal error, or a retryable one if `config.retryable`),
+/// and completes once [`set_fixed`](Self::set_fixed): a bug an operator fixes before retrying.
 #[derive(Debug, Clone, Default)]
 pub struct Switch {
     fixed: Arc<std::sync::atomic::AtomicBool>,
@@ -152,11 +151,64 @@ impl Switch {
 
 #[async_trait]
 impl NodeExecutor for Switch {
-    async fn execute(&self, _ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+    async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+        const BROKEN: &str = "broken until an operator fixes it";
         if self.fixed.load(std::sync::atomic::Ordering::SeqCst) {
             Ok(NodeOutcome::complete(json!({ "fixed": true })))
+        } else if ctx.config["retryable"] == json!(true) {
+            Err(NodeError::retryable(BROKEN))
         } else {
-            Err(NodeError::fatal("broken until an operator fixes it"))
+            Err(NodeError::fatal(BROKEN))
         }
+    }
+}
+
+/// Runs until [`open`](Self::open)ed, counting its starts: a node that is still running
+/// while a test acts on its execution.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    started: Arc<tokio::sync::watch::Sender<u32>>,
+    open: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            started: Arc::new(tokio::sync::watch::Sender::new(0)),
+            open: Arc::new(tokio::sync::watch::Sender::new(false)),
+        }
+    }
+}
+
+impl Gate {
+    /// Lets every attempt waiting, and every later one, complete.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// How many attempts started.
+    pub fn starts(&self) -> u32 {
+        *self.started.borrow()
+    }
+
+    /// Waits until `starts` attempts have started, or panics after `within`.
+    pub async fn started(&self, starts: u32, within: Duration) {
+        let mut started = self.started.subscribe();
+        tokio::time::timeout(within, started.wait_for(|n| *n >= starts))
+            .await
+            .unwrap_or_else(|_| panic!("{starts} attempts of the gate did not start in {within:?}"))
+            .expect("the gate is alive");
+    }
+}
+
+#[async_trait]
+impl NodeExecutor for Gate {
+    async fn execute(&self, _ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+        self.started.send_modify(|n| *n += 1);
+        let mut open = self.open.subscribe();
+        open.wait_for(|open| *open)
+            .await
+            .map_err(|_| NodeError::fatal("the gate was dropped"))?;
+        Ok(NodeOutcome::complete(json!({ "opened": true })))
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::execution::{NodeRun, NodeRunStatus};
-use crate::graph::{NodeState, RetryPolicy};
+use crate::graph::{NodeState, OnFailure, RetryPolicy};
 use crate::node::ErrorKind;
 use crate::state::{ExecutionStatus, transition};
 
@@ -58,11 +58,13 @@ pub(super) enum AfterFailure {
     },
     /// The execution fails with this error.
     Fail(String),
+    /// The execution pauses with this error (its policy pauses instead of failing).
+    Pause(String),
 }
 
 /// Retries a retryable failure while attempts remain, after the policy's (jittered) backoff;
-/// `unit` is a random number in [0, 1). Otherwise the execution fails, naming the node and
-/// how many attempts it had.
+/// `unit` is a random number in [0, 1). Otherwise the execution fails (or pauses, if the
+/// policy says so) with an error naming the node and how many attempts it had.
 pub(super) fn after_failure(
     node_id: &str,
     kind: ErrorKind,
@@ -81,7 +83,11 @@ pub(super) fn after_failure(
     } else {
         String::new()
     };
-    AfterFailure::Fail(format!("node \"{node_id}\" failed{attempts}: {error}"))
+    let error = format!("node \"{node_id}\" failed{attempts}: {error}");
+    match policy.on_failure {
+        OnFailure::Fail => AfterFailure::Fail(error),
+        OnFailure::Pause => AfterFailure::Pause(error),
+    }
 }
 
 /// What an execution does when no node is ready and none is running.
@@ -185,6 +191,7 @@ mod tests {
             multiplier: 3.0,
             max_backoff: Duration::from_secs(60),
             jitter: 0.5,
+            on_failure: OnFailure::Fail,
         }
     }
 
@@ -231,6 +238,26 @@ mod tests {
         assert_eq!(
             after_failure("n", ErrorKind::Fatal, 2, "x", &policy(5), 0.5),
             AfterFailure::Fail("node \"n\" failed after 2 attempts: x".into())
+        );
+    }
+
+    #[test]
+    fn a_policy_that_pauses_pauses_where_it_would_fail_and_still_retries_first() {
+        let pausing = RetryPolicy {
+            on_failure: OnFailure::Pause,
+            ..policy(2)
+        };
+        assert!(matches!(
+            after_failure("n", ErrorKind::Retryable, 1, "x", &pausing, 0.5),
+            AfterFailure::Retry { .. }
+        ));
+        assert_eq!(
+            after_failure("n", ErrorKind::Retryable, 2, "x", &pausing, 0.5),
+            AfterFailure::Pause("node \"n\" failed after 2 attempts: x".into())
+        );
+        assert_eq!(
+            after_failure("n", ErrorKind::Fatal, 1, "bad input", &pausing, 0.5),
+            AfterFailure::Pause("node \"n\" failed: bad input".into())
         );
     }
 

@@ -1,7 +1,7 @@
 //! The runner of one claimed execution: restores its progress from the recorded history,
 //! runs its ready nodes concurrently, records each result, and ends the claim when the
-//! execution completes, fails, parks (for a retry, a signal or a timer), times out, is
-//! released at shutdown, or its lease is lost.
+//! execution completes, fails, parks (for a retry, a signal or a timer), pauses, times out,
+//! is released at shutdown, or its lease is lost.
 //!
 //! [`run_execution`] is the task's body; [`Run`] holds the state of the claim as documented
 //! fields, and each of its methods is one step: [`Run::start`] a node, wait for the
@@ -151,6 +151,8 @@ async fn drive(shared: &Shared, claim: Claim) -> Result<Ended, Interrupted> {
         clock,
         deadline_at,
         cancel,
+        // Asked while its previous holder ran it, and not honoured before that one stopped.
+        pausing: execution.pause_requested_at.is_some(),
         writer,
         progress,
         signals,
@@ -256,6 +258,9 @@ struct Run<'a> {
     deadline_at: Option<Instant>,
     /// Cancelled when the lease is lost: stops every node.
     cancel: CancellationToken,
+    /// Set once a pause is asked (a step or the claim says so): no node starts from then
+    /// on, and the execution pauses once those running have finished.
+    pausing: bool,
     writer: Writer,
     /// The state of each node.
     progress: Progress,
@@ -310,12 +315,19 @@ impl Run<'_> {
             if ready.is_empty() && self.running.is_empty() {
                 return self.settle().await;
             }
+            if self.pausing && self.running.is_empty() {
+                return self.writer.pause(None).await;
+            }
             let draining = self.shared.draining.is_cancelled();
             if draining && self.running.is_empty() {
                 return self.writer.release().await;
             }
-            self.writer.flush().await?;
-            if !draining {
+            if self.writer.flush().await?.pause_requested && !self.pausing {
+                info!("pause requested; starting no new node");
+                self.pausing = true;
+                continue;
+            }
+            if !draining && !self.pausing {
                 for node in ready {
                     self.start(node);
                 }
@@ -358,7 +370,8 @@ impl Run<'_> {
             .collect()
     }
 
-    /// Nothing is ready or running: the claim ends as [`decide::settle`] says.
+    /// Nothing is ready or running: the claim ends as [`decide::settle`] says, except that an
+    /// execution asked to pause pauses where it would park.
     async fn settle(&mut self) -> Result<Ended, Interrupted> {
         let now = Instant::now();
         let until = |at: Instant| at.saturating_duration_since(now);
@@ -375,6 +388,9 @@ impl Run<'_> {
             Settled::Complete => {
                 let output = self.progress.output(self.graph);
                 self.writer.complete(output).await
+            }
+            Settled::Wait { .. } | Settled::Retry { .. } if self.pausing => {
+                self.writer.pause(None).await
             }
             Settled::Wait { delay, signals } => self.writer.wait(delay, signals).await,
             Settled::Retry { delay } => self.writer.park(delay).await,
@@ -599,6 +615,14 @@ impl Run<'_> {
                 self.running.abort_all();
                 Some(self.writer.fail(error).await)
             }
+            AfterFailure::Pause(error) => {
+                // The other branches' nodes in flight run again once it is resumed.
+                self.stop_all(
+                    NodeRunStatus::Interrupted,
+                    "the execution paused because another node failed",
+                );
+                Some(self.writer.pause(Some(error)).await)
+            }
         }
     }
 }
@@ -739,7 +763,10 @@ mod tests {
         }
         let fence = Fence {
             steps: StepWriter::spawn_with(Arc::new(|steps: &[_]| {
-                let results = steps.iter().map(|_| Ok(())).collect();
+                let results = steps
+                    .iter()
+                    .map(|_| Ok(crate::store::StepRecorded::default()))
+                    .collect();
                 async move { results }.boxed()
             })),
             leases: Arc::default(),

@@ -21,14 +21,16 @@ use tracing::error;
 
 use super::panic_message;
 use super::slots::Freed;
-use crate::store::{RecordStep, Store, StoreError};
+use crate::store::{RecordStep, StepRecorded, Store, StoreError};
 
 /// The most steps recorded in one call.
 pub(super) const MAX_STEP_BATCH: usize = 128;
 
 /// What records a batch: the store's [`Store::record_steps`], one result per step in order.
 pub(super) type Record = Arc<
-    dyn for<'a> Fn(&'a [RecordStep]) -> BoxFuture<'a, Vec<Result<(), StoreError>>> + Send + Sync,
+    dyn for<'a> Fn(&'a [RecordStep]) -> BoxFuture<'a, Vec<Result<StepRecorded, StoreError>>>
+        + Send
+        + Sync,
 >;
 
 /// A step with where to send it back with its result.
@@ -39,7 +41,7 @@ struct Request {
     freed: Option<Freed>,
 }
 /// A step handed back with its result.
-pub(super) type Recorded = (RecordStep, Result<(), StoreError>);
+pub(super) type Recorded = (RecordStep, Result<StepRecorded, StoreError>);
 
 /// A handle to the background task recording steps; cloned into every execution.
 #[derive(Debug, Clone)]
@@ -158,7 +160,7 @@ mod tests {
                 if first {
                     release.notified().await;
                 }
-                steps.iter().map(|_| Ok(())).collect()
+                steps.iter().map(|_| Ok(StepRecorded::default())).collect()
             }
             .boxed()
         })
@@ -195,7 +197,7 @@ mod tests {
     fn sizing(sizes: Arc<Mutex<Vec<usize>>>) -> Record {
         Arc::new(move |steps: &[RecordStep]| {
             sizes.lock().unwrap().push(steps.len());
-            async move { steps.iter().map(|_| Ok(())).collect() }.boxed()
+            async move { steps.iter().map(|_| Ok(StepRecorded::default())).collect() }.boxed()
         })
     }
 
@@ -253,7 +255,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_store_answering_for_fewer_steps_fails_the_rest_and_a_panic_fails_all() {
-        let short: Record = Arc::new(|_steps: &[RecordStep]| async move { vec![Ok(())] }.boxed());
+        let short: Record = Arc::new(|_steps: &[RecordStep]| {
+            async move { vec![Ok(StepRecorded::default())] }.boxed()
+        });
         let writer = StepWriter::spawn_with(short);
         // On this single-threaded runtime both are queued before the writer runs: one batch.
         let (a, b) = tokio::join!(writer.record(step(), None), writer.record(step(), None));

@@ -2,7 +2,7 @@
 //!
 //! Node runs gather in [`Writer::pending`] and go out with the next step: a flush keeps the
 //! execution running, and one last write ends the claim (completes, fails, parks, waits,
-//! times out or releases it). Steps go through the worker's [`StepWriter`], which batches
+//! pauses, times out or releases it). Steps go through the worker's [`StepWriter`], which batches
 //! them with other executions'.
 
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use super::step_writer::StepWriter;
 use crate::execution::{ExecutionId, LeaseToken, NodeRunStatus};
 use crate::metrics;
 use crate::state::ExecutionStatus;
-use crate::store::{Advance, NewNodeRun, RecordStep, StoreError};
+use crate::store::{Advance, NewNodeRun, RecordStep, StepRecorded, StoreError};
 
 /// How an execution's task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +96,7 @@ impl Writer {
     /// retried with backoff for up to a lease duration: the lease is still ours meanwhile,
     /// and fencing makes a retry safe. If an attempt committed but its answer was lost, the
     /// retry finds its runs already recorded, which is success.
-    async fn write(&mut self, advance: Advance) -> Result<(), Interrupted> {
+    async fn write(&mut self, advance: Advance) -> Result<StepRecorded, Interrupted> {
         self.write_freeing(advance, None).await
     }
 
@@ -106,7 +106,7 @@ impl Writer {
         &mut self,
         advance: Advance,
         mut freed: Option<Freed>,
-    ) -> Result<(), Interrupted> {
+    ) -> Result<StepRecorded, Interrupted> {
         let mut step = RecordStep {
             execution_id: self.execution_id,
             lease_token: self.lease_token,
@@ -121,12 +121,13 @@ impl Writer {
             let (returned, result) = self.fence.steps.record(step, freed.take()).await?;
             step = returned;
             match result {
-                Ok(()) => return Ok(()),
-                // An earlier attempt committed: its runs (and signals) are recorded.
+                Ok(recorded) => return Ok(recorded),
+                // An earlier attempt committed: its runs (and signals) are recorded. A pause
+                // asked meanwhile is heard at the next step.
                 Err(StoreError::AlreadyRecorded { .. } | StoreError::SignalConsumed { .. })
                     if retried =>
                 {
-                    return Ok(());
+                    return Ok(StepRecorded::default());
                 }
                 Err(StoreError::Unavailable(err)) if Instant::now() + backoff < give_up => {
                     warn!(error = %ErrorChain(&*err), retry_in = ?backoff, "recording a step failed; retrying");
@@ -139,9 +140,10 @@ impl Writer {
         }
     }
 
-    /// Records pending node runs, keeping the execution running. Records of unfinished
-    /// attempts alone wait for a real result, so they never count as progress.
-    pub(super) async fn flush(&mut self) -> Result<(), Interrupted> {
+    /// Records pending node runs, keeping the execution running, and says whether a pause is
+    /// asked of it. Records of unfinished attempts alone wait for a real result, so they never
+    /// count as progress.
+    pub(super) async fn flush(&mut self) -> Result<StepRecorded, Interrupted> {
         let unfinished = |run: &NewNodeRun| {
             matches!(
                 run.status,
@@ -149,7 +151,7 @@ impl Writer {
             )
         };
         if self.pending.iter().all(unfinished) {
-            return Ok(());
+            return Ok(StepRecorded::default());
         }
         self.write(Advance::Continue {
             lease_duration: self.fence.lease_duration,
@@ -165,7 +167,7 @@ impl Writer {
             .leases
             .forget(self.execution_id, self.lease_token);
         let freed = self.slot.finishing();
-        self.write_freeing(advance, freed).await
+        self.write_freeing(advance, freed).await.map(drop)
     }
 
     /// Completes the execution with `output`.
@@ -218,6 +220,23 @@ impl Writer {
         Ok(Ended::Finished)
     }
 
+    /// Pauses the execution: an operator asked for it (`error` is `None`), or a node failed
+    /// for good under a policy that pauses instead of failing.
+    pub(super) async fn pause(&mut self, error: Option<String>) -> Result<Ended, Interrupted> {
+        from_running(ExecutionStatus::Paused);
+        self.last_write(Advance::Pause {
+            error: error.clone(),
+        })
+        .await?;
+        match error {
+            None => info!("execution paused by request"),
+            Some(error) => {
+                warn!(error = %error, "execution paused instead of failing; resume it once the cause is fixed")
+            }
+        }
+        Ok(Ended::Finished)
+    }
+
     /// Ends the execution as timed out: its deadline passed.
     pub(super) async fn time_out(&mut self) -> Result<Ended, Interrupted> {
         let status = from_running(ExecutionStatus::TimedOut);
@@ -257,10 +276,8 @@ mod tests {
     use super::*;
     use crate::worker::slots::Slots;
 
-    type Answers = Arc<Mutex<Vec<Result<(), StoreError>>>>;
+    type Answers = Arc<Mutex<Vec<Result<StepRecorded, StoreError>>>>;
 
-    /// A fence whose store answers each step with the next of `answers` (then `Ok`), and
-    /// keeps what it was asked to record.
     /// The writer of a first claim of a new execution, in one of `slots`.
     fn first_claim(fence: &Fence, slots: &Slots) -> Writer {
         Writer::new(
@@ -272,7 +289,9 @@ mod tests {
         )
     }
 
-    fn fence(answers: Vec<Result<(), StoreError>>) -> (Fence, Arc<Mutex<Vec<Advance>>>) {
+    /// A fence whose store answers each step with the next of `answers` (then `Ok`), and
+    /// keeps what it was asked to record.
+    fn fence(answers: Vec<Result<StepRecorded, StoreError>>) -> (Fence, Arc<Mutex<Vec<Advance>>>) {
         let answers: Answers = Arc::new(Mutex::new(answers.into_iter().rev().collect()));
         let asked = Arc::new(Mutex::new(Vec::new()));
         let seen = asked.clone();
@@ -281,7 +300,11 @@ mod tests {
                 .iter()
                 .map(|step| {
                     seen.lock().unwrap().push(step.advance.clone());
-                    answers.lock().unwrap().pop().unwrap_or(Ok(()))
+                    answers
+                        .lock()
+                        .unwrap()
+                        .pop()
+                        .unwrap_or(Ok(StepRecorded::default()))
                 })
                 .collect();
             async move { results }.boxed()

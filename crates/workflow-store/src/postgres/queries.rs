@@ -7,7 +7,7 @@ macro_rules! execution_columns {
     () => {
         "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, \
          e.input::text as input, e.output::text as output, e.error, e.priority, e.run_at, e.deadline, e.schedule_id, e.scheduled_for, e.lease_owner, e.lease_expires_at, \
-         e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at"
+         e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at, e.pause_requested_at"
     };
 }
 
@@ -320,8 +320,15 @@ returning e.id
 ///   waits for is pending (other than those this very step consumes); the lease is released.
 /// - `release`: stays running, runnable at once by anyone; not progress, so `rescue_count`
 ///   stays.
+/// - `pause`: `paused` with `error`, never runnable until resumed; the lease is released. A
+///   pause with no error honours an operator's request, so if a resume withdrew the request
+///   meanwhile it releases the execution instead.
 ///
-/// Every advance but `release` resets `rescue_count`. The ids returned are the steps recorded.
+/// A pause asked of the execution (`pause_requested_at`) turns `retry`, `wait` and `release`
+/// into a pause too (with no error); `continue` keeps the request for the holder to honour.
+///
+/// Every advance but `release` resets `rescue_count`. The ids returned are the steps recorded,
+/// each with whether a pause is asked of its execution (only a `continue` keeps the request).
 macro_rules! record_steps {
     (taken: $taken:expr, held: $held:expr, wait: $wait:expr, consume: $consume:expr $(,)?) => {
         concat!(
@@ -342,7 +349,16 @@ run as (
             $taken,
             r#"
 held as (
-    select e.id
+    -- Whether the step pauses the execution: a pause with an error always; one without (an
+    -- operator's) only while still asked for (a resume since withdrew it, and the step then
+    -- releases the execution instead); a retry, wait or release when a pause was asked.
+    select e.id,
+           case s.advance
+               when 'pause' then s.error is not null or e.pause_requested_at is not null
+               when 'continue' then false
+               when 'finish' then false
+               else e.pause_requested_at is not null
+           end as pausing
     from workflow_executions e
     join step s
       on s.id = e.id
@@ -355,21 +371,26 @@ held as (
 ),
 fenced as (
     update workflow_executions e
-    set status = case s.advance
-            when 'finish' then s.status
-            when 'retry' then 'retrying'
-            when 'wait' then 'waiting'
+    set status = case
+            when held.pausing then 'paused'
+            when s.advance = 'finish' then s.status
+            when s.advance = 'retry' then 'retrying'
+            when s.advance = 'wait' then 'waiting'
             else e.status
         end,
         output = case when s.advance = 'finish' then s.output else e.output end,
-        error = case when s.advance = 'finish' then s.error else e.error end,
-        run_at = case s.advance
-            when 'finish' then null
+        error = case when s.advance = 'finish' or held.pausing then s.error else e.error end,
+        pause_requested_at = case when s.advance = 'continue' then e.pause_requested_at end,
+        run_at = case
+            when s.advance = 'finish' or held.pausing then null
+            when s.advance = 'continue' then e.run_at
+            else case s.advance
+            when 'pause' then now()
             when 'retry' then now() + make_interval(secs => s.seconds)
             when 'release' then now()"#,
             $wait,
             r#"
-            else e.run_at
+            end
         end,
         finished_at = case when s.advance = 'finish' then now() else e.finished_at end,
         lease_owner = case when s.advance = 'continue' then e.lease_owner end,
@@ -381,7 +402,7 @@ fenced as (
     from held, step s
     where e.id = held.id
       and s.id = held.id
-    returning e.id
+    returning e.id, e.pause_requested_at is not null as pause_requested
 ),"#,
             $consume,
             r#"
@@ -398,7 +419,7 @@ runs as (
     join step s on s.id = r.execution_id
     order by r.n
 )
-select id from fenced
+select id, pause_requested from fenced
 "#
         )
     };
@@ -522,9 +543,10 @@ with e as (
         finished_at = now(),
         lease_owner = null,
         lease_expires_at = null,
+        pause_requested_at = null,
         updated_at = now()
     where id = $1
-      and status in ('pending', 'running', 'retrying', 'waiting')
+      and status in ('pending', 'running', 'retrying', 'waiting', 'paused')
     returning *
 )
 select "#,
@@ -535,7 +557,7 @@ join workflows w on w.id = e.workflow_id
 "#
 );
 
-/// Runs execution $1 again if it failed, timed out or was cancelled: records the retry (asked
+/// Runs execution $1 again if it failed, timed out, was cancelled or is paused: records the retry (asked
 /// by $2, mode $3, node $4, on version $5), supersedes the runs of the nodes in $6, and makes
 /// it pending with its deadline taken anew from that version's timeout. No row: it does not
 /// exist or has another status. The pending-wakeup trigger (migration 0014) wakes the workers.
@@ -545,7 +567,7 @@ with target as (
     select id, status
     from workflow_executions
     where id = $1
-      and status in ('failed', 'cancelled', 'timed_out')
+      and status in ('failed', 'cancelled', 'timed_out', 'paused')
     for update
 ),
 retry as (
@@ -591,6 +613,54 @@ join workflows w on w.id = e.workflow_id
 "#
 );
 
+/// Pauses execution $1 if it has not ended: a pending, retrying or waiting one at once, a
+/// running one by asking its holder (`pause_requested_at`, which its next step reports). No
+/// row if it is paused already or ended.
+pub(super) const PAUSE_EXECUTION: &str = concat!(
+    r#"
+with e as (
+    update workflow_executions
+    set status = case when status = 'running' then status else 'paused' end,
+        run_at = case when status = 'running' then run_at end,
+        pause_requested_at = case
+            when status = 'running' then coalesce(pause_requested_at, now())
+        end,
+        updated_at = now()
+    where id = $1
+      and status in ('pending', 'running', 'retrying', 'waiting')
+    returning *
+)
+select "#,
+    execution_columns!(),
+    r#"
+from e
+join workflows w on w.id = e.workflow_id
+"#
+);
+
+/// Resumes execution $1: a paused one becomes pending, runnable now (the trigger of migration
+/// 0014 wakes the workers); a running one asked to pause is asked no more. No row if it was
+/// neither.
+pub(super) const RESUME_EXECUTION: &str = concat!(
+    r#"
+with e as (
+    update workflow_executions
+    set status = case when status = 'paused' then 'pending' else status end,
+        run_at = case when status = 'paused' then now() else run_at end,
+        pause_requested_at = null,
+        updated_at = now()
+    where id = $1
+      and (status = 'paused' or pause_requested_at is not null)
+    returning *
+)
+select "#,
+    execution_columns!(),
+    r#"
+from e
+join workflows w on w.id = e.workflow_id
+"#
+);
+
 pub(super) const RETRIES_OF: &str = r#"
 select id, requested_by, requested_at, from_status, mode, from_node, workflow_version
 from workflow_execution_retries
@@ -609,6 +679,7 @@ with ended as (
         finished_at = now(),
         lease_owner = null,
         lease_expires_at = null,
+        pause_requested_at = null,
         updated_at = now()
     where id in (
         -- Rows another statement holds (a step being recorded) are left for the next sweep,
@@ -616,7 +687,7 @@ with ended as (
         select id
         from workflow_executions
         where deadline < now()
-          and status in ('pending', 'running', 'retrying', 'waiting')
+          and status in ('pending', 'running', 'retrying', 'waiting', 'paused')
         for update skip locked
     )
     returning id, workflow_id
@@ -626,7 +697,7 @@ select now() as now,
        (select min(deadline)
         from workflow_executions
         where deadline is not null
-          and status in ('pending', 'running', 'retrying', 'waiting')
+          and status in ('pending', 'running', 'retrying', 'waiting', 'paused')
           and id not in (select id from ended)) as next_deadline,
        coalesce((select json_agg(json_build_array(ended.id, w.name))
                  from ended

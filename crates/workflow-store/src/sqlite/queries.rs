@@ -30,7 +30,7 @@ macro_rules! execution_columns {
     () => {
         "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, e.input, \
          e.output, e.error, e.priority, e.run_at, e.deadline, e.schedule_id, e.scheduled_for, e.lease_owner, e.lease_expires_at, \
-         e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at"
+         e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at, e.pause_requested_at"
     };
 }
 
@@ -223,7 +223,9 @@ order by id
 "#
 );
 
-/// Fenced: keeps the execution running and extends its lease by $3 milliseconds.
+/// Fenced: keeps the execution running and extends its lease by $3 milliseconds. Every
+/// fenced advance returns whether a pause is still asked of the execution afterwards, which
+/// only this one keeps.
 pub(super) const ADVANCE_CONTINUE: &str = concat!(
     r#"
 update workflow_executions
@@ -237,7 +239,7 @@ set lease_expires_at = "#,
 where id = $1
   and lease_token = $2
   and status = 'running'
-returning id
+returning pause_requested_at is not null
 "#
 );
 
@@ -316,12 +318,13 @@ returning id
 
 /// Fenced: parks the execution to wait and releases the lease. It is due after $3
 /// milliseconds (never, for null), or at once if a signal it waits for (a JSON array of
-/// names, $4) is already pending.
+/// names, $4) is already pending. If a pause was asked of it, it is paused instead.
 pub(super) const ADVANCE_WAIT: &str = concat!(
     r#"
 update workflow_executions
-set status = 'waiting',
+set status = case when pause_requested_at is null then 'waiting' else 'paused' end,
     run_at = case
+        when pause_requested_at is not null then null
         when exists (
             select 1
             from workflow_signals s
@@ -335,6 +338,7 @@ set status = 'waiting',
     now_ms!(),
     r#" + $3
     end,
+    pause_requested_at = null,
     lease_owner = null,
     lease_expires_at = null,
     rescue_count = 0,
@@ -344,18 +348,20 @@ set status = 'waiting',
 where id = $1
   and lease_token = $2
   and status = 'running'
-returning id
+returning pause_requested_at is not null
 "#
 );
 
-/// Fenced: parks the execution for a retry in $3 milliseconds and releases the lease.
+/// Fenced: parks the execution for a retry in $3 milliseconds and releases the lease (or
+/// pauses it, if a pause was asked of it).
 pub(super) const ADVANCE_RETRY: &str = concat!(
     r#"
 update workflow_executions
-set status = 'retrying',
-    run_at = "#,
+set status = case when pause_requested_at is null then 'retrying' else 'paused' end,
+    run_at = case when pause_requested_at is null then "#,
     now_ms!(),
-    r#" + $3,
+    r#" + $3 end,
+    pause_requested_at = null,
     lease_owner = null,
     lease_expires_at = null,
     rescue_count = 0,
@@ -365,26 +371,29 @@ set status = 'retrying',
 where id = $1
   and lease_token = $2
   and status = 'running'
-returning id
+returning pause_requested_at is not null
 "#
 );
 
-/// Fenced: releases the lease of a running execution so any worker may claim it now.
+/// Fenced: releases the lease of a running execution so any worker may claim it now (or
+/// pauses it, if a pause was asked of it).
 pub(super) const ADVANCE_RELEASE: &str = concat!(
     r#"
 update workflow_executions
-set lease_owner = null,
+set status = case when pause_requested_at is null then status else 'paused' end,
+    lease_owner = null,
     lease_expires_at = null,
-    run_at = "#,
+    run_at = case when pause_requested_at is null then "#,
     now_ms!(),
-    r#",
+    r#" end,
+    pause_requested_at = null,
     updated_at = "#,
     now_ms!(),
     r#"
 where id = $1
   and lease_token = $2
   and status = 'running'
-returning id
+returning pause_requested_at is not null
 "#
 );
 
@@ -396,6 +405,7 @@ set status = $3,
     output = $4,
     error = $5,
     run_at = null,
+    pause_requested_at = null,
     finished_at = "#,
     now_ms!(),
     r#",
@@ -408,7 +418,35 @@ set status = $3,
 where id = $1
   and lease_token = $2
   and status = 'running'
-returning id
+returning pause_requested_at is not null
+"#
+);
+
+/// Fenced: pauses the execution with error $3 and releases the lease. With no error (a pause
+/// an operator asked for) it pauses only while the pause is still asked for: if a resume
+/// withdrew the request meanwhile, it releases the execution for any worker instead.
+pub(super) const ADVANCE_PAUSE: &str = concat!(
+    r#"
+update workflow_executions
+set status = case
+        when $3 is not null or pause_requested_at is not null then 'paused'
+        else status
+    end,
+    error = case when $3 is not null or pause_requested_at is not null then $3 else error end,
+    run_at = case when $3 is null and pause_requested_at is null then "#,
+    now_ms!(),
+    r#" end,
+    pause_requested_at = null,
+    lease_owner = null,
+    lease_expires_at = null,
+    rescue_count = 0,
+    updated_at = "#,
+    now_ms!(),
+    r#"
+where id = $1
+  and lease_token = $2
+  and status = 'running'
+returning pause_requested_at is not null
 "#
 );
 
@@ -455,15 +493,57 @@ set status = 'cancelled',
     r#",
     lease_owner = null,
     lease_expires_at = null,
+    pause_requested_at = null,
+    updated_at = "#,
+    now_ms!(),
+    r#"
+where id = $1
+  and status in ('pending', 'running', 'retrying', 'waiting', 'paused')
+"#
+);
+
+/// Pauses execution $1 if it has not ended: a pending, retrying or waiting one at once, a
+/// running one by asking its holder (`pause_requested_at`). Returns its status before; no row
+/// if it is paused already or ended.
+pub(super) const PAUSE_EXECUTION: &str = concat!(
+    r#"
+update workflow_executions
+set status = case when status = 'running' then status else 'paused' end,
+    run_at = case when status = 'running' then run_at end,
+    pause_requested_at = case
+        when status = 'running' then coalesce(pause_requested_at, "#,
+    now_ms!(),
+    r#")
+    end,
     updated_at = "#,
     now_ms!(),
     r#"
 where id = $1
   and status in ('pending', 'running', 'retrying', 'waiting')
+returning status
 "#
 );
 
-/// Records a retry of execution $1 if it failed, timed out or was cancelled (asked by $2, mode
+/// Resumes execution $1: a paused one becomes pending, runnable now; a running one asked to
+/// pause is asked no more. Returns its status after; no row if it was neither.
+pub(super) const RESUME_EXECUTION: &str = concat!(
+    r#"
+update workflow_executions
+set status = case when status = 'paused' then 'pending' else status end,
+    run_at = case when status = 'paused' then "#,
+    now_ms!(),
+    r#" else run_at end,
+    pause_requested_at = null,
+    updated_at = "#,
+    now_ms!(),
+    r#"
+where id = $1
+  and (status = 'paused' or pause_requested_at is not null)
+returning status
+"#
+);
+
+/// Records a retry of execution $1 if it failed, timed out, was cancelled or is paused (asked by $2, mode
 /// $3, node $4, on version $5), returning its id; no row if it has another status. The rest of
 /// the retry follows in the same transaction.
 pub(super) const INSERT_RETRY: &str = r#"
@@ -473,7 +553,7 @@ insert into workflow_execution_retries (
 select id, $2, status, $3, $4, $5
 from workflow_executions
 where id = $1
-  and status in ('failed', 'cancelled', 'timed_out')
+  and status in ('failed', 'cancelled', 'timed_out', 'paused')
 returning id
 "#;
 
@@ -537,19 +617,18 @@ set status = 'timed_out',
     r#",
     lease_owner = null,
     lease_expires_at = null,
+    pause_requested_at = null,
     updated_at = "#,
     now_ms!(),
     r#"
 where deadline < "#,
     now_ms!(),
     r#"
-  and status in ('pending', 'running', 'retrying', 'waiting')
+  and status in ('pending', 'running', 'retrying', 'waiting', 'paused')
 returning id, (select name from workflows w where w.id = workflow_id) as workflow_name
 "#
 );
 
-/// Runnable, waiting and running executions and the oldest runnable one's age in
-/// milliseconds, read from the non-terminal rows only.
 /// The database clock and the earliest deadline of executions that have not ended.
 pub(super) const NEXT_DEADLINE: &str = concat!(
     "select ",
@@ -557,10 +636,12 @@ pub(super) const NEXT_DEADLINE: &str = concat!(
     r#", min(deadline)
 from workflow_executions
 where deadline is not null
-  and status in ('pending', 'running', 'retrying', 'waiting')
+  and status in ('pending', 'running', 'retrying', 'waiting', 'paused')
 "#
 );
 
+/// Runnable, waiting and running executions and the oldest runnable one's age in
+/// milliseconds, read from the non-terminal rows only.
 pub(super) const QUEUE_STATS: &str = concat!(
     r#"
 with clock(now) as (select "#,

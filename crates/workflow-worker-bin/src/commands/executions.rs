@@ -1,13 +1,15 @@
-//! `start`, `signal`, `cancel`, `retry` and `executions list|show|cancel|retry|delete`.
+//! `start`, `signal`, `cancel`, `retry`, `pause`, `resume` and
+//! `executions list|show|cancel|retry|pause|resume|delete`.
 
 use workflow_worker_core::{
-    Client, Execution, ExecutionFilter, ListExecutionsParams, RetryFrom, RetryRequest,
-    SendSignalParams, StartExecutionParams, WorkflowRef,
+    Client, Execution, ExecutionFilter, ExecutionStatus, ListExecutionsParams, RetryFrom,
+    RetryRequest, SendSignalParams, StartExecutionParams, WorkflowRef,
 };
 
 use super::parse_execution_id;
 use crate::cli::{
-    CancelArgs, FilterArgs, ListArgs, RetryArgs, RetryOptions, SignalArgs, StartArgs,
+    CancelArgs, FilterArgs, ListArgs, PauseArgs, ResumeArgs, RetryArgs, RetryOptions, SignalArgs,
+    StartArgs,
 };
 use crate::render;
 
@@ -43,6 +45,38 @@ pub(super) async fn cancel(client: &Client, args: CancelArgs) -> anyhow::Result<
         .cancel(parse_execution_id(&args.id)?, &args.reason)
         .await?;
     println!("cancelled execution {}", cancelled.id);
+    Ok(())
+}
+
+/// Pauses an execution, or asks its worker to.
+pub(super) async fn pause(client: &Client, args: PauseArgs) -> anyhow::Result<()> {
+    let execution = client.pause(parse_execution_id(&args.id)?).await?;
+    if execution.status == ExecutionStatus::Paused {
+        println!("paused execution {}", execution.id);
+    } else {
+        println!(
+            "pausing execution {}: it pauses once its running nodes finish",
+            execution.id
+        );
+    }
+    Ok(())
+}
+
+/// Resumes a paused execution, or withdraws a pause not yet honoured.
+pub(super) async fn resume(client: &Client, args: ResumeArgs) -> anyhow::Result<()> {
+    let id = parse_execution_id(&args.id)?;
+    let before = client.execution(id).await?.execution;
+    let after = client.resume(id, &args.by).await?;
+    if before.status == ExecutionStatus::Paused {
+        println!("resumed execution {id}");
+    } else if before.pause_requested_at.is_some() {
+        println!("execution {id} will not pause: the pause asked is withdrawn");
+    } else {
+        println!(
+            "execution {id} is {}, not paused: nothing to resume",
+            after.status
+        );
+    }
     Ok(())
 }
 

@@ -8,7 +8,8 @@ use workflow_worker_core::{Client, ExecutionId, NodeRegistry, Store};
 use workflow_worker_store::OpenOptions;
 
 use crate::cli::{
-    Cli, Command, ConnectionArgs, ExecutionsCommand, ScheduleCommand, WorkflowCommand,
+    CancelArgs, Cli, Command, ConnectionArgs, ExecutionsCommand, RetryArgs, ScheduleCommand,
+    WorkflowCommand,
 };
 
 mod executions;
@@ -49,6 +50,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Retry(args) => {
             executions::retry(&db.client("retry", Access::Write).await?, args).await
         }
+        Command::Pause(args) => {
+            executions::pause(&db.client("pause", Access::Write).await?, args).await
+        }
+        Command::Resume(args) => {
+            executions::resume(&db.client("resume", Access::Write).await?, args).await
+        }
         Command::Executions(command) => match command {
             ExecutionsCommand::List(args) => {
                 let client = db.client("executions", Access::Read).await?;
@@ -58,13 +65,43 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 let client = db.client("executions", Access::Read).await?;
                 executions::show(&client, &id, json).await
             }
-            ExecutionsCommand::Cancel { filter, reason } => {
+            ExecutionsCommand::Cancel {
+                id: Some(id),
+                reason,
+                ..
+            } => {
+                let client = db.client("executions", Access::Write).await?;
+                executions::cancel(&client, CancelArgs { id, reason }).await
+            }
+            ExecutionsCommand::Cancel {
+                id: None,
+                filter,
+                reason,
+            } => {
                 let client = db.client("executions", Access::Write).await?;
                 executions::bulk(&client, &filter, executions::Bulk::Cancel(reason)).await
             }
-            ExecutionsCommand::Retry { filter, how } => {
+            ExecutionsCommand::Retry {
+                id: Some(id), how, ..
+            } => {
+                let client = db.client("executions", Access::Write).await?;
+                executions::retry(&client, RetryArgs { id, how }).await
+            }
+            ExecutionsCommand::Retry {
+                id: None,
+                filter,
+                how,
+            } => {
                 let client = db.client("executions", Access::Write).await?;
                 executions::bulk(&client, &filter, executions::Bulk::Retry(how)).await
+            }
+            ExecutionsCommand::Pause(args) => {
+                let client = db.client("executions", Access::Write).await?;
+                executions::pause(&client, args).await
+            }
+            ExecutionsCommand::Resume(args) => {
+                let client = db.client("executions", Access::Write).await?;
+                executions::resume(&client, args).await
             }
             ExecutionsCommand::Delete { filter } => {
                 let client = db.client("executions", Access::Write).await?;

@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 
 use super::fixture::{self, workflow};
 use super::nodes;
-use crate::store::{Advance, ClaimParams, ClaimedExecution, NewNodeRun, RecordStep, RescueFilter};
+use crate::store::{
+    Advance, ClaimParams, ClaimedExecution, NewNodeRun, RecordStep, RescueFilter, StepRecorded,
+};
 use crate::{
     ExecutionId, ExecutionStatus, NodeRunStatus, StartExecutionParams, Store, StoreError,
     WorkflowWorker,
@@ -69,6 +71,10 @@ macro_rules! conformance_tests {
                 $crate::conformance_tests!(@group $setup; store::leases;
                     expired_lease_is_reclaimed_with_a_new_token,
                     renew_leases_reports_lost_leases,
+                );
+                $crate::conformance_tests!(@group $setup; store::pauses;
+                    a_paused_execution_is_never_claimed_until_resumed,
+                    a_pause_asked_of_a_running_execution_is_told_to_its_holder_at_each_step,
                 );
                 $crate::conformance_tests!(@group $setup; store::steps;
                     stale_lease_token_cannot_record_a_step,
@@ -127,6 +133,11 @@ macro_rules! conformance_tests {
                     a_retry_reruns_a_failed_execution_from_where_it_stopped,
                     a_retry_from_a_node_reruns_it_and_what_follows,
                     a_retry_wakes_an_idle_worker_at_once,
+                );
+                $crate::conformance_tests!(@group $setup; worker::pausing;
+                    a_running_execution_pauses_at_its_next_step_and_resumes_where_it_stopped,
+                    a_node_that_fails_for_good_pauses_its_execution_and_a_resume_reruns_it,
+                    a_pause_asked_before_its_worker_died_is_honoured_by_the_rescuer,
                 );
                 $crate::conformance_tests!(@group $setup; worker::signals;
                     approval_runs_only_the_branch_the_signal_chose,
@@ -220,12 +231,12 @@ fn record(claimed: &ClaimedExecution, runs: Vec<NewNodeRun>, advance: Advance) -
 /// Records one step: a batch of one, as the worker's writer sends a lone step.
 #[async_trait::async_trait]
 trait RecordOne {
-    async fn record_step(&self, step: RecordStep) -> Result<(), StoreError>;
+    async fn record_step(&self, step: RecordStep) -> Result<StepRecorded, StoreError>;
 }
 
 #[async_trait::async_trait]
 impl<S: Store + ?Sized> RecordOne for S {
-    async fn record_step(&self, step: RecordStep) -> Result<(), StoreError> {
+    async fn record_step(&self, step: RecordStep) -> Result<StepRecorded, StoreError> {
         let mut results = self.record_steps(std::slice::from_ref(&step)).await;
         assert_eq!(results.len(), 1, "one result per step");
         results.remove(0)

@@ -5,6 +5,7 @@ pub mod bulk;
 pub mod claims;
 pub mod executions;
 pub mod leases;
+pub mod pauses;
 pub mod schedules;
 pub mod signals;
 pub mod steps;

@@ -9,7 +9,7 @@ use crate::testing::TestStore;
 use crate::testing::conformance::{LEASE, WAIT, claim_one, start, worker};
 use crate::testing::fixture::{self, run_until_terminal, workflow};
 use crate::testing::nodes;
-use crate::{ExecutionStatus, NodeRunStatus, RetryPolicy, Store};
+use crate::{ExecutionStatus, NodeRunStatus, OnFailure, RetryPolicy, Store};
 
 /// A code node that exits non-zero, one that times out, a fatal error and a panic each fail
 /// their execution with a clear error, and the worker completes the next execution.
@@ -112,6 +112,7 @@ pub async fn retryable_failure_is_retried_after_its_backoff(store: impl Store + 
             multiplier: 1.0,
             max_backoff: backoff,
             jitter: 0.0,
+            on_failure: OnFailure::Fail,
         })
         .edge("start", "run")
         .save(&store, &nodes::registry())
@@ -166,6 +167,7 @@ pub async fn exhausted_retries_fail_with_the_last_error(store: impl Store + Clon
             multiplier: 2.0,
             max_backoff: Duration::from_secs(1),
             jitter: 0.5,
+            on_failure: OnFailure::Fail,
         })
         .edge("start", "run")
         .save(&store, &nodes::registry())
