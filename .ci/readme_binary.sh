@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the commands of the README's "The binary" block as written (those without a <placeholder>
-# and other than the bare worker, which runs until stopped) on a fresh SQLite file, and fails if
-# one fails. Usage: .ci/readme_binary.sh PATH_TO_WORKFLOW_WORKER (run from the repository root).
+# and other than the ones that serve until stopped: the bare worker and `ui`) on a fresh SQLite
+# file, and fails if one fails. Usage: .ci/readme_binary.sh PATH_TO_WORKFLOW_WORKER (run from the repository root).
 set -euo pipefail
 bin=$1
 dir=$(mktemp -d)
@@ -15,7 +15,7 @@ while IFS= read -r line; do
     command=${line%%  #*}
     command=${command%"${command##*[![:space:]]}"}
     case "$command" in
-        "workflow-worker" | *"<"*) continue ;;
+        "workflow-worker" | "workflow-worker ui "* | *"<"*) continue ;;
         workflow-worker\ *) ;;
         *) continue ;;
     esac

@@ -311,6 +311,7 @@ async fn drain(
     let executions = store
         .list_executions(ListExecutionsParams {
             limit: u32::try_from(queued).unwrap_or(u32::MAX),
+            before: None,
             ..Default::default()
         })
         .await?;

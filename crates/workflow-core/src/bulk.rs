@@ -19,7 +19,7 @@ use crate::store::{ExecutionFilter, StoreError};
 pub const BULK_BATCH: u32 = 500;
 
 /// What a bulk action did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, schemars::JsonSchema)]
 pub struct BulkOutcome {
     /// Executions the filter matched when their page was read.
     pub matched: u64,

@@ -19,7 +19,10 @@ use crate::state::ExecutionStatus;
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+            schemars::JsonSchema,
+        )]
         #[serde(transparent)]
         pub struct $name(pub Uuid);
 
@@ -70,7 +73,10 @@ uuid_id!(
 macro_rules! number_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+            schemars::JsonSchema,
+        )]
         #[serde(transparent)]
         pub struct $name(pub i64);
 
@@ -100,7 +106,7 @@ number_id!(
 );
 
 /// One saved, immutable version of a workflow.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct WorkflowVersion {
     /// The workflow this is a version of.
     pub workflow_id: WorkflowId,
@@ -115,7 +121,7 @@ pub struct WorkflowVersion {
 }
 
 /// A saved workflow, without its definition: what a list of workflows shows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct WorkflowSummary {
     /// The workflow's id.
     pub workflow_id: WorkflowId,
@@ -130,7 +136,7 @@ pub struct WorkflowSummary {
 }
 
 /// One execution of a workflow version, as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Execution {
     /// The execution's id.
     pub id: ExecutionId,
@@ -180,7 +186,7 @@ pub struct Execution {
 }
 
 /// How a node run ended. The strings are the ones stored in the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeRunStatus {
     /// The node produced its output.
@@ -251,7 +257,7 @@ impl FromStr for NodeRunStatus {
 }
 
 /// One recorded attempt of one node of an execution.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct NodeRun {
     /// The execution it belongs to.
     pub execution_id: ExecutionId,
@@ -292,7 +298,7 @@ impl NodeRun {
 }
 
 /// A message sent to an execution, kept in its durable inbox until a node consumes it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Signal {
     /// Its id, in the order signals arrived.
     pub id: SignalId,
@@ -313,7 +319,7 @@ pub struct Signal {
 }
 
 /// An execution with its node runs and signals, oldest first.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ExecutionDetail {
     /// The execution.
     #[serde(flatten)]

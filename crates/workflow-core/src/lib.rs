@@ -72,6 +72,8 @@ pub mod bulk;
 pub mod client;
 pub mod execution;
 pub mod graph;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod metrics;
 pub mod node;
 pub mod retry;
@@ -101,8 +103,8 @@ pub use schedule::{CronSchedule, Schedule, ScheduleError, ScheduleId};
 pub use state::{ExecutionStatus, TransitionError, transition};
 // The driver's own types (claims, steps, sweeps, schedule firing) stay in `store`.
 pub use store::{
-    ExecutionFilter, ListExecutionsParams, LiveWorker, QueueStats, RetryExecutionParams,
-    SendSignalParams, StartExecutionParams, Store, StoreError, WorkflowRef,
+    ExecutionCursor, ExecutionFilter, ListExecutionsParams, LiveWorker, QueueStats,
+    RetryExecutionParams, SendSignalParams, StartExecutionParams, Store, StoreError, WorkflowRef,
 };
 pub use worker::{ConfigError, ConfigRule, WorkerConfig, WorkflowWorker};
 

@@ -10,14 +10,14 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::execution::{NodeRun, NodeRunStatus};
 use crate::graph::WorkflowDefinition;
 use crate::state::ExecutionStatus;
 
 /// Where a retry runs the execution again from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "mode", content = "node", rename_all = "snake_case")]
 pub enum RetryFrom {
     /// From where it stopped: every node that did not complete (or was not skipped) runs
@@ -105,7 +105,7 @@ impl RetryRequest {
 }
 
 /// A retry recorded in an execution's history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ExecutionRetry {
     /// Its id, in the order retries were asked; the node runs it superseded carry it.
     pub id: i64,

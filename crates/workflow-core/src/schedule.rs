@@ -40,7 +40,7 @@ use crate::execution::WorkflowId;
 mod crontab;
 
 /// Identifies a schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct ScheduleId(pub Uuid);
 
@@ -59,7 +59,7 @@ impl FromStr for ScheduleId {
 }
 
 /// A stored schedule.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Schedule {
     /// Its id.
     pub id: ScheduleId,

@@ -469,6 +469,28 @@ pub struct ListExecutionsParams {
     pub workflow: Option<WorkflowRef>,
     /// At most this many, newest first.
     pub limit: u32,
+    /// Only those after this one in that order: the next page after a page that ended there.
+    pub before: Option<ExecutionCursor>,
+}
+
+/// A place in the list of executions, newest first (by creation, then id): where a page
+/// ended, for [`ListExecutionsParams::before`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecutionCursor {
+    /// The creation time of the last execution of the page.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Its id.
+    pub id: ExecutionId,
+}
+
+impl ExecutionCursor {
+    /// The place right after `execution`.
+    pub fn after(execution: &Execution) -> Self {
+        Self {
+            created_at: execution.created_at,
+            id: execution.id,
+        }
+    }
 }
 
 /// How much work is queued, from [`Store::queue_stats`]: what the runnable, waiting and
@@ -491,7 +513,7 @@ pub struct QueueStats {
 }
 
 /// A worker as [`Store::record_worker`] recorded it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct LiveWorker {
     /// Its worker id (the lease owner it writes).
     pub id: String,
@@ -752,7 +774,9 @@ pub trait Store: Send + Sync + 'static {
     /// The workers recorded and not yet expired, by id.
     async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError>;
 
-    /// Executions, newest first.
+    /// Executions, newest first (by creation time, then id), after `params.before` if given;
+    /// filtered by status and workflow. A page reads only the index of creation times from
+    /// where it starts, however deep it is.
     async fn list_executions(
         &self,
         params: ListExecutionsParams,

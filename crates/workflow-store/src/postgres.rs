@@ -1016,6 +1016,8 @@ impl Store for PgStore {
             .bind(workflow_id)
             .bind(workflow_name)
             .bind(i64::from(params.limit))
+            .bind(params.before.map(|cursor| cursor.created_at))
+            .bind(params.before.map(|cursor| cursor.id.0))
             .fetch_all(&self.db)
             .await
             .map_err(classify)?;

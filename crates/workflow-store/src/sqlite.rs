@@ -1356,6 +1356,12 @@ impl Store for SqliteStore {
             .bind(workflow_id)
             .bind(workflow_name)
             .bind(i64::from(params.limit))
+            .bind(
+                params
+                    .before
+                    .map(|cursor| cursor.created_at.timestamp_millis()),
+            )
+            .bind(params.before.map(|cursor| cursor.id.to_string()))
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;

@@ -96,6 +96,9 @@ pub(crate) enum Command {
     /// Manage cron schedules that start workflows.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Serve the HTTP API (/api/v1, its OpenAPI document at /api/openapi.json) without running
+    /// a worker.
+    Ui(UiCommandArgs),
     /// Delete executions that ended (completed, failed, cancelled, timed out) longer ago than
     /// --older-than, with their node runs and signals, in batches. Running, waiting and
     /// pending executions are never touched.
@@ -183,6 +186,18 @@ pub(crate) struct RetryOptions {
     /// Who asks, recorded with the retry.
     #[arg(long, default_value = "cli")]
     pub(crate) by: String,
+}
+
+/// `workflow-worker ui`.
+#[derive(Debug, Args)]
+pub(crate) struct UiCommandArgs {
+    /// Where to listen, e.g. 127.0.0.1:8080. An address other than loopback needs
+    /// WORKFLOW_UI_TOKEN.
+    #[arg(long, env = "WORKFLOW_UI_ADDR", default_value = "127.0.0.1:8080")]
+    pub(crate) addr: std::net::SocketAddr,
+    /// Serve reads only: every action answers 403.
+    #[arg(long, env = "WORKFLOW_UI_READ_ONLY")]
+    pub(crate) read_only: bool,
 }
 
 /// `workflow-worker prune`.
@@ -440,6 +455,14 @@ pub(crate) struct RunArgs {
     /// Off by default: history is kept until pruned.
     #[arg(long, global = true, env = "WORKFLOW_PRUNE_AFTER", value_parser = parse_duration)]
     pub(crate) prune_after: Option<Duration>,
+
+    /// Serve the HTTP API beside the worker, e.g. 127.0.0.1:8080 (see `ui`).
+    #[arg(long, global = true, env = "WORKFLOW_UI_ADDR")]
+    pub(crate) ui_addr: Option<std::net::SocketAddr>,
+
+    /// With --ui-addr: serve reads only, every action answering 403.
+    #[arg(long, global = true, env = "WORKFLOW_UI_READ_ONLY")]
+    pub(crate) ui_read_only: bool,
 }
 
 impl RunArgs {
@@ -455,6 +478,8 @@ impl RunArgs {
         "max_rescues",
         "metrics_addr",
         "prune_after",
+        "ui_addr",
+        "ui_read_only",
     ];
 }
 

@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod http;
 mod render;
+mod ui;
 
 use cli::LogFormat;
 

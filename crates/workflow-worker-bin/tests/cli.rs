@@ -480,6 +480,7 @@ async fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
         .store
         .list_executions(ListExecutionsParams {
             limit: 10,
+            before: None,
             ..Default::default()
         })
         .await
@@ -753,6 +754,7 @@ async fn two_worker_processes_share_one_sqlite_file() {
             .store
             .list_executions(ListExecutionsParams {
                 limit: 1000,
+                before: None,
                 ..Default::default()
             })
             .await

@@ -405,6 +405,7 @@ async fn chaos_kill_random_workers_until_all_executions_are_done() {
             .store
             .list_executions(workflow_worker_core::ListExecutionsParams {
                 limit: EXECUTIONS as u32 + 1,
+                before: None,
                 ..Default::default()
             })
             .await

@@ -772,6 +772,9 @@ join workflows w on w.id = e.workflow_id
 where ($1::text is null or e.status = $1)
   and ($2::uuid is null or w.id = $2)
   and ($3::text is null or w.name = $3)
+  -- After the cursor ($5, $6) in this order; the first bound lets the scan start there.
+  and ($5::timestamptz is null or e.created_at <= $5)
+  and ($5::timestamptz is null or e.created_at < $5 or e.id > $6)
 order by e.created_at desc, e.id
 limit $4
 "#

@@ -113,6 +113,7 @@ pub(super) async fn list(client: &Client, args: ListArgs) -> anyhow::Result<()> 
             status: args.status,
             workflow: args.workflow.as_deref().map(WorkflowRef::from),
             limit: args.limit,
+            before: None,
         })
         .await?;
     for execution in executions {

@@ -15,6 +15,7 @@ use crate::cli::{
 mod executions;
 mod maintenance;
 mod schedule;
+mod ui;
 mod worker;
 mod workflow;
 
@@ -108,6 +109,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 executions::bulk(&client, &filter, executions::Bulk::Delete).await
             }
         },
+        Command::Ui(args) => ui::run(&db, args).await,
         Command::Schedule(command) => {
             let access = match command {
                 ScheduleCommand::List => Access::Read,

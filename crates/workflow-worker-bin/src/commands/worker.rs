@@ -1,10 +1,11 @@
 //! `run`: the worker, with its metrics and health endpoint.
 
-use workflow_worker_core::{WorkerConfig, WorkflowWorker};
+use workflow_worker_core::{Client, NodeRegistry, WorkerConfig, WorkflowWorker};
 
 use super::{Access, Database};
 use crate::cli::RunArgs;
 use crate::http;
+use crate::ui::UiServer;
 
 /// Checks the settings, serves the health endpoint at once (it answers while the database
 /// does not), connects and migrates, then runs the worker until SIGINT or SIGTERM.
@@ -23,6 +24,10 @@ pub(super) async fn run(db: &Database, args: RunArgs) -> anyhow::Result<()> {
             )
         }
         None => (None, None),
+    };
+    let ui = match args.ui_addr {
+        Some(addr) => Some(UiServer::bind(addr, "--ui-addr", args.ui_read_only).await?),
+        None => None,
     };
     let shown = db.shown();
     if db.embedded_default {
@@ -46,11 +51,21 @@ pub(super) async fn run(db: &Database, args: RunArgs) -> anyhow::Result<()> {
             if let Some(endpoint) = &endpoint {
                 endpoint.set_store(store.clone());
             }
-            WorkflowWorker::new(store)
+            let stop_ui = tokio_util::sync::CancellationToken::new();
+            let ui = ui.map(|server| {
+                let client = Client::from_shared(store.clone(), NodeRegistry::builtin());
+                tokio::spawn(server.serve(client, stop_ui.clone()))
+            });
+            let ran = WorkflowWorker::new(store)
                 .config(config)
                 .run_until(shutdown_signal())
                 .await
-                .map_err(anyhow::Error::from)
+                .map_err(anyhow::Error::from);
+            stop_ui.cancel();
+            if let Some(ui) = ui {
+                ui.await??;
+            }
+            ran
         }
         Err(err) => Err(err.into()),
     };
@@ -81,7 +96,7 @@ fn config(args: &RunArgs) -> anyhow::Result<WorkerConfig> {
 }
 
 /// Completes on the first SIGINT or SIGTERM; a second one exits the process at once.
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     wait_for_signal().await;
     tracing::info!("shutdown requested; finishing executions in flight (signal again to exit now)");
     tokio::spawn(async {

@@ -28,6 +28,9 @@ pub(crate) fn bin(database_url: Option<&str>) -> Command {
         "WORKFLOW_WAKEUPS",
         "WORKFLOW_METRICS_ADDR",
         "WORKFLOW_PRUNE_AFTER",
+        "WORKFLOW_UI_ADDR",
+        "WORKFLOW_UI_READ_ONLY",
+        "WORKFLOW_UI_TOKEN",
         "WORKFLOW_LOG_FORMAT",
         "RUST_LOG",
     ] {

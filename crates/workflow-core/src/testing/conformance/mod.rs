@@ -53,6 +53,7 @@ macro_rules! conformance_tests {
                     start_execution_of_an_unknown_workflow_is_not_found,
                     get_execution_of_an_unknown_id_is_not_found,
                     list_executions_filters_by_status_and_workflow,
+                    listing_pages_through_every_execution_once_by_cursor,
                     queue_stats_count_runnable_waiting_and_running_executions,
                     prune_deletes_only_executions_that_ended_long_enough_ago,
                 );

@@ -44,6 +44,7 @@ pub async fn start_execution_of_an_unknown_workflow_is_not_found(store: impl Sto
     let all = store
         .list_executions(ListExecutionsParams {
             limit: 10,
+            before: None,
             ..Default::default()
         })
         .await
@@ -74,6 +75,7 @@ pub async fn list_executions_filters_by_status_and_workflow(store: impl Store) {
             status,
             workflow,
             limit,
+            before: None,
         })
     };
     let ids = |executions: Vec<crate::Execution>| -> HashSet<ExecutionId> {
@@ -222,4 +224,41 @@ pub async fn prune_deletes_only_executions_that_ended_long_enough_ago(store: imp
     for kept in [pending, recent] {
         store.get_execution(kept).await.expect("kept");
     }
+}
+
+/// Pages of a listing, each after the cursor where the previous one ended, return every
+/// execution exactly once, newest first, with filters applied on every page.
+pub async fn listing_pages_through_every_execution_once_by_cursor(store: impl Store) {
+    let registry = nodes::registry();
+    fixture::hello().save(&store, &registry).await;
+    workflow("other").save(&store, &registry).await;
+    let mut started = HashSet::new();
+    for i in 0..7 {
+        started.insert(start(&store, "hello", json!({"i": i})).await);
+        start(&store, "other", json!({})).await;
+    }
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list_executions(ListExecutionsParams {
+                status: None,
+                workflow: Some(WorkflowRef::Name("hello".into())),
+                limit: 3,
+                before,
+            })
+            .await
+            .unwrap();
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        before = Some(crate::ExecutionCursor::after(last));
+        seen.extend(page);
+    }
+    let ids: Vec<ExecutionId> = seen.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), 7, "every execution once: {ids:?}");
+    assert_eq!(ids.iter().copied().collect::<HashSet<_>>(), started);
+    assert!(
+        seen.windows(2).all(|w| w[0].created_at >= w[1].created_at),
+        "newest first across pages"
+    );
 }

@@ -150,6 +150,7 @@ pub async fn triggering_starts_an_execution_now_and_leaves_the_ticks_alone(
 async fn executions(store: &impl Store) -> usize {
     let params = crate::ListExecutionsParams {
         limit: 10,
+        before: None,
         ..Default::default()
     };
     store.list_executions(params).await.unwrap().len()

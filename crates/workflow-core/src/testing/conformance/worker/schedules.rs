@@ -15,6 +15,7 @@ async fn scheduled_ticks(store: &impl Store) -> Vec<chrono::DateTime<chrono::Utc
         .list_executions(ListExecutionsParams {
             workflow: Some(WorkflowRef::Name("tick".into())),
             limit: 10_000,
+            before: None,
             ..Default::default()
         })
         .await
@@ -77,6 +78,7 @@ pub async fn every_tick_starts_one_execution_across_four_workers(store: impl Sto
     let inputs = store
         .list_executions(ListExecutionsParams {
             limit: 1,
+            before: None,
             ..Default::default()
         })
         .await
@@ -217,6 +219,7 @@ pub async fn missed_ticks_fire_once_by_default_or_up_to_catch_up(store: impl Tes
             .list_executions(ListExecutionsParams {
                 workflow: Some(WorkflowRef::Name(name.into())),
                 limit: 1000,
+                before: None,
                 ..Default::default()
             })
             .await

@@ -1,0 +1,28 @@
+//! `ui`: the HTTP API without a worker, until SIGINT or SIGTERM.
+
+use tokio_util::sync::CancellationToken;
+
+use super::worker::shutdown_signal;
+use super::{Access, Database};
+use crate::cli::UiCommandArgs;
+use crate::ui::UiServer;
+
+/// Binds first (a taken port or an exposed address without a token fails before anything
+/// else), opens the database, and serves.
+pub(super) async fn run(db: &Database, args: UiCommandArgs) -> anyhow::Result<()> {
+    let server = UiServer::bind(args.addr, "--addr", args.read_only).await?;
+    let access = match args.read_only {
+        true => Access::Read,
+        false => Access::Write,
+    };
+    let client = db.client("ui", access).await?;
+    let stop = CancellationToken::new();
+    let mut serving = tokio::spawn(server.serve(client, stop.clone()));
+    tokio::select! {
+        () = shutdown_signal() => {
+            stop.cancel();
+            serving.await?
+        }
+        served = &mut serving => served?,
+    }
+}
