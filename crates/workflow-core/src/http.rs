@@ -1,8 +1,10 @@
-//! The HTTP JSON API (feature `http`): what an application in any language calls to save
-//! workflows, start, signal, cancel, retry, pause and resume executions, read them, act on
-//! many at once, and watch the queue.
+//! The web UI and the HTTP JSON API (feature `http`): the Executions view operators open
+//! after an incident, and what an application in any language calls to save workflows,
+//! start, signal, cancel, retry, pause and resume executions, read them, act on many at once,
+//! and watch the queue.
 //!
-//! [`router`] builds an axum [`Router`] over a [`Client`]: the API under `/api/v1/` and its
+//! [`router`] builds an axum [`Router`] over a [`Client`]: the pages at `/executions`,
+//! `/workflows`, `/schedules` and `/health` (`ui.rs`), the API under `/api/v1/` and its
 //! OpenAPI 3.1 document at `/api/openapi.json`. Mount it in a service of your own (under any
 //! prefix, with [`Router::nest`]) or serve it alone:
 //!
@@ -41,8 +43,10 @@ use serde::de::DeserializeOwned;
 
 use crate::{Client, Error, StoreError};
 
+mod graph;
 mod openapi;
 mod routes;
+mod ui;
 
 pub use openapi::openapi;
 pub use routes::{
@@ -71,8 +75,9 @@ impl std::fmt::Debug for ApiOptions {
     }
 }
 
-/// The API's routes over `client`, as [`ApiOptions`] say: `/api/v1/...` and
-/// `/api/openapi.json`.
+/// The UI's pages and the API's routes over `client`, as [`ApiOptions`] say: `/` (the
+/// executions page), `/api/v1/...` and `/api/openapi.json`. Links in the pages keep the
+/// prefix the router is nested under.
 pub fn router(client: Client, options: ApiOptions) -> Router {
     let state = Arc::new(Api { client, options });
     let mut api = Router::new();
@@ -80,6 +85,7 @@ pub fn router(client: Client, options: ApiOptions) -> Router {
         api = api.route(route.path, route.handler);
     }
     Router::new()
+        .merge(ui::routes())
         .nest("/api/v1", api)
         .route(
             "/api/openapi.json",

@@ -96,8 +96,8 @@ pub(crate) enum Command {
     /// Manage cron schedules that start workflows.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
-    /// Serve the HTTP API (/api/v1, its OpenAPI document at /api/openapi.json) without running
-    /// a worker.
+    /// Serve the web UI (the Executions view and the repair actions) and the HTTP API (/api/v1,
+    /// its OpenAPI document at /api/openapi.json) without running a worker.
     Ui(UiCommandArgs),
     /// Delete executions that ended (completed, failed, cancelled, timed out) longer ago than
     /// --older-than, with their node runs and signals, in batches. Running, waiting and
@@ -456,7 +456,7 @@ pub(crate) struct RunArgs {
     #[arg(long, global = true, env = "WORKFLOW_PRUNE_AFTER", value_parser = parse_duration)]
     pub(crate) prune_after: Option<Duration>,
 
-    /// Serve the HTTP API beside the worker, e.g. 127.0.0.1:8080 (see `ui`).
+    /// Serve the web UI and the HTTP API beside the worker, e.g. 127.0.0.1:8080 (see `ui`).
     #[arg(long, global = true, env = "WORKFLOW_UI_ADDR")]
     pub(crate) ui_addr: Option<std::net::SocketAddr>,
 

@@ -1,4 +1,4 @@
-//! The HTTP API (`workflow_worker_core::http`) as the binary serves it: `ui --addr` alone,
+//! The web UI and HTTP API (`workflow_worker_core::http`) as the binary serves them: `ui --addr` alone,
 //! or `run --ui-addr` beside the worker. Safe by default: a non-loopback address needs a
 //! token, which every request must then carry.
 
@@ -58,7 +58,7 @@ impl UiServer {
             addr = %addr,
             read_only = self.options.read_only,
             token = self.options.token.is_some(),
-            "serving the HTTP API at /api/v1 (its OpenAPI document at /api/openapi.json)"
+            "serving the web UI at / and the HTTP API at /api/v1 (its OpenAPI document at /api/openapi.json)"
         );
         axum::serve(self.listener, http::router(client, self.options))
             .with_graceful_shutdown(stop.cancelled_owned())

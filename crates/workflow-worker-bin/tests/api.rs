@@ -630,7 +630,7 @@ async fn api_addr(process: &Worker) -> std::net::SocketAddr {
             let log = process.log();
             let line = log
                 .lines()
-                .find(|line| line.contains("serving the HTTP API"))?;
+                .find(|line| line.contains("the HTTP API at /api/v1"))?;
             line.split("addr=")
                 .nth(1)?
                 .split_whitespace()

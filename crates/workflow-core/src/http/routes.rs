@@ -535,7 +535,7 @@ fn cursor_text(execution: &Execution) -> String {
     )
 }
 
-fn parse_cursor(text: &str) -> Result<ExecutionCursor, ApiError> {
+pub(super) fn parse_cursor(text: &str) -> Result<ExecutionCursor, ApiError> {
     let bad = || ApiError::bad_request(format!("invalid cursor \"{text}\": pass a next_cursor"));
     let (micros, id) = text.split_once('_').ok_or_else(bad)?;
     let created_at = micros
@@ -569,7 +569,7 @@ async fn start_execution(
 }
 
 /// An execution id from the path: a malformed one is a 400 naming it.
-fn execution_id(text: &str) -> Result<ExecutionId, ApiError> {
+pub(super) fn execution_id(text: &str) -> Result<ExecutionId, ApiError> {
     text.parse()
         .map_err(|_| ApiError::bad_request(format!("\"{text}\" is not an execution id (a UUID)")))
 }
