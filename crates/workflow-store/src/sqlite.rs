@@ -234,6 +234,20 @@ impl Wakeups for SqliteWakeups {
     }
 }
 
+/// Execution `id` as the transaction `tx` sees it.
+async fn execution_in(tx: &mut SqliteConnection, id: ExecutionId) -> Result<Execution, StoreError> {
+    let row: Option<ExecutionRow> = sqlx::query_as(queries::GET_EXECUTION)
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+    row.ok_or_else(|| StoreError::NotFound {
+        entity: "execution",
+        id: id.to_string(),
+    })?
+    .try_into()
+}
+
 /// One step of [`Store::record_steps`] inside the caller's transaction (a savepoint of it).
 async fn write_step(
     tx: &mut SqliteConnection,
@@ -941,12 +955,18 @@ impl Store for SqliteStore {
     }
 
     async fn pause_execution(&self, id: ExecutionId) -> Result<Execution, StoreError> {
-        let paused = sqlx::query(queries::PAUSE_EXECUTION)
-            .bind(id.to_string())
-            .execute(&self.pool)
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
             .await
             .map_err(classify)?;
-        let execution = self.get_execution(id).await?.execution;
+        let paused = sqlx::query(queries::PAUSE_EXECUTION)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let execution = execution_in(&mut tx, id).await?;
+        tx.commit().await.map_err(classify)?;
         if paused.rows_affected() == 0 {
             // Paused already, or ended.
             return unchanged_unless_ended(execution);
@@ -955,12 +975,19 @@ impl Store for SqliteStore {
     }
 
     async fn resume_execution(&self, id: ExecutionId) -> Result<Execution, StoreError> {
-        let after: Option<String> = sqlx::query_scalar(queries::RESUME_EXECUTION)
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
             .await
             .map_err(classify)?;
-        let execution = self.get_execution(id).await?.execution;
+        let after: Option<String> = sqlx::query_scalar(queries::RESUME_EXECUTION)
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+        // As the resume left it, before a worker can claim it.
+        let execution = execution_in(&mut tx, id).await?;
+        tx.commit().await.map_err(classify)?;
         match after.as_deref() {
             Some("pending") => {
                 self.hint();
@@ -1008,9 +1035,11 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
+        // As the retry left it, before a worker can claim it.
+        let execution = execution_in(&mut tx, id).await?;
         tx.commit().await.map_err(classify)?;
         self.hint();
-        Ok(self.get_execution(id).await?.execution)
+        Ok(execution)
     }
 
     async fn time_out_executions(&self) -> Result<DeadlineSweep, StoreError> {
