@@ -62,6 +62,9 @@ struct Args {
     /// Seconds `idle` watches an idle worker.
     #[arg(long, default_value_t = 30)]
     idle_secs: u64,
+    /// Finished executions in the table `list` pages through.
+    #[arg(long, default_value_t = 1_000_000)]
+    list_executions: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -76,6 +79,8 @@ enum Scenario {
     Backlog,
     /// What an idle worker costs.
     Idle,
+    /// The Executions page and the API's list over a large history, through HTTP.
+    List,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -236,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 Scenario::Backlog => vec![backlog(kind, &args).await?],
                 Scenario::Idle => vec![idle(kind, &args, &statements).await?],
+                Scenario::List => vec![list(kind, &args).await?],
             };
             for line in results {
                 println!("{line}");
@@ -430,6 +436,97 @@ async fn backlog(kind: StoreKind, args: &Args) -> anyhow::Result<Value> {
         "p99_ratio_large_to_small": round(percentile(&large, 0.99) / percentile(&small, 0.99), 2),
         "seconds_to_seed_large": round(seeded_in.as_secs_f64(), 1),
         "peak_rss_mb": peak_rss_mb(),
+    }))
+}
+
+/// Times pages of the Executions view and the API's list, served over loopback HTTP, with
+/// `--list-executions` completed executions (inserted by one statement, so they share their
+/// creation time) and a few failed, pending and running ones in the table.
+async fn list(kind: StoreKind, args: &Args) -> anyhow::Result<Value> {
+    const REQUESTS: usize = 50;
+    let db = Db::create(kind).await;
+    let store = db.store();
+    let worker = WorkflowWorker::new(store.clone());
+    save(&*store, &worker, chain("listed", 1, "noop")).await;
+    let seeding = Instant::now();
+    db.seed("listed", args.list_executions, true).await;
+    // Some of every other kind, newer than the history, as a live system has.
+    for _ in 0..100 {
+        let id = store
+            .start_execution(StartExecutionParams::new("listed", json!({})))
+            .await?
+            .id;
+        store.cancel_execution(id, "bench").await?;
+    }
+    db.seed("listed", 100, false).await;
+    let seeded_in = seeding.elapsed();
+    // A cursor halfway down the history: where a page deep in it starts.
+    let mut cursor = None;
+    let mut seen = 0u64;
+    while seen < args.list_executions / 2 {
+        let page = store
+            .list_executions(ListExecutionsParams {
+                limit: 500,
+                before: cursor,
+                ..ListExecutionsParams::default()
+            })
+            .await?;
+        let last = page.last().context("the history ended early")?;
+        cursor = Some(workflow_worker_core::ExecutionCursor::after(last));
+        seen += page.len() as u64;
+    }
+    let deep = cursor.context("no cursor")?;
+    let deep = format!("{}_{}", deep.created_at.timestamp_micros(), deep.id);
+
+    let client = workflow_worker_core::Client::from_shared(store.clone(), Default::default());
+    let app = workflow_worker_core::http::router(client, Default::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+    let mut cases = serde_json::Map::new();
+    for (name, path) in [
+        ("page", "/executions".to_owned()),
+        ("page_cancelled", "/executions?status=cancelled".to_owned()),
+        ("page_pending", "/executions?status=pending".to_owned()),
+        ("page_failed_none", "/executions?status=failed".to_owned()),
+        ("page_workflow", "/executions?workflow=listed".to_owned()),
+        ("page_deep", format!("/executions?cursor={deep}")),
+        ("api", "/api/v1/executions?limit=50".to_owned()),
+        (
+            "api_deep",
+            format!("/api/v1/executions?limit=50&cursor={deep}"),
+        ),
+    ] {
+        let mut times = Vec::with_capacity(REQUESTS);
+        let mut bytes = 0;
+        for _ in 0..REQUESTS {
+            let started = Instant::now();
+            let response = http.get(format!("{base}{path}")).send().await?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "{path}: {}",
+                response.status()
+            );
+            bytes = response.bytes().await?.len();
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        cases.insert(
+            name.into(),
+            json!({"p50_ms": round(percentile(&times, 0.5), 2),
+                   "p99_ms": round(percentile(&times, 0.99), 2),
+                   "bytes": bytes}),
+        );
+    }
+    server.abort();
+    Ok(json!({
+        "scenario": "list",
+        "store": kind.name(),
+        "executions": args.list_executions + 200,
+        "requests_per_case": REQUESTS,
+        "cases": cases,
+        "seconds_to_seed": round(seeded_in.as_secs_f64(), 1),
     }))
 }
 

@@ -473,7 +473,8 @@ pub struct ListExecutionsParams {
     pub before: Option<ExecutionCursor>,
 }
 
-/// A place in the list of executions, newest first (by creation, then id): where a page
+/// A place in the list of executions, newest first (by creation, then id, both descending):
+/// where a page
 /// ended, for [`ListExecutionsParams::before`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExecutionCursor {
@@ -774,7 +775,8 @@ pub trait Store: Send + Sync + 'static {
     /// The workers recorded and not yet expired, by id.
     async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError>;
 
-    /// Executions, newest first (by creation time, then id), after `params.before` if given;
+    /// Executions, newest first (by creation time, then id, both descending), after
+    /// `params.before` if given;
     /// filtered by status and workflow. A page reads only the index of creation times from
     /// where it starts, however deep it is.
     async fn list_executions(

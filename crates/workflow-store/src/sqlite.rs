@@ -1380,17 +1380,32 @@ impl Store for SqliteStore {
             Some(workflow) => workflow_key(workflow),
             None => (None, None),
         };
-        let rows: Vec<ExecutionRow> = sqlx::query_as(queries::LIST_EXECUTIONS)
-            .bind(params.status.map(ExecutionStatus::as_str))
-            .bind(workflow_id)
-            .bind(workflow_name)
+        let shape = queries::ListShape {
+            status: params.status.map(ExecutionStatus::as_str),
+            workflow: match (&workflow_id, workflow_name) {
+                (Some(_), _) => Some(queries::WorkflowKey::Id),
+                (None, Some(_)) => Some(queries::WorkflowKey::Name),
+                (None, None) => None,
+            },
+            cursor: params.before.is_some(),
+        };
+        let sql = queries::list_executions(shape);
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        if let Some(status) = shape.status {
+            query = query.bind(status);
+        }
+        if let Some(id) = workflow_id {
+            query = query.bind(id);
+        } else if let Some(name) = workflow_name {
+            query = query.bind(name);
+        }
+        if let Some(cursor) = params.before {
+            query = query
+                .bind(cursor.created_at.timestamp_millis())
+                .bind(cursor.id.to_string());
+        }
+        let rows: Vec<ExecutionRow> = query
             .bind(i64::from(params.limit))
-            .bind(
-                params
-                    .before
-                    .map(|cursor| cursor.created_at.timestamp_millis()),
-            )
-            .bind(params.before.map(|cursor| cursor.id.to_string()))
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;

@@ -327,7 +327,13 @@ impl Chromedriver {
 }
 
 impl Drop for Chromedriver {
+    /// Kills the browsers it started too, so none outlives a test that failed before closing
+    /// its session. (Not through a process group of its own: a browser in a background group
+    /// of a terminal stops at its first terminal access.)
     fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &self.child.id().to_string()])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -389,11 +395,15 @@ async fn an_operator_approves_and_retries_executions_in_a_browser() {
                         "--disable-dev-shm-usage", "--window-size=1280,1000"]}),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let browser = ClientBuilder::new(connector)
-        .capabilities(capabilities)
-        .connect(&driver.url)
-        .await
-        .expect("a headless Chromium session");
+    let browser = tokio::time::timeout(
+        WAIT,
+        ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&driver.url),
+    )
+    .await
+    .expect("Chromium started within a minute")
+    .expect("a headless Chromium session");
 
     browser.goto(&format!("{base}/executions")).await.unwrap();
     let link = format!("a[href=\"/executions/{approval}\"]");

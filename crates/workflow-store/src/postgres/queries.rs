@@ -772,10 +772,10 @@ join workflows w on w.id = e.workflow_id
 where ($1::text is null or e.status = $1)
   and ($2::uuid is null or w.id = $2)
   and ($3::text is null or w.name = $3)
-  -- After the cursor ($5, $6) in this order; the first bound lets the scan start there.
-  and ($5::timestamptz is null or e.created_at <= $5)
-  and ($5::timestamptz is null or e.created_at < $5 or e.id > $6)
-order by e.created_at desc, e.id
+  -- After the cursor ($5, $6) in this order: a row comparison, so the scan of the list
+  -- index (migration 0016) starts there however deep it is.
+  and ($5::timestamptz is null or (e.created_at, e.id) < ($5, $6::uuid))
+order by e.created_at desc, e.id desc
 limit $4
 "#
 );

@@ -705,23 +705,57 @@ where e.id = $1
 "#
 );
 
-/// Newest first, optionally filtered by status ($1) and workflow id ($2) or name ($3).
-pub(super) const LIST_EXECUTIONS: &str = concat!(
-    "select ",
-    execution_columns!(),
-    r#"
-from workflow_executions e
-join workflows w on w.id = e.workflow_id
-where ($1 is null or e.status = $1)
-  and ($2 is null or w.id = $2)
-  and ($3 is null or w.name = $3)
-  -- After the cursor ($5, $6) in this order; the first bound lets the scan start there.
-  and ($5 is null or e.created_at <= $5)
-  and ($5 is null or e.created_at < $5 or e.id > $6)
-order by e.created_at desc, e.id
-limit $4
-"#
-);
+/// Which conditions a list of executions has: the statement [`list_executions`] builds.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ListShape {
+    /// By status (a parameter).
+    pub(super) status: Option<&'static str>,
+    /// By workflow id or name (a parameter).
+    pub(super) workflow: Option<WorkflowKey>,
+    /// After a cursor (two parameters).
+    pub(super) cursor: bool,
+}
+
+/// How a list names its workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WorkflowKey {
+    Id,
+    Name,
+}
+
+/// Newest first with only the conditions `shape` has, bound in order (status, workflow,
+/// created_at and id of the cursor, then the limit). SQLite plans a statement without
+/// knowing its parameters, so a condition written `($1 is null or …)` would keep it from
+/// the indexes of migration 0016; each shape gets a statement of its own instead. A status
+/// other than `completed` repeats the partial index's condition, which SQLite only uses
+/// when the query states it.
+pub(super) fn list_executions(shape: ListShape) -> String {
+    let mut conditions = Vec::new();
+    if let Some(status) = shape.status {
+        conditions.push("e.status = ?".to_owned());
+        if status != "completed" {
+            conditions.push("e.status <> 'completed'".to_owned());
+        }
+    }
+    match shape.workflow {
+        Some(WorkflowKey::Id) => conditions.push("e.workflow_id = ?".to_owned()),
+        Some(WorkflowKey::Name) => {
+            conditions.push("e.workflow_id = (select id from workflows where name = ?)".to_owned())
+        }
+        None => {}
+    }
+    if shape.cursor {
+        conditions.push("(e.created_at, e.id) < (?, ?)".to_owned());
+    }
+    let filter = match conditions.is_empty() {
+        true => String::new(),
+        false => format!("where {}\n", conditions.join("\n  and ")),
+    };
+    format!(
+        "select {}\nfrom workflow_executions e\njoin workflows w on w.id = e.workflow_id\n{filter}order by e.created_at desc, e.id desc\nlimit ?",
+        execution_columns!()
+    )
+}
 
 macro_rules! schedule_columns {
     () => {
