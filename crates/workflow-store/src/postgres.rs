@@ -631,27 +631,11 @@ impl Store for PgStore {
     }
 
     async fn pause_execution(&self, id: ExecutionId) -> Result<Execution, StoreError> {
-        let row: Option<ExecutionRow> = sqlx::query_as(queries::PAUSE_EXECUTION)
-            .bind(id.0)
-            .fetch_optional(&self.db)
-            .await
-            .map_err(classify)?;
-        match row {
-            Some(row) => row.try_into(),
-            None => unchanged_unless_ended(self.get_execution(id).await?.execution),
-        }
+        self.pause_or_resume(queries::PAUSE_EXECUTION, id).await
     }
 
     async fn resume_execution(&self, id: ExecutionId) -> Result<Execution, StoreError> {
-        let row: Option<ExecutionRow> = sqlx::query_as(queries::RESUME_EXECUTION)
-            .bind(id.0)
-            .fetch_optional(&self.db)
-            .await
-            .map_err(classify)?;
-        match row {
-            Some(row) => row.try_into(),
-            None => unchanged_unless_ended(self.get_execution(id).await?.execution),
-        }
+        self.pause_or_resume(queries::RESUME_EXECUTION, id).await
     }
 
     async fn cancel_execution(
@@ -1137,6 +1121,24 @@ fn rounds(steps: &[RecordStep]) -> Vec<Vec<usize>> {
 }
 
 impl PgStore {
+    /// Runs `sql` (a pause or a resume of execution $1): the execution it changed, or as it
+    /// is when it changed nothing, unless it ended.
+    async fn pause_or_resume(
+        &self,
+        sql: &'static str,
+        id: ExecutionId,
+    ) -> Result<Execution, StoreError> {
+        let row: Option<ExecutionRow> = sqlx::query_as(sql)
+            .bind(id.0)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(classify)?;
+        match row {
+            Some(row) => row.try_into(),
+            None => unchanged_unless_ended(self.get_execution(id).await?.execution),
+        }
+    }
+
     /// Records the steps `round` of `steps` (each execution once) in one statement, and
     /// says for each whether it was recorded and if not, why.
     async fn record_round(

@@ -14,7 +14,7 @@ use workflow_worker_store::testing::TestDatabase;
 
 mod common;
 
-use common::{Worker, bin, wait_for};
+use common::{Worker, approval_workflow, bin, wait_for};
 
 /// A server on a loopback port, with the document it serves.
 struct Api {
@@ -142,24 +142,6 @@ impl Api {
             .map(|err| format!("{} at {}", err, err.instance_path()))
             .collect()
     }
-}
-
-fn approval_workflow() -> Value {
-    json!({
-        "name": "order_approval",
-        "nodes": [
-            {"id": "order", "type": "trigger"},
-            {"id": "approval", "type": "wait_for_signal", "config": {"signal": "approval"}},
-            {"id": "ship", "type": "code",
-             "config": {"language": "shell", "code": "echo '<script>alert(1)</script>'"}},
-            {"id": "refund", "type": "code", "config": {"language": "shell", "code": "echo refunded"}}
-        ],
-        "edges": [
-            {"from": "order", "to": "approval"},
-            {"from": "approval", "to": "ship", "branch": "approved"},
-            {"from": "approval", "to": "refund", "branch": "rejected"}
-        ]
-    })
 }
 
 /// Polls the execution through the API until it is in `status`.

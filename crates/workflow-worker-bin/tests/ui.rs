@@ -17,26 +17,13 @@ use workflow_worker_core::{
 };
 use workflow_worker_store::testing::TestDatabase;
 
+mod common;
+
 const WAIT: Duration = Duration::from_secs(60);
 
-/// trigger -> approval -> ship (prints HTML) | refund; and a step that fails until a file
-/// exists.
+/// The approval workflow, and a step that fails until a file exists.
 async fn save_workflows(client: &Client, fixed: &std::path::Path) {
-    let approval = json!({
-        "name": "order_approval",
-        "nodes": [
-            {"id": "order", "type": "trigger"},
-            {"id": "approval", "type": "wait_for_signal", "config": {"signal": "approval"}},
-            {"id": "ship", "type": "code",
-             "config": {"language": "shell", "code": "echo '<script>alert(1)</script>'"}},
-            {"id": "refund", "type": "code", "config": {"language": "shell", "code": "echo refunded"}}
-        ],
-        "edges": [
-            {"from": "order", "to": "approval"},
-            {"from": "approval", "to": "ship", "branch": "approved"},
-            {"from": "approval", "to": "refund", "branch": "rejected"}
-        ]
-    });
+    let approval = common::approval_workflow();
     let flaky = json!({
         "name": "nightly_export",
         "nodes": [

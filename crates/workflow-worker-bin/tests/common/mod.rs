@@ -176,3 +176,23 @@ pub(crate) async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let body = response.split_once("\r\n\r\n")?.1.to_owned();
     Some((status, body))
 }
+
+/// trigger -> wait for "approval" -> ship (prints `<script>alert(1)</script>`, HTML a page
+/// must show as text) or refund.
+pub(crate) fn approval_workflow() -> serde_json::Value {
+    serde_json::json!({
+        "name": "order_approval",
+        "nodes": [
+            {"id": "order", "type": "trigger"},
+            {"id": "approval", "type": "wait_for_signal", "config": {"signal": "approval"}},
+            {"id": "ship", "type": "code",
+             "config": {"language": "shell", "code": "echo '<script>alert(1)</script>'"}},
+            {"id": "refund", "type": "code", "config": {"language": "shell", "code": "echo refunded"}}
+        ],
+        "edges": [
+            {"from": "order", "to": "approval"},
+            {"from": "approval", "to": "ship", "branch": "approved"},
+            {"from": "approval", "to": "refund", "branch": "rejected"}
+        ]
+    })
+}
