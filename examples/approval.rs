@@ -53,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
     let mut orders = Vec::new();
     for order in [1, 2] {
         let params = StartExecutionParams::new("order_approval", json!({"order": order}));
-        orders.push(client.start(params).await?.id);
+        orders.push(client.start(params).await?.execution.id);
     }
 
     // The worker runs in the background, as it would in a service.

@@ -102,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
     let good = client
         .start(StartExecutionParams::new("convert", json!({"amount": 100})))
         .await?
+        .execution
         .id;
     let bad_input = client
         .start(StartExecutionParams::new(
@@ -109,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
             json!({"amount": "lots"}),
         ))
         .await?
+        .execution
         .id;
 
     let watch = client.clone();

@@ -105,7 +105,8 @@ async fn start_greeting(
     let execution = client
         .start(StartExecutionParams::new("greeting", input))
         .await
-        .map_err(internal)?;
+        .map_err(internal)?
+        .execution;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": execution.id }))))
 }
 

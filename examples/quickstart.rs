@@ -40,7 +40,8 @@ async fn main() -> anyhow::Result<()> {
 
     let execution = client
         .start(StartExecutionParams::new("hello", serde_json::json!({})))
-        .await?;
+        .await?
+        .execution;
     println!("started execution {}", execution.id);
 
     // Run the worker until the execution ends.

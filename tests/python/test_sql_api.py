@@ -1,4 +1,4 @@
-"""The SQL API (migration 0008) driven from Python, as the seed's web API calls it.
+"""The SQL API (migrations 0008 and 0017) driven from Python, as the seed's web API calls it.
 
 A worker binary runs beside the test, as it would beside the API. The test only ever talks
 SQL: it starts executions with workflow_start_execution, sends approvals with
@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -475,3 +476,121 @@ def test_many_ended_in_one_statement_each_notify_once(db, ended):
     for execution_id in ids:
         assert ended.wait(execution_id) == "cancelled"
     assert_no_more_notifications(db, ended)
+
+
+def start_or_get(db, workflow, key, input=None, key_reuse=None):
+    """select * from workflow_start_or_get(...): (id, created)."""
+    return db.execute(
+        "select execution_id, created from workflow_start_or_get("
+        "%s, %s, key => %s, key_reuse => coalesce(%s, 'never'))",
+        (workflow, Jsonb(input or {}), key, key_reuse),
+    ).fetchone()
+
+
+def test_a_start_with_a_key_returns_the_execution_holding_it(db, ended, worker):
+    key = f"order-{uuid.uuid4()}"
+    first = start(db, "py_approval", {"order": 1}, key=key)
+    # A retried request: the same execution, whatever the input.
+    assert start(db, "py_approval", {"order": 2}, key=key) == first
+    assert start_or_get(db, "py_approval", key) == (first, False)
+    assert execution(db, first)["input"] == {"order": 1}
+    # Another key, or none, starts another.
+    other = start(db, "py_approval", key=f"{key}-b")
+    assert other != first
+    assert start(db, "py_approval") != start(db, "py_approval")
+
+    # Once it ended, the key still names it, unless the start allows a new one.
+    assert cancel(db, first) == "cancelled"
+    assert ended.wait(first) == "cancelled"
+    assert start(db, "py_approval", key=key) == first
+    renewed, created = start_or_get(db, "py_approval", key, key_reuse="after_end")
+    assert created and renewed != first
+    assert start(db, "py_approval", key=key) == renewed
+    for execution_id in (other, renewed):
+        cancel(db, execution_id)
+
+    # A plain insert with a key another execution holds is refused by the unique index.
+    with pytest.raises(psycopg.errors.UniqueViolation, match="workflow_executions_active_key"):
+        db.execute(
+            "insert into workflow_executions (workflow_id, key)"
+            " select workflow_id, key from workflow_executions where id = %s",
+            (start(db, "py_approval", key=f"{key}-c"),),
+        )
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="key_reuse"):
+        start(db, "py_approval", key=key, key_reuse="sometimes")
+
+
+def test_two_sessions_starting_one_key_at_once_create_one_execution(database_url, db, worker):
+    """The first session's start is held open in a transaction; the second, at the same key,
+    waits for it and returns the same execution once it commits."""
+    key = f"race-{uuid.uuid4()}"
+    with psycopg.connect(database_url) as first_session, psycopg.connect(
+        database_url, autocommit=True
+    ) as second_session:
+        first_id, created = start_or_get(first_session, "py_approval", key)
+        assert created
+        results = []
+        racer = threading.Thread(
+            target=lambda: results.append(start_or_get(second_session, "py_approval", key))
+        )
+        racer.start()
+        racer.join(timeout=1.0)
+        assert racer.is_alive(), "the second start should wait for the first to commit"
+        first_session.commit()
+        racer.join(timeout=DEADLINE_SECONDS)
+        assert not racer.is_alive()
+    assert results == [(first_id, False)]
+    (count,) = db.execute(
+        "select count(*) from workflow_executions where key = %s", (key,)
+    ).fetchone()
+    assert count == 1
+    cancel(db, first_id)
+
+
+def test_signal_with_start_from_two_sessions_starts_one_execution_with_both_signals(
+    database_url, db, ended, worker
+):
+    """The seed's approval flow keyed by order: whichever of two senders comes first starts
+    the execution, and the approval reaches it either way."""
+    key = f"order-{uuid.uuid4()}"
+    call = (
+        "select execution_id, signal_id, created from workflow_signal_with_start("
+        "%s, %s, %s, %s, input => %s)"
+    )
+    with psycopg.connect(database_url) as first_session, psycopg.connect(
+        database_url, autocommit=True
+    ) as second_session:
+        first_id, first_signal, created = first_session.execute(
+            call, ("py_approval", key, "note", Jsonb({"from": "first"}), Jsonb({"order": 9}))
+        ).fetchone()
+        assert created
+        results = []
+        racer = threading.Thread(
+            target=lambda: results.append(
+                second_session.execute(
+                    call,
+                    ("py_approval", key, "approval", Jsonb({"approved": True}), Jsonb({})),
+                ).fetchone()
+            )
+        )
+        racer.start()
+        racer.join(timeout=1.0)
+        assert racer.is_alive(), "the second call should wait for the first to commit"
+        first_session.commit()
+        racer.join(timeout=DEADLINE_SECONDS)
+        assert not racer.is_alive()
+    [(second_id, second_signal, second_created)] = results
+    assert (second_id, second_created) == (first_id, False)
+    assert second_signal != first_signal
+    signals = db.execute(
+        "select name from workflow_signals where execution_id = %s order by id", (first_id,)
+    ).fetchall()
+    assert signals == [("note",), ("approval",)]
+    # The approval sent before the wait began is kept and consumed: it ships.
+    assert ended.wait(first_id) == "completed"
+    branches = {node: branch for node, _, _, branch, _ in node_runs(db, first_id)}
+    assert branches["approval"] == "approved"
+    assert execution(db, first_id)["input"] == {"order": 9}
+    # Ended, the key is not reused by default: the signal is refused.
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="already ended"):
+        db.execute(call, ("py_approval", key, "approval", Jsonb({}), Jsonb({})))

@@ -29,7 +29,7 @@ async fn survives(db: &TestDatabase, disrupt: impl std::future::Future<Output = 
     let mut ids: Vec<ExecutionId> = Vec::new();
     for i in 0..EXECUTIONS {
         let params = StartExecutionParams::new("steady", json!({"i": i}));
-        ids.push(db.store.start_execution(params).await.unwrap().id);
+        ids.push(db.store.start_execution(params).await.unwrap().execution.id);
     }
     let stop = tokio_util::sync::CancellationToken::new();
     let worker = WorkflowWorker::new(db.store.clone())

@@ -85,6 +85,7 @@ async fn signal_racing_the_park_wakes(timeout: Option<Duration>) {
         .start_execution(StartExecutionParams::new("gated", json!({})))
         .await
         .unwrap()
+        .execution
         .id;
 
     // The gate runs; hold the execution's row, then let the gate ask to park.

@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde_json::json;
 use uuid::Uuid;
 use workflow_worker_core::testing::fixture::{self, run_until_terminal};
-use workflow_worker_core::{ExecutionId, ExecutionStatus, NodeRunStatus, Store, WorkflowWorker};
+use workflow_worker_core::{
+    ExecutionId, ExecutionStatus, NodeRunStatus, StartExecutionParams, Store, WorkflowWorker,
+};
 use workflow_worker_store::testing::TestDatabase;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -207,6 +209,75 @@ async fn an_unreadable_row_fails_alone_on_sqlite() {
         .await
         .unwrap();
         Uuid::parse_str(&id).unwrap()
+    })
+    .await;
+}
+
+/// Another program inserts with a business key: the worker's keyed start finds its execution,
+/// and a second insert with the key while the first has not ended is refused by the schema.
+async fn a_plain_insert_with_a_key_is_held_to_it(
+    store: impl Store + Clone,
+    insert: impl AsyncFn(&str) -> Result<Uuid, sqlx::Error>,
+) {
+    fixture::hello()
+        .save(&store, &workflow_worker_core::NodeRegistry::builtin())
+        .await;
+    let inserted = ExecutionId(insert("order-1").await.expect("a keyed insert"));
+    let started = store
+        .start_execution(StartExecutionParams::new("hello", json!({})).key("order-1"))
+        .await
+        .unwrap();
+    assert_eq!((started.created, started.execution.id), (false, inserted));
+
+    let refused = insert("order-1").await.unwrap_err();
+    assert!(
+        refused.to_string().contains("UNIQUE constraint failed")
+            || refused
+                .to_string()
+                .contains("workflow_executions_active_key"),
+        "{refused}"
+    );
+    // Once it ended, another program may insert the key again.
+    store.cancel_execution(inserted, "done").await.unwrap();
+    let again = ExecutionId(insert("order-1").await.expect("the key is free again"));
+    assert_ne!(again, inserted);
+    let latest = store
+        .start_execution(StartExecutionParams::new("hello", json!({})).key("order-1"))
+        .await
+        .unwrap();
+    assert_eq!((latest.created, latest.execution.id), (false, again));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_insert_with_a_key_is_held_to_it_on_postgres() {
+    let db = TestDatabase::create().await;
+    let sql = other_program(&db).await;
+    a_plain_insert_with_a_key_is_held_to_it(db.store.clone(), async |key: &str| {
+        let (id,): (Uuid,) = sqlx::query_as(
+            "insert into workflow_executions (workflow_id, key)
+             select id, $1 from workflows where name = 'hello' returning id",
+        )
+        .bind(key)
+        .fetch_one(&sql)
+        .await?;
+        Ok(id)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_insert_with_a_key_is_held_to_it_on_sqlite() {
+    let db = workflow_worker_store::testing::TestSqlite::create().await;
+    let pool = db.store.pool().clone();
+    a_plain_insert_with_a_key_is_held_to_it(db.store.clone(), async |key: &str| {
+        let (id,): (String,) = sqlx::query_as(
+            "insert into workflow_executions (workflow_id, key)
+             select id, $1 from workflows where name = 'hello' returning id",
+        )
+        .bind(key)
+        .fetch_one(&pool)
+        .await?;
+        Ok(Uuid::parse_str(&id).unwrap())
     })
     .await;
 }

@@ -376,7 +376,8 @@ async fn latency(kind: StoreKind, args: &Args, wakeups: bool) -> anyhow::Result<
         let at = Instant::now();
         let execution = store
             .start_execution(StartExecutionParams::new("latency", json!({})))
-            .await?;
+            .await?
+            .execution;
         started.push((execution.id, at));
     }
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -455,6 +456,7 @@ async fn list(kind: StoreKind, args: &Args) -> anyhow::Result<Value> {
         let id = store
             .start_execution(StartExecutionParams::new("listed", json!({})))
             .await?
+            .execution
             .id;
         store.cancel_execution(id, "bench").await?;
     }

@@ -175,6 +175,7 @@ mod tests {
             output: None,
             error: error.map(str::to_owned),
             priority: 0,
+            key: None,
             run_at: None,
             deadline: None,
             schedule_id: None,

@@ -22,7 +22,8 @@ use crate::schedule::{self, CronSchedule, Schedule, ScheduleError, ScheduleId};
 use crate::state::ExecutionStatus;
 use crate::store::{
     CreateScheduleParams, ListExecutionsParams, LiveWorker, QueueStats, RetryExecutionParams,
-    SendSignalParams, StartExecutionParams, Store, StoreError, WorkflowRef,
+    SendSignalParams, SignalWithStartParams, SignalledExecution, StartExecutionParams,
+    StartedExecution, Store, StoreError, WorkflowRef,
 };
 
 /// The application's handle on the engine, over any [`Store`]. Cheap to clone.
@@ -40,10 +41,11 @@ use crate::store::{
 /// }))
 /// .expect("a definition");
 /// client.save_workflow(definition).await?;
-/// let execution = client
-///     .start(StartExecutionParams::new("hello", json!({"name": "Ada"})))
+/// let started = client
+///     .start(StartExecutionParams::new("hello", json!({"name": "Ada"})).key("order-7"))
 ///     .await?;
-/// println!("started {}", execution.id);
+/// // A second start with the key returns the same execution.
+/// println!("execution {} (new: {})", started.execution.id, started.created);
 /// # Ok(())
 /// # }
 /// ```
@@ -165,9 +167,24 @@ impl Client {
             .await
     }
 
-    /// Starts an execution of the latest version of a workflow.
-    pub async fn start(&self, params: StartExecutionParams) -> Result<Execution, StoreError> {
+    /// Starts an execution of the latest version of a workflow. With a
+    /// [`key`](StartExecutionParams::key), returns the execution that holds the key instead
+    /// (`created: false`), as [`KeyReuse`](crate::KeyReuse) says; see
+    /// [`Store::start_execution`].
+    pub async fn start(
+        &self,
+        params: StartExecutionParams,
+    ) -> Result<StartedExecution, StoreError> {
         self.store.start_execution(params).await
+    }
+
+    /// Sends a signal to the execution that holds `params.start`'s key, starting it first if
+    /// none does, in one atomic step; see [`Store::signal_with_start`].
+    pub async fn signal_with_start(
+        &self,
+        params: SignalWithStartParams,
+    ) -> Result<SignalledExecution, StoreError> {
+        self.store.signal_with_start(params).await
     }
 
     /// Sends a signal to an execution that has not ended, in one atomic step: a signal to an

@@ -156,6 +156,9 @@ pub struct Execution {
     pub error: Option<String>,
     /// Higher runs first among runnable executions.
     pub priority: i32,
+    /// Its business key, unique among the workflow's executions that have not ended (see
+    /// [`StartExecutionParams::key`](crate::StartExecutionParams::key)).
+    pub key: Option<String>,
     /// When it may next be advanced; `None` while it waits with no timer.
     pub run_at: Option<DateTime<Utc>>,
     /// Past this it ends `timed_out`.

@@ -51,7 +51,8 @@ mod ui;
 pub use openapi::openapi;
 pub use routes::{
     BulkAction, BulkRequest, CancelRequest, ExecutionPage, FilterBody, Health, ListQuery,
-    QueueHealth, ResumeRequest, RetryBody, SignalRequest, StartRequest, WorkflowQuery,
+    QueueHealth, ResumeRequest, RetryBody, SignalRequest, SignalWithStartRequest, StartRequest,
+    WorkflowQuery,
 };
 
 /// How the API is served.
@@ -250,7 +251,11 @@ impl From<StoreError> for ApiError {
             | StoreError::AlreadyRecorded { .. }
             | StoreError::SignalConsumed { .. }
             | StoreError::LeaseLost { .. }
+            | StoreError::KeyInUse { .. }
             | StoreError::Constraint { .. } => Self::new(StatusCode::CONFLICT, "conflict", message),
+            StoreError::KeyRequired { .. } | StoreError::KeyLength { .. } => {
+                Self::bad_request(message)
+            }
             StoreError::Unavailable(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

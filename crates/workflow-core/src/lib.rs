@@ -103,8 +103,9 @@ pub use schedule::{CronSchedule, Schedule, ScheduleError, ScheduleId};
 pub use state::{ExecutionStatus, TransitionError, transition};
 // The driver's own types (claims, steps, sweeps, schedule firing) stay in `store`.
 pub use store::{
-    ExecutionCursor, ExecutionFilter, ListExecutionsParams, LiveWorker, QueueStats,
-    RetryExecutionParams, SendSignalParams, StartExecutionParams, Store, StoreError, WorkflowRef,
+    ExecutionCursor, ExecutionFilter, KeyReuse, ListExecutionsParams, LiveWorker, MAX_KEY_CHARS,
+    QueueStats, RetryExecutionParams, SendSignalParams, SignalWithStartParams, SignalledExecution,
+    StartExecutionParams, StartedExecution, Store, StoreError, WorkflowRef,
 };
 pub use worker::{ConfigError, ConfigRule, WorkerConfig, WorkflowWorker};
 

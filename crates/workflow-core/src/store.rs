@@ -17,6 +17,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::execution::{
@@ -98,6 +99,31 @@ pub enum StoreError {
     /// Applying migrations failed.
     #[error("database migration failed")]
     Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The business key is held by another execution of the workflow that has not ended: a
+    /// retry of an ended execution cannot take it back while another holds it.
+    #[error(
+        "key \"{key}\" of workflow {workflow_id} is held by execution {holder}, which has not ended"
+    )]
+    KeyInUse {
+        /// The workflow.
+        workflow_id: WorkflowId,
+        /// The key.
+        key: String,
+        /// The execution that holds it.
+        holder: ExecutionId,
+    },
+    /// A call that needs a business key was made without one.
+    #[error("a business key is required to {action}")]
+    KeyRequired {
+        /// What was asked: `signal with start`.
+        action: &'static str,
+    },
+    /// A business key is empty or longer than [`MAX_KEY_CHARS`].
+    #[error("a business key must be 1 to {max} characters, not {chars}", max = MAX_KEY_CHARS)]
+    KeyLength {
+        /// How many characters it has.
+        chars: usize,
+    },
     /// A stored value could not be read back (for example an unknown status string).
     #[error("invalid stored data: {0}")]
     InvalidData(String),
@@ -155,18 +181,164 @@ pub struct StartExecutionParams {
     pub priority: i32,
     /// The deadline, from now; `None` takes the workflow's `timeout`, if any.
     pub timeout: Option<Duration>,
+    /// A business key (an order number, a request id), unique per workflow: a start with the
+    /// key of an execution that has not ended returns that execution instead of creating
+    /// one; what a start does once it ended is [`key_reuse`](Self::key_reuse)'s to say.
+    pub key: Option<String>,
+    /// What a start with a [`key`](Self::key) does when the key's latest execution ended.
+    pub key_reuse: KeyReuse,
 }
 
 impl StartExecutionParams {
-    /// Starts `workflow` with `input` at priority 0.
+    /// Starts `workflow` with `input` at priority 0, with no key.
     pub fn new(workflow: impl Into<WorkflowRef>, input: Value) -> Self {
         Self {
             workflow: workflow.into(),
             input,
             priority: 0,
             timeout: None,
+            key: None,
+            key_reuse: KeyReuse::default(),
         }
     }
+
+    /// Starts at most one execution for `key` (see [`key`](Self::key)).
+    #[must_use]
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// What a start with a key does once the key's execution ended. Defaults to
+    /// [`KeyReuse::Never`].
+    #[must_use]
+    pub fn key_reuse(mut self, reuse: KeyReuse) -> Self {
+        self.key_reuse = reuse;
+        self
+    }
+
+    /// Checks the key's length ([`StoreError::KeyLength`]), as stores do before they write.
+    pub fn check_key(&self) -> Result<(), StoreError> {
+        match &self.key {
+            Some(key) => {
+                let chars = key.chars().count();
+                if (1..=MAX_KEY_CHARS).contains(&chars) {
+                    Ok(())
+                } else {
+                    Err(StoreError::KeyLength { chars })
+                }
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// The longest business key, in characters (the schema's limit too).
+pub const MAX_KEY_CHARS: usize = 512;
+
+/// What a start with a business key does when an execution with that key ended already. An
+/// execution that has not ended always holds its key: a start with it returns that execution.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyReuse {
+    /// The key names one execution for good: a start returns the latest execution with the
+    /// key, whether it ended or not (an idempotent start).
+    #[default]
+    Never,
+    /// Once the key's execution ended, a start with the key creates a new execution (one at a
+    /// time per key: a singleton per business key).
+    AfterEnd,
+}
+
+impl KeyReuse {
+    /// The name used by the CLI, the HTTP API and the SQL functions: `never`, `after_end`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Never => "never",
+            Self::AfterEnd => "after_end",
+        }
+    }
+}
+
+impl std::str::FromStr for KeyReuse {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "never" => Ok(Self::Never),
+            "after_end" => Ok(Self::AfterEnd),
+            other => Err(format!(
+                "unknown key reuse \"{other}\" (expected never or after_end)"
+            )),
+        }
+    }
+}
+
+/// What [`Store::start_execution`] returns: the execution, and whether this start created it
+/// (`false`: a start with the same key returned an execution that existed).
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct StartedExecution {
+    /// The execution started, or the one that holds the key.
+    pub execution: Execution,
+    /// Whether this start created it.
+    pub created: bool,
+}
+
+/// Parameters of [`Store::signal_with_start`]: a signal to the execution of a workflow that
+/// holds a business key, started first if none does.
+#[derive(Debug, Clone)]
+pub struct SignalWithStartParams {
+    /// The execution to send the signal to, or to start (its [`key`](StartExecutionParams::key)
+    /// is required: [`StoreError::KeyRequired`] without one).
+    pub start: StartExecutionParams,
+    /// The signal's name, e.g. `approval`.
+    pub name: String,
+    /// Its payload.
+    pub payload: Value,
+    /// A sender's key: sending again with the same key stores nothing new.
+    pub idempotency_key: Option<String>,
+}
+
+impl SignalWithStartParams {
+    /// Sends signal `name` with `payload` to the execution holding `start`'s key, started
+    /// from `start` if none does.
+    pub fn new(start: StartExecutionParams, name: impl Into<String>, payload: Value) -> Self {
+        Self {
+            start,
+            name: name.into(),
+            payload,
+            idempotency_key: None,
+        }
+    }
+
+    /// The key, checked: [`StoreError::KeyRequired`] without one, [`StoreError::KeyLength`]
+    /// for an empty or long one. Stores call it before they write.
+    pub fn checked_key(&self) -> Result<&str, StoreError> {
+        self.start.check_key()?;
+        self.start.key.as_deref().ok_or(StoreError::KeyRequired {
+            action: "signal with start",
+        })
+    }
+}
+
+/// What [`Store::signal_with_start`] returns.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct SignalledExecution {
+    /// The execution signalled, and whether this call started it.
+    #[serde(flatten)]
+    pub started: StartedExecution,
+    /// The signal stored (or the one stored before with the same idempotency key).
+    pub signal: Signal,
 }
 
 /// Parameters of [`Store::claim_executions`].
@@ -604,8 +776,17 @@ pub trait Store: Send + Sync + 'static {
 
     // --- executions ---
 
-    /// Creates a `pending` execution pinned to the workflow's latest version.
-    async fn start_execution(&self, params: StartExecutionParams) -> Result<Execution, StoreError>;
+    /// Creates a `pending` execution pinned to the workflow's latest version, in one atomic
+    /// step. With a [`key`](StartExecutionParams::key), it first looks for the workflow's
+    /// latest execution with that key (only among those that have not ended, for
+    /// [`KeyReuse::AfterEnd`]) and returns it, `created: false`, instead; two starts with one
+    /// key at once, from any number of connections, create one execution. At most one
+    /// execution per workflow and key has not ended, which the database enforces (a plain
+    /// SQL insert too).
+    async fn start_execution(
+        &self,
+        params: StartExecutionParams,
+    ) -> Result<StartedExecution, StoreError>;
 
     /// Claims up to `limit` runnable executions, highest priority and oldest `run_at` first,
     /// marking them `running` under a new lease owned by `worker_id`. Two concurrent claims
@@ -702,6 +883,18 @@ pub trait Store: Send + Sync + 'static {
     /// nothing. An unknown execution is [`StoreError::NotFound`]; one that ended is
     /// [`StoreError::AlreadyEnded`].
     async fn send_signal(&self, params: SendSignalParams) -> Result<Signal, StoreError>;
+
+    /// In one atomic step, starts the execution of `params.start` as
+    /// [`start_execution`](Store::start_execution) does with its key (or finds the one that
+    /// holds the key) and stores the signal in its inbox, as [`send_signal`](Store::send_signal)
+    /// does. Two calls at once with one key create one execution holding both signals. If the
+    /// key's execution ended and [`KeyReuse::Never`] keeps it, the signal is refused with
+    /// [`StoreError::AlreadyEnded`]; under [`KeyReuse::AfterEnd`] a new execution is started.
+    /// Without a key: [`StoreError::KeyRequired`].
+    async fn signal_with_start(
+        &self,
+        params: SignalWithStartParams,
+    ) -> Result<SignalledExecution, StoreError>;
 
     /// An execution with its node runs.
     async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, StoreError>;
@@ -827,8 +1020,18 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         (**self).get_workflow_version(workflow_id, version).await
     }
 
-    async fn start_execution(&self, params: StartExecutionParams) -> Result<Execution, StoreError> {
+    async fn start_execution(
+        &self,
+        params: StartExecutionParams,
+    ) -> Result<StartedExecution, StoreError> {
         (**self).start_execution(params).await
+    }
+
+    async fn signal_with_start(
+        &self,
+        params: SignalWithStartParams,
+    ) -> Result<SignalledExecution, StoreError> {
+        (**self).signal_with_start(params).await
     }
 
     async fn claim_executions(

@@ -52,7 +52,8 @@
 //! client.save_workflow(definition).await?;
 //! let started = client
 //!     .start(StartExecutionParams::new("greeting", json!({"name": "Ada"})))
-//!     .await?;
+//!     .await?
+//!     .execution;
 //!
 //! // Run the worker until the execution ends (a service would run until shutdown).
 //! let finished = async {

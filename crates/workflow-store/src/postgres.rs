@@ -24,8 +24,9 @@ use workflow_worker_core::store::{
 use workflow_worker_core::{
     Execution, ExecutionDetail, ExecutionId, ExecutionRetry, ExecutionStatus, LeaseToken,
     ListExecutionsParams, LiveWorker, NodeRun, NodeRunStatus, QueueStats, RetryFrom, Schedule,
-    ScheduleId, SendSignalParams, Signal, SignalId, StartExecutionParams, Store, StoreError,
-    WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef, WorkflowSummary, WorkflowVersion,
+    ScheduleId, SendSignalParams, Signal, SignalId, SignalWithStartParams, SignalledExecution,
+    StartExecutionParams, StartedExecution, Store, StoreError, WorkflowDefinition, WorkflowGraph,
+    WorkflowId, WorkflowRef, WorkflowSummary, WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid, unchanged_unless_ended};
@@ -221,6 +222,7 @@ struct ExecutionRow {
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
     pause_requested_at: Option<DateTime<Utc>>,
+    key: Option<String>,
 }
 
 impl ExecutionRow {
@@ -251,6 +253,7 @@ impl ExecutionRow {
             started_at: self.started_at,
             finished_at: self.finished_at,
             pause_requested_at: self.pause_requested_at,
+            key: self.key,
         };
         Ok((execution, defect))
     }
@@ -440,6 +443,25 @@ fn workflow_key(workflow: &WorkflowRef) -> (Option<Uuid>, Option<&str>) {
     }
 }
 
+/// A workflow as the SQL API's functions take it: its id, or its name.
+fn workflow_text(workflow: &WorkflowRef) -> String {
+    match workflow {
+        WorkflowRef::Id(id) => id.to_string(),
+        WorkflowRef::Name(name) => name.clone(),
+    }
+}
+
+/// An error of a SQL API function that starts an execution of `workflow`: an unknown workflow
+/// raises `no_data_found`.
+fn sql_api_error(err: sqlx::Error, workflow: &WorkflowRef) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("P0002") => {
+            workflow_not_found(workflow)
+        }
+        _ => classify(err),
+    }
+}
+
 fn workflow_not_found(workflow: &WorkflowRef) -> StoreError {
     StoreError::NotFound {
         entity: "workflow",
@@ -511,7 +533,26 @@ impl Store for PgStore {
         .try_into()
     }
 
-    async fn start_execution(&self, params: StartExecutionParams) -> Result<Execution, StoreError> {
+    async fn start_execution(
+        &self,
+        params: StartExecutionParams,
+    ) -> Result<StartedExecution, StoreError> {
+        params.check_key()?;
+        if params.key.is_some() {
+            let (id, created): (Uuid, bool) = sqlx::query_as(queries::START_OR_GET)
+                .bind(workflow_text(&params.workflow))
+                .bind(&params.input)
+                .bind(params.timeout.map(|t| t.as_secs_f64()))
+                .bind(params.priority)
+                .bind(&params.key)
+                .bind(params.key_reuse.as_str())
+                .fetch_one(&self.db)
+                .await
+                .map_err(|err| sql_api_error(err, &params.workflow))?;
+            let execution = self.execution_row(ExecutionId(id)).await?;
+            return Ok(StartedExecution { execution, created });
+        }
+        // Without a key, one statement that returns the row it inserted.
         let (id, name) = workflow_key(&params.workflow);
         let row: Option<ExecutionRow> = sqlx::query_as(queries::START_EXECUTION)
             .bind(id)
@@ -522,8 +563,65 @@ impl Store for PgStore {
             .fetch_optional(&self.db)
             .await
             .map_err(classify)?;
-        row.ok_or_else(|| workflow_not_found(&params.workflow))?
-            .try_into()
+        let execution = row
+            .ok_or_else(|| workflow_not_found(&params.workflow))?
+            .try_into()?;
+        Ok(StartedExecution {
+            execution,
+            created: true,
+        })
+    }
+
+    async fn signal_with_start(
+        &self,
+        params: SignalWithStartParams,
+    ) -> Result<SignalledExecution, StoreError> {
+        let key = params.checked_key()?;
+        let start = &params.start;
+        let sent: Result<(Uuid, i64, bool), sqlx::Error> =
+            sqlx::query_as(queries::SIGNAL_WITH_START)
+                .bind(workflow_text(&start.workflow))
+                .bind(key)
+                .bind(&params.name)
+                .bind(&params.payload)
+                .bind(&start.input)
+                .bind(&params.idempotency_key)
+                .bind(start.key_reuse.as_str())
+                .bind(start.timeout.map(|t| t.as_secs_f64()))
+                .bind(start.priority)
+                .fetch_one(&self.db)
+                .await;
+        let (id, signal_id, created) = match sent {
+            Ok(sent) => sent,
+            // The key's execution ended and the key is not reused: say which it is.
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55000") => {
+                let workflow = self.get_workflow(&start.workflow).await?.workflow_id;
+                let row: Option<ExecutionRow> = sqlx::query_as(queries::EXECUTION_BY_KEY)
+                    .bind(workflow.0)
+                    .bind(key)
+                    .fetch_optional(&self.db)
+                    .await
+                    .map_err(classify)?;
+                let ended: Execution = row
+                    .ok_or_else(|| StoreError::NotFound {
+                        entity: "execution with key",
+                        id: key.to_owned(),
+                    })?
+                    .try_into()?;
+                return Err(already_ended(ended));
+            }
+            Err(err) => return Err(sql_api_error(err, &start.workflow)),
+        };
+        let execution = self.execution_row(ExecutionId(id)).await?;
+        let signal: SignalRow = sqlx::query_as(queries::SIGNAL_BY_ID)
+            .bind(signal_id)
+            .fetch_one(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(SignalledExecution {
+            started: StartedExecution { execution, created },
+            signal: signal.try_into()?,
+        })
     }
 
     async fn claim_executions(
@@ -657,16 +755,38 @@ impl Store for PgStore {
 
     async fn retry_execution(&self, params: RetryExecutionParams) -> Result<Execution, StoreError> {
         let id = params.execution_id;
-        let row: Option<ExecutionRow> = sqlx::query_as(queries::RETRY_EXECUTION)
-            .bind(id.0)
-            .bind(&params.requested_by)
-            .bind(params.from.mode())
-            .bind(params.from.node())
-            .bind(params.workflow_version)
-            .bind(&params.rerun)
-            .fetch_optional(&self.db)
-            .await
-            .map_err(classify)?;
+        let row: Result<Option<ExecutionRow>, StoreError> =
+            sqlx::query_as(queries::RETRY_EXECUTION)
+                .bind(id.0)
+                .bind(&params.requested_by)
+                .bind(params.from.mode())
+                .bind(params.from.node())
+                .bind(params.workflow_version)
+                .bind(&params.rerun)
+                .fetch_optional(&self.db)
+                .await
+                .map_err(classify);
+        let row = match row {
+            // Another execution took its business key after it ended.
+            Err(StoreError::Constraint { constraint })
+                if constraint == "workflow_executions_active_key" =>
+            {
+                let holder: Option<(Uuid, Uuid, String)> = sqlx::query_as(queries::KEY_HOLDER)
+                    .bind(id.0)
+                    .fetch_optional(&self.db)
+                    .await
+                    .map_err(classify)?;
+                return Err(match holder {
+                    Some((holder, workflow_id, key)) => StoreError::KeyInUse {
+                        workflow_id: WorkflowId(workflow_id),
+                        key,
+                        holder: ExecutionId(holder),
+                    },
+                    None => StoreError::Constraint { constraint },
+                });
+            }
+            row => row?,
+        };
         match row {
             Some(row) => row.try_into(),
             None => Err(StoreError::NotRetryable {
@@ -953,17 +1073,7 @@ impl Store for PgStore {
     }
 
     async fn get_execution(&self, id: ExecutionId) -> Result<ExecutionDetail, StoreError> {
-        let row: Option<ExecutionRow> = sqlx::query_as(queries::GET_EXECUTION)
-            .bind(id.0)
-            .fetch_optional(&self.db)
-            .await
-            .map_err(classify)?;
-        let execution = row
-            .ok_or_else(|| StoreError::NotFound {
-                entity: "execution",
-                id: id.to_string(),
-            })?
-            .try_into()?;
+        let execution = self.execution_row(id).await?;
         let runs: Vec<NodeRunRow> = sqlx::query_as(queries::NODE_RUNS_OF)
             .bind(id.0)
             .fetch_all(&self.db)
@@ -1121,6 +1231,20 @@ fn rounds(steps: &[RecordStep]) -> Vec<Vec<usize>> {
 }
 
 impl PgStore {
+    /// An execution's row alone, without its history.
+    async fn execution_row(&self, id: ExecutionId) -> Result<Execution, StoreError> {
+        let row: Option<ExecutionRow> = sqlx::query_as(queries::GET_EXECUTION)
+            .bind(id.0)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(classify)?;
+        row.ok_or_else(|| StoreError::NotFound {
+            entity: "execution",
+            id: id.to_string(),
+        })?
+        .try_into()
+    }
+
     /// Runs `sql` (a pause or a resume of execution $1): the execution it changed, or as it
     /// is when it changed nothing, unless it ended.
     async fn pause_or_resume(

@@ -32,10 +32,11 @@ use workflow_worker_core::store::{
     StepRecorded, TimedOutExecution, Wakeup, Wakeups,
 };
 use workflow_worker_core::{
-    Execution, ExecutionDetail, ExecutionId, ExecutionRetry, ExecutionStatus, LeaseToken,
+    Execution, ExecutionDetail, ExecutionId, ExecutionRetry, ExecutionStatus, KeyReuse, LeaseToken,
     ListExecutionsParams, LiveWorker, NodeRun, NodeRunStatus, QueueStats, RetryFrom, Schedule,
-    ScheduleId, SendSignalParams, Signal, SignalId, StartExecutionParams, Store, StoreError,
-    WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef, WorkflowSummary, WorkflowVersion,
+    ScheduleId, SendSignalParams, Signal, SignalId, SignalWithStartParams, SignalledExecution,
+    StartExecutionParams, StartedExecution, Store, StoreError, WorkflowDefinition, WorkflowGraph,
+    WorkflowId, WorkflowRef, WorkflowSummary, WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid, unchanged_unless_ended};
@@ -248,6 +249,81 @@ async fn execution_in(tx: &mut SqliteConnection, id: ExecutionId) -> Result<Exec
     .try_into()
 }
 
+/// [`Store::start_execution`] inside the caller's immediate transaction: the execution that
+/// holds the key, if one does, or a new one.
+async fn start_or_get_in(
+    tx: &mut SqliteConnection,
+    params: &StartExecutionParams,
+) -> Result<StartedExecution, StoreError> {
+    let (workflow_id, name) = workflow_key(&params.workflow);
+    if let Some(key) = &params.key {
+        let held: Option<String> = sqlx::query_scalar(queries::EXECUTION_WITH_KEY)
+            .bind(&workflow_id)
+            .bind(name)
+            .bind(key)
+            .bind(params.key_reuse == KeyReuse::Never)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if let Some(held) = held {
+            let id = ExecutionId(uuid(&held, "execution with key")?);
+            return Ok(StartedExecution {
+                execution: execution_in(tx, id).await?,
+                created: false,
+            });
+        }
+    }
+    let id = ExecutionId::new();
+    let inserted = sqlx::query(queries::START_EXECUTION)
+        .bind(id.to_string())
+        .bind(workflow_id)
+        .bind(name)
+        .bind(to_text(&params.input))
+        .bind(params.priority)
+        .bind(params.timeout.map(millis))
+        .bind(&params.key)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    if inserted.rows_affected() == 0 {
+        return Err(workflow_not_found(&params.workflow));
+    }
+    Ok(StartedExecution {
+        execution: execution_in(tx, id).await?,
+        created: true,
+    })
+}
+
+/// Stores a signal for execution `id` inside the caller's transaction, or returns the one
+/// stored before with the same idempotency key.
+async fn insert_signal_in(
+    tx: &mut SqliteConnection,
+    id: ExecutionId,
+    name: &str,
+    payload: &Value,
+    idempotency_key: Option<&str>,
+) -> Result<Signal, StoreError> {
+    let execution = id.to_string();
+    let inserted: Option<SignalRow> = sqlx::query_as(queries::INSERT_SIGNAL)
+        .bind(&execution)
+        .bind(name)
+        .bind(to_text(payload))
+        .bind(idempotency_key)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+    let row = match inserted {
+        Some(row) => row,
+        None => sqlx::query_as(queries::SIGNAL_BY_KEY)
+            .bind(&execution)
+            .bind(idempotency_key)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?,
+    };
+    row.try_into()
+}
+
 /// One step of [`Store::record_steps`] inside the caller's transaction (a savepoint of it).
 async fn write_step(
     tx: &mut SqliteConnection,
@@ -408,6 +484,7 @@ struct ExecutionRow {
     started_at: Option<i64>,
     finished_at: Option<i64>,
     pause_requested_at: Option<i64>,
+    key: Option<String>,
 }
 
 impl ExecutionRow {
@@ -443,6 +520,7 @@ impl ExecutionRow {
             started_at: optional_time(self.started_at, &what)?,
             finished_at: optional_time(self.finished_at, &what)?,
             pause_requested_at: optional_time(self.pause_requested_at, &what)?,
+            key: self.key,
         };
         Ok((execution, defect))
     }
@@ -722,24 +800,52 @@ impl Store for SqliteStore {
         .try_into()
     }
 
-    async fn start_execution(&self, params: StartExecutionParams) -> Result<Execution, StoreError> {
-        let id = ExecutionId::new();
-        let (workflow_id, name) = workflow_key(&params.workflow);
-        let inserted = sqlx::query(queries::START_EXECUTION)
-            .bind(id.to_string())
-            .bind(workflow_id)
-            .bind(name)
-            .bind(to_text(&params.input))
-            .bind(params.priority)
-            .bind(params.timeout.map(millis))
-            .execute(&self.pool)
+    async fn start_execution(
+        &self,
+        params: StartExecutionParams,
+    ) -> Result<StartedExecution, StoreError> {
+        params.check_key()?;
+        // A keyed start reads and inserts in one immediate transaction: starts on the file
+        // are serialised, so two with one key never both insert.
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
             .await
             .map_err(classify)?;
-        if inserted.rows_affected() == 0 {
-            return Err(workflow_not_found(&params.workflow));
+        let started = start_or_get_in(&mut tx, &params).await?;
+        tx.commit().await.map_err(classify)?;
+        if started.created {
+            self.hint();
         }
+        Ok(started)
+    }
+
+    async fn signal_with_start(
+        &self,
+        params: SignalWithStartParams,
+    ) -> Result<SignalledExecution, StoreError> {
+        params.checked_key()?;
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(classify)?;
+        let started = start_or_get_in(&mut tx, &params.start).await?;
+        // Only a key that is never reused returns an ended execution.
+        if started.execution.status.is_terminal() {
+            return Err(already_ended(started.execution));
+        }
+        let signal = insert_signal_in(
+            &mut tx,
+            started.execution.id,
+            &params.name,
+            &params.payload,
+            params.idempotency_key.as_deref(),
+        )
+        .await?;
+        tx.commit().await.map_err(classify)?;
         self.hint();
-        Ok(self.get_execution(id).await?.execution)
+        Ok(SignalledExecution { started, signal })
     }
 
     async fn claim_executions(
@@ -1029,6 +1135,19 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
+        // Another execution took its business key after it ended.
+        let holder: Option<(String, String, String)> = sqlx::query_as(queries::KEY_HOLDER)
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if let Some((holder, workflow_id, business_key)) = holder {
+            return Err(StoreError::KeyInUse {
+                workflow_id: WorkflowId(uuid(&workflow_id, "workflow")?),
+                key: business_key,
+                holder: ExecutionId(uuid(&holder, "execution holding a key")?),
+            });
+        }
         sqlx::query(queries::RESET_FOR_RETRY)
             .bind(&key)
             .bind(params.workflow_version)
@@ -1153,32 +1272,30 @@ impl Store for SqliteStore {
     }
 
     async fn send_signal(&self, params: SendSignalParams) -> Result<Signal, StoreError> {
-        let execution = params.execution_id.to_string();
+        // The check that it has not ended and the insert in one immediate transaction, so it
+        // cannot end in between.
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(classify)?;
         let status: Option<String> = sqlx::query_scalar(queries::EXECUTION_STATUS)
-            .bind(&execution)
-            .fetch_optional(&self.pool)
+            .bind(params.execution_id.to_string())
+            .fetch_optional(&mut *tx)
             .await
             .map_err(classify)?;
         crate::check_signal_target(params.execution_id, status.as_deref())?;
-        let inserted: Option<SignalRow> = sqlx::query_as(queries::INSERT_SIGNAL)
-            .bind(&execution)
-            .bind(&params.name)
-            .bind(to_text(&params.payload))
-            .bind(&params.idempotency_key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
-        let row = match inserted {
-            Some(row) => row,
-            None => sqlx::query_as(queries::SIGNAL_BY_KEY)
-                .bind(&execution)
-                .bind(&params.idempotency_key)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(classify)?,
-        };
+        let signal = insert_signal_in(
+            &mut tx,
+            params.execution_id,
+            &params.name,
+            &params.payload,
+            params.idempotency_key.as_deref(),
+        )
+        .await?;
+        tx.commit().await.map_err(classify)?;
         self.hint();
-        row.try_into()
+        Ok(signal)
     }
 
     async fn wakeups(&self) -> Result<Option<Box<dyn Wakeups>>, StoreError> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
-use workflow_worker_core::ExecutionStatus;
+use workflow_worker_core::{ExecutionStatus, KeyReuse, StartExecutionParams};
 
 /// Runs durable workflows stored in PostgreSQL or an embedded SQLite file.
 #[derive(Debug, Parser)]
@@ -79,6 +79,9 @@ pub(crate) enum Command {
     Start(StartArgs),
     /// Send a signal (e.g. an approval) to an execution; a waiting execution wakes at once.
     Signal(SignalArgs),
+    /// Send a signal to the execution of a workflow holding --key, starting it first (with
+    /// --input) if none does, in one atomic step.
+    SignalWithStart(SignalWithStartArgs),
     /// Cancel an execution that has not ended; a running node is stopped.
     Cancel(CancelArgs),
     /// Run a failed, timed-out or cancelled execution again from where it stopped: the nodes
@@ -117,6 +120,46 @@ pub(crate) struct StartArgs {
     /// timeout, if any).
     #[arg(long, value_parser = parse_duration)]
     pub(crate) timeout: Option<Duration>,
+    /// Higher runs first among runnable executions.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub(crate) priority: i32,
+    /// A business key (an order number, a request id): while an execution of the workflow
+    /// with this key has not ended, the start prints its id instead of starting another.
+    #[arg(long)]
+    pub(crate) key: Option<String>,
+    /// With --key, once the key's execution ended: never (print it) or after_end (start a
+    /// new one).
+    #[arg(long, default_value = "never", value_parser = parse_key_reuse, requires = "key")]
+    pub(crate) key_reuse: KeyReuse,
+}
+
+impl StartArgs {
+    /// The start the flags ask for.
+    pub(crate) fn params(self) -> StartExecutionParams {
+        let mut params = StartExecutionParams::new(self.workflow.as_str(), self.input);
+        params.timeout = self.timeout;
+        params.priority = self.priority;
+        params.key = self.key;
+        params.key_reuse = self.key_reuse;
+        params
+    }
+}
+
+/// `workflow-worker signal-with-start`.
+#[derive(Debug, Args)]
+pub(crate) struct SignalWithStartArgs {
+    /// The execution to start if no execution of the workflow holds --key (required).
+    #[command(flatten)]
+    pub(crate) start: StartArgs,
+    /// Signal name, e.g. approval.
+    #[arg(long)]
+    pub(crate) signal: String,
+    /// Payload as JSON, e.g. '{"approved": true}'.
+    #[arg(long, default_value = "null", value_parser = parse_json)]
+    pub(crate) payload: serde_json::Value,
+    /// Sending again with the same key stores the signal once.
+    #[arg(long)]
+    pub(crate) idempotency_key: Option<String>,
 }
 
 /// `workflow-worker signal`.
@@ -494,6 +537,10 @@ pub(crate) fn parse_duration(value: &str) -> Result<Duration, String> {
         return Duration::try_from_secs_f64(secs).map_err(|_| invalid());
     }
     humantime::parse_duration(value).map_err(|_| invalid())
+}
+
+fn parse_key_reuse(value: &str) -> Result<KeyReuse, String> {
+    value.parse()
 }
 
 fn parse_json(value: &str) -> Result<serde_json::Value, String> {

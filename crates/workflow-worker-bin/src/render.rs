@@ -139,6 +139,9 @@ fn header(e: &Execution, runners: Option<&str>) -> String {
         e.workflow_name, e.workflow_version, e.workflow_id
     );
     let _ = writeln!(out, "  status:    {}", e.status);
+    if let Some(key) = &e.key {
+        let _ = writeln!(out, "  key:       {key}");
+    }
     if e.status == ExecutionStatus::Paused {
         let _ = writeln!(
             out,

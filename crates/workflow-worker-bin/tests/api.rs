@@ -285,6 +285,105 @@ async fn every_operation_answers_as_its_openapi_document_says() {
     assert_eq!(ship["output"]["stdout"], "<script>alert(1)</script>\n");
     assert_eq!(done["signals"][0]["name"], "approval");
 
+    // A start with a key answers 201 once and then 200 with the same execution: the
+    // idempotency key of a start retried after a lost answer.
+    let keyed = json!({"workflow": "order_approval", "input": {"order": 8}, "key": "order-8"});
+    let (status, first) = api
+        .call("startExecution", "/executions", Some(keyed.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(first["key"], "order-8");
+    let (status, again) = api.call("startExecution", "/executions", Some(keyed)).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["id"], first["id"]);
+    // Signal-with-start approves the execution holding a key, starting one if none does.
+    let approve = |key: &str| {
+        json!({
+            "workflow": "order_approval",
+            "key": key,
+            "input": {"order": 9},
+            "signal": {"name": "approval", "payload": {"approved": true}}
+        })
+    };
+    let (status, sent) = api
+        .call(
+            "signalWithStart",
+            "/executions/signal-with-start",
+            Some(approve("order-8")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    assert_eq!(
+        (&sent["execution"]["id"], &sent["created"]),
+        (&first["id"], &json!(false))
+    );
+    let (status, fresh) = api
+        .call(
+            "signalWithStart",
+            "/executions/signal-with-start",
+            Some(approve("order-9")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{fresh}");
+    assert_eq!(fresh["execution"]["input"], json!({"order": 9}));
+    assert_eq!(fresh["signal"]["execution_id"], fresh["execution"]["id"]);
+    for id in [&first["id"], &fresh["execution"]["id"]] {
+        let done = wait_for_status(&api, id.as_str().unwrap(), "completed").await;
+        assert!(
+            done["node_runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["node_id"] == "ship" && r["status"] == "completed"),
+            "{done}"
+        );
+    }
+    // Ended and its key not reused: the signal is a conflict naming the execution.
+    let (status, conflict) = api
+        .call(
+            "signalWithStart",
+            "/executions/signal-with-start",
+            Some(approve("order-8")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{conflict}");
+    assert!(
+        conflict["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(
+                "{} already ended (completed)",
+                first["id"].as_str().unwrap()
+            )),
+        "{conflict}"
+    );
+    let mut keyless = approve("x");
+    keyless.as_object_mut().unwrap().remove("key");
+    let (status, bad) = api
+        .call(
+            "signalWithStart",
+            "/executions/signal-with-start",
+            Some(keyless),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    assert_eq!(
+        bad["error"]["message"],
+        "a business key is required to signal with start"
+    );
+    let (status, bad) = api
+        .call(
+            "startExecution",
+            "/executions",
+            Some(json!({"workflow": "order_approval", "key": "k".repeat(513)})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    assert_eq!(
+        bad["error"]["message"],
+        "a business key must be 1 to 512 characters, not 513"
+    );
+
     // Ended: a cancel is a conflict; a signal too.
     let (status, conflict) = api
         .call("cancelExecution", &format!("/executions/{id}/cancel"), None)
@@ -387,13 +486,14 @@ async fn every_operation_answers_as_its_openapi_document_says() {
             None => break,
         }
     }
-    assert_eq!(seen.len(), 5);
+    // The three above, the approved one, the one paused and retried, and the two keyed ones.
+    assert_eq!(seen.len(), 7);
     assert_eq!(
         seen.iter()
             .map(Value::to_string)
             .collect::<BTreeSet<_>>()
             .len(),
-        5
+        7
     );
     assert_eq!(seen.last().unwrap(), &json!(id), "the oldest comes last");
     let (_, pending) = api

@@ -648,6 +648,98 @@ async fn one_execution_is_paused_resumed_cancelled_and_retried_by_id() {
     assert!(err.contains("nope"), "{err}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_with_a_key_and_signal_with_start_find_the_execution_holding_it() {
+    let db = TestSqlite::create().await;
+    let url = db.url.as_str();
+    let hello = examples_dir().join("hello.json");
+    succeed(url, &["workflow", "save", hello.to_str().unwrap()]);
+
+    let first = run(Some(url), &["start", "hello", "--key", "order-7"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let id = stdout(&first).trim().to_owned();
+    assert_eq!(stderr(&first), "");
+    // Again: the same id, and a note on stderr that none was started.
+    let again = run(
+        Some(url),
+        &["start", "hello", "--key", "order-7", "--priority", "5"],
+    );
+    assert_eq!(stdout(&again).trim(), id);
+    assert_eq!(
+        stderr(&again).trim(),
+        format!("execution {id} (pending) holds key \"order-7\": none started")
+    );
+    let shown = succeed(url, &["executions", "show", &id]);
+    assert!(shown.contains("  key:       order-7"), "{shown}");
+
+    let sent = succeed(
+        url,
+        &[
+            "signal-with-start",
+            "hello",
+            "--key",
+            "order-7",
+            "--signal",
+            "note",
+            "--payload",
+            r#"{"n": 1}"#,
+        ],
+    );
+    assert!(sent.contains("holds key \"order-7\""), "{sent}");
+    assert!(
+        sent.contains(&format!("\"note\" sent to execution {id}")),
+        "{sent}"
+    );
+    let fresh = succeed(
+        url,
+        &[
+            "signal-with-start",
+            "hello",
+            "--key",
+            "order-8",
+            "--signal",
+            "note",
+            "--input",
+            r#"{"who": "signal"}"#,
+        ],
+    );
+    assert!(fresh.starts_with("started execution "), "{fresh}");
+
+    succeed(url, &["cancel", &id]);
+    assert_eq!(
+        succeed(url, &["start", "hello", "--key", "order-7"]).trim(),
+        id
+    );
+    let renewed = succeed(
+        url,
+        &[
+            "start",
+            "hello",
+            "--key",
+            "order-7",
+            "--key-reuse",
+            "after_end",
+        ],
+    );
+    assert_ne!(renewed.trim(), id);
+
+    let err = fail_one_line(
+        Some(url),
+        &["signal-with-start", "hello", "--signal", "note"],
+    );
+    assert!(err.contains("needs --key"), "{err}");
+    let err = fail_one_line(Some(url), &["start", "hello", "--key", ""]);
+    assert!(
+        err.contains("a business key must be 1 to 512 characters, not 0"),
+        "{err}"
+    );
+    let err = fail(
+        Some(url),
+        &["start", "hello", "--key", "k", "--key-reuse", "twice"],
+    );
+    assert!(err.contains("unknown key reuse \"twice\""), "{err}");
+}
+
 #[test]
 fn without_a_database_url_the_embedded_sqlite_file_is_used() {
     let dir = std::env::temp_dir().join(format!("wfw-cli-{}", uuid::Uuid::new_v4().simple()));
@@ -731,7 +823,7 @@ async fn two_worker_processes_share_one_sqlite_file() {
     for i in 0..300 {
         let params =
             workflow_worker_core::StartExecutionParams::new("shared", serde_json::json!({"i": i}));
-        ids.push(db.store.start_execution(params).await.unwrap().id);
+        ids.push(db.store.start_execution(params).await.unwrap().execution.id);
     }
 
     let workers: Vec<_> = ["one", "two"]
@@ -999,6 +1091,7 @@ async fn executions_show_says_when_no_live_worker_can_run_an_execution() {
         ))
         .await
         .unwrap()
+        .execution
         .id
         .to_string();
     let shown = succeed(&db.url, &["executions", "show", &id]);

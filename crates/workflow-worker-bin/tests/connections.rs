@@ -141,7 +141,12 @@ async fn a_worker_with_sslmode_require_runs_over_encrypted_connections() {
         "the execution to complete",
         Duration::from_secs(60),
         || async {
-            let execution = db.store.get_execution(started.id).await.ok()?.execution;
+            let execution = db
+                .store
+                .get_execution(started.execution.id)
+                .await
+                .ok()?
+                .execution;
             (execution.status == ExecutionStatus::Completed).then_some(())
         },
     )

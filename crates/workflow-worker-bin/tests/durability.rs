@@ -36,6 +36,7 @@ async fn start(store: &impl Store, workflow: &str) -> ExecutionId {
         .start_execution(StartExecutionParams::new(workflow, json!({})))
         .await
         .unwrap()
+        .execution
         .id
 }
 

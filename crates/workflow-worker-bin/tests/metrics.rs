@@ -111,7 +111,7 @@ async fn metrics_count_executions_and_readiness_follows_the_database() {
             .start_execution(StartExecutionParams::new(workflow, json!({})))
             .await
             .unwrap();
-        ids.push(started.id);
+        ids.push(started.execution.id);
     }
 
     let database = url::Url::parse(&db.url).unwrap();

@@ -55,6 +55,7 @@ async fn start(client: &Client, workflow: &str) -> ExecutionId {
         .start(StartExecutionParams::new(workflow, json!({"order": 7})))
         .await
         .unwrap()
+        .execution
         .id
 }
 

@@ -107,14 +107,24 @@ fn operation(
         })
     };
     let (status, answer) = route.answers;
+    let answer = answer(answers);
     let mut responses = Map::new();
     responses.insert(
         status.as_u16().to_string(),
         json!({
             "description": status.canonical_reason().unwrap_or("success"),
-            "content": {"application/json": {"schema": answer(answers)}},
+            "content": {"application/json": {"schema": answer}},
         }),
     );
+    if let Some((status, meaning)) = route.also {
+        responses.insert(
+            status.as_u16().to_string(),
+            json!({
+                "description": meaning,
+                "content": {"application/json": {"schema": answer}},
+            }),
+        );
+    }
     let mut errors = vec![
         (400, "malformed input"),
         (401, "a token is required and was not given"),

@@ -24,8 +24,8 @@ use crate::retry::{RetryFrom, RetryRequest};
 use crate::schedule::{Schedule, ScheduleId};
 use crate::state::ExecutionStatus;
 use crate::store::{
-    ExecutionCursor, ExecutionFilter, ListExecutionsParams, LiveWorker, SendSignalParams,
-    StartExecutionParams, WorkflowRef,
+    ExecutionCursor, ExecutionFilter, KeyReuse, ListExecutionsParams, LiveWorker, SendSignalParams,
+    SignalWithStartParams, SignalledExecution, StartExecutionParams, WorkflowRef,
 };
 
 /// Who is recorded as asking, when a request names no one.
@@ -53,6 +53,8 @@ pub(super) struct Route {
     pub(super) body: Option<SchemaOf>,
     /// The status of a success and its body.
     pub(super) answers: (StatusCode, SchemaOf),
+    /// Another success status with the same body, and what it means.
+    pub(super) also: Option<(StatusCode, &'static str)>,
     /// The error statuses it may answer with besides 400, 415 (actions), 403 (actions), 503
     /// and 500.
     pub(super) errors: &'static [StatusCode],
@@ -84,6 +86,7 @@ impl Route {
             query: None,
             body: None,
             answers: (StatusCode::OK, |g| g.subschema_for::<Value>()),
+            also: None,
             errors: &[],
             handler: on(filter, handler),
         }
@@ -109,6 +112,11 @@ impl Route {
 
     fn answers<T: JsonSchema>(mut self, status: StatusCode) -> Self {
         self.answers = (status, |g| g.subschema_for::<T>());
+        self
+    }
+
+    fn also_answers(mut self, status: StatusCode, meaning: &'static str) -> Self {
+        self.also = Some((status, meaning));
         self
     }
 
@@ -176,7 +184,24 @@ pub(super) fn routes() -> Vec<Route> {
         )
         .reads::<StartRequest>()
         .answers::<Execution>(StatusCode::CREATED)
+        .also_answers(
+            StatusCode::OK,
+            "an execution with the key existed: it is returned and none is created",
+        )
         .errors(NOT_FOUND),
+        Route::post(
+            "/executions/signal-with-start",
+            "signalWithStart",
+            "Send a signal to the execution of a workflow holding a key, starting it first if none does",
+            signal_with_start,
+        )
+        .reads::<SignalWithStartRequest>()
+        .answers::<SignalledExecution>(StatusCode::CREATED)
+        .also_answers(
+            StatusCode::OK,
+            "an execution with the key existed: the signal was sent to it",
+        )
+        .errors(NOT_FOUND_OR_CONFLICT),
         Route::get(
             "/executions/{id}",
             "getExecution",
@@ -326,6 +351,48 @@ pub struct StartRequest {
     /// Seconds the execution may take before it ends `timed_out`; the workflow's `timeout`
     /// when not given.
     pub timeout_seconds: Option<f64>,
+    /// A business key (an order number, a request id): while an execution of the workflow
+    /// with this key has not ended, a start with it returns that execution (status 200)
+    /// instead of creating one; at most 512 characters. Also the idempotency key of a start
+    /// retried after a lost answer.
+    pub key: Option<String>,
+    /// What a start with a key does when the key's execution ended: `never` (the default)
+    /// returns it, `after_end` starts a new one.
+    #[serde(default)]
+    pub key_reuse: KeyReuse,
+}
+
+impl StartRequest {
+    /// The start it asks for; a malformed timeout is a 400 naming it.
+    fn params(self) -> Result<StartExecutionParams, ApiError> {
+        let mut params = StartExecutionParams::new(self.workflow.as_str(), self.input);
+        params.priority = self.priority;
+        params.key = self.key;
+        params.key_reuse = self.key_reuse;
+        params.timeout = self
+            .timeout_seconds
+            .map(|seconds| {
+                Duration::try_from_secs_f64(seconds).map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "timeout_seconds must be a positive number of seconds, not {seconds}"
+                    ))
+                })
+            })
+            .transpose()?;
+        Ok(params)
+    }
+}
+
+/// The body of `POST /executions/signal-with-start`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignalWithStartRequest {
+    /// The execution to signal: the one holding `key` (required), else one started from
+    /// this.
+    #[serde(flatten)]
+    pub start: StartRequest,
+    /// The signal.
+    pub signal: SignalRequest,
 }
 
 fn empty_object() -> Value {
@@ -547,25 +614,37 @@ pub(super) fn parse_cursor(text: &str) -> Result<ExecutionCursor, ApiError> {
     Ok(ExecutionCursor { created_at, id })
 }
 
+/// 201 for an execution a call created, 200 for one that existed.
+fn started_status(created: bool) -> StatusCode {
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
 async fn start_execution(
     State(api): State<Arc<Api>>,
     JsonBody(request): JsonBody<StartRequest>,
 ) -> Result<(StatusCode, Json<Execution>), ApiError> {
     api.writable()?;
-    let mut params = StartExecutionParams::new(request.workflow.as_str(), request.input);
-    params.priority = request.priority;
-    params.timeout = request
-        .timeout_seconds
-        .map(|seconds| {
-            Duration::try_from_secs_f64(seconds).map_err(|_| {
-                ApiError::bad_request(format!(
-                    "timeout_seconds must be a positive number of seconds, not {seconds}"
-                ))
-            })
-        })
-        .transpose()?;
-    let execution = api.client.start(params).await?;
-    Ok((StatusCode::CREATED, Json(execution)))
+    let started = api.client.start(request.params()?).await?;
+    Ok((started_status(started.created), Json(started.execution)))
+}
+
+async fn signal_with_start(
+    State(api): State<Arc<Api>>,
+    JsonBody(request): JsonBody<SignalWithStartRequest>,
+) -> Result<(StatusCode, Json<SignalledExecution>), ApiError> {
+    api.writable()?;
+    let mut params = SignalWithStartParams::new(
+        request.start.params()?,
+        request.signal.name,
+        request.signal.payload,
+    );
+    params.idempotency_key = request.signal.idempotency_key;
+    let signalled = api.client.signal_with_start(params).await?;
+    Ok((started_status(signalled.started.created), Json(signalled)))
 }
 
 /// An execution id from the path: a malformed one is a 400 naming it.

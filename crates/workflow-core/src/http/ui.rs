@@ -517,6 +517,7 @@ async fn execution_page(
                 dl {
                     dt { "Id" } dd.mono { (e.id) }
                     dt { "Workflow" } dd { a href=(ctx.link(&format!("/workflows/{}?version={}", e.workflow_name, e.workflow_version))) { (e.workflow_name) " v" (e.workflow_version) } }
+                    @if let Some(key) = &e.key { dt { "Key" } dd.mono { (key) } }
                     dt { "Created" } dd { (time(Some(e.created_at))) }
                     dt { "Started" } dd { (time(e.started_at)) }
                     dt { "Finished" } dd { (time(e.finished_at)) " (" (duration(e.started_at, e.finished_at)) ")" }

@@ -207,8 +207,15 @@ impl<S: Store> Store for StalledHeartbeat<S> {
     async fn start_execution(
         &self,
         params: crate::StartExecutionParams,
-    ) -> Result<crate::Execution, crate::StoreError> {
+    ) -> Result<crate::StartedExecution, crate::StoreError> {
         self.0.start_execution(params).await
+    }
+
+    async fn signal_with_start(
+        &self,
+        params: crate::SignalWithStartParams,
+    ) -> Result<crate::SignalledExecution, crate::StoreError> {
+        self.0.signal_with_start(params).await
     }
 
     async fn claim_executions(

@@ -7,7 +7,7 @@ macro_rules! execution_columns {
     () => {
         "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, \
          e.input::text as input, e.output::text as output, e.error, e.priority, e.run_at, e.deadline, e.schedule_id, e.scheduled_for, e.lease_owner, e.lease_expires_at, \
-         e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at, e.pause_requested_at"
+         e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at, e.pause_requested_at, e.key"
     };
 }
 
@@ -82,6 +82,33 @@ select "#,
     r#"
 from e
 join w on w.id = e.workflow_id
+"#
+);
+
+/// A start with a business key: the SQL API's function (migration 0017), which returns the
+/// execution holding the key, or starts one, and says which.
+pub(super) const START_OR_GET: &str = r#"
+select execution_id, created
+from workflow_start_or_get($1, $2, $3, $4, $5, $6)
+"#;
+
+/// Signal-with-start: the SQL API's function (migration 0017).
+pub(super) const SIGNAL_WITH_START: &str = r#"
+select execution_id, signal_id, created
+from workflow_signal_with_start($1, $2, $3, $4, $5, $6, $7, $8, $9)
+"#;
+
+/// The latest execution of workflow $1 with key $2, ended or not.
+pub(super) const EXECUTION_BY_KEY: &str = concat!(
+    "select ",
+    execution_columns!(),
+    r#"
+from workflow_executions e
+join workflows w on w.id = e.workflow_id
+where e.workflow_id = $1
+  and e.key = $2
+order by e.created_at desc, e.id desc
+limit 1
 "#
 );
 
@@ -1069,3 +1096,16 @@ where e.id = any($7)
     execution_filter!(),
     "\n"
 );
+
+/// The execution other than $1 that holds $1's business key (it has not ended), with the
+/// workflow and the key: what a retry of $1 would collide with.
+pub(super) const KEY_HOLDER: &str = r#"
+select h.id, e.workflow_id, e.key
+from workflow_executions e
+join workflow_executions h
+  on h.workflow_id = e.workflow_id
+ and h.key = e.key
+ and h.id <> e.id
+where e.id = $1
+  and h.status in ('pending', 'running', 'retrying', 'waiting', 'paused')
+"#;

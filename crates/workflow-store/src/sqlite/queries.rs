@@ -30,7 +30,7 @@ macro_rules! execution_columns {
     () => {
         "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, e.input, \
          e.output, e.error, e.priority, e.run_at, e.deadline, e.schedule_id, e.scheduled_for, e.lease_owner, e.lease_expires_at, \
-         e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at, e.pause_requested_at"
+         e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at, e.pause_requested_at, e.key"
     };
 }
 
@@ -88,18 +88,32 @@ where w.id = $1
 "#;
 
 /// Inserts a pending execution ($1 id) of the latest version of a workflow named by id ($2)
-/// or name ($3); a null deadline ($6, milliseconds from now) takes the workflow's timeout.
+/// or name ($3), with business key $7 (or none); a null deadline ($6, milliseconds from now)
+/// takes the workflow's timeout.
 pub(super) const START_EXECUTION: &str = concat!(
     r#"
-insert into workflow_executions (id, workflow_id, workflow_version, input, priority, deadline)
+insert into workflow_executions (id, workflow_id, workflow_version, input, priority, deadline, key)
 select $1, w.id, w.latest_version, $4, $5, "#,
     now_ms!(),
-    r#" + $6
+    r#" + $6, $7
 from workflows w
 where w.id = $2
    or w.name = $3
 "#
 );
+
+/// The id of the latest execution with key $3 of a workflow named by id ($1) or name ($2):
+/// any, ended or not, when $4 is true; else only one that has not ended.
+pub(super) const EXECUTION_WITH_KEY: &str = r#"
+select e.id
+from workflow_executions e
+join workflows w on w.id = e.workflow_id
+where (w.id = $1 or w.name = $2)
+  and e.key = $3
+  and ($4 or e.status in ('pending', 'running', 'retrying', 'waiting', 'paused'))
+order by e.created_at desc, e.id desc
+limit 1
+"#;
 
 /// Only executions whose workflow version uses no node type outside the JSON array `$n` (the
 /// claiming worker's), unless `$n` is null.
@@ -1023,3 +1037,16 @@ where e.id in (select value from json_each($7))
     execution_filter!(),
     "\n"
 );
+
+/// The execution other than $1 that holds $1's business key (it has not ended), with the
+/// workflow and the key: what a retry of $1 would collide with.
+pub(super) const KEY_HOLDER: &str = r#"
+select h.id, e.workflow_id, e.key
+from workflow_executions e
+join workflow_executions h
+  on h.workflow_id = e.workflow_id
+ and h.key = e.key
+ and h.id <> e.id
+where e.id = $1
+  and h.status in ('pending', 'running', 'retrying', 'waiting', 'paused')
+"#;

@@ -3,23 +3,61 @@
 
 use workflow_worker_core::{
     Client, Execution, ExecutionFilter, ExecutionStatus, ListExecutionsParams, RetryFrom,
-    RetryRequest, SendSignalParams, StartExecutionParams, WorkflowRef,
+    RetryRequest, SendSignalParams, SignalWithStartParams, WorkflowRef,
 };
 
 use super::parse_execution_id;
 use crate::cli::{
     CancelArgs, FilterArgs, ListArgs, PauseArgs, ResumeArgs, RetryArgs, RetryOptions, SignalArgs,
-    StartArgs,
+    SignalWithStartArgs, StartArgs,
 };
 use crate::render;
 
-/// Starts an execution and prints its id.
+/// Starts an execution and prints its id: the id of the one holding the key, if one does
+/// (and says so on stderr).
 pub(super) async fn start(client: &Client, args: StartArgs) -> anyhow::Result<()> {
-    let mut params = StartExecutionParams::new(args.workflow.as_str(), args.input);
-    params.timeout = args.timeout;
-    let execution = client.start(params).await?;
+    let started = client.start(args.params()).await?;
+    let execution = &started.execution;
+    if !started.created {
+        eprintln!("{}", holds_key(execution));
+    }
     println!("{}", execution.id);
     Ok(())
+}
+
+/// Sends a signal to the execution holding a key, starting it first if none does.
+pub(super) async fn signal_with_start(
+    client: &Client,
+    args: SignalWithStartArgs,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.start.key.is_some(),
+        "signal-with-start needs --key: the business key of the execution to signal"
+    );
+    let mut params = SignalWithStartParams::new(args.start.params(), args.signal, args.payload);
+    params.idempotency_key = args.idempotency_key;
+    let sent = client.signal_with_start(params).await?;
+    let execution = &sent.started.execution;
+    if sent.started.created {
+        println!("started execution {}", execution.id);
+    } else {
+        println!("{}", holds_key(execution));
+    }
+    println!(
+        "signal {} \"{}\" sent to execution {}",
+        sent.signal.id, sent.signal.name, execution.id
+    );
+    Ok(())
+}
+
+/// What a start says of an execution that held its key.
+fn holds_key(execution: &Execution) -> String {
+    format!(
+        "execution {} ({}) holds key \"{}\": none started",
+        execution.id,
+        execution.status,
+        execution.key.as_deref().unwrap_or_default()
+    )
 }
 
 /// Sends a signal.

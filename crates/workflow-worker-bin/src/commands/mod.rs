@@ -45,6 +45,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Signal(args) => {
             executions::signal(&db.client("signal", Access::Write).await?, args).await
         }
+        Command::SignalWithStart(args) => {
+            let client = db.client("signal-with-start", Access::Write).await?;
+            executions::signal_with_start(&client, args).await
+        }
         Command::Cancel(args) => {
             executions::cancel(&db.client("cancel", Access::Write).await?, args).await
         }

@@ -2,7 +2,7 @@
 //! against every store by [`conformance_tests!`](crate::conformance_tests). Two halves:
 //!
 //! - [`store`]: the driver contract, one module per entity of the [`Store`] trait (workflows,
-//!   executions, claims, leases, steps, signals, schedules), calling the store directly;
+//!   executions, keys, claims, leases, steps, signals, schedules), calling the store directly;
 //! - [`worker`]: scenarios that run real workers over the store, one module per behaviour.
 //!
 //! Time that a case does not wait for on purpose is moved through
@@ -56,6 +56,13 @@ macro_rules! conformance_tests {
                     listing_pages_through_every_execution_once_by_cursor,
                     queue_stats_count_runnable_waiting_and_running_executions,
                     prune_deletes_only_executions_that_ended_long_enough_ago,
+                );
+                $crate::conformance_tests!(@group $setup; store::keys;
+                    a_start_with_a_key_returns_the_execution_that_holds_it,
+                    an_ended_execution_keeps_its_key_or_hands_it_on_as_key_reuse_says,
+                    concurrent_starts_with_one_key_create_one_execution,
+                    signal_with_start_creates_one_execution_holding_every_signal,
+                    a_retry_cannot_take_back_a_key_another_execution_holds,
                 );
                 $crate::conformance_tests!(@group $setup; store::bulk;
                     bulk_actions_touch_only_what_matches_and_repeat_as_no_ops,
@@ -192,6 +199,7 @@ async fn start(store: &impl Store, workflow: &str, input: Value) -> ExecutionId 
         .start_execution(StartExecutionParams::new(workflow, input))
         .await
         .expect("start execution")
+        .execution
         .id
 }
 

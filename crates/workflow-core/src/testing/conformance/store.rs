@@ -4,6 +4,7 @@
 pub mod bulk;
 pub mod claims;
 pub mod executions;
+pub mod keys;
 pub mod leases;
 pub mod pauses;
 pub mod schedules;

@@ -69,7 +69,7 @@ pub async fn claim_prefers_higher_priority(store: impl Store) {
     start(&store, "hello", json!({})).await;
     let mut urgent = StartExecutionParams::new("hello", json!({}));
     urgent.priority = 5;
-    let urgent = store.start_execution(urgent).await.unwrap().id;
+    let urgent = store.start_execution(urgent).await.unwrap().execution.id;
     assert_eq!(claim_one(&store, WORKER, LEASE).await.execution.id, urgent);
 }
 

@@ -212,7 +212,7 @@ pub async fn a_deadline_is_enforced_when_the_worker_holding_it_died(store: impl 
     fixture::hello().save(&store, &nodes::registry()).await;
     let mut params = StartExecutionParams::new("hello", json!({}));
     params.timeout = Some(Duration::from_secs(1));
-    let id = store.start_execution(params).await.unwrap().id;
+    let id = store.start_execution(params).await.unwrap().execution.id;
     // A worker claims it with a long lease and dies.
     claim_one(&store, "dead-worker", Duration::from_secs(600)).await;
 
