@@ -190,6 +190,8 @@ mod tests {
             started_at: None,
             finished_at: None,
             pause_requested_at: None,
+            parent: None,
+            depth: 0,
         }
     }
 

@@ -186,6 +186,39 @@ pub struct Execution {
     /// When a pause was asked of it while it was running and not yet honoured: its holder
     /// starts no new node and pauses it once the nodes in flight have finished.
     pub pause_requested_at: Option<DateTime<Utc>>,
+    /// The node attempt of another execution that started this one as a sub-workflow.
+    pub parent: Option<ExecutionParent>,
+    /// How many parents are above it: 0 for an execution started otherwise.
+    pub depth: u32,
+}
+
+/// The node attempt of another execution (the parent) that started an execution as a
+/// sub-workflow, and waits for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct ExecutionParent {
+    /// The parent execution.
+    pub execution_id: ExecutionId,
+    /// The node that started it.
+    pub node_id: String,
+    /// That node's attempt: each attempt starts at most one child.
+    pub attempt: u32,
+}
+
+/// An execution another one started as a sub-workflow, as the parent's detail lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct ChildExecution {
+    /// The child's id.
+    pub id: ExecutionId,
+    /// Its workflow's name.
+    pub workflow_name: String,
+    /// Where it is in the state machine.
+    pub status: ExecutionStatus,
+    /// The parent's node that started it.
+    pub node_id: String,
+    /// That node's attempt.
+    pub attempt: u32,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
 }
 
 /// How a node run ended. The strings are the ones stored in the database.
@@ -333,6 +366,8 @@ pub struct ExecutionDetail {
     pub signals: Vec<Signal>,
     /// Every retry asked of it, oldest first.
     pub retries: Vec<crate::retry::ExecutionRetry>,
+    /// The executions its nodes started as sub-workflows, oldest first.
+    pub children: Vec<ChildExecution>,
 }
 
 #[cfg(test)]

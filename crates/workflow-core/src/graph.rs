@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::node::NodeRegistry;
+use crate::template::{self, ConfigTemplates, TemplateProblem};
 
 mod json;
 
@@ -317,6 +318,37 @@ pub enum GraphError {
         /// The node id.
         node: String,
     },
+    /// A template in a node's config is malformed or names what templates cannot see.
+    #[error("node \"{node}\": {problem}")]
+    InvalidTemplate {
+        /// The node id.
+        node: String,
+        /// Where the template is and what is wrong with it.
+        problem: TemplateProblem,
+    },
+    /// A template names a node that does not exist.
+    #[error("node \"{node}\": {path}: names node \"{id}\", which does not exist")]
+    TemplateUnknownNode {
+        /// The node whose config has the template.
+        node: String,
+        /// Where the template is.
+        path: String,
+        /// The node id it names.
+        id: String,
+    },
+    /// A template names a node that is not upstream of its own, so that node's output may
+    /// not exist when this one runs.
+    #[error(
+        "node \"{node}\": {path}: names node \"{id}\", which is not upstream of it (only the outputs of nodes on a path to it exist when it runs)"
+    )]
+    TemplateNotUpstream {
+        /// The node whose config has the template.
+        node: String,
+        /// Where the template is.
+        path: String,
+        /// The node id it names.
+        id: String,
+    },
 }
 
 fn found_list(found: &[String]) -> String {
@@ -369,6 +401,8 @@ pub struct WorkflowGraph {
     endpoints: Vec<(usize, usize)>,
     /// Nodes with no outgoing edge.
     leaves: Vec<usize>,
+    /// For each node whose config has templates, the nodes they name (all upstream of it).
+    templates: Vec<Option<Vec<usize>>>,
 }
 
 impl WorkflowGraph {
@@ -388,6 +422,20 @@ impl WorkflowGraph {
             });
         }
 
+        let mut scanned: Vec<Option<ConfigTemplates>> = Vec::with_capacity(definition.nodes.len());
+        for node in &definition.nodes {
+            let (found, problems) = template::scan(&node.config);
+            errors.extend(
+                problems
+                    .into_iter()
+                    .map(|problem| GraphError::InvalidTemplate {
+                        node: node.id.clone(),
+                        problem,
+                    }),
+            );
+            scanned.push(found);
+        }
+
         let mut index = HashMap::new();
         for (i, node) in definition.nodes.iter().enumerate() {
             if node.id.trim().is_empty() {
@@ -403,7 +451,8 @@ impl WorkflowGraph {
                     node_type: node.node_type.clone(),
                     known: registry.types().collect::<Vec<_>>().join(", "),
                 }),
-                Some(executor) => {
+                // A config with templates is checked by its type once they are rendered.
+                Some(executor) if scanned[i].is_none() => {
                     if let Err(source) = executor.validate_config(&node.config) {
                         errors.push(GraphError::InvalidConfig {
                             node: node.id.clone(),
@@ -411,6 +460,7 @@ impl WorkflowGraph {
                         });
                     }
                 }
+                Some(_) => {}
             }
             if let Some(reason) = node.retry.as_ref().and_then(RetryPolicy::problem) {
                 errors.push(GraphError::InvalidRetry {
@@ -507,6 +557,29 @@ impl WorkflowGraph {
             }
         }
 
+        let mut templates = vec![None; n];
+        for (i, found) in scanned.iter().enumerate() {
+            let Some(found) = found else { continue };
+            let upstream = ancestors(&parents, i);
+            let mut named = Vec::new();
+            for (path, id) in &found.nodes {
+                let node = definition.nodes[i].id.clone();
+                let (path, id) = (path.clone(), id.clone());
+                match index.get(id.as_str()) {
+                    None => errors.push(GraphError::TemplateUnknownNode { node, path, id }),
+                    // Upstream is known only once the edges are sound (reported otherwise).
+                    Some(_) if !edges_ok => {}
+                    Some(&target) if !upstream.contains(&target) => {
+                        errors.push(GraphError::TemplateNotUpstream { node, path, id });
+                    }
+                    Some(&target) => named.push(target),
+                }
+            }
+            named.sort_unstable();
+            named.dedup();
+            templates[i] = Some(named);
+        }
+
         if !errors.is_empty() {
             return Err(ValidationErrors(errors));
         }
@@ -517,7 +590,14 @@ impl WorkflowGraph {
             parents,
             endpoints,
             leaves,
+            templates,
         })
+    }
+
+    /// The nodes named by the templates of the node at `index` (`None`: its config has no
+    /// template).
+    pub fn templates(&self, index: usize) -> Option<&[usize]> {
+        self.templates[index].as_deref()
     }
 
     /// The definition this graph was built from.
@@ -543,6 +623,18 @@ impl WorkflowGraph {
             .or(self.definition.retry.as_ref())
             .unwrap_or(&RetryPolicy::NONE)
     }
+}
+
+/// Every node with a path to `node` (given each node's parents; the graph has no cycle).
+fn ancestors(parents: &[Vec<usize>], node: usize) -> HashSet<usize> {
+    let mut seen = HashSet::new();
+    let mut queue: Vec<usize> = parents[node].clone();
+    while let Some(next) = queue.pop() {
+        if seen.insert(next) {
+            queue.extend(&parents[next]);
+        }
+    }
+    seen
 }
 
 /// Depth-first search for a cycle; returns its node indexes with the first repeated at the end.
@@ -940,6 +1032,50 @@ mod tests {
     }
 
     #[test]
+    fn templates_may_name_upstream_nodes_only_and_are_checked_at_save() {
+        // The diamond t -> a, t -> b, a -> c, b -> c.
+        let mut with_templates = definition(
+            &[
+                ("t", "trigger"),
+                ("a", "noop"),
+                ("b", "noop"),
+                ("c", "noop"),
+            ],
+            &[("t", "a"), ("t", "b"), ("a", "c"), ("b", "c")],
+        );
+        with_templates.nodes[3].config = json!({
+            "x": {"$template": "{{ nodes.a.output }} {{ nodes.t.output }} {{ input.b }}"}
+        });
+        let valid = graph(with_templates.clone());
+        assert_eq!(valid.templates(3), Some(&[0, 1][..]));
+        assert_eq!(valid.templates(1), None);
+
+        with_templates.nodes[1].config = json!({"y": {"$template": "{{ nodes.b.output }}"}});
+        with_templates.nodes[2].config = json!({
+            "z": [{"$template": "{{ nodes.ghost.output }}"}, {"$template": "{% if %}"}]
+        });
+        let errs = errors(with_templates);
+        assert_eq!(
+            errs,
+            vec![
+                "node \"b\": config.z[1]: syntax error: unexpected end of block",
+                "node \"a\": config.y: names node \"b\", which is not upstream of it (only the outputs of nodes on a path to it exist when it runs)",
+                "node \"b\": config.z[0]: names node \"ghost\", which does not exist",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_config_with_templates_is_left_to_its_type_until_rendered() {
+        // The delay node wants a number of seconds: a template is checked when it runs.
+        let mut delayed = definition(&[("t", "trigger"), ("d", "delay")], &[("t", "d")]);
+        delayed.nodes[1].config = json!({"seconds": {"$template": "{{ input.wait }}"}});
+        graph(delayed.clone());
+        delayed.nodes[1].config = json!({"seconds": "soon"});
+        assert_eq!(errors(delayed).len(), 1);
+    }
+
+    #[test]
     fn duplicate_ids_are_named() {
         let errs = errors(definition(
             &[("t", "trigger"), ("a", "noop"), ("a", "noop")],
@@ -966,7 +1102,7 @@ mod tests {
         assert_eq!(
             errs,
             vec![
-                "node \"a\": unknown node type \"teleport\" (known: code, condition, delay, noop, trigger, wait_for_signal)"
+                "node \"a\": unknown node type \"teleport\" (known: code, condition, delay, http, noop, subworkflow, trigger, wait_for_signal)"
             ]
         );
     }
@@ -1048,7 +1184,7 @@ mod tests {
                 "workflow name must not be empty",
                 "node \"a\": invalid retry policy: max_attempts must be at least 1",
                 "node \"a\": duplicate node id",
-                "node \"a\": unknown node type \"warp\" (known: code, condition, delay, noop, trigger, wait_for_signal)",
+                "node \"a\": unknown node type \"warp\" (known: code, condition, delay, http, noop, subworkflow, trigger, wait_for_signal)",
                 "node #2: id must not be empty",
                 "workflow needs exactly one \"trigger\" node, found none",
                 "edge \"a\" -> \"a\": duplicate edge",

@@ -80,6 +80,7 @@ pub mod retry;
 pub mod schedule;
 pub mod state;
 pub mod store;
+pub mod template;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod worker;
@@ -87,16 +88,17 @@ pub mod worker;
 pub use bulk::BulkOutcome;
 pub use client::{Client, NewSchedule};
 pub use execution::{
-    Execution, ExecutionDetail, ExecutionId, LeaseToken, NodeRun, NodeRunStatus, Signal, SignalId,
-    WorkflowId, WorkflowSummary, WorkflowVersion,
+    ChildExecution, Execution, ExecutionDetail, ExecutionId, ExecutionParent, LeaseToken, NodeRun,
+    NodeRunStatus, Signal, SignalId, WorkflowId, WorkflowSummary, WorkflowVersion,
 };
 pub use graph::{
     Edge, GraphError, NodeDefinition, OnFailure, RetryPolicy, ValidationErrors, WorkflowDefinition,
     WorkflowGraph,
 };
 pub use node::{
-    BoxError, CodeNode, ConditionNode, DelayNode, ErrorKind, NodeContext, NodeError, NodeExecutor,
-    NodeOutcome, NodeRegistry, ResultExt, TriggerNode, WaitForSignalNode,
+    BoxError, CodeNode, ConditionNode, DelayNode, ErrorKind, HttpNode, MAX_SUBWORKFLOW_DEPTH,
+    NodeContext, NodeError, NodeExecutor, NodeOutcome, NodeRegistry, ResultExt, SubworkflowNode,
+    TriggerNode, WaitForSignalNode,
 };
 pub use retry::{ExecutionRetry, RetryError, RetryFrom, RetryRequest, RetryVersion};
 pub use schedule::{CronSchedule, Schedule, ScheduleError, ScheduleId};

@@ -29,11 +29,19 @@ use crate::execution::{ExecutionId, Signal, WorkflowId};
 
 mod code;
 mod condition;
+mod http;
+mod subworkflow;
 mod trigger;
 mod wait;
 
+pub use subworkflow::{MAX_SUBWORKFLOW_DEPTH, SubworkflowNode, child_signal};
+
 pub use code::{CodeNode, DEFAULT_CODE_TIMEOUT, DEFAULT_MAX_OUTPUT_BYTES};
 pub use condition::ConditionNode;
+pub use http::{
+    DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_REDIRECTS, DEFAULT_MAX_RESPONSE_BYTES, HttpNode,
+    MAX_RETRY_AFTER, SECRET_ENV_PREFIX,
+};
 pub use trigger::TriggerNode;
 pub use wait::{DelayNode, WaitForSignalNode};
 
@@ -214,6 +222,19 @@ pub enum NodeOutcome {
         /// The branch chosen.
         branch: Option<String>,
     },
+    /// Starts an execution of `workflow` (its latest version) with `input` as this node
+    /// attempt's child, and parks like [`Wait`](Self::Wait) until it ends: then the signal
+    /// [`child_signal`]`(node, attempt)` is in [`NodeContext::signals`], with the child's
+    /// `execution_id`, `status`, `output` and `error`, and the node runs again under the same
+    /// attempt to complete with it. An attempt starts at most one child: running the attempt
+    /// again (after its worker died) finds the child it started. The child's end is the only
+    /// way out of the wait; the parent's end cancels the child.
+    StartChild {
+        /// The workflow to start, by name or id.
+        workflow: String,
+        /// The child's input.
+        input: Value,
+    },
     /// Parks the execution without holding a worker slot or a lease, until a signal named
     /// `signal` arrives or `timeout` passes (whichever is set; at least one should be). The
     /// node then runs again under the same attempt, with [`NodeContext::waiting_since`] set,
@@ -258,6 +279,7 @@ pub enum ErrorKind {
 pub struct NodeError {
     kind: ErrorKind,
     source: BoxError,
+    retry_after: Option<Duration>,
 }
 
 impl NodeError {
@@ -266,6 +288,7 @@ impl NodeError {
         Self {
             kind: ErrorKind::Retryable,
             source: error.into(),
+            retry_after: None,
         }
     }
 
@@ -274,12 +297,27 @@ impl NodeError {
         Self {
             kind: ErrorKind::Fatal,
             source: error.into(),
+            retry_after: None,
         }
+    }
+
+    /// Asks that the next attempt wait at least `delay` (an HTTP `Retry-After`, a rate
+    /// limit's reset), even when the retry policy's backoff is shorter. The policy still
+    /// decides whether there is a next attempt.
+    #[must_use]
+    pub fn retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
     }
 
     /// Whether the failure may be retried.
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// The shortest wait before the next attempt that the node asked for, if any.
+    pub fn min_delay(&self) -> Option<Duration> {
+        self.retry_after
     }
 }
 
@@ -330,12 +368,14 @@ pub struct NodeRegistry {
 }
 
 impl NodeRegistry {
-    /// A registry with the built-in types: `trigger`, `code`, `condition`,
-    /// `wait_for_signal` and `delay`.
+    /// A registry with the built-in types: `trigger`, `code`, `http`, `subworkflow`,
+    /// `condition`, `wait_for_signal` and `delay`.
     pub fn builtin() -> Self {
         Self::empty()
             .with(crate::graph::TRIGGER_TYPE, TriggerNode)
             .with(code::CODE_TYPE, CodeNode::default())
+            .with(http::HTTP_TYPE, HttpNode::default())
+            .with(subworkflow::SUBWORKFLOW_TYPE, SubworkflowNode)
             .with(condition::CONDITION_TYPE, ConditionNode)
             .with(wait::WAIT_FOR_SIGNAL_TYPE, WaitForSignalNode)
             .with(wait::DELAY_TYPE, DelayNode)

@@ -341,6 +341,21 @@ pub struct SignalledExecution {
     pub signal: Signal,
 }
 
+/// Parameters of [`Store::start_child_execution`]: a node attempt starts a sub-workflow.
+#[derive(Debug, Clone)]
+pub struct StartChildParams {
+    /// The node attempt starting it.
+    pub parent: crate::ExecutionParent,
+    /// The child's workflow; it is pinned to its latest version.
+    pub workflow: WorkflowRef,
+    /// The child's input.
+    pub input: Value,
+    /// The child's depth: its parent's plus one.
+    pub depth: u32,
+    /// The child's priority (its parent's).
+    pub priority: i32,
+}
+
 /// Parameters of [`Store::claim_executions`].
 #[derive(Debug, Clone)]
 pub struct ClaimParams {
@@ -884,6 +899,18 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::AlreadyEnded`].
     async fn send_signal(&self, params: SendSignalParams) -> Result<Signal, StoreError>;
 
+    /// Starts the child execution of a node attempt (a sub-workflow), `pending` on the latest
+    /// version of `params.workflow`, recording its parent and depth, and marks the parent as
+    /// having children; or, if that attempt started one already (its worker died after
+    /// starting it), returns that one with `created: false`. When the child ends, the store
+    /// stores the signal `child:<node>:<attempt>` in the parent's inbox (payload
+    /// `{execution_id, status, output, error}`), which wakes the parent; when the parent ends,
+    /// its children that have not ended are cancelled. `NotFound` for an unknown workflow.
+    async fn start_child_execution(
+        &self,
+        params: StartChildParams,
+    ) -> Result<StartedExecution, StoreError>;
+
     /// In one atomic step, starts the execution of `params.start` as
     /// [`start_execution`](Store::start_execution) does with its key (or finds the one that
     /// holds the key) and stores the signal in its inbox, as [`send_signal`](Store::send_signal)
@@ -1032,6 +1059,13 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         params: SignalWithStartParams,
     ) -> Result<SignalledExecution, StoreError> {
         (**self).signal_with_start(params).await
+    }
+
+    async fn start_child_execution(
+        &self,
+        params: StartChildParams,
+    ) -> Result<StartedExecution, StoreError> {
+        (**self).start_child_execution(params).await
     }
 
     async fn claim_executions(

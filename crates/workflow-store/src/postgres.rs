@@ -19,14 +19,14 @@ use uuid::Uuid;
 use workflow_worker_core::store::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
     ExecutionFilter, FireScheduleParams, NewNodeRun, RecordStep, RescueFilter,
-    RetryExecutionParams, StepRecorded, TimedOutExecution, Wakeup, Wakeups,
+    RetryExecutionParams, StartChildParams, StepRecorded, TimedOutExecution, Wakeup, Wakeups,
 };
 use workflow_worker_core::{
-    Execution, ExecutionDetail, ExecutionId, ExecutionRetry, ExecutionStatus, LeaseToken,
-    ListExecutionsParams, LiveWorker, NodeRun, NodeRunStatus, QueueStats, RetryFrom, Schedule,
-    ScheduleId, SendSignalParams, Signal, SignalId, SignalWithStartParams, SignalledExecution,
-    StartExecutionParams, StartedExecution, Store, StoreError, WorkflowDefinition, WorkflowGraph,
-    WorkflowId, WorkflowRef, WorkflowSummary, WorkflowVersion,
+    ChildExecution, Execution, ExecutionDetail, ExecutionId, ExecutionRetry, ExecutionStatus,
+    LeaseToken, ListExecutionsParams, LiveWorker, NodeRun, NodeRunStatus, QueueStats, RetryFrom,
+    Schedule, ScheduleId, SendSignalParams, Signal, SignalId, SignalWithStartParams,
+    SignalledExecution, StartExecutionParams, StartedExecution, Store, StoreError,
+    WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef, WorkflowSummary, WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid, unchanged_unless_ended};
@@ -223,6 +223,10 @@ struct ExecutionRow {
     finished_at: Option<DateTime<Utc>>,
     pause_requested_at: Option<DateTime<Utc>>,
     key: Option<String>,
+    parent_execution_id: Option<Uuid>,
+    parent_node_id: Option<String>,
+    parent_attempt: Option<i32>,
+    depth: i32,
 }
 
 impl ExecutionRow {
@@ -254,6 +258,12 @@ impl ExecutionRow {
             finished_at: self.finished_at,
             pause_requested_at: self.pause_requested_at,
             key: self.key,
+            parent: crate::parent_of(
+                self.parent_execution_id,
+                self.parent_node_id,
+                self.parent_attempt,
+            ),
+            depth: u32::try_from(self.depth).unwrap_or_default(),
         };
         Ok((execution, defect))
     }
@@ -347,6 +357,32 @@ struct ClaimRow {
     previous_status: String,
     #[sqlx(flatten)]
     execution: ExecutionRow,
+}
+
+#[derive(FromRow)]
+struct ChildRow {
+    id: Uuid,
+    workflow_name: String,
+    status: String,
+    parent_node_id: String,
+    parent_attempt: i32,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<ChildRow> for ChildExecution {
+    type Error = StoreError;
+
+    fn try_from(row: ChildRow) -> Result<Self, StoreError> {
+        Ok(ChildExecution {
+            status: ExecutionStatus::from_str(&row.status)
+                .map_err(|err| invalid(format!("execution {}: {err}", row.id)))?,
+            id: ExecutionId(row.id),
+            workflow_name: row.workflow_name,
+            node_id: row.parent_node_id,
+            attempt: u32::try_from(row.parent_attempt).unwrap_or_default(),
+            created_at: row.created_at,
+        })
+    }
 }
 
 #[derive(FromRow)]
@@ -569,6 +605,47 @@ impl Store for PgStore {
         Ok(StartedExecution {
             execution,
             created: true,
+        })
+    }
+
+    async fn start_child_execution(
+        &self,
+        params: StartChildParams,
+    ) -> Result<StartedExecution, StoreError> {
+        let (id, name) = workflow_key(&params.workflow);
+        let parent = &params.parent;
+        let attempt = i32::try_from(parent.attempt).unwrap_or(i32::MAX);
+        let started: Option<ExecutionRow> = sqlx::query_as(queries::START_CHILD_EXECUTION)
+            .bind(id)
+            .bind(name)
+            .bind(&params.input)
+            .bind(params.priority)
+            .bind(parent.execution_id.0)
+            .bind(&parent.node_id)
+            .bind(attempt)
+            .bind(i32::try_from(params.depth).unwrap_or(i32::MAX))
+            .fetch_optional(&self.db)
+            .await
+            .map_err(classify)?;
+        if let Some(row) = started {
+            return Ok(StartedExecution {
+                execution: row.try_into()?,
+                created: true,
+            });
+        }
+        // This attempt started its child before, or the workflow is unknown.
+        let existing: Option<ExecutionRow> = sqlx::query_as(queries::CHILD_OF)
+            .bind(parent.execution_id.0)
+            .bind(&parent.node_id)
+            .bind(attempt)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(StartedExecution {
+            execution: existing
+                .ok_or_else(|| workflow_not_found(&params.workflow))?
+                .try_into()?,
+            created: false,
         })
     }
 
@@ -1089,11 +1166,17 @@ impl Store for PgStore {
             .fetch_all(&self.db)
             .await
             .map_err(classify)?;
+        let children: Vec<ChildRow> = sqlx::query_as(queries::CHILDREN_OF)
+            .bind(id.0)
+            .fetch_all(&self.db)
+            .await
+            .map_err(classify)?;
         Ok(ExecutionDetail {
             execution,
             node_runs: convert(runs)?,
             signals: convert(signals)?,
             retries: convert(retries)?,
+            children: convert(children)?,
         })
     }
 

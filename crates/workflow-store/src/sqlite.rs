@@ -29,14 +29,14 @@ use uuid::Uuid;
 use workflow_worker_core::store::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
     ExecutionFilter, FireScheduleParams, RecordStep, RescueFilter, RetryExecutionParams,
-    StepRecorded, TimedOutExecution, Wakeup, Wakeups,
+    StartChildParams, StepRecorded, TimedOutExecution, Wakeup, Wakeups,
 };
 use workflow_worker_core::{
-    Execution, ExecutionDetail, ExecutionId, ExecutionRetry, ExecutionStatus, KeyReuse, LeaseToken,
-    ListExecutionsParams, LiveWorker, NodeRun, NodeRunStatus, QueueStats, RetryFrom, Schedule,
-    ScheduleId, SendSignalParams, Signal, SignalId, SignalWithStartParams, SignalledExecution,
-    StartExecutionParams, StartedExecution, Store, StoreError, WorkflowDefinition, WorkflowGraph,
-    WorkflowId, WorkflowRef, WorkflowSummary, WorkflowVersion,
+    ChildExecution, Execution, ExecutionDetail, ExecutionId, ExecutionRetry, ExecutionStatus,
+    KeyReuse, LeaseToken, ListExecutionsParams, LiveWorker, NodeRun, NodeRunStatus, QueueStats,
+    RetryFrom, Schedule, ScheduleId, SendSignalParams, Signal, SignalId, SignalWithStartParams,
+    SignalledExecution, StartExecutionParams, StartedExecution, Store, StoreError,
+    WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef, WorkflowSummary, WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid, unchanged_unless_ended};
@@ -102,7 +102,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // A parent's end cancels its children, and theirs: a trigger that fires itself.
+            .pragma("recursive_triggers", "on");
         if !create && !options.get_filename().exists() {
             return Err(StoreError::NotFound {
                 entity: "database file",
@@ -249,6 +251,33 @@ async fn execution_in(tx: &mut SqliteConnection, id: ExecutionId) -> Result<Exec
     .try_into()
 }
 
+#[derive(FromRow)]
+struct ChildRow {
+    id: String,
+    workflow_name: String,
+    status: String,
+    parent_node_id: String,
+    parent_attempt: i32,
+    created_at: i64,
+}
+
+impl TryFrom<ChildRow> for ChildExecution {
+    type Error = StoreError;
+
+    fn try_from(row: ChildRow) -> Result<Self, StoreError> {
+        let what = format!("execution {}", row.id);
+        Ok(ChildExecution {
+            id: ExecutionId(uuid(&row.id, &what)?),
+            status: ExecutionStatus::from_str(&row.status)
+                .map_err(|err| invalid(format!("{what}: {err}")))?,
+            workflow_name: row.workflow_name,
+            node_id: row.parent_node_id,
+            attempt: u32::try_from(row.parent_attempt).unwrap_or_default(),
+            created_at: time(row.created_at, &what)?,
+        })
+    }
+}
+
 /// [`Store::start_execution`] inside the caller's immediate transaction: the execution that
 /// holds the key, if one does, or a new one.
 async fn start_or_get_in(
@@ -325,10 +354,14 @@ async fn insert_signal_in(
 }
 
 /// One step of [`Store::record_steps`] inside the caller's transaction (a savepoint of it).
-async fn write_step(
-    tx: &mut SqliteConnection,
-    params: &RecordStep,
-) -> Result<StepRecorded, StoreError> {
+/// What [`write_step`] did beyond the step: whether it ended a child execution, whose parent
+/// a trigger has just signalled (and woken, if it waits).
+struct Written {
+    recorded: StepRecorded,
+    ended_a_child: bool,
+}
+
+async fn write_step(tx: &mut SqliteConnection, params: &RecordStep) -> Result<Written, StoreError> {
     let RecordStep {
         execution_id,
         lease_token,
@@ -379,6 +412,10 @@ async fn write_step(
     let recorded = StepRecorded {
         pause_requested: fenced.try_get(0).map_err(classify)?,
     };
+    let ended_a_child = match advance {
+        Advance::Finish { .. } => fenced.try_get(1).map_err(classify)?,
+        _ => false,
+    };
     for run in runs {
         if let Some(signal) = run.consumed_signal {
             let consumed = sqlx::query(queries::CONSUME_SIGNAL)
@@ -408,7 +445,10 @@ async fn write_step(
             .await
             .map_err(|err| crate::error::already_recorded(classify(err), *execution_id))?;
     }
-    Ok(recorded)
+    Ok(Written {
+        recorded,
+        ended_a_child,
+    })
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -485,6 +525,10 @@ struct ExecutionRow {
     finished_at: Option<i64>,
     pause_requested_at: Option<i64>,
     key: Option<String>,
+    parent_execution_id: Option<String>,
+    parent_node_id: Option<String>,
+    parent_attempt: Option<i32>,
+    depth: i32,
 }
 
 impl ExecutionRow {
@@ -521,6 +565,15 @@ impl ExecutionRow {
             finished_at: optional_time(self.finished_at, &what)?,
             pause_requested_at: optional_time(self.pause_requested_at, &what)?,
             key: self.key,
+            parent: crate::parent_of(
+                self.parent_execution_id
+                    .as_deref()
+                    .map(|id| uuid(id, &what))
+                    .transpose()?,
+                self.parent_node_id,
+                self.parent_attempt,
+            ),
+            depth: u32::try_from(self.depth).unwrap_or_default(),
         };
         Ok((execution, defect))
     }
@@ -820,6 +873,64 @@ impl Store for SqliteStore {
         Ok(started)
     }
 
+    async fn start_child_execution(
+        &self,
+        params: StartChildParams,
+    ) -> Result<StartedExecution, StoreError> {
+        let parent = &params.parent;
+        let parent_id = parent.execution_id.to_string();
+        let attempt = i32::try_from(parent.attempt).unwrap_or(i32::MAX);
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(classify)?;
+        let existing: Option<String> = sqlx::query_scalar(queries::CHILD_OF)
+            .bind(&parent_id)
+            .bind(&parent.node_id)
+            .bind(attempt)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if let Some(existing) = existing {
+            let id = ExecutionId(uuid(&existing, "child execution")?);
+            return Ok(StartedExecution {
+                execution: execution_in(&mut tx, id).await?,
+                created: false,
+            });
+        }
+        let id = ExecutionId::new();
+        let (workflow_id, name) = workflow_key(&params.workflow);
+        let inserted = sqlx::query(queries::START_CHILD_EXECUTION)
+            .bind(id.to_string())
+            .bind(workflow_id)
+            .bind(name)
+            .bind(to_text(&params.input))
+            .bind(params.priority)
+            .bind(&parent_id)
+            .bind(&parent.node_id)
+            .bind(attempt)
+            .bind(i32::try_from(params.depth).unwrap_or(i32::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if inserted.rows_affected() == 0 {
+            return Err(workflow_not_found(&params.workflow));
+        }
+        sqlx::query(queries::MARK_PARENT)
+            .bind(&parent_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let execution = execution_in(&mut tx, id).await?;
+        tx.commit().await.map_err(classify)?;
+        self.hint();
+        Ok(StartedExecution {
+            execution,
+            created: true,
+        })
+    }
+
     async fn signal_with_start(
         &self,
         params: SignalWithStartParams,
@@ -963,19 +1074,23 @@ impl Store for SqliteStore {
     /// All steps in one immediate transaction (one commit, one sync to disk); each in a
     /// savepoint, so a step whose lease was lost or that conflicts leaves the others.
     async fn record_steps(&self, steps: &[RecordStep]) -> Vec<Result<StepRecorded, StoreError>> {
-        let outcome: Result<Vec<Result<StepRecorded, StoreError>>, StoreError> = async {
+        let outcome: Result<(Vec<Result<StepRecorded, StoreError>>, bool), StoreError> = async {
             let mut tx = self
                 .pool
                 .begin_with(BEGIN_IMMEDIATE)
                 .await
                 .map_err(classify)?;
             let mut results = Vec::with_capacity(steps.len());
+            let mut ended_a_child = false;
             for step in steps {
                 sqlx::query("savepoint step")
                     .execute(&mut *tx)
                     .await
                     .map_err(classify)?;
-                let result = write_step(&mut tx, step).await;
+                let result = write_step(&mut tx, step).await.map(|written| {
+                    ended_a_child |= written.ended_a_child;
+                    written.recorded
+                });
                 match &result {
                     Ok(_) => {}
                     // The database is away (busy past its timeout, say): the whole batch may
@@ -996,12 +1111,17 @@ impl Store for SqliteStore {
                 results.push(result);
             }
             tx.commit().await.map_err(classify)?;
-            Ok(results)
+            Ok((results, ended_a_child))
         }
         .await;
-        if steps
-            .iter()
-            .any(|step| matches!(step.advance, Advance::Release))
+        let ended_a_child = matches!(outcome, Ok((_, true)));
+        let outcome = outcome.map(|(results, _)| results);
+        // A released execution is runnable now, and so is the waiting parent of a child that
+        // ended.
+        if ended_a_child
+            || steps
+                .iter()
+                .any(|step| matches!(step.advance, Advance::Release))
         {
             self.hint();
         }
@@ -1045,18 +1165,35 @@ impl Store for SqliteStore {
         id: ExecutionId,
         reason: &str,
     ) -> Result<Execution, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(classify)?;
+        // Its children are cancelled with it (a trigger), and theirs.
+        let descendants: Vec<String> = sqlx::query_scalar(queries::UNENDED_DESCENDANTS)
+            .bind(id.to_string())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
         let cancelled = sqlx::query(queries::CANCEL_EXECUTION)
             .bind(id.to_string())
             .bind(reason)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(classify)?;
-        let execution = self.get_execution(id).await?.execution;
+        let execution = execution_in(&mut tx, id).await?;
+        tx.commit().await.map_err(classify)?;
         if cancelled.rows_affected() == 0 {
             return Err(already_ended(execution));
         }
-        // Whoever holds it (if anyone does) stops its nodes now. No receiver is no error.
+        // Whoever holds them (if anyone does) stops their nodes now. No receiver is no error.
         let _ = self.cancelled.send(id);
+        for descendant in descendants {
+            let _ = self
+                .cancelled
+                .send(ExecutionId(uuid(&descendant, "child execution")?));
+        }
         Ok(execution)
     }
 
@@ -1481,11 +1618,17 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
+        let children: Vec<ChildRow> = sqlx::query_as(queries::CHILDREN_OF)
+            .bind(&key)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(ExecutionDetail {
             execution,
             node_runs: convert(runs)?,
             signals: convert(signals)?,
             retries: convert(retries)?,
+            children: convert(children)?,
         })
     }
 

@@ -489,6 +489,11 @@ pub(crate) struct RunArgs {
     #[arg(long, global = true, env = "WORKFLOW_MAX_RESCUES", default_value_t = workflow_worker_core::worker::DEFAULT_MAX_RESCUES)]
     pub(crate) max_rescues: u32,
 
+    /// The largest output a node may record, in bytes of JSON (1048576, 512KiB, 1MiB): a node
+    /// with a larger output fails for good, naming the limit.
+    #[arg(long, global = true, env = "WORKFLOW_NODE_OUTPUT_LIMIT", value_parser = parse_size, default_value = "1MiB")]
+    pub(crate) node_output_limit: usize,
+
     /// Serve Prometheus metrics at http://ADDR/metrics, with /healthz (the process is up) and
     /// /readyz (the database answers), e.g. 127.0.0.1:9464.
     #[arg(long, global = true, env = "WORKFLOW_METRICS_ADDR")]
@@ -519,6 +524,7 @@ impl RunArgs {
         "shutdown_grace",
         "wakeups",
         "max_rescues",
+        "node_output_limit",
         "metrics_addr",
         "prune_after",
         "ui_addr",
@@ -537,6 +543,30 @@ pub(crate) fn parse_duration(value: &str) -> Result<Duration, String> {
         return Duration::try_from_secs_f64(secs).map_err(|_| invalid());
     }
     humantime::parse_duration(value).map_err(|_| invalid())
+}
+
+/// A size in bytes: a number, optionally with a unit (`KiB`, `MiB`, `GiB`; `KB`, `MB`, `GB`
+/// in powers of ten).
+pub(crate) fn parse_size(value: &str) -> Result<usize, String> {
+    let value = value.trim();
+    let invalid =
+        || format!("\"{value}\" is not a size: use bytes (1048576) or a unit (512KiB, 1MiB)");
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: usize = number.parse().map_err(|_| invalid())?;
+    let unit = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return Err(invalid()),
+    };
+    number.checked_mul(unit).ok_or_else(invalid)
 }
 
 fn parse_key_reuse(value: &str) -> Result<KeyReuse, String> {
@@ -561,8 +591,26 @@ fn parse_status(value: &str) -> Result<ExecutionStatus, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{parse_duration, parse_size};
     use std::time::Duration;
+
+    #[test]
+    fn sizes_are_bytes_or_numbers_with_a_unit() {
+        for (text, expected) in [
+            ("1048576", 1 << 20),
+            ("512KiB", 512 << 10),
+            ("1MiB", 1 << 20),
+            ("2 GiB", 2 << 30),
+            ("3MB", 3_000_000),
+            ("7B", 7),
+        ] {
+            assert_eq!(parse_size(text), Ok(expected), "{text}");
+        }
+        for text in ["big", "-1", "1.5MiB", "1 parsec", ""] {
+            let err = parse_size(text).unwrap_err();
+            assert!(err.contains("is not a size"), "{text}: {err}");
+        }
+    }
 
     #[test]
     fn durations_are_seconds_or_numbers_with_a_unit() {

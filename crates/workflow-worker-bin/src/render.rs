@@ -97,6 +97,13 @@ pub(crate) fn execution(detail: &ExecutionDetail, runners: Option<&str>) -> Stri
             time(Some(retry.requested_at)),
         );
     }
+    for child in &detail.children {
+        let _ = writeln!(
+            out,
+            "  child:     {} {} ({}), started by {} attempt {}",
+            child.id, child.workflow_name, child.status, child.node_id, child.attempt
+        );
+    }
     let _ = writeln!(out, "node runs ({}):", detail.node_runs.len());
     let mut rows =
         vec![["NODE", "TYPE", "ATTEMPT", "STATUS", "DURATION", "OUTPUT"].map(str::to_owned)];
@@ -141,6 +148,13 @@ fn header(e: &Execution, runners: Option<&str>) -> String {
     let _ = writeln!(out, "  status:    {}", e.status);
     if let Some(key) = &e.key {
         let _ = writeln!(out, "  key:       {key}");
+    }
+    if let Some(parent) = &e.parent {
+        let _ = writeln!(
+            out,
+            "  parent:    {} (node {} attempt {}), depth {}",
+            parent.execution_id, parent.node_id, parent.attempt, e.depth
+        );
     }
     if e.status == ExecutionStatus::Paused {
         let _ = writeln!(

@@ -518,6 +518,23 @@ async fn execution_page(
                     dt { "Id" } dd.mono { (e.id) }
                     dt { "Workflow" } dd { a href=(ctx.link(&format!("/workflows/{}?version={}", e.workflow_name, e.workflow_version))) { (e.workflow_name) " v" (e.workflow_version) } }
                     @if let Some(key) = &e.key { dt { "Key" } dd.mono { (key) } }
+                    @if let Some(parent) = &e.parent {
+                        dt { "Parent" } dd {
+                            a.mono href=(ctx.link(&format!("/executions/{}", parent.execution_id))) { (short(parent.execution_id)) }
+                            " (node " (parent.node_id) ", attempt " (parent.attempt) ")"
+                        }
+                    }
+                    @if !detail.children.is_empty() {
+                        dt { "Children" } dd {
+                            @for child in &detail.children {
+                                div {
+                                    a.mono href=(ctx.link(&format!("/executions/{}", child.id))) { (short(child.id)) }
+                                    " " (child.workflow_name) " " (badge(child.status))
+                                    " " span.muted { "from " (child.node_id) " attempt " (child.attempt) }
+                                }
+                            }
+                        }
+                    }
                     dt { "Created" } dd { (time(Some(e.created_at))) }
                     dt { "Started" } dd { (time(e.started_at)) }
                     dt { "Finished" } dd { (time(e.finished_at)) " (" (duration(e.started_at, e.finished_at)) ")" }

@@ -218,6 +218,13 @@ impl<S: Store> Store for StalledHeartbeat<S> {
         self.0.signal_with_start(params).await
     }
 
+    async fn start_child_execution(
+        &self,
+        params: crate::store::StartChildParams,
+    ) -> Result<crate::StartedExecution, crate::StoreError> {
+        self.0.start_child_execution(params).await
+    }
+
     async fn claim_executions(
         &self,
         params: crate::store::ClaimParams,

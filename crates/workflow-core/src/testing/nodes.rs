@@ -9,11 +9,13 @@ use serde_json::{Value, json};
 
 use crate::{ExecutionId, NodeContext, NodeError, NodeExecutor, NodeOutcome, NodeRegistry};
 
-/// The built-in node types plus `sleep`, `echo`, `flaky`, `fatal`, `panic` and `branch`.
+/// The built-in node types plus `sleep`, `echo`, `config`, `flaky`, `fatal`, `panic` and
+/// `branch`.
 pub fn registry() -> NodeRegistry {
     NodeRegistry::builtin()
         .with("sleep", Sleep)
         .with("echo", Echo)
+        .with("config", ConfigNode)
         .with("flaky", Flaky)
         .with("fatal", Fatal)
         .with("panic", Panic)
@@ -41,6 +43,25 @@ pub struct Echo;
 impl NodeExecutor for Echo {
     async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
         Ok(NodeOutcome::complete(ctx.input))
+    }
+}
+
+/// Outputs its config as the node received it (templates rendered). A config with a key
+/// `"reject"` is refused by its check.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigNode;
+
+#[async_trait]
+impl NodeExecutor for ConfigNode {
+    fn validate_config(&self, config: &Value) -> Result<(), crate::BoxError> {
+        match config.get("reject") {
+            Some(reason) => Err(format!("rejected: {reason}").into()),
+            None => Ok(()),
+        }
+    }
+
+    async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+        Ok(NodeOutcome::complete(ctx.config))
     }
 }
 

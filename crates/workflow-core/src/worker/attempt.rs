@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use serde_json::Value;
 use tracing::Instrument;
 
 use super::{ErrorChain, panic_message};
@@ -23,6 +24,8 @@ pub(super) enum Attempt {
         kind: ErrorKind,
         /// The error with its causes.
         error: String,
+        /// The shortest wait before the next attempt the node asked for.
+        retry_after: Option<Duration>,
     },
     /// It ran past its timeout and was stopped.
     TimedOut(Duration),
@@ -30,11 +33,13 @@ pub(super) enum Attempt {
 
 /// Runs `ctx`'s node with `executor` (none: the type is not registered here), within
 /// `timeout`. On a timeout the node's cancellation token is cancelled, so a node that
-/// spawned work (a process) stops it. Resolves to how it ended and how long it took.
+/// spawned work (a process) stops it. An output over `output_limit` bytes of JSON fails the
+/// attempt for good. Resolves to how it ended and how long it took.
 pub(super) fn run(
     executor: Option<Arc<dyn NodeExecutor>>,
     ctx: NodeContext,
     timeout: Option<Duration>,
+    output_limit: usize,
 ) -> impl Future<Output = (Attempt, Duration)> + Send + 'static {
     let span = tracing::Span::current();
     async move {
@@ -45,6 +50,7 @@ pub(super) fn run(
             None => Attempt::Failed {
                 kind: ErrorKind::Fatal,
                 error: "node type is not registered".into(),
+                retry_after: None,
             },
             Some(executor) => {
                 let call = AssertUnwindSafe(executor.execute(ctx)).catch_unwind();
@@ -57,14 +63,27 @@ pub(super) fn run(
                         node_cancel.cancel();
                         Attempt::TimedOut(timeout.unwrap_or_default())
                     }
-                    Some(Ok(Ok(outcome))) => Attempt::Completed(outcome),
+                    Some(Ok(Ok(outcome))) => match output_of(&outcome) {
+                        Some(output) if exceeds(output, output_limit) => Attempt::Failed {
+                            kind: ErrorKind::Fatal,
+                            retry_after: None,
+                            error: format!(
+                                "the node's output is larger than the node output limit of \
+                                 {output_limit} bytes of JSON; hand large data to the next \
+                                 node by reference (a URL or a storage key), not in the output"
+                            ),
+                        },
+                        _ => Attempt::Completed(outcome),
+                    },
                     Some(Ok(Err(err))) => Attempt::Failed {
                         kind: err.kind(),
                         error: ErrorChain(&err).to_string(),
+                        retry_after: err.min_delay(),
                     },
                     Some(Err(panic)) => Attempt::Failed {
                         kind: ErrorKind::Retryable,
                         error: format!("node panicked: {}", panic_message(&*panic)),
+                        retry_after: None,
                     },
                 }
             }
@@ -72,6 +91,40 @@ pub(super) fn run(
         (attempt, started.elapsed())
     }
     .instrument(span)
+}
+
+/// The output an outcome records, if it records one.
+fn output_of(outcome: &NodeOutcome) -> Option<&Value> {
+    match outcome {
+        NodeOutcome::Complete { output, .. } | NodeOutcome::Signalled { output, .. } => {
+            Some(output)
+        }
+        NodeOutcome::Wait { .. } | NodeOutcome::StartChild { .. } => None,
+    }
+}
+
+/// Whether `value` takes more than `limit` bytes as JSON. Stops counting past the limit.
+pub(super) fn exceeds(value: &Value, limit: usize) -> bool {
+    /// Counts bytes, failing once past the limit so serialization stops there.
+    struct Counter {
+        left: usize,
+    }
+
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.left = self
+                .left
+                .checked_sub(buf.len())
+                .ok_or_else(|| std::io::Error::other("over the limit"))?;
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    serde_json::to_writer(&mut Counter { left: limit }, value).is_err()
 }
 
 #[cfg(test)]
@@ -112,7 +165,9 @@ mod tests {
     }
 
     async fn attempt(executor: impl NodeExecutor, timeout: Option<Duration>) -> Attempt {
-        run(Some(Arc::new(executor)), ctx(), timeout).await.0
+        run(Some(Arc::new(executor)), ctx(), timeout, 1 << 20)
+            .await
+            .0
     }
 
     #[tokio::test]
@@ -131,7 +186,7 @@ mod tests {
         )
         .await;
         match failed {
-            Attempt::Failed { kind, error } => {
+            Attempt::Failed { kind, error, .. } => {
                 assert_eq!(kind, ErrorKind::Fatal);
                 assert!(error.contains("disk full"), "{error}");
             }
@@ -143,7 +198,7 @@ mod tests {
     async fn a_panicking_node_is_a_retryable_failure_naming_the_panic() {
         let panicked = attempt(Behaves(|| panic!("boom")), None).await;
         match panicked {
-            Attempt::Failed { kind, error } => {
+            Attempt::Failed { kind, error, .. } => {
                 assert_eq!(kind, ErrorKind::Retryable);
                 assert_eq!(error, "node panicked: boom");
             }
@@ -170,7 +225,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unregistered_type_fails_for_good() {
-        let (attempt, _) = run(None, ctx(), None).await;
+        let (attempt, _) = run(None, ctx(), None, 1 << 20).await;
         assert!(
             matches!(
                 attempt,
@@ -181,5 +236,43 @@ mod tests {
             ),
             "{attempt:?}"
         );
+    }
+
+    #[test]
+    fn exceeds_counts_bytes_of_json() {
+        let value = json!({"a": "xyz"});
+        let bytes = serde_json::to_vec(&value).unwrap().len();
+        assert!(!exceeds(&value, bytes));
+        assert!(exceeds(&value, bytes - 1));
+        assert!(
+            exceeds(&json!("é".repeat(600)), 1024),
+            "bytes, not characters"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_output_over_the_limit_fails_for_good_naming_the_limit() {
+        struct Big;
+
+        #[async_trait]
+        impl NodeExecutor for Big {
+            async fn execute(&self, _ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+                Ok(NodeOutcome::complete(json!({"blob": "x".repeat(5000)})))
+            }
+        }
+
+        let (over, _) = run(Some(Arc::new(Big)), ctx(), None, 4096).await;
+        match over {
+            Attempt::Failed { kind, error, .. } => {
+                assert_eq!(kind, ErrorKind::Fatal);
+                assert!(
+                    error.contains("larger than the node output limit of 4096 bytes"),
+                    "{error}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let (under, _) = run(Some(Arc::new(Big)), ctx(), None, 8192).await;
+        assert!(matches!(under, Attempt::Completed(_)), "{under:?}");
     }
 }

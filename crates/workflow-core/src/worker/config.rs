@@ -18,6 +18,10 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How many times in a row a suspect execution's worker may die while running it alone
 /// before the execution is failed as poison, by default.
 pub const DEFAULT_MAX_RESCUES: u32 = 3;
+/// The largest node output recorded by default, in bytes of JSON: 1 MiB.
+pub const DEFAULT_NODE_OUTPUT_LIMIT: usize = 1 << 20;
+/// The smallest node output limit accepted, in bytes.
+pub const MIN_NODE_OUTPUT_LIMIT: usize = 1024;
 
 /// Everything a [`WorkflowWorker`](super::WorkflowWorker) can be configured with.
 #[derive(Debug, Clone)]
@@ -41,6 +45,8 @@ pub struct WorkerConfig {
     pub worker_id: String,
     /// See [`WorkflowWorker::prune_after`](super::WorkflowWorker::prune_after).
     pub prune_after: Option<Duration>,
+    /// See [`WorkflowWorker::node_output_limit`](super::WorkflowWorker::node_output_limit).
+    pub node_output_limit: usize,
 }
 
 impl Default for WorkerConfig {
@@ -55,6 +61,7 @@ impl Default for WorkerConfig {
             wakeups: true,
             worker_id: default_worker_id(),
             prune_after: None,
+            node_output_limit: DEFAULT_NODE_OUTPUT_LIMIT,
         }
     }
 }
@@ -105,6 +112,13 @@ impl WorkerConfig {
                 "max_rescues",
                 &self.max_rescues,
                 ConfigRule::AtLeast("1".into()),
+            );
+        }
+        if self.node_output_limit < MIN_NODE_OUTPUT_LIMIT {
+            return error(
+                "node_output_limit",
+                &self.node_output_limit,
+                ConfigRule::AtLeast(format!("{MIN_NODE_OUTPUT_LIMIT}")),
             );
         }
         if self.worker_id.trim().is_empty() {
@@ -203,6 +217,11 @@ mod tests {
                 |c| c.max_rescues = 0,
                 "max_rescues",
                 "max_rescues (0) must be at least 1",
+            ),
+            (
+                |c| c.node_output_limit = 10,
+                "node_output_limit",
+                "node_output_limit (10) must be at least 1024",
             ),
             (
                 |c| c.worker_id = "  ".into(),

@@ -62,20 +62,38 @@ pub(super) enum AfterFailure {
     Pause(String),
 }
 
-/// Retries a retryable failure while attempts remain, after the policy's (jittered) backoff;
-/// `unit` is a random number in [0, 1). Otherwise the execution fails (or pauses, if the
-/// policy says so) with an error naming the node and how many attempts it had.
+/// A failed node attempt, as [`after_failure`] weighs it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Failure<'a> {
+    pub(super) node_id: &'a str,
+    pub(super) kind: ErrorKind,
+    /// The attempt that failed, from 1.
+    pub(super) attempt: u32,
+    pub(super) error: &'a str,
+    /// The shortest wait the node asked for before its next attempt.
+    pub(super) retry_after: Option<Duration>,
+}
+
+/// Retries a retryable failure while attempts remain, after the policy's (jittered) backoff or
+/// the wait the node asked for, whichever is longer; `unit` is a random number in [0, 1).
+/// Otherwise the execution fails (or pauses, if the policy says so) with an error naming the
+/// node and how many attempts it had.
 pub(super) fn after_failure(
-    node_id: &str,
-    kind: ErrorKind,
-    attempt: u32,
-    error: &str,
+    failure: &Failure<'_>,
     policy: &RetryPolicy,
     unit: f64,
 ) -> AfterFailure {
+    let Failure {
+        node_id,
+        kind,
+        attempt,
+        error,
+        retry_after,
+    } = *failure;
     if kind == ErrorKind::Retryable && attempt < policy.max_attempts {
+        let backoff = policy.jittered_backoff(attempt, unit);
         return AfterFailure::Retry {
-            delay: policy.jittered_backoff(attempt, unit),
+            delay: retry_after.map_or(backoff, |asked| asked.max(backoff)),
         };
     }
     let attempts = if attempt > 1 {
@@ -195,10 +213,49 @@ mod tests {
         }
     }
 
+    fn failed(kind: ErrorKind, attempt: u32, error: &str) -> Failure<'_> {
+        Failure {
+            node_id: "n",
+            kind,
+            attempt,
+            error,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn a_wait_the_node_asked_for_is_honoured_when_longer_than_the_backoff() {
+        let asked = |secs| Failure {
+            retry_after: Some(Duration::from_secs(secs)),
+            ..failed(ErrorKind::Retryable, 1, "x")
+        };
+        assert_eq!(
+            after_failure(&asked(30), &policy(3), 0.5),
+            AfterFailure::Retry {
+                delay: Duration::from_secs(30)
+            }
+        );
+        assert_eq!(
+            after_failure(&asked(1), &policy(3), 0.5),
+            AfterFailure::Retry {
+                delay: Duration::from_secs(2)
+            }
+        );
+        // It never adds an attempt the policy does not have.
+        assert_eq!(
+            after_failure(&asked(30), &RetryPolicy::NONE, 0.5),
+            AfterFailure::Fail("node \"n\" failed: x".into())
+        );
+    }
+
     #[test]
     fn a_retryable_failure_retries_with_the_policys_backoff_while_attempts_remain() {
         let retry = |attempt, unit| {
-            after_failure("n", ErrorKind::Retryable, attempt, "x", &policy(3), unit)
+            after_failure(
+                &failed(ErrorKind::Retryable, attempt, "x"),
+                &policy(3),
+                unit,
+            )
         };
         // unit 0.5 is no jitter; 0 and just under 1 are the jitter's ends.
         assert_eq!(
@@ -228,15 +285,19 @@ mod tests {
     #[test]
     fn a_fatal_failure_or_a_single_attempt_fails_the_execution_at_once() {
         assert_eq!(
-            after_failure("n", ErrorKind::Fatal, 1, "bad input", &policy(5), 0.5),
+            after_failure(&failed(ErrorKind::Fatal, 1, "bad input"), &policy(5), 0.5),
             AfterFailure::Fail("node \"n\" failed: bad input".into())
         );
         assert_eq!(
-            after_failure("n", ErrorKind::Retryable, 1, "x", &RetryPolicy::NONE, 0.5),
+            after_failure(
+                &failed(ErrorKind::Retryable, 1, "x"),
+                &RetryPolicy::NONE,
+                0.5
+            ),
             AfterFailure::Fail("node \"n\" failed: x".into())
         );
         assert_eq!(
-            after_failure("n", ErrorKind::Fatal, 2, "x", &policy(5), 0.5),
+            after_failure(&failed(ErrorKind::Fatal, 2, "x"), &policy(5), 0.5),
             AfterFailure::Fail("node \"n\" failed after 2 attempts: x".into())
         );
     }
@@ -248,15 +309,15 @@ mod tests {
             ..policy(2)
         };
         assert!(matches!(
-            after_failure("n", ErrorKind::Retryable, 1, "x", &pausing, 0.5),
+            after_failure(&failed(ErrorKind::Retryable, 1, "x"), &pausing, 0.5),
             AfterFailure::Retry { .. }
         ));
         assert_eq!(
-            after_failure("n", ErrorKind::Retryable, 2, "x", &pausing, 0.5),
+            after_failure(&failed(ErrorKind::Retryable, 2, "x"), &pausing, 0.5),
             AfterFailure::Pause("node \"n\" failed after 2 attempts: x".into())
         );
         assert_eq!(
-            after_failure("n", ErrorKind::Fatal, 1, "bad input", &pausing, 0.5),
+            after_failure(&failed(ErrorKind::Fatal, 1, "bad input"), &pausing, 0.5),
             AfterFailure::Pause("node \"n\" failed: bad input".into())
         );
     }

@@ -61,8 +61,8 @@ mod writer;
 
 pub use config::{
     ConfigError, ConfigRule, DEFAULT_CONCURRENCY, DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_LEASE_DURATION, DEFAULT_MAX_RESCUES, DEFAULT_POLL_INTERVAL, DEFAULT_SHUTDOWN_GRACE,
-    MIN_POLL_INTERVAL, WorkerConfig,
+    DEFAULT_LEASE_DURATION, DEFAULT_MAX_RESCUES, DEFAULT_NODE_OUTPUT_LIMIT, DEFAULT_POLL_INTERVAL,
+    DEFAULT_SHUTDOWN_GRACE, MIN_NODE_OUTPUT_LIMIT, MIN_POLL_INTERVAL, WorkerConfig,
 };
 pub use decide::SUSPECT_AFTER_RESCUES;
 pub use pruner::{PRUNE_BATCH, prune};
@@ -195,6 +195,17 @@ impl WorkflowWorker {
     #[must_use]
     pub fn prune_after(mut self, age: Option<Duration>) -> Self {
         self.config.prune_after = age;
+        self
+    }
+
+    /// The largest output a node may record, in bytes of JSON: a node whose output is larger
+    /// fails for good (no retry) with an error naming the limit, instead of bloating the
+    /// history and every read of it. Hand large data between nodes by reference (a URL, an
+    /// object store key) instead. Defaults to 1 MiB ([`DEFAULT_NODE_OUTPUT_LIMIT`]); at least
+    /// [`MIN_NODE_OUTPUT_LIMIT`].
+    #[must_use]
+    pub fn node_output_limit(mut self, bytes: usize) -> Self {
+        self.config.node_output_limit = bytes;
         self
     }
 

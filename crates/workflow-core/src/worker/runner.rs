@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -26,12 +26,16 @@ use super::graphs::Loaded;
 use super::slots::Slot;
 use super::writer::{Ended, Interrupted, Writer};
 use super::{ErrorChain, Shared};
+use crate::execution::ExecutionParent;
 use crate::execution::{Execution, ExecutionId, LeaseToken, NodeRunStatus, Signal};
 use crate::graph::{NodeState, Progress, ReadyNode, WorkflowGraph};
 use crate::metrics;
-use crate::node::{ErrorKind, NodeContext, NodeOutcome};
+use crate::node::{
+    ErrorKind, MAX_SUBWORKFLOW_DEPTH, NodeContext, NodeExecutor, NodeOutcome, child_signal,
+};
 use crate::state::ExecutionStatus;
-use crate::store::{ClaimedExecution, NewNodeRun, StoreError};
+use crate::store::{ClaimedExecution, NewNodeRun, StartChildParams, StoreError, WorkflowRef};
+use crate::template;
 
 /// A claimed execution with what its task holds for the claim.
 pub(super) struct Claim {
@@ -412,6 +416,13 @@ impl Run<'_> {
         let timeout = definition
             .timeout
             .or_else(|| executor.as_ref().and_then(|e| e.default_timeout()));
+        let config = match self.graph.templates(node.index) {
+            None => definition.config.clone(),
+            Some(named) => match self.rendered_config(&node, named, executor.as_deref()) {
+                Ok(config) => config,
+                Err(error) => return self.fail_at_start(node, waiting_since, error),
+            },
+        };
         let execution = self.execution;
         let mut ctx = NodeContext::new(
             execution.id,
@@ -420,7 +431,7 @@ impl Run<'_> {
             definition.node_type.clone(),
             node.attempt,
         )
-        .config(definition.config.clone())
+        .config(config)
         .input(node.input.clone())
         .execution_input(self.input.clone())
         .signals(self.signals.clone())
@@ -432,7 +443,7 @@ impl Run<'_> {
             attempt = node.attempt,
             "node executing"
         );
-        let attempt = attempt::run(executor, ctx, timeout);
+        let attempt = attempt::run(executor, ctx, timeout, self.shared.config.node_output_limit);
         self.running.spawn(async move {
             let (attempt, duration) = attempt.await;
             Finished {
@@ -440,6 +451,67 @@ impl Run<'_> {
                 waiting_since,
                 attempt,
                 duration,
+            }
+        });
+    }
+
+    /// The config of `node` with its templates rendered (see [`crate::template`]) from its
+    /// input, the execution and the outputs of the upstream nodes `named`, checked by its
+    /// node type; or why it cannot run (for good: the same input renders the same way).
+    fn rendered_config(
+        &self,
+        node: &ReadyNode,
+        named: &[usize],
+        executor: Option<&dyn NodeExecutor>,
+    ) -> Result<Value, String> {
+        let nodes: Map<String, Value> = named
+            .iter()
+            .filter_map(|&index| match self.progress.state(index) {
+                NodeState::Completed { output, .. } => Some((
+                    self.graph.node(index).id.clone(),
+                    json!({ "output": output }),
+                )),
+                _ => None,
+            })
+            .collect();
+        let scope = json!({
+            "input": node.input,
+            "execution": {
+                "id": self.execution.id,
+                "workflow": self.execution.workflow_name,
+                "input": *self.input,
+            },
+            "nodes": nodes,
+        });
+        let config =
+            template::render(&self.graph.node(node.index).config, &scope).map_err(|problem| {
+                format!("template at {} failed: {}", problem.path, problem.reason)
+            })?;
+        if let Some(executor) = executor {
+            executor
+                .validate_config(&config)
+                .map_err(|err| format!("invalid config once its templates were rendered: {err}"))?;
+        }
+        Ok(config)
+    }
+
+    /// An attempt of `node` that fails for good before it starts, with `error`.
+    fn fail_at_start(
+        &mut self,
+        node: ReadyNode,
+        waiting_since: Option<DateTime<Utc>>,
+        error: String,
+    ) {
+        self.running.spawn(async move {
+            Finished {
+                ready: node,
+                waiting_since,
+                attempt: Attempt::Failed {
+                    kind: ErrorKind::Fatal,
+                    error,
+                    retry_after: None,
+                },
+                duration: Duration::ZERO,
             }
         });
     }
@@ -491,7 +563,12 @@ impl Run<'_> {
             Some(ready.input),
         );
         run.duration = duration;
-        let (kind, error) = match outcome {
+        let (kind, error, retry_after) = match outcome {
+            Attempt::Completed(NodeOutcome::StartChild { workflow, input }) => {
+                return self
+                    .start_child(index, run, waiting_since, workflow, input)
+                    .await;
+            }
             Attempt::Completed(NodeOutcome::Wait { signal, timeout }) => {
                 self.waiting(index, run, waiting_since, duration, (signal, timeout));
                 return None;
@@ -511,16 +588,90 @@ impl Run<'_> {
                 self.completed(index, run, output, branch);
                 return None;
             }
-            Attempt::Failed { kind, error } => {
+            Attempt::Failed {
+                kind,
+                error,
+                retry_after,
+            } => {
                 run.status = NodeRunStatus::Failed;
-                (kind, error)
+                (kind, error, retry_after)
             }
             Attempt::TimedOut(limit) => {
                 run.status = NodeRunStatus::TimedOut;
-                (ErrorKind::Retryable, format!("timed out after {limit:?}"))
+                (
+                    ErrorKind::Retryable,
+                    format!("timed out after {limit:?}"),
+                    None,
+                )
             }
         };
-        self.failed(index, run, kind, error).await
+        self.failed(index, run, kind, error, retry_after).await
+    }
+
+    /// A node asked for a child execution of `workflow`: starts it (or finds the one this
+    /// attempt started before) and parks the node until the child's end is signalled. A
+    /// workflow that is not there, or a child past the depth limit, fails the node for good.
+    async fn start_child(
+        &mut self,
+        index: usize,
+        mut run: NewNodeRun,
+        waiting_since: Option<DateTime<Utc>>,
+        workflow: String,
+        input: Value,
+    ) -> Option<Result<Ended, Interrupted>> {
+        let node = self.graph.node(index);
+        let depth = self.execution.depth + 1;
+        let failure = if depth > MAX_SUBWORKFLOW_DEPTH {
+            Some((
+                ErrorKind::Fatal,
+                format!(
+                    "sub-workflow depth limit ({MAX_SUBWORKFLOW_DEPTH}) reached starting \
+                     workflow \"{workflow}\": does a workflow call itself without end?"
+                ),
+            ))
+        } else {
+            let params = StartChildParams {
+                parent: ExecutionParent {
+                    execution_id: self.execution.id,
+                    node_id: node.id.clone(),
+                    attempt: run.attempt,
+                },
+                workflow: WorkflowRef::from(workflow.as_str()),
+                input,
+                depth,
+                priority: self.execution.priority,
+            };
+            match self.shared.store.start_child_execution(params).await {
+                Ok(started) => {
+                    let child = &started.execution;
+                    info!(
+                        node.id = %node.id,
+                        child.id = %child.id,
+                        child.workflow = %child.workflow_name,
+                        created = started.created,
+                        "child execution started"
+                    );
+                    let signal = child_signal(&node.id, run.attempt);
+                    let took = run.duration;
+                    self.waiting(index, run, waiting_since, took, (Some(signal), None));
+                    return None;
+                }
+                Err(StoreError::NotFound { .. }) => Some((
+                    ErrorKind::Fatal,
+                    format!("cannot start a child execution: workflow \"{workflow}\" not found"),
+                )),
+                Err(err) => Some((
+                    ErrorKind::Retryable,
+                    format!(
+                        "cannot start a child execution of \"{workflow}\": {}",
+                        ErrorChain(&err)
+                    ),
+                )),
+            }
+        };
+        let (kind, error) = failure?;
+        run.status = NodeRunStatus::Failed;
+        self.failed(index, run, kind, error, None).await
     }
 
     /// A node chose to wait for `signal` or `timeout`: it is parked until the execution is
@@ -581,6 +732,7 @@ impl Run<'_> {
         mut run: NewNodeRun,
         kind: ErrorKind,
         error: String,
+        retry_after: Option<Duration>,
     ) -> Option<Result<Ended, Interrupted>> {
         let node = self.graph.node(index);
         let attempt = run.attempt;
@@ -595,7 +747,14 @@ impl Run<'_> {
             error = %error,
             "node failed"
         );
-        match decide::after_failure(&node.id, kind, attempt, &error, policy, random_unit()) {
+        let failure = decide::Failure {
+            node_id: &node.id,
+            kind,
+            attempt,
+            error: &error,
+            retry_after,
+        };
+        match decide::after_failure(&failure, policy, random_unit()) {
             AfterFailure::Retry { delay } => {
                 metrics::retry(&self.execution.workflow_name, &node.node_type);
                 warn!(

@@ -7,7 +7,8 @@ macro_rules! execution_columns {
     () => {
         "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, \
          e.input::text as input, e.output::text as output, e.error, e.priority, e.run_at, e.deadline, e.schedule_id, e.scheduled_for, e.lease_owner, e.lease_expires_at, \
-         e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at, e.pause_requested_at, e.key"
+         e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at, e.pause_requested_at, e.key, \
+         e.parent_execution_id, e.parent_node_id, e.parent_attempt, e.depth"
     };
 }
 
@@ -111,6 +112,66 @@ order by e.created_at desc, e.id desc
 limit 1
 "#
 );
+
+/// Starts the child of node attempt ($5 execution, $6 node, $7 attempt): a pending execution of
+/// the latest version of a workflow named by id ($1) or name ($2), with input $3, priority $4
+/// and depth $8, and marks the parent as having children. No row when that attempt has a
+/// child already (read it with `CHILD_OF`) or the workflow is unknown.
+pub(super) const START_CHILD_EXECUTION: &str = concat!(
+    r#"
+with w as (
+    select id, name, latest_version
+    from workflows
+    where id = $1
+       or name = $2
+),
+marked as (
+    update workflow_executions
+    set has_children = true
+    where id = $5
+      and not has_children
+),
+e as (
+    insert into workflow_executions (
+        workflow_id, workflow_version, input, priority,
+        parent_execution_id, parent_node_id, parent_attempt, depth
+    )
+    select w.id, w.latest_version, $3, $4, $5, $6, $7, $8
+    from w
+    on conflict (parent_execution_id, parent_node_id, parent_attempt)
+        where parent_execution_id is not null
+        do nothing
+    returning *
+)
+select "#,
+    execution_columns!(),
+    r#"
+from e
+join w on w.id = e.workflow_id
+"#
+);
+
+/// The child of node attempt ($1 execution, $2 node, $3 attempt).
+pub(super) const CHILD_OF: &str = concat!(
+    "select ",
+    execution_columns!(),
+    r#"
+from workflow_executions e
+join workflows w on w.id = e.workflow_id
+where e.parent_execution_id = $1
+  and e.parent_node_id = $2
+  and e.parent_attempt = $3
+"#
+);
+
+/// The children of execution $1, oldest first.
+pub(super) const CHILDREN_OF: &str = r#"
+select e.id, w.name as workflow_name, e.status, e.parent_node_id, e.parent_attempt, e.created_at
+from workflow_executions e
+join workflows w on w.id = e.workflow_id
+where e.parent_execution_id = $1
+order by e.created_at, e.id
+"#;
 
 /// The runnable predicate (docs/ARCHITECTURE.md): not ended, due, and with a free or expired
 /// lease. Every claim reads executions through it.

@@ -30,7 +30,8 @@ macro_rules! execution_columns {
     () => {
         "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, e.input, \
          e.output, e.error, e.priority, e.run_at, e.deadline, e.schedule_id, e.scheduled_for, e.lease_owner, e.lease_expires_at, \
-         e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at, e.pause_requested_at, e.key"
+         e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at, e.pause_requested_at, e.key, \
+         e.parent_execution_id, e.parent_node_id, e.parent_attempt, e.depth"
     };
 }
 
@@ -101,6 +102,46 @@ where w.id = $2
    or w.name = $3
 "#
 );
+
+/// Inserts the child ($1 id) of node attempt ($6 execution, $7 node, $8 attempt): pending, of
+/// the latest version of a workflow named by id ($2) or name ($3), with input $4, priority $5
+/// and depth $9.
+pub(super) const START_CHILD_EXECUTION: &str = r#"
+insert into workflow_executions (
+    id, workflow_id, workflow_version, input, priority,
+    parent_execution_id, parent_node_id, parent_attempt, depth
+)
+select $1, w.id, w.latest_version, $4, $5, $6, $7, $8, $9
+from workflows w
+where w.id = $2
+   or w.name = $3
+"#;
+
+/// Marks execution $1 as having children, so its end cancels those that have not ended.
+pub(super) const MARK_PARENT: &str = r#"
+update workflow_executions
+set has_children = 1
+where id = $1
+  and not has_children
+"#;
+
+/// The id of the child of node attempt ($1 execution, $2 node, $3 attempt).
+pub(super) const CHILD_OF: &str = r#"
+select id
+from workflow_executions
+where parent_execution_id = $1
+  and parent_node_id = $2
+  and parent_attempt = $3
+"#;
+
+/// The children of execution $1, oldest first.
+pub(super) const CHILDREN_OF: &str = r#"
+select e.id, w.name as workflow_name, e.status, e.parent_node_id, e.parent_attempt, e.created_at
+from workflow_executions e
+join workflows w on w.id = e.workflow_id
+where e.parent_execution_id = $1
+order by e.created_at, e.id
+"#;
 
 /// The id of the latest execution with key $3 of a workflow named by id ($1) or name ($2):
 /// any, ended or not, when $4 is true; else only one that has not ended.
@@ -432,7 +473,7 @@ set status = $3,
 where id = $1
   and lease_token = $2
   and status = 'running'
-returning pause_requested_at is not null
+returning pause_requested_at is not null, parent_execution_id is not null
 "#
 );
 
@@ -515,6 +556,24 @@ where id = $1
   and status in ('pending', 'running', 'retrying', 'waiting', 'paused')
 "#
 );
+
+/// The descendants of execution $1 that have not ended: the children its cancel cancels (by
+/// trigger), their children, and so on.
+pub(super) const UNENDED_DESCENDANTS: &str = r#"
+with recursive tree(id) as (
+    select id
+    from workflow_executions
+    where parent_execution_id = $1
+      and status in ('pending', 'running', 'retrying', 'waiting', 'paused')
+    union all
+    select e.id
+    from workflow_executions e
+    join tree on e.parent_execution_id = tree.id
+    where e.status in ('pending', 'running', 'retrying', 'waiting', 'paused')
+)
+select id
+from tree
+"#;
 
 /// Pauses execution $1 if it has not ended: a pending, retrying or waiting one at once, a
 /// running one by asking its holder (`pause_requested_at`). Returns its status before; no row

@@ -64,6 +64,9 @@ macro_rules! conformance_tests {
                     signal_with_start_creates_one_execution_holding_every_signal,
                     a_retry_cannot_take_back_a_key_another_execution_holds,
                 );
+                $crate::conformance_tests!(@group $setup; store::children;
+                    a_node_attempt_starts_one_child_and_the_parent_lists_it,
+                );
                 $crate::conformance_tests!(@group $setup; store::bulk;
                     bulk_actions_touch_only_what_matches_and_repeat_as_no_ops,
                 );
@@ -112,6 +115,7 @@ macro_rules! conformance_tests {
                     diamond_runs_branches_concurrently_and_joins_their_outputs,
                     branches_not_taken_are_skipped_and_joins_still_run,
                     condition_node_routes_each_execution_down_one_branch,
+                    templates_fill_configs_from_the_input_and_upstream_outputs,
                 );
                 $crate::conformance_tests!(@group $setup; worker::failures;
                     failing_nodes_fail_their_execution_and_the_worker_goes_on,
@@ -119,6 +123,7 @@ macro_rules! conformance_tests {
                     exhausted_retries_fail_with_the_last_error,
                     poison_execution_is_failed_after_max_rescues,
                     deaths_in_company_do_not_quarantine,
+                    an_output_over_the_node_output_limit_fails_its_node_at_once,
                 );
                 $crate::conformance_tests!(@group $setup; worker::workers;
                     workers_claim_only_executions_whose_node_types_they_have,
@@ -152,6 +157,12 @@ macro_rules! conformance_tests {
                     a_wait_for_signal_times_out_down_its_timeout_branch,
                     a_delay_resumes_on_time_after_a_worker_restart,
                     waiting_executions_hold_no_worker_slot,
+                );
+                $crate::conformance_tests!(@group $setup; worker::subworkflows;
+                    a_subworkflow_node_completes_with_its_childs_output,
+                    a_failed_child_fails_its_node_and_a_retry_starts_a_new_child,
+                    cancelling_a_parent_cancels_its_children_and_theirs,
+                    a_workflow_calling_itself_without_end_stops_at_the_depth_limit,
                 );
                 $crate::conformance_tests!(@group $setup; worker::schedules;
                     every_tick_starts_one_execution_across_four_workers,

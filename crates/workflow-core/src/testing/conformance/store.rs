@@ -2,6 +2,7 @@
 //! entity of the driver interface.
 
 pub mod bulk;
+pub mod children;
 pub mod claims;
 pub mod executions;
 pub mod keys;

@@ -10,4 +10,5 @@ pub mod retries;
 pub mod schedules;
 pub mod shutdown;
 pub mod signals;
+pub mod subworkflows;
 pub mod workers;

@@ -248,3 +248,52 @@ pub async fn deaths_in_company_do_not_quarantine(store: impl TestStore) {
         detail.execution.error
     );
 }
+
+/// A node whose output is over the worker's node output limit fails for good, whatever its
+/// retry policy, with an error naming the limit; a smaller output completes.
+pub async fn an_output_over_the_node_output_limit_fails_its_node_at_once(
+    store: impl Store + Clone,
+) {
+    let registry = nodes::registry();
+    for (name, bytes) in [("big", 5000), ("small", 1000)] {
+        workflow(name)
+            .node(
+                "print",
+                "code",
+                json!({"language": "shell", "code": format!("head -c {bytes} /dev/zero | tr '\\0' x")}),
+            )
+            .retry(RetryPolicy {
+                max_attempts: 3,
+                initial_backoff: Duration::from_millis(10),
+                ..RetryPolicy::NONE
+            })
+            .edge("start", "print")
+            .save(&store, &registry)
+            .await;
+    }
+    let over = start(&store, "big", json!({})).await;
+    let under = start(&store, "small", json!({})).await;
+    let ended = run_until_terminal(
+        worker(store.clone()).node_output_limit(4096),
+        &store,
+        &[over, under],
+        WAIT,
+    )
+    .await;
+    let failed = &ended[0];
+    assert_eq!(failed.execution.status, ExecutionStatus::Failed);
+    let error = failed.execution.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("larger than the node output limit of 4096 bytes"),
+        "{error}"
+    );
+    let runs: Vec<_> = failed
+        .node_runs
+        .iter()
+        .filter(|r| r.node_id == "print")
+        .collect();
+    assert_eq!(runs.len(), 1, "no retry: {runs:?}");
+    assert_eq!(runs[0].status, NodeRunStatus::Failed);
+    assert_eq!(runs[0].output, None);
+    assert_eq!(ended[1].execution.status, ExecutionStatus::Completed);
+}

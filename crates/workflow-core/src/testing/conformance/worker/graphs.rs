@@ -172,3 +172,88 @@ pub async fn condition_node_routes_each_execution_down_one_branch(store: impl St
         Some("node \"check\" failed: path \"order.total\" not found in the input")
     );
 }
+
+/// Templates in a node's config are filled from its input, the execution and upstream
+/// outputs, with their JSON types when a template is one expression; a name that is not there
+/// fails the node for good, naming where; a rendered config its type refuses fails the same
+/// way.
+pub async fn templates_fill_configs_from_the_input_and_upstream_outputs(store: impl Store + Clone) {
+    let registry = nodes::registry();
+    workflow("templated")
+        .node("fetch", "echo", Value::Null)
+        .node(
+            "use",
+            "config",
+            json!({
+                "url": {"$template": "https://api.example.com/customers/{{ input.customer.id }}"},
+                "total": {"$template": "{{ nodes.fetch.output.order.total * 2 }}"},
+                "items": {"$template": "{{ execution.input.order.items }}"},
+                "who": {"$template": "{{ execution.workflow }} {{ execution.id }}"},
+                "plain": "{{ not a template }}"
+            }),
+        )
+        .edge("start", "fetch")
+        .edge("fetch", "use")
+        .save(&store, &registry)
+        .await;
+    workflow("missing")
+        .node(
+            "use",
+            "config",
+            json!({"headers": {"X-Id": {"$template": "{{ input.nope }}"}}}),
+        )
+        .edge("start", "use")
+        .save(&store, &registry)
+        .await;
+    workflow("refused")
+        .node(
+            "use",
+            "config",
+            json!({"reject": {"$template": "{{ input.why }}"}}),
+        )
+        .edge("start", "use")
+        .save(&store, &registry)
+        .await;
+    let input = json!({"customer": {"id": 42}, "order": {"total": 9.5, "items": ["a", "b"]}});
+    let ok = start(&store, "templated", input).await;
+    let missing = start(&store, "missing", json!({})).await;
+    let refused = start(&store, "refused", json!({"why": "no"})).await;
+    let ended =
+        run_until_terminal(worker(store.clone()), &store, &[ok, missing, refused], WAIT).await;
+
+    assert_eq!(
+        ended[0].execution.status,
+        ExecutionStatus::Completed,
+        "{:?}",
+        ended[0]
+    );
+    assert_eq!(
+        ended[0].execution.output,
+        Some(json!({
+            "url": "https://api.example.com/customers/42",
+            "total": 19.0,
+            "items": ["a", "b"],
+            "who": format!("templated {ok}"),
+            "plain": "{{ not a template }}"
+        }))
+    );
+    for (detail, error) in [
+        (
+            &ended[1],
+            "node \"use\" failed: template at config.headers.X-Id failed: \"input.nope\" is undefined",
+        ),
+        (
+            &ended[2],
+            "node \"use\" failed: invalid config once its templates were rendered: rejected: \"no\"",
+        ),
+    ] {
+        assert_eq!(detail.execution.status, ExecutionStatus::Failed);
+        assert_eq!(detail.execution.error.as_deref(), Some(error));
+        let failed = detail
+            .node_runs
+            .iter()
+            .find(|r| r.node_id == "use")
+            .unwrap();
+        assert_eq!(failed.status, NodeRunStatus::Failed);
+    }
+}
