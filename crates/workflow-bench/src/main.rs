@@ -65,6 +65,12 @@ struct Args {
     /// Finished executions in the table `list` pages through.
     #[arg(long, default_value_t = 1_000_000)]
     list_executions: u64,
+    /// Items of the one execution `map` runs.
+    #[arg(long, default_value_t = 10_000)]
+    map_items: usize,
+    /// The `max_parallel`s `map` runs its items with.
+    #[arg(long, value_delimiter = ',', default_value = "10,100")]
+    map_parallel: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -81,6 +87,8 @@ enum Scenario {
     Idle,
     /// The Executions page and the API's list over a large history, through HTTP.
     List,
+    /// One execution whose `map` node runs a no-op node for each of many items.
+    Map,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -242,6 +250,13 @@ async fn main() -> anyhow::Result<()> {
                 Scenario::Backlog => vec![backlog(kind, &args).await?],
                 Scenario::Idle => vec![idle(kind, &args, &statements).await?],
                 Scenario::List => vec![list(kind, &args).await?],
+                Scenario::Map => {
+                    let mut lines = Vec::new();
+                    for &parallel in &args.map_parallel {
+                        lines.push(map(kind, &args, parallel, &statements).await?);
+                    }
+                    lines
+                }
             };
             for line in results {
                 println!("{line}");
@@ -346,6 +361,74 @@ async fn drain(
         "node_runs_per_sec": round((queued * nodes as u64) as f64 / seconds, 0),
         "statements_per_execution": round(sent as f64 / queued as f64, 2),
         "worker_cpu_percent_of_one_core": round(100.0 * cpu / wall.as_secs_f64(), 1),
+        "peak_rss_mb": peak_rss,
+    }))
+}
+
+/// One execution mapping a no-op node over `args.map_items` items, `parallel` at a time:
+/// items per second from the map's start to its end (database time), and the statements sent
+/// per item (item runs are written in batches).
+async fn map(
+    kind: StoreKind,
+    args: &Args,
+    parallel: usize,
+    statements: &StatementCounter,
+) -> anyhow::Result<Value> {
+    let db = Db::create(kind).await;
+    let store = db.store();
+    let worker = WorkflowWorker::new(store.clone()).node("noop", Noop);
+    let definition = serde_json::from_value(json!({
+        "name": "map",
+        "nodes": [
+            {"id": "start", "type": "trigger"},
+            {"id": "each", "type": "map", "config": {
+                "items": {"$template": "{{ input.items }}"},
+                "node": {"type": "noop"},
+                "max_parallel": parallel
+            }}
+        ],
+        "edges": [{"from": "start", "to": "each"}]
+    }))?;
+    save(&*store, &worker, definition).await;
+    let items: Vec<usize> = (0..args.map_items).collect();
+    let id = store
+        .start_execution(StartExecutionParams::new("map", json!({ "items": items })))
+        .await?
+        .execution
+        .id;
+    reset_peak_rss();
+    statements.start();
+    worker.run_until(drained(&*store)).await?;
+    let sent = statements.stop();
+    let peak_rss = peak_rss_mb();
+    let detail = store.get_execution(id).await?;
+    let execution = &detail.execution;
+    anyhow::ensure!(
+        execution.status == workflow_worker_core::ExecutionStatus::Completed,
+        "the map ended {}: {:?}",
+        execution.status,
+        execution.error
+    );
+    anyhow::ensure!(
+        detail.item_runs.len() == args.map_items,
+        "{} item runs for {} items",
+        detail.item_runs.len(),
+        args.map_items
+    );
+    let map_run = detail
+        .node_runs
+        .iter()
+        .find(|run| run.node_id == "each")
+        .context("the map's run")?;
+    let seconds = map_run.duration().as_secs_f64();
+    Ok(json!({
+        "scenario": "map",
+        "store": kind.name(),
+        "items": args.map_items,
+        "max_parallel": parallel,
+        "seconds": round(seconds, 3),
+        "items_per_sec": round(args.map_items as f64 / seconds, 0),
+        "statements_per_item": round(sent as f64 / args.map_items as f64, 3),
         "peak_rss_mb": peak_rss,
     }))
 }

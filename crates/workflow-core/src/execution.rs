@@ -333,6 +333,36 @@ impl NodeRun {
     }
 }
 
+/// One recorded attempt of one item of a `map` node: the node type the map runs, run once
+/// for item `item` of its list.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct ItemRun {
+    /// The execution it belongs to.
+    pub execution_id: ExecutionId,
+    /// The map node's id.
+    pub node_id: String,
+    /// The item's index in the map's list, from 0.
+    pub item: u32,
+    /// The node type run for it.
+    pub node_type: String,
+    /// The item's attempt, from 1: each item is retried by its own policy.
+    pub attempt: u32,
+    /// How the attempt ended: `completed`, `failed` or `timed_out`.
+    pub status: NodeRunStatus,
+    /// The item.
+    pub input: Option<Value>,
+    /// Its output, when completed.
+    pub output: Option<Value>,
+    /// The error, when failed or timed out.
+    pub error: Option<String>,
+    /// The worker that ran it.
+    pub worker_id: Option<String>,
+    /// When it started (database time).
+    pub started_at: DateTime<Utc>,
+    /// When it ended (database time).
+    pub finished_at: DateTime<Utc>,
+}
+
 /// A message sent to an execution, kept in its durable inbox until a node consumes it.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Signal {
@@ -368,6 +398,9 @@ pub struct ExecutionDetail {
     pub retries: Vec<crate::retry::ExecutionRetry>,
     /// The executions its nodes started as sub-workflows, oldest first.
     pub children: Vec<ChildExecution>,
+    /// The item runs of its `map` nodes, by node, item and attempt (those a retry superseded
+    /// are left out).
+    pub item_runs: Vec<ItemRun>,
 }
 
 #[cfg(test)]

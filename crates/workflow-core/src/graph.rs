@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::node::NodeRegistry;
+use crate::node::{NodeExecutor, NodeRegistry};
 use crate::template::{self, ConfigTemplates, TemplateProblem};
 
 mod json;
@@ -451,16 +451,33 @@ impl WorkflowGraph {
                     node_type: node.node_type.clone(),
                     known: registry.types().collect::<Vec<_>>().join(", "),
                 }),
-                // A config with templates is checked by its type once they are rendered.
-                Some(executor) if scanned[i].is_none() => {
-                    if let Err(source) = executor.validate_config(&node.config) {
-                        errors.push(GraphError::InvalidConfig {
-                            node: node.id.clone(),
-                            source,
-                        });
+                Some(executor) => {
+                    check_config(executor.as_ref(), node, &mut errors);
+                    for nested in executor.nested_nodes(&node.config) {
+                        let owner = format!("{} (its {})", node.id, nested.id);
+                        match registry.get(&nested.node_type) {
+                            None => errors.push(GraphError::UnknownType {
+                                node: owner.clone(),
+                                node_type: nested.node_type.clone(),
+                                known: registry.types().collect::<Vec<_>>().join(", "),
+                            }),
+                            Some(inner) => check_config(
+                                inner.as_ref(),
+                                &NodeDefinition {
+                                    id: owner.clone(),
+                                    ..nested.clone()
+                                },
+                                &mut errors,
+                            ),
+                        }
+                        if let Some(reason) = nested.retry.as_ref().and_then(RetryPolicy::problem) {
+                            errors.push(GraphError::InvalidRetry {
+                                owner: format!("node \"{owner}\""),
+                                reason,
+                            });
+                        }
                     }
                 }
-                Some(_) => {}
             }
             if let Some(reason) = node.retry.as_ref().and_then(RetryPolicy::problem) {
                 errors.push(GraphError::InvalidRetry {
@@ -622,6 +639,28 @@ impl WorkflowGraph {
             .as_ref()
             .or(self.definition.retry.as_ref())
             .unwrap_or(&RetryPolicy::NONE)
+    }
+}
+
+/// Checks `node`'s config with its type, unless templates outside the keys the type renders
+/// itself make its values unknown until the node runs (then the worker checks it, rendered).
+fn check_config(executor: &dyn NodeExecutor, node: &NodeDefinition, errors: &mut Vec<GraphError>) {
+    let deferred = executor.deferred_config();
+    let templated = match &node.config {
+        Value::Object(map) if !template::is_template(&node.config) => map
+            .iter()
+            .filter(|(key, _)| !deferred.contains(&key.as_str()))
+            .any(|(_, value)| template::scan(value).0.is_some()),
+        other => template::scan(other).0.is_some(),
+    };
+    if templated {
+        return;
+    }
+    if let Err(source) = executor.validate_config(&node.config) {
+        errors.push(GraphError::InvalidConfig {
+            node: node.id.clone(),
+            source,
+        });
     }
 }
 
@@ -1066,6 +1105,46 @@ mod tests {
     }
 
     #[test]
+    fn the_new_node_types_configs_are_checked_naming_the_node() {
+        let mut workflow = definition(
+            &[
+                ("t", "trigger"),
+                ("each", "map"),
+                ("call", "http"),
+                ("child", "subworkflow"),
+            ],
+            &[("t", "each"), ("t", "call"), ("t", "child")],
+        );
+        workflow.nodes[1].config = json!({"items": [1], "node": {"type": "teleport"}});
+        workflow.nodes[2].config = json!({"url": "ftp://x"});
+        workflow.nodes[3].config = json!({"workflow": ""});
+        let errs = errors(workflow.clone());
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(
+            errs[0].starts_with("node \"each (its node)\": unknown node type \"teleport\""),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].starts_with("node \"call\": invalid config: url \"ftp://x\""),
+            "{errs:?}"
+        );
+        assert_eq!(
+            errs[2],
+            "node \"child\": invalid config: workflow must not be empty"
+        );
+        // The item node's own config is checked by its type, with the map's node named.
+        workflow.nodes[1].config = json!({"items": [1], "node": {"type": "http", "config": {}}});
+        workflow.nodes[2].config = json!({"url": "https://example.com"});
+        workflow.nodes[3].config = json!({"workflow": "other"});
+        let errs = errors(workflow);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("node \"each (its node)\": invalid config: missing field `url`"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
     fn a_config_with_templates_is_left_to_its_type_until_rendered() {
         // The delay node wants a number of seconds: a template is checked when it runs.
         let mut delayed = definition(&[("t", "trigger"), ("d", "delay")], &[("t", "d")]);
@@ -1102,7 +1181,7 @@ mod tests {
         assert_eq!(
             errs,
             vec![
-                "node \"a\": unknown node type \"teleport\" (known: code, condition, delay, http, noop, subworkflow, trigger, wait_for_signal)"
+                "node \"a\": unknown node type \"teleport\" (known: code, condition, delay, http, map, noop, subworkflow, trigger, wait_for_signal)"
             ]
         );
     }
@@ -1184,7 +1263,7 @@ mod tests {
                 "workflow name must not be empty",
                 "node \"a\": invalid retry policy: max_attempts must be at least 1",
                 "node \"a\": duplicate node id",
-                "node \"a\": unknown node type \"warp\" (known: code, condition, delay, http, noop, subworkflow, trigger, wait_for_signal)",
+                "node \"a\": unknown node type \"warp\" (known: code, condition, delay, http, map, noop, subworkflow, trigger, wait_for_signal)",
                 "node #2: id must not be empty",
                 "workflow needs exactly one \"trigger\" node, found none",
                 "edge \"a\" -> \"a\": duplicate edge",

@@ -88,8 +88,8 @@ pub mod worker;
 pub use bulk::BulkOutcome;
 pub use client::{Client, NewSchedule};
 pub use execution::{
-    ChildExecution, Execution, ExecutionDetail, ExecutionId, ExecutionParent, LeaseToken, NodeRun,
-    NodeRunStatus, Signal, SignalId, WorkflowId, WorkflowSummary, WorkflowVersion,
+    ChildExecution, Execution, ExecutionDetail, ExecutionId, ExecutionParent, ItemRun, LeaseToken,
+    NodeRun, NodeRunStatus, Signal, SignalId, WorkflowId, WorkflowSummary, WorkflowVersion,
 };
 pub use graph::{
     Edge, GraphError, NodeDefinition, OnFailure, RetryPolicy, ValidationErrors, WorkflowDefinition,
@@ -97,8 +97,8 @@ pub use graph::{
 };
 pub use node::{
     BoxError, CodeNode, ConditionNode, DelayNode, ErrorKind, HttpNode, MAX_SUBWORKFLOW_DEPTH,
-    NodeContext, NodeError, NodeExecutor, NodeOutcome, NodeRegistry, ResultExt, SubworkflowNode,
-    TriggerNode, WaitForSignalNode,
+    MapNode, MapRequest, NodeContext, NodeError, NodeExecutor, NodeOutcome, NodeRegistry,
+    OnItemFailure, ResultExt, SubworkflowNode, TriggerNode, WaitForSignalNode,
 };
 pub use retry::{ExecutionRetry, RetryError, RetryFrom, RetryRequest, RetryVersion};
 pub use schedule::{CronSchedule, Schedule, ScheduleError, ScheduleId};

@@ -30,10 +30,12 @@ use crate::execution::{ExecutionId, Signal, WorkflowId};
 mod code;
 mod condition;
 mod http;
+mod map;
 mod subworkflow;
 mod trigger;
 mod wait;
 
+pub use map::{DEFAULT_MAX_PARALLEL, MAX_PARALLEL_LIMIT, MapNode, MapRequest, OnItemFailure};
 pub use subworkflow::{MAX_SUBWORKFLOW_DEPTH, SubworkflowNode, child_signal};
 
 pub use code::{CodeNode, DEFAULT_CODE_TIMEOUT, DEFAULT_MAX_OUTPUT_BYTES};
@@ -90,6 +92,21 @@ pub trait NodeExecutor: Send + Sync + 'static {
     /// The timeout of an attempt when the node definition sets none. Defaults to none.
     fn default_timeout(&self) -> Option<Duration> {
         None
+    }
+
+    /// Top-level config keys whose templates the worker leaves for this node type to have
+    /// rendered later (a `map` has its item node's config rendered once per item, with the
+    /// item as `input`). Defaults to none: the worker renders every template before an
+    /// attempt.
+    fn deferred_config(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Node definitions inside `config` (a `map`'s item node), which a save checks against
+    /// the node types as it checks the workflow's own nodes. Defaults to none.
+    fn nested_nodes(&self, config: &Value) -> Vec<crate::graph::NodeDefinition> {
+        let _ = config;
+        Vec::new()
     }
 }
 
@@ -235,6 +252,11 @@ pub enum NodeOutcome {
         /// The child's input.
         input: Value,
     },
+    /// Runs a node once per item of a list, as [`MapNode`] describes, and completes with the
+    /// results in the list's order. The worker runs the items (at most
+    /// [`MapRequest::max_parallel`] at once, each retried by the item node's policy), records
+    /// each as it finishes, and on resuming runs only the items not recorded as completed.
+    Map(MapRequest),
     /// Parks the execution without holding a worker slot or a lease, until a signal named
     /// `signal` arrives or `timeout` passes (whichever is set; at least one should be). The
     /// node then runs again under the same attempt, with [`NodeContext::waiting_since`] set,
@@ -368,7 +390,7 @@ pub struct NodeRegistry {
 }
 
 impl NodeRegistry {
-    /// A registry with the built-in types: `trigger`, `code`, `http`, `subworkflow`,
+    /// A registry with the built-in types: `trigger`, `code`, `http`, `subworkflow`, `map`,
     /// `condition`, `wait_for_signal` and `delay`.
     pub fn builtin() -> Self {
         Self::empty()
@@ -376,6 +398,7 @@ impl NodeRegistry {
             .with(code::CODE_TYPE, CodeNode::default())
             .with(http::HTTP_TYPE, HttpNode::default())
             .with(subworkflow::SUBWORKFLOW_TYPE, SubworkflowNode)
+            .with(map::MAP_TYPE, MapNode)
             .with(condition::CONDITION_TYPE, ConditionNode)
             .with(wait::WAIT_FOR_SIGNAL_TYPE, WaitForSignalNode)
             .with(wait::DELAY_TYPE, DelayNode)

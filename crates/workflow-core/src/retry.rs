@@ -139,7 +139,9 @@ pub enum RetryError {
 
 /// The ids of the nodes whose runs a retry supersedes (they run again), sorted: from the
 /// runs recorded (`runs`, oldest first, including ones earlier retries superseded, which are
-/// ignored) and `definition`, the version the retry runs.
+/// ignored) and `definition`, the version the retry runs. A node in the list may have no run
+/// of its own yet: a `map` that had not finished has only its items' runs, which the retry
+/// supersedes with it (from where it stopped, such a map keeps them and resumes).
 pub fn nodes_to_rerun(
     definition: &WorkflowDefinition,
     version: i32,
@@ -156,7 +158,7 @@ pub fn nodes_to_rerun(
     let mut rerun: BTreeSet<&str> = stopped.map(|(node, _)| *node).collect();
     match from {
         RetryFrom::Stopped => {}
-        RetryFrom::Start => rerun.extend(latest.keys()),
+        RetryFrom::Start => rerun.extend(definition.nodes.iter().map(|n| n.id.as_str())),
         RetryFrom::Node(node) => {
             if !definition.nodes.iter().any(|n| &n.id == node) {
                 return Err(RetryError::UnknownNode {
@@ -181,12 +183,7 @@ pub fn nodes_to_rerun(
             }
         }
     }
-    // Only nodes with runs have anything to supersede.
-    Ok(rerun
-        .into_iter()
-        .filter(|node| latest.contains_key(node))
-        .map(str::to_owned)
-        .collect())
+    Ok(rerun.into_iter().map(str::to_owned).collect())
 }
 
 #[cfg(test)]
@@ -252,14 +249,14 @@ mod tests {
     }
 
     #[test]
-    fn from_the_start_reruns_every_node_with_runs() {
+    fn from_the_start_reruns_every_node() {
         let runs = [
             run("a", Completed, None),
             run("b", TimedOut, None),
             run("d", Skipped, None),
         ];
         let rerun = nodes_to_rerun(&definition(), 1, &runs, &RetryFrom::Start).unwrap();
-        assert_eq!(rerun, ["a", "b", "d"]);
+        assert_eq!(rerun, ["a", "b", "c", "d"]);
     }
 
     #[test]

@@ -21,8 +21,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::execution::{
-    Execution, ExecutionDetail, ExecutionId, LeaseToken, NodeRun, NodeRunStatus, Signal, SignalId,
-    WorkflowId, WorkflowSummary, WorkflowVersion,
+    Execution, ExecutionDetail, ExecutionId, ItemRun, LeaseToken, NodeRun, NodeRunStatus, Signal,
+    SignalId, WorkflowId, WorkflowSummary, WorkflowVersion,
 };
 use crate::graph::WorkflowGraph;
 use crate::schedule::{Schedule, ScheduleId};
@@ -480,6 +480,33 @@ pub struct NewNodeRun {
     pub consumed_signal: Option<SignalId>,
 }
 
+/// An item run of a `map` node to record, with [`Store::record_item_runs`].
+#[derive(Debug, Clone)]
+pub struct NewItemRun {
+    /// The map node's id.
+    pub node_id: String,
+    /// The item's index, from 0.
+    pub item: u32,
+    /// The node type run for it.
+    pub node_type: String,
+    /// The item's attempt, from 1.
+    pub attempt: u32,
+    /// `Completed`, `Failed` or `TimedOut`.
+    pub status: NodeRunStatus,
+    /// The item.
+    pub input: Option<Value>,
+    /// Its output, when completed.
+    pub output: Option<Value>,
+    /// The error, when it failed.
+    pub error: Option<String>,
+    /// How long it ran.
+    pub duration: Duration,
+    /// How long before the write it ended: item runs are written in batches, so the store
+    /// records `finished_at = now() - ended_ago` and `started_at` `duration` before that, in
+    /// database time.
+    pub ended_ago: Duration,
+}
+
 /// What happens to the execution in the step that records node runs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Advance {
@@ -828,6 +855,29 @@ pub trait Store: Send + Sync + 'static {
     /// steps it held, and only their nodes run again.
     async fn record_steps(&self, steps: &[RecordStep]) -> Vec<Result<StepRecorded, StoreError>>;
 
+    /// Records item runs of `map` nodes of an execution this worker holds, fenced by its
+    /// lease token like a step ([`StoreError::LeaseLost`] if it was claimed since or is not
+    /// running), in one transaction, and says whether a pause is asked of it (as
+    /// [`record_steps`](Store::record_steps) does for a step that keeps it running). An item
+    /// completes at most once and an attempt is recorded at most once (each enforced by the
+    /// database): a run that repeats one is [`StoreError::AlreadyRecorded`], and nothing of
+    /// the call is written.
+    async fn record_item_runs(
+        &self,
+        execution_id: ExecutionId,
+        lease_token: LeaseToken,
+        worker_id: &str,
+        runs: &[NewItemRun],
+    ) -> Result<StepRecorded, StoreError>;
+
+    /// The item runs recorded for map node `node_id` of an execution, by item and attempt,
+    /// leaving out those a retry superseded: where a map resumes from.
+    async fn item_runs(
+        &self,
+        execution_id: ExecutionId,
+        node_id: &str,
+    ) -> Result<Vec<ItemRun>, StoreError>;
+
     /// Extends the leases of executions this worker holds by `lease_duration` from now and
     /// returns the ids whose lease was still held (the others were lost).
     async fn renew_leases(
@@ -1077,6 +1127,26 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     async fn record_steps(&self, steps: &[RecordStep]) -> Vec<Result<StepRecorded, StoreError>> {
         (**self).record_steps(steps).await
+    }
+
+    async fn record_item_runs(
+        &self,
+        execution_id: ExecutionId,
+        lease_token: LeaseToken,
+        worker_id: &str,
+        runs: &[NewItemRun],
+    ) -> Result<StepRecorded, StoreError> {
+        (**self)
+            .record_item_runs(execution_id, lease_token, worker_id, runs)
+            .await
+    }
+
+    async fn item_runs(
+        &self,
+        execution_id: ExecutionId,
+        node_id: &str,
+    ) -> Result<Vec<ItemRun>, StoreError> {
+        (**self).item_runs(execution_id, node_id).await
     }
 
     async fn renew_leases(

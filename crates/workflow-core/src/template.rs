@@ -57,6 +57,13 @@ pub struct ConfigTemplates {
     pub nodes: Vec<(String, String)>,
 }
 
+/// Whether `value` is a template object, `{"$template": …}`.
+pub fn is_template(value: &Value) -> bool {
+    value
+        .as_object()
+        .is_some_and(|map| map.contains_key(TEMPLATE_KEY))
+}
+
 /// Finds and checks every template in `config`: `None` when it has none, else the node ids
 /// they name (for the caller to check against the graph); and every problem found, by path.
 pub fn scan(config: &Value) -> (Option<ConfigTemplates>, Vec<TemplateProblem>) {
@@ -101,11 +108,26 @@ pub fn scan(config: &Value) -> (Option<ConfigTemplates>, Vec<TemplateProblem>) {
 }
 
 /// Replaces every template in `config` by its value in `scope`, a JSON object with `input`,
-/// `execution` and `nodes`. The first template that fails is the error.
-pub fn render(config: &Value, scope: &Value) -> Result<Value, TemplateProblem> {
+/// `execution` and `nodes`, leaving the top-level keys in `deferred` as they are. The first
+/// template that fails is the error.
+pub fn render(config: &Value, scope: &Value, deferred: &[&str]) -> Result<Value, TemplateProblem> {
     let env = environment();
     let scope = minijinja::Value::from(minijinja::value::Serde(scope));
-    render_value(&env, config, &scope, &mut "config".to_owned())
+    match config {
+        Value::Object(map) if !deferred.is_empty() && !map.contains_key(TEMPLATE_KEY) => {
+            let mut rendered = Map::with_capacity(map.len());
+            for (key, child) in map {
+                let value = if deferred.contains(&key.as_str()) {
+                    child.clone()
+                } else {
+                    render_value(&env, child, &scope, &mut format!("config.{key}"))?
+                };
+                rendered.insert(key.clone(), value);
+            }
+            Ok(Value::Object(rendered))
+        }
+        _ => render_value(&env, config, &scope, &mut "config".to_owned()),
+    }
 }
 
 /// The environment every template is checked and rendered in: undefined names are errors,
@@ -289,7 +311,7 @@ mod tests {
             "nested": [{"$template": "{{ execution.workflow }}-{{ execution.id }}"}, "plain"],
             "untouched": {"template": "{{ left alone }}"}
         });
-        let rendered = render(&config, &scope()).unwrap();
+        let rendered = render(&config, &scope(), &[]).unwrap();
         assert_eq!(
             rendered,
             json!({
@@ -307,8 +329,20 @@ mod tests {
         let name = render(
             &json!({"$template": "to {{ input.customer.name }}"}),
             &scope(),
+            &[],
         );
         assert_eq!(name.unwrap(), json!("to Ada <ada@example.com>"));
+    }
+
+    #[test]
+    fn deferred_keys_are_left_for_later() {
+        let config = json!({
+            "items": {"$template": "{{ input.items }}"},
+            "node": {"config": {"id": {"$template": "{{ input.id }}"}}}
+        });
+        let rendered = render(&config, &scope(), &["node"]).unwrap();
+        assert_eq!(rendered["items"], json!([1, 2, 3]));
+        assert_eq!(rendered["node"], config["node"]);
     }
 
     #[test]
@@ -319,7 +353,7 @@ mod tests {
             ("{{ input.nope.deeper }}", "undefined value"),
         ] {
             let config = json!({"headers": {"X-Id": {"$template": source}}});
-            let err = render(&config, &scope()).unwrap_err();
+            let err = render(&config, &scope(), &[]).unwrap_err();
             assert_eq!(err.path, "config.headers.X-Id", "{source}");
             assert!(err.reason.contains(expected), "{source}: {err}");
         }
@@ -328,7 +362,7 @@ mod tests {
     #[test]
     fn work_is_bounded() {
         let config = json!({"$template": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"});
-        let err = render(&config, &scope()).unwrap_err();
+        let err = render(&config, &scope(), &[]).unwrap_err();
         assert!(err.reason.contains("fuel"), "{err}");
     }
 

@@ -18,13 +18,13 @@ use sqlx::{Connection, FromRow};
 use uuid::Uuid;
 use workflow_worker_core::store::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
-    ExecutionFilter, FireScheduleParams, NewNodeRun, RecordStep, RescueFilter,
+    ExecutionFilter, FireScheduleParams, NewItemRun, NewNodeRun, RecordStep, RescueFilter,
     RetryExecutionParams, StartChildParams, StepRecorded, TimedOutExecution, Wakeup, Wakeups,
 };
 use workflow_worker_core::{
     ChildExecution, Execution, ExecutionDetail, ExecutionId, ExecutionRetry, ExecutionStatus,
-    LeaseToken, ListExecutionsParams, LiveWorker, NodeRun, NodeRunStatus, QueueStats, RetryFrom,
-    Schedule, ScheduleId, SendSignalParams, Signal, SignalId, SignalWithStartParams,
+    ItemRun, LeaseToken, ListExecutionsParams, LiveWorker, NodeRun, NodeRunStatus, QueueStats,
+    RetryFrom, Schedule, ScheduleId, SendSignalParams, Signal, SignalId, SignalWithStartParams,
     SignalledExecution, StartExecutionParams, StartedExecution, Store, StoreError,
     WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef, WorkflowSummary, WorkflowVersion,
 };
@@ -317,6 +317,48 @@ impl TryFrom<NodeRunRow> for NodeRun {
             started_at: row.started_at,
             finished_at: row.finished_at,
             superseded_by: row.superseded_by,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct ItemRunRow {
+    execution_id: Uuid,
+    node_id: String,
+    item: i32,
+    node_type: String,
+    attempt: i32,
+    status: String,
+    input: Option<Value>,
+    output: Option<Value>,
+    error: Option<String>,
+    worker_id: Option<String>,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+}
+
+impl TryFrom<ItemRunRow> for ItemRun {
+    type Error = StoreError;
+
+    fn try_from(row: ItemRunRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            status: NodeRunStatus::from_str(&row.status).map_err(|err| {
+                invalid(format!(
+                    "execution {} node \"{}\" item {}: {err}",
+                    row.execution_id, row.node_id, row.item
+                ))
+            })?,
+            execution_id: ExecutionId(row.execution_id),
+            node_id: row.node_id,
+            item: u32::try_from(row.item).unwrap_or_default(),
+            node_type: row.node_type,
+            attempt: u32::try_from(row.attempt).unwrap_or_default(),
+            input: row.input,
+            output: row.output,
+            error: row.error,
+            worker_id: row.worker_id,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
         })
     }
 }
@@ -788,6 +830,81 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn record_item_runs(
+        &self,
+        execution_id: ExecutionId,
+        lease_token: LeaseToken,
+        worker_id: &str,
+        runs: &[NewItemRun],
+    ) -> Result<StepRecorded, StoreError> {
+        let held: Option<bool> = sqlx::query_scalar(queries::RECORD_ITEM_RUNS)
+            .bind(execution_id.0)
+            .bind(lease_token.0)
+            .bind(worker_id)
+            .bind(runs.iter().map(|r| r.node_id.clone()).collect::<Vec<_>>())
+            .bind(
+                runs.iter()
+                    .map(|r| i32::try_from(r.item).unwrap_or(i32::MAX))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(runs.iter().map(|r| r.node_type.clone()).collect::<Vec<_>>())
+            .bind(
+                runs.iter()
+                    .map(|r| i32::try_from(r.attempt).unwrap_or(i32::MAX))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(runs.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+            .bind(
+                runs.iter()
+                    .map(|r| r.input.as_ref().map(storable_json))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|r| r.output.as_ref().map(storable_json))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|r| r.error.as_deref().map(storable_text))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|r| r.duration.as_secs_f64())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|r| r.ended_ago.as_secs_f64())
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_optional(&self.db)
+            .await
+            .map_err(|err| crate::error::already_recorded(classify(err), execution_id))?;
+        match held {
+            Some(pause_requested) => Ok(StepRecorded { pause_requested }),
+            None => Err(StoreError::LeaseLost {
+                execution_id,
+                lease_token,
+            }),
+        }
+    }
+
+    async fn item_runs(
+        &self,
+        execution_id: ExecutionId,
+        node_id: &str,
+    ) -> Result<Vec<ItemRun>, StoreError> {
+        let rows: Vec<ItemRunRow> = sqlx::query_as(queries::ITEM_RUNS_OF_NODE)
+            .bind(execution_id.0)
+            .bind(node_id)
+            .fetch_all(&self.db)
+            .await
+            .map_err(classify)?;
+        convert(rows)
+    }
+
     async fn renew_leases(
         &self,
         leases: &[(ExecutionId, LeaseToken)],
@@ -1171,12 +1288,18 @@ impl Store for PgStore {
             .fetch_all(&self.db)
             .await
             .map_err(classify)?;
+        let item_runs: Vec<ItemRunRow> = sqlx::query_as(queries::ITEM_RUNS_OF)
+            .bind(id.0)
+            .fetch_all(&self.db)
+            .await
+            .map_err(classify)?;
         Ok(ExecutionDetail {
             execution,
             node_runs: convert(runs)?,
             signals: convert(signals)?,
             retries: convert(retries)?,
             children: convert(children)?,
+            item_runs: convert(item_runs)?,
         })
     }
 

@@ -28,15 +28,16 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 use workflow_worker_core::store::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
-    ExecutionFilter, FireScheduleParams, RecordStep, RescueFilter, RetryExecutionParams,
-    StartChildParams, StepRecorded, TimedOutExecution, Wakeup, Wakeups,
+    ExecutionFilter, FireScheduleParams, NewItemRun, RecordStep, RescueFilter,
+    RetryExecutionParams, StartChildParams, StepRecorded, TimedOutExecution, Wakeup, Wakeups,
 };
 use workflow_worker_core::{
     ChildExecution, Execution, ExecutionDetail, ExecutionId, ExecutionRetry, ExecutionStatus,
-    KeyReuse, LeaseToken, ListExecutionsParams, LiveWorker, NodeRun, NodeRunStatus, QueueStats,
-    RetryFrom, Schedule, ScheduleId, SendSignalParams, Signal, SignalId, SignalWithStartParams,
-    SignalledExecution, StartExecutionParams, StartedExecution, Store, StoreError,
-    WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef, WorkflowSummary, WorkflowVersion,
+    ItemRun, KeyReuse, LeaseToken, ListExecutionsParams, LiveWorker, NodeRun, NodeRunStatus,
+    QueueStats, RetryFrom, Schedule, ScheduleId, SendSignalParams, Signal, SignalId,
+    SignalWithStartParams, SignalledExecution, StartExecutionParams, StartedExecution, Store,
+    StoreError, WorkflowDefinition, WorkflowGraph, WorkflowId, WorkflowRef, WorkflowSummary,
+    WorkflowVersion,
 };
 
 use crate::error::{already_ended, classify, invalid, unchanged_unless_ended};
@@ -629,6 +630,48 @@ impl TryFrom<NodeRunRow> for NodeRun {
 }
 
 #[derive(FromRow)]
+struct ItemRunRow {
+    execution_id: String,
+    node_id: String,
+    item: i32,
+    node_type: String,
+    attempt: i32,
+    status: String,
+    input: Option<String>,
+    output: Option<String>,
+    error: Option<String>,
+    worker_id: Option<String>,
+    started_at: i64,
+    finished_at: i64,
+}
+
+impl TryFrom<ItemRunRow> for ItemRun {
+    type Error = StoreError;
+
+    fn try_from(row: ItemRunRow) -> Result<Self, StoreError> {
+        let what = format!(
+            "execution {} node \"{}\" item {}",
+            row.execution_id, row.node_id, row.item
+        );
+        Ok(Self {
+            execution_id: ExecutionId(uuid(&row.execution_id, &what)?),
+            status: NodeRunStatus::from_str(&row.status)
+                .map_err(|err| invalid(format!("{what}: {err}")))?,
+            input: optional_json(row.input.as_deref(), &what)?,
+            output: optional_json(row.output.as_deref(), &what)?,
+            started_at: time(row.started_at, &what)?,
+            finished_at: time(row.finished_at, &what)?,
+            node_id: row.node_id,
+            item: u32::try_from(row.item).unwrap_or_default(),
+            node_type: row.node_type,
+            attempt: u32::try_from(row.attempt).unwrap_or_default(),
+            error: row.error,
+            worker_id: row.worker_id,
+        })
+    }
+}
+
+#[derive(FromRow)]
 struct RetryRow {
     id: i64,
     requested_by: String,
@@ -1133,6 +1176,67 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn record_item_runs(
+        &self,
+        execution_id: ExecutionId,
+        lease_token: LeaseToken,
+        worker_id: &str,
+        runs: &[NewItemRun],
+    ) -> Result<StepRecorded, StoreError> {
+        let id = execution_id.to_string();
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(classify)?;
+        let held: Option<bool> = sqlx::query_scalar(queries::HOLDS_LEASE)
+            .bind(&id)
+            .bind(lease_token.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let Some(pause_requested) = held else {
+            return Err(StoreError::LeaseLost {
+                execution_id,
+                lease_token,
+            });
+        };
+        for run in runs {
+            sqlx::query(queries::INSERT_ITEM_RUN)
+                .bind(&id)
+                .bind(worker_id)
+                .bind(&run.node_id)
+                .bind(i64::from(run.item))
+                .bind(&run.node_type)
+                .bind(i64::from(run.attempt))
+                .bind(run.status.as_str())
+                .bind(run.input.as_ref().map(to_text))
+                .bind(run.output.as_ref().map(to_text))
+                .bind(&run.error)
+                .bind(millis(run.duration))
+                .bind(millis(run.ended_ago))
+                .execute(&mut *tx)
+                .await
+                .map_err(|err| crate::error::already_recorded(classify(err), execution_id))?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(StepRecorded { pause_requested })
+    }
+
+    async fn item_runs(
+        &self,
+        execution_id: ExecutionId,
+        node_id: &str,
+    ) -> Result<Vec<ItemRun>, StoreError> {
+        let rows: Vec<ItemRunRow> = sqlx::query_as(queries::ITEM_RUNS_OF_NODE)
+            .bind(execution_id.to_string())
+            .bind(node_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        convert(rows)
+    }
+
     async fn renew_leases(
         &self,
         leases: &[(ExecutionId, LeaseToken)],
@@ -1265,13 +1369,16 @@ impl Store for SqliteStore {
                 status: self.get_execution(id).await?.execution.status,
             });
         };
-        sqlx::query(queries::SUPERSEDE_RUNS)
-            .bind(&key)
-            .bind(retry)
-            .bind(Value::from(params.rerun).to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+        let rerun = Value::from(params.rerun).to_string();
+        for supersede in [queries::SUPERSEDE_RUNS, queries::SUPERSEDE_ITEM_RUNS] {
+            sqlx::query(supersede)
+                .bind(&key)
+                .bind(retry)
+                .bind(&rerun)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
         // Another execution took its business key after it ended.
         let holder: Option<(String, String, String)> = sqlx::query_as(queries::KEY_HOLDER)
             .bind(&key)
@@ -1623,12 +1730,18 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
+        let item_runs: Vec<ItemRunRow> = sqlx::query_as(queries::ITEM_RUNS_OF)
+            .bind(&key)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(ExecutionDetail {
             execution,
             node_runs: convert(runs)?,
             signals: convert(signals)?,
             retries: convert(retries)?,
             children: convert(children)?,
+            item_runs: convert(item_runs)?,
         })
     }
 

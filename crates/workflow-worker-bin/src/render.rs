@@ -5,7 +5,8 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 use workflow_worker_core::{
-    Execution, ExecutionDetail, ExecutionStatus, Schedule, WorkflowSummary, WorkflowVersion,
+    Execution, ExecutionDetail, ExecutionStatus, NodeRunStatus, Schedule, WorkflowSummary,
+    WorkflowVersion,
 };
 
 /// How much of a node run's output or error `executions show` prints (`--json` shows all).
@@ -103,6 +104,45 @@ pub(crate) fn execution(detail: &ExecutionDetail, runners: Option<&str>) -> Stri
             "  child:     {} {} ({}), started by {} attempt {}",
             child.id, child.workflow_name, child.status, child.node_id, child.attempt
         );
+    }
+    let mut maps: Vec<&str> = detail
+        .item_runs
+        .iter()
+        .map(|r| r.node_id.as_str())
+        .collect();
+    maps.dedup();
+    for map in maps {
+        let runs: Vec<_> = detail
+            .item_runs
+            .iter()
+            .filter(|r| r.node_id == map)
+            .collect();
+        let mut items: Vec<u32> = runs.iter().map(|r| r.item).collect();
+        items.dedup();
+        let completed = runs
+            .iter()
+            .filter(|r| r.status == NodeRunStatus::Completed)
+            .count();
+        let _ = writeln!(
+            out,
+            "  items:     {map}: {} items run in {} attempts, {completed} completed",
+            items.len(),
+            runs.len()
+        );
+        for failed in runs
+            .iter()
+            .filter(|r| r.status != NodeRunStatus::Completed)
+            .take(5)
+        {
+            let _ = writeln!(
+                out,
+                "             {map}[{}] attempt {} {}: {}",
+                failed.item,
+                failed.attempt,
+                failed.status,
+                failed.error.as_deref().unwrap_or_default()
+            );
+        }
     }
     let _ = writeln!(out, "node runs ({}):", detail.node_runs.len());
     let mut rows =

@@ -309,7 +309,7 @@ async fn invalid_definitions_are_rejected_at_save_and_nothing_is_written() {
         (
             "unknown_type",
             r#"{"name": "unknown_type", "nodes": [{"id": "t", "type": "trigger"}, {"id": "x", "type": "teleport"}], "edges": [{"from": "t", "to": "x"}]}"#,
-            r#"node "x": unknown node type "teleport" (known: code, condition, delay, http, subworkflow, trigger, wait_for_signal)"#,
+            r#"node "x": unknown node type "teleport" (known: code, condition, delay, http, map, subworkflow, trigger, wait_for_signal)"#,
         ),
         (
             "malformed",

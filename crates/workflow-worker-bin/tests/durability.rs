@@ -353,6 +353,113 @@ async fn a_node_that_kills_its_worker_is_quarantined_while_other_executions_comp
 /// Three worker processes run 1,000 executions of a 3-node workflow while one random worker
 /// is killed with SIGKILL about every 2 s and restarted. Run by `.ci/run`:
 /// `cargo test --workspace --test durability -- --ignored --nocapture`.
+/// A worker SIGKILLed in the middle of a 500-item map: the worker that rescues the execution
+/// runs only the items not recorded, and every item is recorded completed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_in_the_middle_of_a_map_leaves_every_item_recorded_once() {
+    let db = TestDatabase::create().await;
+    save(
+        &db.store,
+        json!({
+            "name": "fan_out",
+            "nodes": [
+                {"id": "start", "type": "trigger"},
+                {"id": "each", "type": "map", "config": {
+                    "items": {"$template": "{{ input.list }}"},
+                    "node": {"type": "code", "config": {"language": "shell", "code": "sleep 0.01; cat"}},
+                    "max_parallel": 8
+                }}
+            ],
+            "edges": [{"from": "start", "to": "each"}]
+        }),
+    )
+    .await;
+    let list: Vec<usize> = (0..500).collect();
+    let id = db
+        .store
+        .start_execution(StartExecutionParams::new(
+            "fan_out",
+            json!({ "list": list }),
+        ))
+        .await
+        .unwrap()
+        .execution
+        .id;
+    let lease = ["--lease-duration", "3", "--heartbeat-interval", "1"];
+    let first = Worker::run(
+        &db.url,
+        &[
+            &["--worker-id", "first", "--poll-interval", "0.1"][..],
+            &lease,
+        ]
+        .concat(),
+    );
+    let recorded = || async {
+        let (count,): (i64,) =
+            sqlx::query_as("select count(*) from workflow_item_runs where execution_id = $1")
+                .bind(id.0)
+                .fetch_one(db.store.pool())
+                .await
+                .unwrap();
+        count
+    };
+    wait_for("a hundred items to be recorded", WAIT, || async {
+        (recorded().await >= 100).then_some(())
+    })
+    .await;
+    first.kill();
+    let at_kill = recorded().await;
+    assert!(at_kill < 500, "the map finished before the kill");
+
+    let second = Worker::run(
+        &db.url,
+        &[
+            &["--worker-id", "second", "--poll-interval", "0.2"][..],
+            &lease,
+        ]
+        .concat(),
+    );
+    let detail = wait_for("the map to finish", WAIT * 2, || async {
+        all_terminal(&db.store, &[id])
+            .await
+            .map(|mut d| d.remove(0))
+    })
+    .await;
+    second.stop();
+    assert_eq!(
+        detail.execution.status,
+        ExecutionStatus::Completed,
+        "{:?}",
+        detail.execution.error
+    );
+    let mut completed: Vec<u32> = detail
+        .item_runs
+        .iter()
+        .filter(|r| r.status == NodeRunStatus::Completed)
+        .map(|r| r.item)
+        .collect();
+    completed.sort_unstable();
+    assert_eq!(completed, (0..500).collect::<Vec<u32>>(), "each item once");
+    let by_worker = |worker: &str| {
+        detail
+            .item_runs
+            .iter()
+            .filter(|r| r.worker_id.as_deref() == Some(worker))
+            .count()
+    };
+    assert!(by_worker("first") >= 100 && by_worker("second") > 0);
+    let results: Vec<serde_json::Value> = detail
+        .execution
+        .output
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["result"].clone())
+        .collect();
+    assert_eq!(results, (0..500).map(|i| json!(i)).collect::<Vec<_>>());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a minute of killing workers; run by .ci/run"]
 async fn chaos_kill_random_workers_until_all_executions_are_done() {

@@ -31,6 +31,9 @@ use crate::schedule::{CronSchedule, ScheduleId};
 use crate::state::ExecutionStatus;
 use crate::store::{ExecutionCursor, ListExecutionsParams, SendSignalParams, Store, WorkflowRef};
 
+/// How many item runs of `map` nodes an execution's page shows.
+const SHOWN_ITEM_RUNS: usize = 200;
+
 const STYLE: &str = include_str!("ui/style.css");
 const SCRIPT: &str = include_str!("ui/app.js");
 const CSRF_COOKIE: &str = "wfw_csrf";
@@ -587,6 +590,36 @@ async fn execution_page(
                     }
                 }
                 @if detail.node_runs.is_empty() { p.empty { "No node has run yet." } }
+            }
+            @if !detail.item_runs.is_empty() {
+                section {
+                    h2 { "Map items (" (detail.item_runs.len()) " runs)" }
+                    div.scroll {
+                        table.runs {
+                            thead { tr { th { "Item" } th { "Attempt" } th { "Status" } th { "Took" } th { "Output or error" } } }
+                            tbody {
+                                @for run in detail.item_runs.iter().take(SHOWN_ITEM_RUNS) {
+                                    tr {
+                                        td { (run.node_id) "[" (run.item) "]" }
+                                        td { (run.attempt) }
+                                        td { (badge(run.status)) }
+                                        td { (duration(Some(run.started_at), Some(run.finished_at))) }
+                                        td.mono {
+                                            @match (&run.error, &run.output) {
+                                                (Some(error), _) => span.error { (error) },
+                                                (None, Some(output)) => (output.to_string()),
+                                                (None, None) => "",
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    @if detail.item_runs.len() > SHOWN_ITEM_RUNS {
+                        p.muted { "The first " (SHOWN_ITEM_RUNS) " are shown; the API has every one." }
+                    }
+                }
             }
             section {
                 h2 { "Signals" }

@@ -218,6 +218,26 @@ impl<S: Store> Store for StalledHeartbeat<S> {
         self.0.signal_with_start(params).await
     }
 
+    async fn record_item_runs(
+        &self,
+        execution_id: ExecutionId,
+        lease_token: crate::LeaseToken,
+        worker_id: &str,
+        runs: &[crate::store::NewItemRun],
+    ) -> Result<crate::store::StepRecorded, crate::StoreError> {
+        self.0
+            .record_item_runs(execution_id, lease_token, worker_id, runs)
+            .await
+    }
+
+    async fn item_runs(
+        &self,
+        execution_id: ExecutionId,
+        node_id: &str,
+    ) -> Result<Vec<crate::ItemRun>, crate::StoreError> {
+        self.0.item_runs(execution_id, node_id).await
+    }
+
     async fn start_child_execution(
         &self,
         params: crate::store::StartChildParams,

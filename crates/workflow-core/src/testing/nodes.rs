@@ -9,11 +9,12 @@ use serde_json::{Value, json};
 
 use crate::{ExecutionId, NodeContext, NodeError, NodeExecutor, NodeOutcome, NodeRegistry};
 
-/// The built-in node types plus `sleep`, `echo`, `config`, `flaky`, `fatal`, `panic` and
-/// `branch`.
+/// The built-in node types plus `sleep`, `gauge`, `echo`, `config`, `flaky`, `fatal`, `panic`
+/// and `branch`.
 pub fn registry() -> NodeRegistry {
     NodeRegistry::builtin()
         .with("sleep", Sleep)
+        .with("gauge", Gauge)
         .with("echo", Echo)
         .with("config", ConfigNode)
         .with("flaky", Flaky)
@@ -22,7 +23,8 @@ pub fn registry() -> NodeRegistry {
         .with("branch", Branch)
 }
 
-/// Sleeps `config.ms` milliseconds, then outputs `{"slept_ms": ms}`.
+/// Sleeps `config.ms` milliseconds, then outputs `{"slept_ms": ms}` (with `"tag":
+/// config.tag` when the config has one).
 #[derive(Debug, Clone, Copy)]
 pub struct Sleep;
 
@@ -31,7 +33,52 @@ impl NodeExecutor for Sleep {
     async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
         let ms = ctx.config["ms"].as_u64().unwrap_or(0);
         tokio::time::sleep(Duration::from_millis(ms)).await;
-        Ok(NodeOutcome::complete(json!({ "slept_ms": ms })))
+        let mut output = json!({ "slept_ms": ms });
+        if let Some(tag) = ctx.config.get("tag") {
+            output["tag"] = tag.clone();
+        }
+        Ok(NodeOutcome::complete(output))
+    }
+}
+
+/// How many `gauge` nodes with each key run now, and the most that ever ran at once.
+static GAUGES: Mutex<Option<HashMap<String, (usize, usize)>>> = Mutex::new(None);
+
+/// The most `gauge` nodes with `key` that ran at once, measured in this process.
+pub fn gauge_peak(key: &str) -> usize {
+    GAUGES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()
+        .and_then(|gauges| gauges.get(key))
+        .map_or(0, |&(_, peak)| peak)
+}
+
+/// Counts itself as running under `config.key` for `config.ms` milliseconds (see
+/// [`gauge_peak`]), then outputs its input.
+#[derive(Debug, Clone, Copy)]
+pub struct Gauge;
+
+#[async_trait]
+impl NodeExecutor for Gauge {
+    async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+        let key = ctx.config["key"].as_str().unwrap_or_default().to_owned();
+        let change = |delta: isize| {
+            let mut gauges = GAUGES
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (now, peak) = gauges
+                .get_or_insert_with(HashMap::new)
+                .entry(key.clone())
+                .or_default();
+            *now = now.saturating_add_signed(delta);
+            *peak = (*peak).max(*now);
+        };
+        change(1);
+        let ms = ctx.config["ms"].as_u64().unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        change(-1);
+        Ok(NodeOutcome::complete(ctx.input))
     }
 }
 

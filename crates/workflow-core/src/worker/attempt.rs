@@ -99,7 +99,7 @@ fn output_of(outcome: &NodeOutcome) -> Option<&Value> {
         NodeOutcome::Complete { output, .. } | NodeOutcome::Signalled { output, .. } => {
             Some(output)
         }
-        NodeOutcome::Wait { .. } | NodeOutcome::StartChild { .. } => None,
+        NodeOutcome::Wait { .. } | NodeOutcome::StartChild { .. } | NodeOutcome::Map(_) => None,
     }
 }
 

@@ -51,6 +51,7 @@ mod decide;
 mod graphs;
 mod leases;
 mod listener;
+mod map;
 mod poller;
 mod pruner;
 mod runner;

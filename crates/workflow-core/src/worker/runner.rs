@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
-use tokio::task::{JoinError, JoinSet};
+use tokio::task::{AbortHandle, JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -23,6 +23,7 @@ use super::attempt::{self, Attempt};
 use super::clock::DbClock;
 use super::decide::{self, AfterFailure, Settled};
 use super::graphs::Loaded;
+use super::map::{AfterItem, MapRun};
 use super::slots::Slot;
 use super::writer::{Ended, Interrupted, Writer};
 use super::{ErrorChain, Shared};
@@ -31,10 +32,13 @@ use crate::execution::{Execution, ExecutionId, LeaseToken, NodeRunStatus, Signal
 use crate::graph::{NodeState, Progress, ReadyNode, WorkflowGraph};
 use crate::metrics;
 use crate::node::{
-    ErrorKind, MAX_SUBWORKFLOW_DEPTH, NodeContext, NodeExecutor, NodeOutcome, child_signal,
+    ErrorKind, MAX_SUBWORKFLOW_DEPTH, MapRequest, NodeContext, NodeExecutor, NodeOutcome,
+    child_signal,
 };
 use crate::state::ExecutionStatus;
-use crate::store::{ClaimedExecution, NewNodeRun, StartChildParams, StoreError, WorkflowRef};
+use crate::store::{
+    ClaimedExecution, NewItemRun, NewNodeRun, StartChildParams, StoreError, WorkflowRef,
+};
 use crate::template;
 
 /// A claimed execution with what its task holds for the claim.
@@ -165,6 +169,9 @@ async fn drive(shared: &Shared, claim: Claim) -> Result<Ended, Interrupted> {
         backing_off: HashSet::new(),
         retry_at: None,
         parked: HashMap::new(),
+        maps: HashMap::new(),
+        item_runs: Vec::new(),
+        item_runs_since: None,
     }
     .run()
     .await
@@ -282,11 +289,39 @@ struct Run<'a> {
     /// Nodes that chose to wait during this claim: the signal each waits for, and when its
     /// timer is due. They run again when the execution is woken.
     parked: HashMap<usize, (Option<String>, Option<Instant>)>,
+    /// The `map` nodes running their items, by node index.
+    maps: HashMap<usize, MapState>,
+    /// Item runs that finished and are not recorded yet (recorded in batches), with when
+    /// each ended.
+    item_runs: Vec<(NewItemRun, Instant)>,
+    /// When the oldest of `item_runs` finished.
+    item_runs_since: Option<Instant>,
 }
+
+/// A `map` node while its items run.
+struct MapState {
+    run: MapRun,
+    /// The map node's attempt and input, for its own node run once it ends.
+    attempt: u32,
+    input: Value,
+    /// When the map started here.
+    started: Instant,
+    /// Whether the item node's config has templates (rendered per item).
+    templated: bool,
+    /// The running items' tasks, to stop them when the map fails.
+    handles: HashMap<u32, AbortHandle>,
+}
+
+/// Item runs are recorded once this many are waiting...
+const ITEM_BATCH: usize = 64;
+/// ...or once the oldest waited this long.
+const ITEM_FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 /// An attempt that ended, with what it resumed.
 struct Finished {
     ready: ReadyNode,
+    /// The item of a `map` node this attempt ran, if it ran one.
+    item: Option<u32>,
     /// When the attempt began waiting, if it was resumed from a wait.
     waiting_since: Option<DateTime<Utc>>,
     attempt: Attempt,
@@ -295,8 +330,8 @@ struct Finished {
 
 /// What the runner waits for while nodes run.
 enum Event {
-    /// A node attempt ended.
-    Attempt(Finished),
+    /// A node attempt ended (boxed: it is large, and the other events small).
+    Attempt(Box<Finished>),
     /// The lease was lost.
     LeaseLost,
     /// The execution's deadline passed.
@@ -320,12 +355,15 @@ impl Run<'_> {
                 return self.settle().await;
             }
             if self.pausing && self.running.is_empty() {
+                self.flush_items(true).await?;
                 return self.writer.pause(None).await;
             }
             let draining = self.shared.draining.is_cancelled();
             if draining && self.running.is_empty() {
+                self.flush_items(true).await?;
                 return self.writer.release().await;
             }
+            self.flush_items(false).await?;
             if self.writer.flush().await?.pause_requested && !self.pausing {
                 info!("pause requested; starting no new node");
                 self.pausing = true;
@@ -338,13 +376,14 @@ impl Run<'_> {
             }
             match self.next_event(draining).await {
                 Event::Attempt(finished) => {
-                    if let Some(ended) = self.on_attempt(finished).await {
+                    if let Some(ended) = self.on_attempt(*finished).await {
                         return ended;
                     }
                 }
                 Event::LeaseLost => return Err(Interrupted::LeaseLost),
                 Event::Deadline => {
                     self.stop_all(NodeRunStatus::TimedOut, "the execution deadline passed");
+                    self.flush_items(true).await?;
                     return self.writer.time_out().await;
                 }
                 Event::Interrupt => {
@@ -352,6 +391,7 @@ impl Run<'_> {
                         NodeRunStatus::Interrupted,
                         "the worker shut down before the node finished",
                     );
+                    self.flush_items(true).await?;
                     return self.writer.release().await;
                 }
                 Event::Crashed(err) => {
@@ -377,6 +417,16 @@ impl Run<'_> {
     /// Nothing is ready or running: the claim ends as [`decide::settle`] says, except that an
     /// execution asked to pause pauses where it would park.
     async fn settle(&mut self) -> Result<Ended, Interrupted> {
+        self.flush_items(true).await?;
+        // A map whose items stopped starting (a pause or a shutdown) resumes from its
+        // recorded items once the execution runs again.
+        if !self.maps.is_empty() {
+            return if self.pausing {
+                self.writer.pause(None).await
+            } else {
+                self.writer.release().await
+            };
+        }
         let now = Instant::now();
         let until = |at: Instant| at.saturating_duration_since(now);
         let waits: Vec<(Option<String>, Option<Duration>)> = self
@@ -448,6 +498,7 @@ impl Run<'_> {
             let (attempt, duration) = attempt.await;
             Finished {
                 ready: node,
+                item: None,
                 waiting_since,
                 attempt,
                 duration,
@@ -464,6 +515,23 @@ impl Run<'_> {
         named: &[usize],
         executor: Option<&dyn NodeExecutor>,
     ) -> Result<Value, String> {
+        self.render(
+            &self.graph.node(node.index).config,
+            &node.input,
+            named,
+            executor,
+        )
+    }
+
+    /// `config` with its templates rendered for a node whose input is `input`, checked by
+    /// `executor`.
+    fn render(
+        &self,
+        config: &Value,
+        input: &Value,
+        named: &[usize],
+        executor: Option<&dyn NodeExecutor>,
+    ) -> Result<Value, String> {
         let nodes: Map<String, Value> = named
             .iter()
             .filter_map(|&index| match self.progress.state(index) {
@@ -475,7 +543,7 @@ impl Run<'_> {
             })
             .collect();
         let scope = json!({
-            "input": node.input,
+            "input": input,
             "execution": {
                 "id": self.execution.id,
                 "workflow": self.execution.workflow_name,
@@ -483,10 +551,10 @@ impl Run<'_> {
             },
             "nodes": nodes,
         });
-        let config =
-            template::render(&self.graph.node(node.index).config, &scope).map_err(|problem| {
-                format!("template at {} failed: {}", problem.path, problem.reason)
-            })?;
+        let deferred = executor.map_or(&[][..], NodeExecutor::deferred_config);
+        let config = template::render(config, &scope, deferred).map_err(|problem| {
+            format!("template at {} failed: {}", problem.path, problem.reason)
+        })?;
         if let Some(executor) = executor {
             executor
                 .validate_config(&config)
@@ -505,6 +573,7 @@ impl Run<'_> {
         self.running.spawn(async move {
             Finished {
                 ready: node,
+                item: None,
                 waiting_since,
                 attempt: Attempt::Failed {
                     kind: ErrorKind::Fatal,
@@ -524,8 +593,13 @@ impl Run<'_> {
             () = self.shared.interrupt.cancelled() => Event::Interrupt,
             // Wake up once when shutdown starts, to stop starting nodes.
             () = self.shared.draining.cancelled(), if !draining => Event::Again,
+            () = sleep_until_some(self.item_runs_since.map(|at| at + ITEM_FLUSH_EVERY)) => {
+                Event::Again
+            }
             joined = self.running.join_next() => match joined {
-                Some(Ok(finished)) => Event::Attempt(finished),
+                Some(Ok(finished)) => Event::Attempt(Box::new(finished)),
+                // The items a failing map stopped.
+                Some(Err(err)) if err.is_cancelled() => Event::Again,
                 // Node panics are caught inside the task, so only a worker bug lands here.
                 Some(Err(err)) => Event::Crashed(err),
                 None => Event::Again,
@@ -546,11 +620,15 @@ impl Run<'_> {
 
     /// Records what an attempt did. `Some` ends the claim (the execution failed).
     async fn on_attempt(&mut self, finished: Finished) -> Option<Result<Ended, Interrupted>> {
+        if let Some(item) = finished.item {
+            return self.on_item(finished, item).await;
+        }
         let Finished {
             ready,
             waiting_since,
             attempt: outcome,
             duration,
+            item: _,
         } = finished;
         let index = ready.index;
         self.in_flight.remove(&index);
@@ -568,6 +646,9 @@ impl Run<'_> {
                 return self
                     .start_child(index, run, waiting_since, workflow, input)
                     .await;
+            }
+            Attempt::Completed(NodeOutcome::Map(request)) => {
+                return self.start_map(run, request).await;
             }
             Attempt::Completed(NodeOutcome::Wait { signal, timeout }) => {
                 self.waiting(index, run, waiting_since, duration, (signal, timeout));
@@ -606,6 +687,319 @@ impl Run<'_> {
             }
         };
         self.failed(index, run, kind, error, retry_after).await
+    }
+
+    /// A `map` node asked for its items to run: reads what was recorded of them (a map that
+    /// resumes runs only the items not completed) and starts as many as it may.
+    async fn start_map(
+        &mut self,
+        mut run: NewNodeRun,
+        request: MapRequest,
+    ) -> Option<Result<Ended, Interrupted>> {
+        let index = self.graph.node_index(&run.node_id)?;
+        let recorded = match self
+            .shared
+            .store
+            .item_runs(self.execution.id, &run.node_id)
+            .await
+        {
+            Ok(recorded) => recorded,
+            Err(err) => {
+                run.status = NodeRunStatus::Failed;
+                let error = format!("cannot read the map's recorded items: {}", ErrorChain(&err));
+                return self
+                    .failed(index, run, ErrorKind::Retryable, error, None)
+                    .await;
+            }
+        };
+        let map = MapRun::new(request, &recorded);
+        info!(
+            node.id = %run.node_id,
+            items = map.len(),
+            recorded = recorded.len(),
+            "map started"
+        );
+        if let Some(error) = map.failure() {
+            run.status = NodeRunStatus::Failed;
+            return self.failed(index, run, ErrorKind::Fatal, error, None).await;
+        }
+        let templated = template::scan(&map.request.node.config).0.is_some();
+        self.progress.set(index, NodeState::Running);
+        self.maps.insert(
+            index,
+            MapState {
+                run: map,
+                attempt: run.attempt,
+                input: run.input.take().unwrap_or_default(),
+                started: Instant::now(),
+                templated,
+                handles: HashMap::new(),
+            },
+        );
+        self.start_items(index);
+        self.finish_map_if_done(index).await
+    }
+
+    /// Starts the items of map `index` that may start now (none while pausing or draining).
+    fn start_items(&mut self, index: usize) {
+        if self.pausing || self.shared.draining.is_cancelled() {
+            return;
+        }
+        let Some(state) = self.maps.get_mut(&index) else {
+            return;
+        };
+        let mut due = Vec::new();
+        while let Some(next) = state.run.next() {
+            due.push(next);
+        }
+        for (item, attempt) in due {
+            self.spawn_item(index, item, attempt, Duration::ZERO);
+        }
+    }
+
+    /// Starts attempt `attempt` of item `item` of map `index`, after `delay`.
+    fn spawn_item(&mut self, index: usize, item: u32, attempt: u32, delay: Duration) {
+        let Some(state) = self.maps.get(&index) else {
+            return;
+        };
+        let definition = &state.run.request.node;
+        let input = state
+            .run
+            .request
+            .items
+            .get(item as usize)
+            .cloned()
+            .unwrap_or_default();
+        let executor = self.shared.registry.get(&definition.node_type).cloned();
+        let config = if state.templated {
+            let named = self.graph.templates(index).unwrap_or_default();
+            self.render(&definition.config, &input, named, executor.as_deref())
+        } else {
+            Ok(definition.config.clone())
+        };
+        let timeout = definition
+            .timeout
+            .or_else(|| executor.as_ref().and_then(|e| e.default_timeout()));
+        let ready = ReadyNode {
+            index,
+            attempt,
+            input: input.clone(),
+        };
+        let attempt_future = match config {
+            Ok(config) => {
+                let mut ctx = NodeContext::new(
+                    self.execution.id,
+                    self.execution.workflow_id,
+                    format!("{}[{item}]", self.graph.node(index).id),
+                    definition.node_type.clone(),
+                    attempt,
+                )
+                .config(config)
+                .input(input)
+                .execution_input(self.input.clone())
+                .resumed(None, self.clock.now());
+                ctx.cancellation = self.cancel.child_token();
+                attempt::run(executor, ctx, timeout, self.shared.config.node_output_limit)
+            }
+            Err(error) => {
+                let failed = Attempt::Failed {
+                    kind: ErrorKind::Fatal,
+                    error,
+                    retry_after: None,
+                };
+                let handle = self.running.spawn(async move {
+                    Finished {
+                        ready,
+                        item: Some(item),
+                        waiting_since: None,
+                        attempt: failed,
+                        duration: Duration::ZERO,
+                    }
+                });
+                if let Some(state) = self.maps.get_mut(&index) {
+                    state.handles.insert(item, handle);
+                }
+                return;
+            }
+        };
+        let handle = self.running.spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let (attempt, duration) = attempt_future.await;
+            Finished {
+                ready,
+                item: Some(item),
+                waiting_since: None,
+                attempt,
+                duration,
+            }
+        });
+        if let Some(state) = self.maps.get_mut(&index) {
+            state.handles.insert(item, handle);
+        }
+    }
+
+    /// An item attempt ended: records it, retries it, fails the map, or completes the map
+    /// once every item is done.
+    async fn on_item(
+        &mut self,
+        finished: Finished,
+        item: u32,
+    ) -> Option<Result<Ended, Interrupted>> {
+        let index = finished.ready.index;
+        let state = self.maps.get_mut(&index)?;
+        state.handles.remove(&item);
+        let definition = &state.run.request.node;
+        let mut run = NewItemRun {
+            node_id: self.graph.node(index).id.clone(),
+            item,
+            node_type: definition.node_type.clone(),
+            attempt: finished.ready.attempt,
+            status: NodeRunStatus::Completed,
+            input: Some(finished.ready.input),
+            output: None,
+            error: None,
+            duration: finished.duration,
+            ended_ago: Duration::ZERO,
+        };
+        let result = match finished.attempt {
+            Attempt::Completed(NodeOutcome::Complete { output, .. }) => {
+                run.output = Some(output.clone());
+                Ok(output)
+            }
+            Attempt::Completed(_) => {
+                let error = format!(
+                    "a map's item node completes or fails; \"{}\" asked to wait, to start a \
+                     child or to map",
+                    definition.node_type
+                );
+                run.status = NodeRunStatus::Failed;
+                run.error = Some(error.clone());
+                Err((ErrorKind::Fatal, error, None))
+            }
+            Attempt::Failed {
+                kind,
+                error,
+                retry_after,
+            } => {
+                run.status = NodeRunStatus::Failed;
+                run.error = Some(error.clone());
+                Err((kind, error, retry_after))
+            }
+            Attempt::TimedOut(limit) => {
+                let error = format!("timed out after {limit:?}");
+                run.status = NodeRunStatus::TimedOut;
+                run.error = Some(error.clone());
+                Err((ErrorKind::Retryable, error, None))
+            }
+        };
+        metrics::node_run(&run.node_type, run.status, run.duration);
+        if let Err((_, error, _)) = &result {
+            warn!(node.id = %run.node_id, item, attempt = run.attempt, error = %error, "map item failed");
+        }
+        self.item_runs.push((run, Instant::now()));
+        self.item_runs_since.get_or_insert_with(Instant::now);
+        match state.run.finished(item, result, random_unit()) {
+            AfterItem::Continue => {}
+            AfterItem::Retry { attempt, delay } => {
+                state.run.retrying(item, attempt);
+                self.spawn_item(index, item, attempt, delay);
+            }
+            AfterItem::Fail(error) => {
+                let mut state = self.maps.remove(&index)?;
+                for (item, handle) in state.handles.drain() {
+                    handle.abort();
+                    state.run.stopped(item);
+                }
+                if let Err(interrupted) = self.flush_items(true).await {
+                    return Some(Err(interrupted));
+                }
+                let mut run = node_run(
+                    self.graph,
+                    index,
+                    state.attempt,
+                    NodeRunStatus::Failed,
+                    Some(state.input),
+                );
+                run.duration = state.started.elapsed();
+                return self.failed(index, run, ErrorKind::Fatal, error, None).await;
+            }
+        }
+        self.start_items(index);
+        self.finish_map_if_done(index).await
+    }
+
+    /// Completes map `index` once every item is done, after recording its items.
+    async fn finish_map_if_done(&mut self, index: usize) -> Option<Result<Ended, Interrupted>> {
+        if !self.maps.get(&index)?.run.is_done() {
+            return None;
+        }
+        let state = self.maps.remove(&index)?;
+        if let Err(interrupted) = self.flush_items(true).await {
+            return Some(Err(interrupted));
+        }
+        let mut run = node_run(
+            self.graph,
+            index,
+            state.attempt,
+            NodeRunStatus::Completed,
+            Some(state.input),
+        );
+        run.duration = state.started.elapsed();
+        info!(node.id = %run.node_id, items = state.run.len(), "map completed");
+        self.completed(index, run, state.run.output(), None);
+        None
+    }
+
+    /// Records the item runs waiting, when `force`d or when enough wait or the oldest waited
+    /// long enough. A failed write keeps them to try again, unless forced (the caller is about
+    /// to record a step that depends on them).
+    async fn flush_items(&mut self, force: bool) -> Result<(), Interrupted> {
+        let due = force
+            || self.item_runs.len() >= ITEM_BATCH
+            || self
+                .item_runs_since
+                .is_some_and(|since| since.elapsed() >= ITEM_FLUSH_EVERY);
+        if self.item_runs.is_empty() || !due {
+            return Ok(());
+        }
+        let waiting = std::mem::take(&mut self.item_runs);
+        self.item_runs_since = None;
+        let runs: Vec<NewItemRun> = waiting
+            .iter()
+            .map(|(run, ended)| NewItemRun {
+                ended_ago: ended.elapsed(),
+                ..run.clone()
+            })
+            .collect();
+        let written = self
+            .shared
+            .store
+            .record_item_runs(
+                self.execution.id,
+                self.execution.lease_token,
+                &self.shared.config.worker_id,
+                &runs,
+            )
+            .await;
+        match written {
+            Ok(recorded) => {
+                if recorded.pause_requested && !self.pausing {
+                    info!("pause requested; starting no new node or item");
+                    self.pausing = true;
+                }
+                Ok(())
+            }
+            Err(StoreError::LeaseLost { .. }) => Err(Interrupted::LeaseLost),
+            Err(err) if force => Err(Interrupted::Store(err)),
+            Err(err) => {
+                warn!(error = %ErrorChain(&err), items = runs.len(), "recording item runs failed; trying again");
+                self.item_runs = waiting;
+                self.item_runs_since = Some(Instant::now());
+                Ok(())
+            }
+        }
     }
 
     /// A node asked for a child execution of `workflow`: starts it (or finds the one this

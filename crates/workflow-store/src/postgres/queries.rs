@@ -674,6 +674,14 @@ superseded as (
       and r.superseded_by is null
       and r.node_id = any($6)
 ),
+superseded_items as (
+    update workflow_item_runs r
+    set superseded_by = retry.id
+    from retry
+    where r.execution_id = retry.execution_id
+      and r.superseded_by is null
+      and r.node_id = any($6)
+),
 e as (
     update workflow_executions e
     set status = 'pending',
@@ -1170,3 +1178,66 @@ join workflow_executions h
 where e.id = $1
   and h.status in ('pending', 'running', 'retrying', 'waiting', 'paused')
 "#;
+
+/// Records item runs of execution $1 held with lease token $2 by worker $3 (the runs as
+/// arrays $4..$13; $12 how long each ran, $13 how long ago it ended), under the execution's
+/// row lock so no claim can take it meanwhile, and says whether a pause is asked of it. No row
+/// if the lease was lost.
+pub(super) const RECORD_ITEM_RUNS: &str = r#"
+with held as (
+    select id, pause_requested_at is not null as pause_requested
+    from workflow_executions
+    where id = $1
+      and lease_token = $2
+      and status = 'running'
+    for no key update
+),
+runs as (
+    insert into workflow_item_runs (
+        execution_id, node_id, item, node_type, attempt, status, input, output, error,
+        worker_id, started_at, finished_at
+    )
+    select held.id, r.node_id, r.item, r.node_type, r.attempt, r.status, r.input, r.output,
+           r.error, $3,
+           clock_timestamp() - make_interval(secs => r.ago + r.duration),
+           clock_timestamp() - make_interval(secs => r.ago)
+    from held,
+         unnest($4::text[], $5::int4[], $6::text[], $7::int4[], $8::text[], $9::jsonb[],
+                $10::jsonb[], $11::text[], $12::float8[], $13::float8[])
+             as r(node_id, item, node_type, attempt, status, input, output, error, duration, ago)
+)
+select pause_requested
+from held
+"#;
+
+macro_rules! item_run_columns {
+    () => {
+        "execution_id, node_id, item, node_type, attempt, status, input, output, error, \
+         worker_id, started_at, finished_at"
+    };
+}
+
+/// The item runs of map node $2 of execution $1 that no retry superseded.
+pub(super) const ITEM_RUNS_OF_NODE: &str = concat!(
+    "select ",
+    item_run_columns!(),
+    r#"
+from workflow_item_runs
+where execution_id = $1
+  and node_id = $2
+  and superseded_by is null
+order by item, attempt
+"#
+);
+
+/// The item runs of execution $1 that no retry superseded.
+pub(super) const ITEM_RUNS_OF: &str = concat!(
+    "select ",
+    item_run_columns!(),
+    r#"
+from workflow_item_runs
+where execution_id = $1
+  and superseded_by is null
+order by node_id, item, attempt
+"#
+);

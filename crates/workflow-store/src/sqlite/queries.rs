@@ -1109,3 +1109,72 @@ join workflow_executions h
 where e.id = $1
   and h.status in ('pending', 'running', 'retrying', 'waiting', 'paused')
 "#;
+
+/// Records one item run of execution $1 by worker $2 ($3 node, $4 item, $5 type, $6 attempt,
+/// $7 status, $8 input, $9 output, $10 error, $11 how long it ran and $12 how long ago it
+/// ended, in milliseconds). The caller holds the write lock and checked the lease.
+pub(super) const INSERT_ITEM_RUN: &str = concat!(
+    r#"
+insert into workflow_item_runs (
+    execution_id, worker_id, node_id, item, node_type, attempt, status, input, output, error,
+    started_at, finished_at
+)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "#,
+    now_ms!(),
+    " - $12 - $11, ",
+    now_ms!(),
+    r#" - $12)
+"#
+);
+
+/// Whether a pause is asked of execution $1, if it is running under lease token $2 (no row
+/// otherwise).
+pub(super) const HOLDS_LEASE: &str = r#"
+select pause_requested_at is not null
+from workflow_executions
+where id = $1
+  and lease_token = $2
+  and status = 'running'
+"#;
+
+macro_rules! item_run_columns {
+    () => {
+        "execution_id, node_id, item, node_type, attempt, status, input, output, error, \
+         worker_id, started_at, finished_at"
+    };
+}
+
+/// The item runs of map node $2 of execution $1 that no retry superseded.
+pub(super) const ITEM_RUNS_OF_NODE: &str = concat!(
+    "select ",
+    item_run_columns!(),
+    r#"
+from workflow_item_runs
+where execution_id = $1
+  and node_id = $2
+  and superseded_by is null
+order by item, attempt
+"#
+);
+
+/// The item runs of execution $1 that no retry superseded.
+pub(super) const ITEM_RUNS_OF: &str = concat!(
+    "select ",
+    item_run_columns!(),
+    r#"
+from workflow_item_runs
+where execution_id = $1
+  and superseded_by is null
+order by node_id, item, attempt
+"#
+);
+
+/// Marks the item runs of the nodes in the JSON array $3 of execution $1 superseded by retry
+/// $2.
+pub(super) const SUPERSEDE_ITEM_RUNS: &str = r#"
+update workflow_item_runs
+set superseded_by = $2
+where execution_id = $1
+  and superseded_by is null
+  and node_id in (select value from json_each($3))
+"#;

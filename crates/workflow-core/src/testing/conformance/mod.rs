@@ -64,6 +64,9 @@ macro_rules! conformance_tests {
                     signal_with_start_creates_one_execution_holding_every_signal,
                     a_retry_cannot_take_back_a_key_another_execution_holds,
                 );
+                $crate::conformance_tests!(@group $setup; store::items;
+                    item_runs_are_fenced_recorded_once_and_superseded_by_a_retry,
+                );
                 $crate::conformance_tests!(@group $setup; store::children;
                     a_node_attempt_starts_one_child_and_the_parent_lists_it,
                 );
@@ -157,6 +160,12 @@ macro_rules! conformance_tests {
                     a_wait_for_signal_times_out_down_its_timeout_branch,
                     a_delay_resumes_on_time_after_a_worker_restart,
                     waiting_executions_hold_no_worker_slot,
+                );
+                $crate::conformance_tests!(@group $setup; worker::maps;
+                    a_map_runs_each_item_once_at_most_max_parallel_at_once_in_order,
+                    failing_items_retry_on_their_own_then_fail_the_map_or_are_collected,
+                    a_map_whose_worker_died_resumes_with_its_finished_items,
+                    a_paused_map_resumes_where_it_stopped,
                 );
                 $crate::conformance_tests!(@group $setup; worker::subworkflows;
                     a_subworkflow_node_completes_with_its_childs_output,

@@ -5,6 +5,7 @@ pub mod cancellation;
 pub mod failures;
 pub mod graphs;
 pub mod maintenance;
+pub mod maps;
 pub mod pausing;
 pub mod retries;
 pub mod schedules;
