@@ -200,7 +200,9 @@ pub struct ExecutionParent {
     pub execution_id: ExecutionId,
     /// The node that started it.
     pub node_id: String,
-    /// That node's attempt: each attempt starts at most one child.
+    /// The item of that node (a `map`) it was started for, if it was.
+    pub item: Option<u32>,
+    /// That node's (or item's) attempt: each attempt starts at most one child.
     pub attempt: u32,
 }
 
@@ -215,7 +217,9 @@ pub struct ChildExecution {
     pub status: ExecutionStatus,
     /// The parent's node that started it.
     pub node_id: String,
-    /// That node's attempt.
+    /// The item of that node (a `map`) it was started for, if it was.
+    pub item: Option<u32>,
+    /// That node's (or item's) attempt.
     pub attempt: u32,
     /// When it was created.
     pub created_at: DateTime<Utc>,

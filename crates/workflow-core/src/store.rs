@@ -505,6 +505,9 @@ pub struct NewItemRun {
     /// records `finished_at = now() - ended_ago` and `started_at` `duration` before that, in
     /// database time.
     pub ended_ago: Duration,
+    /// The signal the item's node consumed (the end of its child, for an item that ran a
+    /// sub-workflow): marked consumed in the same transaction, if it is still pending.
+    pub consumed_signal: Option<SignalId>,
 }
 
 /// What happens to the execution in the step that records node runs.

@@ -320,15 +320,18 @@ fn assemble_claims(
 /// An execution's input and output columns read as text, parsed as [`lenient_json`] does;
 /// the third value says what could not be read.
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-/// The parent of an execution from its columns: all three set, or none.
+/// The parent of an execution from its columns: the execution, node and attempt set, or
+/// none.
 fn parent_of(
     execution_id: Option<uuid::Uuid>,
     node_id: Option<String>,
+    item: Option<i32>,
     attempt: Option<i32>,
 ) -> Option<workflow_worker_core::ExecutionParent> {
     Some(workflow_worker_core::ExecutionParent {
         execution_id: workflow_worker_core::ExecutionId(execution_id?),
         node_id: node_id?,
+        item: item.and_then(|item| u32::try_from(item).ok()),
         attempt: u32::try_from(attempt?).ok()?,
     })
 }

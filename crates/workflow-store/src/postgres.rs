@@ -225,6 +225,7 @@ struct ExecutionRow {
     key: Option<String>,
     parent_execution_id: Option<Uuid>,
     parent_node_id: Option<String>,
+    parent_item: Option<i32>,
     parent_attempt: Option<i32>,
     depth: i32,
 }
@@ -261,6 +262,7 @@ impl ExecutionRow {
             parent: crate::parent_of(
                 self.parent_execution_id,
                 self.parent_node_id,
+                self.parent_item,
                 self.parent_attempt,
             ),
             depth: u32::try_from(self.depth).unwrap_or_default(),
@@ -407,6 +409,7 @@ struct ChildRow {
     workflow_name: String,
     status: String,
     parent_node_id: String,
+    parent_item: Option<i32>,
     parent_attempt: i32,
     created_at: DateTime<Utc>,
 }
@@ -421,6 +424,7 @@ impl TryFrom<ChildRow> for ChildExecution {
             id: ExecutionId(row.id),
             workflow_name: row.workflow_name,
             node_id: row.parent_node_id,
+            item: row.parent_item.and_then(|item| u32::try_from(item).ok()),
             attempt: u32::try_from(row.parent_attempt).unwrap_or_default(),
             created_at: row.created_at,
         })
@@ -657,6 +661,9 @@ impl Store for PgStore {
         let (id, name) = workflow_key(&params.workflow);
         let parent = &params.parent;
         let attempt = i32::try_from(parent.attempt).unwrap_or(i32::MAX);
+        let item = parent
+            .item
+            .map(|item| i32::try_from(item).unwrap_or(i32::MAX));
         let started: Option<ExecutionRow> = sqlx::query_as(queries::START_CHILD_EXECUTION)
             .bind(id)
             .bind(name)
@@ -666,6 +673,7 @@ impl Store for PgStore {
             .bind(&parent.node_id)
             .bind(attempt)
             .bind(i32::try_from(params.depth).unwrap_or(i32::MAX))
+            .bind(item)
             .fetch_optional(&self.db)
             .await
             .map_err(classify)?;
@@ -680,6 +688,7 @@ impl Store for PgStore {
             .bind(parent.execution_id.0)
             .bind(&parent.node_id)
             .bind(attempt)
+            .bind(item)
             .fetch_optional(&self.db)
             .await
             .map_err(classify)?;
@@ -877,6 +886,11 @@ impl Store for PgStore {
             .bind(
                 runs.iter()
                     .map(|r| r.ended_ago.as_secs_f64())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|r| r.consumed_signal.map(|s| s.0))
                     .collect::<Vec<_>>(),
             )
             .fetch_optional(&self.db)

@@ -258,6 +258,7 @@ struct ChildRow {
     workflow_name: String,
     status: String,
     parent_node_id: String,
+    parent_item: Option<i32>,
     parent_attempt: i32,
     created_at: i64,
 }
@@ -273,6 +274,7 @@ impl TryFrom<ChildRow> for ChildExecution {
                 .map_err(|err| invalid(format!("{what}: {err}")))?,
             workflow_name: row.workflow_name,
             node_id: row.parent_node_id,
+            item: row.parent_item.and_then(|item| u32::try_from(item).ok()),
             attempt: u32::try_from(row.parent_attempt).unwrap_or_default(),
             created_at: time(row.created_at, &what)?,
         })
@@ -528,6 +530,7 @@ struct ExecutionRow {
     key: Option<String>,
     parent_execution_id: Option<String>,
     parent_node_id: Option<String>,
+    parent_item: Option<i32>,
     parent_attempt: Option<i32>,
     depth: i32,
 }
@@ -572,6 +575,7 @@ impl ExecutionRow {
                     .map(|id| uuid(id, &what))
                     .transpose()?,
                 self.parent_node_id,
+                self.parent_item,
                 self.parent_attempt,
             ),
             depth: u32::try_from(self.depth).unwrap_or_default(),
@@ -923,6 +927,9 @@ impl Store for SqliteStore {
         let parent = &params.parent;
         let parent_id = parent.execution_id.to_string();
         let attempt = i32::try_from(parent.attempt).unwrap_or(i32::MAX);
+        let item = parent
+            .item
+            .map(|item| i32::try_from(item).unwrap_or(i32::MAX));
         let mut tx = self
             .pool
             .begin_with(BEGIN_IMMEDIATE)
@@ -932,6 +939,7 @@ impl Store for SqliteStore {
             .bind(&parent_id)
             .bind(&parent.node_id)
             .bind(attempt)
+            .bind(item)
             .fetch_optional(&mut *tx)
             .await
             .map_err(classify)?;
@@ -954,6 +962,7 @@ impl Store for SqliteStore {
             .bind(&parent.node_id)
             .bind(attempt)
             .bind(i32::try_from(params.depth).unwrap_or(i32::MAX))
+            .bind(item)
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
@@ -1218,6 +1227,16 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(|err| crate::error::already_recorded(classify(err), execution_id))?;
+            if let Some(signal) = run.consumed_signal {
+                // Consumed if still pending; one consumed already stays as it is.
+                sqlx::query(queries::CONSUME_SIGNAL)
+                    .bind(signal.0)
+                    .bind(&id)
+                    .bind(format!("{}[{}]", run.node_id, run.item))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+            }
         }
         tx.commit().await.map_err(classify)?;
         Ok(StepRecorded { pause_requested })

@@ -20,6 +20,9 @@ enum Item {
     Due { attempts: u32 },
     /// Attempt `attempt` is running (or waiting out its backoff).
     Running { attempt: u32 },
+    /// Attempt `attempt` waits for its child execution, whose end comes as `signal`; it runs
+    /// again (under the same attempt) when the execution is resumed.
+    Parked { attempt: u32, signal: String },
     /// It completed with this output.
     Completed(Value),
     /// It failed for good with this error.
@@ -175,6 +178,27 @@ impl MapRun {
         }
     }
 
+    /// Item `item`'s attempt started a child execution and waits for `signal`: it keeps its
+    /// place among the items running, and the execution parks once nothing else runs.
+    pub(super) fn parked(&mut self, item: u32, signal: String) {
+        if let Some(slot) = self.items.get_mut(item as usize)
+            && let Item::Running { attempt } = *slot
+        {
+            *slot = Item::Parked { attempt, signal };
+        }
+    }
+
+    /// The signals the parked items wait for.
+    pub(super) fn parked_signals(&self) -> Vec<String> {
+        self.items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Parked { signal, .. } => Some(signal.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Records that `item` runs again as `attempt` (after a [`AfterItem::Retry`]).
     pub(super) fn retrying(&mut self, item: u32, attempt: u32) {
         if let Some(slot) = self.items.get_mut(item as usize) {
@@ -184,7 +208,9 @@ impl MapRun {
 
     /// An item that was running will not finish here (the map failed and stopped it).
     pub(super) fn stopped(&mut self, item: u32) {
-        if let Some(slot @ Item::Running { .. }) = self.items.get_mut(item as usize) {
+        if let Some(slot @ (Item::Running { .. } | Item::Parked { .. })) =
+            self.items.get_mut(item as usize)
+        {
             *slot = Item::Due { attempts: 0 };
             self.running -= 1;
         }
@@ -364,6 +390,19 @@ mod tests {
                 delay: Duration::from_secs(30)
             }
         );
+    }
+
+    #[test]
+    fn a_parked_item_keeps_its_place_and_names_its_signal() {
+        let mut map = MapRun::new(request(3, 2, 1), &[]);
+        assert_eq!(map.next(), Some((0, 1)));
+        assert_eq!(map.next(), Some((1, 1)));
+        map.parked(0, "child:each[0]:1".into());
+        assert_eq!(map.next(), None, "a parked item holds its place");
+        assert_eq!(map.parked_signals(), vec!["child:each[0]:1".to_owned()]);
+        map.finished(1, Ok(json!(1)), 0.5);
+        assert_eq!(map.next(), Some((2, 1)));
+        assert!(!map.is_done());
     }
 
     #[test]

@@ -418,22 +418,30 @@ impl Run<'_> {
     /// execution asked to pause pauses where it would park.
     async fn settle(&mut self) -> Result<Ended, Interrupted> {
         self.flush_items(true).await?;
-        // A map whose items stopped starting (a pause or a shutdown) resumes from its
-        // recorded items once the execution runs again.
-        if !self.maps.is_empty() {
-            return if self.pausing {
-                self.writer.pause(None).await
-            } else {
-                self.writer.release().await
-            };
-        }
         let now = Instant::now();
         let until = |at: Instant| at.saturating_duration_since(now);
-        let waits: Vec<(Option<String>, Option<Duration>)> = self
+        let mut waits: Vec<(Option<String>, Option<Duration>)> = self
             .parked
             .values()
             .map(|(signal, due)| (signal.clone(), due.map(until)))
             .collect();
+        // A map with items waiting for their children waits with them; one whose items
+        // stopped starting (a pause or a shutdown) resumes from its recorded items once the
+        // execution runs again.
+        if !self.maps.is_empty() {
+            let children: Vec<String> = self
+                .maps
+                .values()
+                .flat_map(|state| state.run.parked_signals())
+                .collect();
+            if self.pausing {
+                return self.writer.pause(None).await;
+            }
+            if children.is_empty() {
+                return self.writer.release().await;
+            }
+            waits.extend(children.into_iter().map(|signal| (Some(signal), None)));
+        }
         match decide::settle(
             self.progress.is_finished(),
             &waits,
@@ -797,6 +805,7 @@ impl Run<'_> {
                 .config(config)
                 .input(input)
                 .execution_input(self.input.clone())
+                .signals(self.signals.clone())
                 .resumed(None, self.clock.now());
                 ctx.cancellation = self.cancel.child_token();
                 attempt::run(executor, ctx, timeout, self.shared.config.node_output_limit)
@@ -850,11 +859,12 @@ impl Run<'_> {
         let index = finished.ready.index;
         let state = self.maps.get_mut(&index)?;
         state.handles.remove(&item);
-        let definition = &state.run.request.node;
+        let node_type = state.run.request.node.node_type.clone();
+        let node_id = self.graph.node(index).id.clone();
         let mut run = NewItemRun {
-            node_id: self.graph.node(index).id.clone(),
+            node_id: node_id.clone(),
             item,
-            node_type: definition.node_type.clone(),
+            node_type: node_type.clone(),
             attempt: finished.ready.attempt,
             status: NodeRunStatus::Completed,
             input: Some(finished.ready.input),
@@ -862,31 +872,50 @@ impl Run<'_> {
             error: None,
             duration: finished.duration,
             ended_ago: Duration::ZERO,
+            consumed_signal: None,
+        };
+        let failure = |run: &mut NewItemRun, kind, error: String, retry_after| {
+            run.status = NodeRunStatus::Failed;
+            run.error = Some(error.clone());
+            Err((kind, error, retry_after))
         };
         let result = match finished.attempt {
             Attempt::Completed(NodeOutcome::Complete { output, .. }) => {
                 run.output = Some(output.clone());
                 Ok(output)
             }
-            Attempt::Completed(_) => {
+            Attempt::Completed(NodeOutcome::Signalled { signal, output, .. }) => {
+                self.signals.retain(|s| s.id != signal);
+                run.consumed_signal = Some(signal);
+                run.output = Some(output.clone());
+                Ok(output)
+            }
+            Attempt::Completed(NodeOutcome::StartChild { workflow, input }) => {
+                let item_node = format!("{node_id}[{item}]");
+                match self
+                    .child(&node_id, Some(item), run.attempt, &workflow, input)
+                    .await
+                {
+                    Ok(()) => {
+                        let signal = child_signal(&item_node, run.attempt);
+                        self.maps.get_mut(&index)?.run.parked(item, signal);
+                        return None;
+                    }
+                    Err((kind, error)) => failure(&mut run, kind, error, None),
+                }
+            }
+            Attempt::Completed(NodeOutcome::Wait { .. } | NodeOutcome::Map(_)) => {
                 let error = format!(
-                    "a map's item node completes or fails; \"{}\" asked to wait, to start a \
-                     child or to map",
-                    definition.node_type
+                    "a map's item node completes, fails or runs a sub-workflow; \"{node_type}\" \
+                     asked to wait or to map"
                 );
-                run.status = NodeRunStatus::Failed;
-                run.error = Some(error.clone());
-                Err((ErrorKind::Fatal, error, None))
+                failure(&mut run, ErrorKind::Fatal, error, None)
             }
             Attempt::Failed {
                 kind,
                 error,
                 retry_after,
-            } => {
-                run.status = NodeRunStatus::Failed;
-                run.error = Some(error.clone());
-                Err((kind, error, retry_after))
-            }
+            } => failure(&mut run, kind, error, retry_after),
             Attempt::TimedOut(limit) => {
                 let error = format!("timed out after {limit:?}");
                 run.status = NodeRunStatus::TimedOut;
@@ -894,6 +923,7 @@ impl Run<'_> {
                 Err((ErrorKind::Retryable, error, None))
             }
         };
+        let state = self.maps.get_mut(&index)?;
         metrics::node_run(&run.node_type, run.status, run.duration);
         if let Err((_, error, _)) = &result {
             warn!(node.id = %run.node_id, item, attempt = run.attempt, error = %error, "map item failed");
@@ -1013,59 +1043,82 @@ impl Run<'_> {
         workflow: String,
         input: Value,
     ) -> Option<Result<Ended, Interrupted>> {
-        let node = self.graph.node(index);
+        let node_id = self.graph.node(index).id.clone();
+        match self
+            .child(&node_id, None, run.attempt, &workflow, input)
+            .await
+        {
+            Ok(()) => {
+                let signal = child_signal(&node_id, run.attempt);
+                let took = run.duration;
+                self.waiting(index, run, waiting_since, took, (Some(signal), None));
+                None
+            }
+            Err((kind, error)) => {
+                run.status = NodeRunStatus::Failed;
+                self.failed(index, run, kind, error, None).await
+            }
+        }
+    }
+
+    /// Starts the child execution of `workflow` for node `node_id` (its item `item`, for a
+    /// map) and `attempt`, or finds the one that attempt started before; or says why it
+    /// cannot: a workflow that is not there, or the depth limit, is for good.
+    async fn child(
+        &self,
+        node_id: &str,
+        item: Option<u32>,
+        attempt: u32,
+        workflow: &str,
+        input: Value,
+    ) -> Result<(), (ErrorKind, String)> {
         let depth = self.execution.depth + 1;
-        let failure = if depth > MAX_SUBWORKFLOW_DEPTH {
-            Some((
+        if depth > MAX_SUBWORKFLOW_DEPTH {
+            return Err((
                 ErrorKind::Fatal,
                 format!(
                     "sub-workflow depth limit ({MAX_SUBWORKFLOW_DEPTH}) reached starting \
                      workflow \"{workflow}\": does a workflow call itself without end?"
                 ),
-            ))
-        } else {
-            let params = StartChildParams {
-                parent: ExecutionParent {
-                    execution_id: self.execution.id,
-                    node_id: node.id.clone(),
-                    attempt: run.attempt,
-                },
-                workflow: WorkflowRef::from(workflow.as_str()),
-                input,
-                depth,
-                priority: self.execution.priority,
-            };
-            match self.shared.store.start_child_execution(params).await {
-                Ok(started) => {
-                    let child = &started.execution;
-                    info!(
-                        node.id = %node.id,
-                        child.id = %child.id,
-                        child.workflow = %child.workflow_name,
-                        created = started.created,
-                        "child execution started"
-                    );
-                    let signal = child_signal(&node.id, run.attempt);
-                    let took = run.duration;
-                    self.waiting(index, run, waiting_since, took, (Some(signal), None));
-                    return None;
-                }
-                Err(StoreError::NotFound { .. }) => Some((
-                    ErrorKind::Fatal,
-                    format!("cannot start a child execution: workflow \"{workflow}\" not found"),
-                )),
-                Err(err) => Some((
-                    ErrorKind::Retryable,
-                    format!(
-                        "cannot start a child execution of \"{workflow}\": {}",
-                        ErrorChain(&err)
-                    ),
-                )),
-            }
+            ));
+        }
+        let params = StartChildParams {
+            parent: ExecutionParent {
+                execution_id: self.execution.id,
+                node_id: node_id.to_owned(),
+                item,
+                attempt,
+            },
+            workflow: WorkflowRef::from(workflow),
+            input,
+            depth,
+            priority: self.execution.priority,
         };
-        let (kind, error) = failure?;
-        run.status = NodeRunStatus::Failed;
-        self.failed(index, run, kind, error, None).await
+        match self.shared.store.start_child_execution(params).await {
+            Ok(started) => {
+                let child = &started.execution;
+                info!(
+                    node.id = %node_id,
+                    item,
+                    child.id = %child.id,
+                    child.workflow = %child.workflow_name,
+                    created = started.created,
+                    "child execution started"
+                );
+                Ok(())
+            }
+            Err(StoreError::NotFound { .. }) => Err((
+                ErrorKind::Fatal,
+                format!("cannot start a child execution: workflow \"{workflow}\" not found"),
+            )),
+            Err(err) => Err((
+                ErrorKind::Retryable,
+                format!(
+                    "cannot start a child execution of \"{workflow}\": {}",
+                    ErrorChain(&err)
+                ),
+            )),
+        }
     }
 
     /// A node chose to wait for `signal` or `timeout`: it is parked until the execution is

@@ -8,7 +8,7 @@ macro_rules! execution_columns {
         "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, \
          e.input::text as input, e.output::text as output, e.error, e.priority, e.run_at, e.deadline, e.schedule_id, e.scheduled_for, e.lease_owner, e.lease_expires_at, \
          e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at, e.pause_requested_at, e.key, \
-         e.parent_execution_id, e.parent_node_id, e.parent_attempt, e.depth"
+         e.parent_execution_id, e.parent_node_id, e.parent_item, e.parent_attempt, e.depth"
     };
 }
 
@@ -113,10 +113,10 @@ limit 1
 "#
 );
 
-/// Starts the child of node attempt ($5 execution, $6 node, $7 attempt): a pending execution of
-/// the latest version of a workflow named by id ($1) or name ($2), with input $3, priority $4
-/// and depth $8, and marks the parent as having children. No row when that attempt has a
-/// child already (read it with `CHILD_OF`) or the workflow is unknown.
+/// Starts the child of node attempt ($5 execution, $6 node, $9 item or null, $7 attempt): a
+/// pending execution of the latest version of a workflow named by id ($1) or name ($2), with
+/// input $3, priority $4 and depth $8, and marks the parent as having children. No row when
+/// that attempt has a child already (read it with `CHILD_OF`) or the workflow is unknown.
 pub(super) const START_CHILD_EXECUTION: &str = concat!(
     r#"
 with w as (
@@ -134,11 +134,11 @@ marked as (
 e as (
     insert into workflow_executions (
         workflow_id, workflow_version, input, priority,
-        parent_execution_id, parent_node_id, parent_attempt, depth
+        parent_execution_id, parent_node_id, parent_attempt, depth, parent_item
     )
-    select w.id, w.latest_version, $3, $4, $5, $6, $7, $8
+    select w.id, w.latest_version, $3, $4, $5, $6, $7, $8, $9
     from w
-    on conflict (parent_execution_id, parent_node_id, parent_attempt)
+    on conflict (parent_execution_id, parent_node_id, coalesce(parent_item, -1), parent_attempt)
         where parent_execution_id is not null
         do nothing
     returning *
@@ -151,7 +151,7 @@ join w on w.id = e.workflow_id
 "#
 );
 
-/// The child of node attempt ($1 execution, $2 node, $3 attempt).
+/// The child of node attempt ($1 execution, $2 node, $4 item or null, $3 attempt).
 pub(super) const CHILD_OF: &str = concat!(
     "select ",
     execution_columns!(),
@@ -160,13 +160,15 @@ from workflow_executions e
 join workflows w on w.id = e.workflow_id
 where e.parent_execution_id = $1
   and e.parent_node_id = $2
+  and coalesce(e.parent_item, -1) = coalesce($4, -1)
   and e.parent_attempt = $3
 "#
 );
 
 /// The children of execution $1, oldest first.
 pub(super) const CHILDREN_OF: &str = r#"
-select e.id, w.name as workflow_name, e.status, e.parent_node_id, e.parent_attempt, e.created_at
+select e.id, w.name as workflow_name, e.status, e.parent_node_id, e.parent_item,
+       e.parent_attempt, e.created_at
 from workflow_executions e
 join workflows w on w.id = e.workflow_id
 where e.parent_execution_id = $1
@@ -1180,9 +1182,9 @@ where e.id = $1
 "#;
 
 /// Records item runs of execution $1 held with lease token $2 by worker $3 (the runs as
-/// arrays $4..$13; $12 how long each ran, $13 how long ago it ended), under the execution's
-/// row lock so no claim can take it meanwhile, and says whether a pause is asked of it. No row
-/// if the lease was lost.
+/// arrays $4..$14; $12 how long each ran, $13 how long ago it ended, $14 the signal it
+/// consumed), under the execution's row lock so no claim can take it meanwhile, and says
+/// whether a pause is asked of it. No row if the lease was lost.
 pub(super) const RECORD_ITEM_RUNS: &str = r#"
 with held as (
     select id, pause_requested_at is not null as pause_requested
@@ -1205,6 +1207,16 @@ runs as (
          unnest($4::text[], $5::int4[], $6::text[], $7::int4[], $8::text[], $9::jsonb[],
                 $10::jsonb[], $11::text[], $12::float8[], $13::float8[])
              as r(node_id, item, node_type, attempt, status, input, output, error, duration, ago)
+),
+consumed as (
+    update workflow_signals g
+    set consumed_at = now(),
+        consumed_by_node = r.node_id || '[' || r.item || ']'
+    from held,
+         unnest($4::text[], $5::int4[], $14::int8[]) as r(node_id, item, signal)
+    where g.id = r.signal
+      and g.execution_id = held.id
+      and g.consumed_at is null
 )
 select pause_requested
 from held

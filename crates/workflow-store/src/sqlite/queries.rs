@@ -31,7 +31,7 @@ macro_rules! execution_columns {
         "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, e.input, \
          e.output, e.error, e.priority, e.run_at, e.deadline, e.schedule_id, e.scheduled_for, e.lease_owner, e.lease_expires_at, \
          e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at, e.pause_requested_at, e.key, \
-         e.parent_execution_id, e.parent_node_id, e.parent_attempt, e.depth"
+         e.parent_execution_id, e.parent_node_id, e.parent_item, e.parent_attempt, e.depth"
     };
 }
 
@@ -103,15 +103,15 @@ where w.id = $2
 "#
 );
 
-/// Inserts the child ($1 id) of node attempt ($6 execution, $7 node, $8 attempt): pending, of
-/// the latest version of a workflow named by id ($2) or name ($3), with input $4, priority $5
-/// and depth $9.
+/// Inserts the child ($1 id) of node attempt ($6 execution, $7 node, $10 item or null, $8
+/// attempt): pending, of the latest version of a workflow named by id ($2) or name ($3), with
+/// input $4, priority $5 and depth $9.
 pub(super) const START_CHILD_EXECUTION: &str = r#"
 insert into workflow_executions (
     id, workflow_id, workflow_version, input, priority,
-    parent_execution_id, parent_node_id, parent_attempt, depth
+    parent_execution_id, parent_node_id, parent_attempt, depth, parent_item
 )
-select $1, w.id, w.latest_version, $4, $5, $6, $7, $8, $9
+select $1, w.id, w.latest_version, $4, $5, $6, $7, $8, $9, $10
 from workflows w
 where w.id = $2
    or w.name = $3
@@ -125,18 +125,20 @@ where id = $1
   and not has_children
 "#;
 
-/// The id of the child of node attempt ($1 execution, $2 node, $3 attempt).
+/// The id of the child of node attempt ($1 execution, $2 node, $4 item or null, $3 attempt).
 pub(super) const CHILD_OF: &str = r#"
 select id
 from workflow_executions
 where parent_execution_id = $1
   and parent_node_id = $2
+  and coalesce(parent_item, -1) = coalesce($4, -1)
   and parent_attempt = $3
 "#;
 
 /// The children of execution $1, oldest first.
 pub(super) const CHILDREN_OF: &str = r#"
-select e.id, w.name as workflow_name, e.status, e.parent_node_id, e.parent_attempt, e.created_at
+select e.id, w.name as workflow_name, e.status, e.parent_node_id, e.parent_item,
+       e.parent_attempt, e.created_at
 from workflow_executions e
 join workflows w on w.id = e.workflow_id
 where e.parent_execution_id = $1

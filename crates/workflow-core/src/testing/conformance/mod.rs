@@ -166,6 +166,7 @@ macro_rules! conformance_tests {
                     failing_items_retry_on_their_own_then_fail_the_map_or_are_collected,
                     a_map_whose_worker_died_resumes_with_its_finished_items,
                     a_paused_map_resumes_where_it_stopped,
+                    a_map_runs_a_sub_workflow_per_item_without_holding_a_slot,
                 );
                 $crate::conformance_tests!(@group $setup; worker::subworkflows;
                     a_subworkflow_node_completes_with_its_childs_output,

@@ -11,6 +11,7 @@ fn child_of(parent: crate::ExecutionId, attempt: u32, workflow: &str) -> StartCh
         parent: ExecutionParent {
             execution_id: parent,
             node_id: "call".into(),
+            item: None,
             attempt,
         },
         workflow: WorkflowRef::from(workflow),
@@ -41,6 +42,7 @@ pub async fn a_node_attempt_starts_one_child_and_the_parent_lists_it(store: impl
         Some(ExecutionParent {
             execution_id: parent,
             node_id: "call".into(),
+            item: None,
             attempt: 1
         })
     );
@@ -56,6 +58,19 @@ pub async fn a_node_attempt_starts_one_child_and_the_parent_lists_it(store: impl
     assert!(second.created);
     assert_ne!(second.execution.id, child.id);
 
+    // A map's items start one child each per attempt.
+    let mut for_item = child_of(parent, 1, "tick");
+    for_item.parent.item = Some(4);
+    let item_child = store.start_child_execution(for_item.clone()).await.unwrap();
+    assert!(item_child.created);
+    assert_ne!(item_child.execution.id, child.id);
+    assert_eq!(item_child.execution.parent.as_ref().unwrap().item, Some(4));
+    let again = store.start_child_execution(for_item).await.unwrap();
+    assert_eq!(
+        (again.created, again.execution.id),
+        (false, item_child.execution.id)
+    );
+
     let err = store
         .start_child_execution(child_of(parent, 3, "nope"))
         .await
@@ -63,24 +78,19 @@ pub async fn a_node_attempt_starts_one_child_and_the_parent_lists_it(store: impl
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
 
     let listed = store.get_execution(parent).await.unwrap().children;
-    let summary: Vec<(crate::ExecutionId, &str, u32, &str)> = listed
+    let summary: Vec<(crate::ExecutionId, &str, Option<u32>, u32)> = listed
         .iter()
-        .map(|c| {
-            (
-                c.id,
-                c.node_id.as_str(),
-                c.attempt,
-                c.workflow_name.as_str(),
-            )
-        })
+        .map(|c| (c.id, c.node_id.as_str(), c.item, c.attempt))
         .collect();
     assert_eq!(
         summary,
         vec![
-            (child.id, "call", 1, "tick"),
-            (second.execution.id, "call", 2, "tick")
+            (child.id, "call", None, 1),
+            (second.execution.id, "call", None, 2),
+            (item_child.execution.id, "call", Some(4), 1)
         ]
     );
+    assert!(listed.iter().all(|c| c.workflow_name == "tick"));
     assert!(
         store
             .get_execution(child.id)

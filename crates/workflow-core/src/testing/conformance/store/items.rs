@@ -26,6 +26,7 @@ fn item(item: u32, attempt: u32, status: NodeRunStatus) -> NewItemRun {
         error: (status != NodeRunStatus::Completed).then(|| "boom".to_owned()),
         duration: Duration::from_millis(20),
         ended_ago: Duration::from_millis(5),
+        consumed_signal: None,
     }
 }
 

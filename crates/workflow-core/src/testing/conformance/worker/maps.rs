@@ -307,3 +307,66 @@ pub async fn a_paused_map_resumes_where_it_stopped(store: impl Store + Clone) {
     items.sort_unstable();
     assert_eq!(items, (0..30).collect::<Vec<u32>>(), "each item once");
 }
+
+/// A map whose item node is a `subworkflow` runs a child execution per item; the parent waits
+/// for them without holding a slot (one worker with one slot runs them all), and completes
+/// with the children's outputs in order.
+pub async fn a_map_runs_a_sub_workflow_per_item_without_holding_a_slot(store: impl Store + Clone) {
+    let registry = nodes::registry();
+    workflow("double")
+        .node(
+            "calc",
+            "config",
+            json!({"n": {"$template": "{{ input.n * 2 }}"}}),
+        )
+        .edge("start", "calc")
+        .save(&store, &registry)
+        .await;
+    workflow("fan_out_children")
+        .node(
+            "each",
+            "map",
+            json!({
+                "items": {"$template": "{{ input.list }}"},
+                "node": {"type": "subworkflow", "config": {"workflow": "double"}},
+                "max_parallel": 2
+            }),
+        )
+        .edge("start", "each")
+        .save(&store, &registry)
+        .await;
+    let list: Vec<Value> = (1..=5).map(|n| json!({ "n": n })).collect();
+    let id = start(&store, "fan_out_children", json!({ "list": list })).await;
+    let detail = run_until_terminal(worker(store.clone()).concurrency(1), &store, &[id], WAIT)
+        .await
+        .remove(0);
+    assert_eq!(
+        detail.execution.status,
+        ExecutionStatus::Completed,
+        "{:?}",
+        detail.execution.error
+    );
+    assert_eq!(
+        detail.execution.output,
+        Some(json!([{"n": 2}, {"n": 4}, {"n": 6}, {"n": 8}, {"n": 10}]))
+    );
+    let mut items: Vec<Option<u32>> = detail.children.iter().map(|c| c.item).collect();
+    items.sort_unstable();
+    assert_eq!(
+        items,
+        (0..5).map(Some).collect::<Vec<_>>(),
+        "a child per item"
+    );
+    assert!(
+        detail
+            .children
+            .iter()
+            .all(|c| c.status == ExecutionStatus::Completed && c.node_id == "each")
+    );
+    assert_eq!(detail.item_runs.len(), 5);
+    assert!(
+        detail.signals.iter().all(|s| s.consumed_at.is_some()),
+        "every child's end was consumed by its item: {:?}",
+        detail.signals
+    );
+}
