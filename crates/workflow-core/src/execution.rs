@@ -221,6 +221,9 @@ pub struct ChildExecution {
     pub item: Option<u32>,
     /// That node's (or item's) attempt.
     pub attempt: u32,
+    /// The parent's retry that ran the node again, after which this child no longer answers
+    /// for it; `None` while it does.
+    pub detached_by_retry: Option<i64>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }
@@ -359,6 +362,8 @@ pub struct ItemRun {
     pub output: Option<Value>,
     /// The error, when failed or timed out.
     pub error: Option<String>,
+    /// Whether it failed for good: no other attempt of the item runs.
+    pub fatal: bool,
     /// The worker that ran it.
     pub worker_id: Option<String>,
     /// When it started (database time).

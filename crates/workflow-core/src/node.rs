@@ -240,12 +240,12 @@ pub enum NodeOutcome {
         branch: Option<String>,
     },
     /// Starts an execution of `workflow` (its latest version) with `input` as this node
-    /// attempt's child, and parks like [`Wait`](Self::Wait) until it ends: then the signal
-    /// [`child_signal`]`(node, attempt)` is in [`NodeContext::signals`], with the child's
-    /// `execution_id`, `status`, `output` and `error`, and the node runs again under the same
-    /// attempt to complete with it. An attempt starts at most one child: running the attempt
-    /// again (after its worker died) finds the child it started. The child's end is the only
-    /// way out of the wait; the parent's end cancels the child.
+    /// attempt's child, and parks like [`Wait`](Self::Wait) until it ends (the signal
+    /// [`child_signal`]`(child)` wakes the parent). The node then runs again under the same
+    /// attempt, asks again, and the worker, finding the child ended, completes the node with
+    /// the child's output or fails it (retryably) with the child's error. An attempt starts
+    /// at most one child: asking again finds the child it started. The parent's end cancels
+    /// the child.
     StartChild {
         /// The workflow to start, by name or id.
         workflow: String,

@@ -341,11 +341,27 @@ pub struct SignalledExecution {
     pub signal: Signal,
 }
 
+/// What [`Store::start_child_execution`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartedChild {
+    /// The child execution, as it is now (one started before may have ended).
+    pub execution: Execution,
+    /// Whether this call started it.
+    pub created: bool,
+    /// Once the child has ended: the signal its end stored in the parent's inbox, if not
+    /// consumed yet, read in the same transaction as the child, so a parent claimed before
+    /// the child ended still finds it.
+    pub end_signal: Option<SignalId>,
+}
+
 /// Parameters of [`Store::start_child_execution`]: a node attempt starts a sub-workflow.
 #[derive(Debug, Clone)]
 pub struct StartChildParams {
     /// The node attempt starting it.
     pub parent: crate::ExecutionParent,
+    /// The token the parent was claimed with: the child is started only while the parent is
+    /// running under it.
+    pub lease_token: LeaseToken,
     /// The child's workflow; it is pinned to its latest version.
     pub workflow: WorkflowRef,
     /// The child's input.
@@ -499,6 +515,8 @@ pub struct NewItemRun {
     pub output: Option<Value>,
     /// The error, when it failed.
     pub error: Option<String>,
+    /// Whether it failed for good (no other attempt of the item runs).
+    pub fatal: bool,
     /// How long it ran.
     pub duration: Duration,
     /// How long before the write it ended: item runs are written in batches, so the store
@@ -955,14 +973,17 @@ pub trait Store: Send + Sync + 'static {
     /// Starts the child execution of a node attempt (a sub-workflow), `pending` on the latest
     /// version of `params.workflow`, recording its parent and depth, and marks the parent as
     /// having children; or, if that attempt started one already (its worker died after
-    /// starting it), returns that one with `created: false`. When the child ends, the store
-    /// stores the signal `child:<node>:<attempt>` in the parent's inbox (payload
-    /// `{execution_id, status, output, error}`), which wakes the parent; when the parent ends,
-    /// its children that have not ended are cancelled. `NotFound` for an unknown workflow.
+    /// starting it), returns that one with `created: false`, as it is now (it may have ended).
+    /// Fenced by the parent's lease like a step: [`StoreError::LeaseLost`] if the parent is not
+    /// running under `params.lease_token`. When the child ends, the store stores the signal
+    /// `child:<child id>` in the parent's inbox (payload `{execution_id, status, output,
+    /// error}`), which wakes the parent; when the parent ends, its children that have not
+    /// ended are cancelled; a retry of the parent that runs the node again detaches the
+    /// node's children, so its attempts start new ones. `NotFound` for an unknown workflow.
     async fn start_child_execution(
         &self,
         params: StartChildParams,
-    ) -> Result<StartedExecution, StoreError>;
+    ) -> Result<StartedChild, StoreError>;
 
     /// In one atomic step, starts the execution of `params.start` as
     /// [`start_execution`](Store::start_execution) does with its key (or finds the one that
@@ -1117,7 +1138,7 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     async fn start_child_execution(
         &self,
         params: StartChildParams,
-    ) -> Result<StartedExecution, StoreError> {
+    ) -> Result<StartedChild, StoreError> {
         (**self).start_child_execution(params).await
     }
 

@@ -317,11 +317,9 @@ fn assemble_claims(
         .collect()
 }
 
-/// An execution's input and output columns read as text, parsed as [`lenient_json`] does;
-/// the third value says what could not be read.
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// The parent of an execution from its columns: the execution, node and attempt set, or
 /// none.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 fn parent_of(
     execution_id: Option<uuid::Uuid>,
     node_id: Option<String>,
@@ -336,6 +334,9 @@ fn parent_of(
     })
 }
 
+/// An execution's input and output columns read as text, parsed as [`lenient_json`] does;
+/// the third value says what could not be read.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 fn lenient_input_output(
     input: &str,
     output: Option<&str>,

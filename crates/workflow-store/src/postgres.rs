@@ -16,10 +16,12 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::{Connection, FromRow};
 use uuid::Uuid;
+use workflow_worker_core::node::child_signal;
 use workflow_worker_core::store::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
     ExecutionFilter, FireScheduleParams, NewItemRun, NewNodeRun, RecordStep, RescueFilter,
-    RetryExecutionParams, StartChildParams, StepRecorded, TimedOutExecution, Wakeup, Wakeups,
+    RetryExecutionParams, StartChildParams, StartedChild, StepRecorded, TimedOutExecution, Wakeup,
+    Wakeups,
 };
 use workflow_worker_core::{
     ChildExecution, Execution, ExecutionDetail, ExecutionId, ExecutionRetry, ExecutionStatus,
@@ -334,6 +336,7 @@ struct ItemRunRow {
     input: Option<Value>,
     output: Option<Value>,
     error: Option<String>,
+    fatal: bool,
     worker_id: Option<String>,
     started_at: DateTime<Utc>,
     finished_at: DateTime<Utc>,
@@ -358,6 +361,7 @@ impl TryFrom<ItemRunRow> for ItemRun {
             input: row.input,
             output: row.output,
             error: row.error,
+            fatal: row.fatal,
             worker_id: row.worker_id,
             started_at: row.started_at,
             finished_at: row.finished_at,
@@ -411,6 +415,7 @@ struct ChildRow {
     parent_node_id: String,
     parent_item: Option<i32>,
     parent_attempt: i32,
+    detached_by_retry: Option<i64>,
     created_at: DateTime<Utc>,
 }
 
@@ -426,6 +431,7 @@ impl TryFrom<ChildRow> for ChildExecution {
             node_id: row.parent_node_id,
             item: row.parent_item.and_then(|item| u32::try_from(item).ok()),
             attempt: u32::try_from(row.parent_attempt).unwrap_or_default(),
+            detached_by_retry: row.detached_by_retry,
             created_at: row.created_at,
         })
     }
@@ -657,13 +663,57 @@ impl Store for PgStore {
     async fn start_child_execution(
         &self,
         params: StartChildParams,
-    ) -> Result<StartedExecution, StoreError> {
+    ) -> Result<StartedChild, StoreError> {
         let (id, name) = workflow_key(&params.workflow);
         let parent = &params.parent;
         let attempt = i32::try_from(parent.attempt).unwrap_or(i32::MAX);
         let item = parent
             .item
             .map(|item| i32::try_from(item).unwrap_or(i32::MAX));
+        // Under the parent's row lock, held only by a worker with its lease: the child of an
+        // attempt is looked for, then started, with no other start in between.
+        let mut tx = self.db.begin().await.map_err(classify)?;
+        let held: Option<Uuid> = sqlx::query_scalar(queries::HOLD_PARENT)
+            .bind(parent.execution_id.0)
+            .bind(params.lease_token.0)
+            .fetch_optional(&mut tx)
+            .await
+            .map_err(classify)?;
+        if held.is_none() {
+            return Err(StoreError::LeaseLost {
+                execution_id: parent.execution_id,
+                lease_token: params.lease_token,
+            });
+        }
+        let existing: Option<ExecutionRow> = sqlx::query_as(queries::CHILD_OF)
+            .bind(parent.execution_id.0)
+            .bind(&parent.node_id)
+            .bind(attempt)
+            .bind(item)
+            .fetch_optional(&mut tx)
+            .await
+            .map_err(classify)?;
+        if let Some(existing) = existing {
+            let execution: Execution = existing.try_into()?;
+            // The child's end stored its signal in the same transaction as its status, so
+            // this statement, with a snapshot taken after the one that read it ended, sees it.
+            let end_signal: Option<i64> = if execution.status.is_terminal() {
+                sqlx::query_scalar(queries::PENDING_SIGNAL_NAMED)
+                    .bind(parent.execution_id.0)
+                    .bind(child_signal(execution.id))
+                    .fetch_optional(&mut tx)
+                    .await
+                    .map_err(classify)?
+            } else {
+                None
+            };
+            tx.commit().await.map_err(classify)?;
+            return Ok(StartedChild {
+                execution,
+                created: false,
+                end_signal: end_signal.map(SignalId),
+            });
+        }
         let started: Option<ExecutionRow> = sqlx::query_as(queries::START_CHILD_EXECUTION)
             .bind(id)
             .bind(name)
@@ -674,29 +724,17 @@ impl Store for PgStore {
             .bind(attempt)
             .bind(i32::try_from(params.depth).unwrap_or(i32::MAX))
             .bind(item)
-            .fetch_optional(&self.db)
+            .fetch_optional(&mut tx)
             .await
             .map_err(classify)?;
-        if let Some(row) = started {
-            return Ok(StartedExecution {
-                execution: row.try_into()?,
-                created: true,
-            });
-        }
-        // This attempt started its child before, or the workflow is unknown.
-        let existing: Option<ExecutionRow> = sqlx::query_as(queries::CHILD_OF)
-            .bind(parent.execution_id.0)
-            .bind(&parent.node_id)
-            .bind(attempt)
-            .bind(item)
-            .fetch_optional(&self.db)
-            .await
-            .map_err(classify)?;
-        Ok(StartedExecution {
-            execution: existing
-                .ok_or_else(|| workflow_not_found(&params.workflow))?
-                .try_into()?,
-            created: false,
+        let Some(started) = started else {
+            return Err(workflow_not_found(&params.workflow));
+        };
+        tx.commit().await.map_err(classify)?;
+        Ok(StartedChild {
+            execution: started.try_into()?,
+            created: true,
+            end_signal: None,
         })
     }
 
@@ -893,6 +931,7 @@ impl Store for PgStore {
                     .map(|r| r.consumed_signal.map(|s| s.0))
                     .collect::<Vec<_>>(),
             )
+            .bind(runs.iter().map(|r| r.fatal).collect::<Vec<_>>())
             .fetch_optional(&self.db)
             .await
             .map_err(|err| crate::error::already_recorded(classify(err), execution_id))?;

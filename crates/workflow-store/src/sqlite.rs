@@ -26,10 +26,12 @@ use sqlx::sqlite::{
 use sqlx::{Connection, FromRow, Row};
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
+use workflow_worker_core::node::child_signal;
 use workflow_worker_core::store::{
     Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
     ExecutionFilter, FireScheduleParams, NewItemRun, RecordStep, RescueFilter,
-    RetryExecutionParams, StartChildParams, StepRecorded, TimedOutExecution, Wakeup, Wakeups,
+    RetryExecutionParams, StartChildParams, StartedChild, StepRecorded, TimedOutExecution, Wakeup,
+    Wakeups,
 };
 use workflow_worker_core::{
     ChildExecution, Execution, ExecutionDetail, ExecutionId, ExecutionRetry, ExecutionStatus,
@@ -260,6 +262,7 @@ struct ChildRow {
     parent_node_id: String,
     parent_item: Option<i32>,
     parent_attempt: i32,
+    detached_by_retry: Option<i64>,
     created_at: i64,
 }
 
@@ -276,6 +279,7 @@ impl TryFrom<ChildRow> for ChildExecution {
             node_id: row.parent_node_id,
             item: row.parent_item.and_then(|item| u32::try_from(item).ok()),
             attempt: u32::try_from(row.parent_attempt).unwrap_or_default(),
+            detached_by_retry: row.detached_by_retry,
             created_at: time(row.created_at, &what)?,
         })
     }
@@ -644,6 +648,7 @@ struct ItemRunRow {
     input: Option<String>,
     output: Option<String>,
     error: Option<String>,
+    fatal: bool,
     worker_id: Option<String>,
     started_at: i64,
     finished_at: i64,
@@ -670,6 +675,7 @@ impl TryFrom<ItemRunRow> for ItemRun {
             node_type: row.node_type,
             attempt: u32::try_from(row.attempt).unwrap_or_default(),
             error: row.error,
+            fatal: row.fatal,
             worker_id: row.worker_id,
         })
     }
@@ -923,7 +929,7 @@ impl Store for SqliteStore {
     async fn start_child_execution(
         &self,
         params: StartChildParams,
-    ) -> Result<StartedExecution, StoreError> {
+    ) -> Result<StartedChild, StoreError> {
         let parent = &params.parent;
         let parent_id = parent.execution_id.to_string();
         let attempt = i32::try_from(parent.attempt).unwrap_or(i32::MAX);
@@ -935,6 +941,18 @@ impl Store for SqliteStore {
             .begin_with(BEGIN_IMMEDIATE)
             .await
             .map_err(classify)?;
+        let held: Option<bool> = sqlx::query_scalar(queries::HOLDS_LEASE)
+            .bind(&parent_id)
+            .bind(params.lease_token.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if held.is_none() {
+            return Err(StoreError::LeaseLost {
+                execution_id: parent.execution_id,
+                lease_token: params.lease_token,
+            });
+        }
         let existing: Option<String> = sqlx::query_scalar(queries::CHILD_OF)
             .bind(&parent_id)
             .bind(&parent.node_id)
@@ -945,9 +963,22 @@ impl Store for SqliteStore {
             .map_err(classify)?;
         if let Some(existing) = existing {
             let id = ExecutionId(uuid(&existing, "child execution")?);
-            return Ok(StartedExecution {
-                execution: execution_in(&mut tx, id).await?,
+            let execution = execution_in(&mut tx, id).await?;
+            let end_signal: Option<i64> = if execution.status.is_terminal() {
+                sqlx::query_scalar(queries::PENDING_SIGNAL_NAMED)
+                    .bind(&parent_id)
+                    .bind(child_signal(id))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(classify)?
+            } else {
+                None
+            };
+            tx.commit().await.map_err(classify)?;
+            return Ok(StartedChild {
+                execution,
                 created: false,
+                end_signal: end_signal.map(SignalId),
             });
         }
         let id = ExecutionId::new();
@@ -977,9 +1008,10 @@ impl Store for SqliteStore {
         let execution = execution_in(&mut tx, id).await?;
         tx.commit().await.map_err(classify)?;
         self.hint();
-        Ok(StartedExecution {
+        Ok(StartedChild {
             execution,
             created: true,
+            end_signal: None,
         })
     }
 
@@ -1224,6 +1256,7 @@ impl Store for SqliteStore {
                 .bind(&run.error)
                 .bind(millis(run.duration))
                 .bind(millis(run.ended_ago))
+                .bind(run.fatal)
                 .execute(&mut *tx)
                 .await
                 .map_err(|err| crate::error::already_recorded(classify(err), execution_id))?;
@@ -1389,7 +1422,11 @@ impl Store for SqliteStore {
             });
         };
         let rerun = Value::from(params.rerun).to_string();
-        for supersede in [queries::SUPERSEDE_RUNS, queries::SUPERSEDE_ITEM_RUNS] {
+        for supersede in [
+            queries::SUPERSEDE_RUNS,
+            queries::SUPERSEDE_ITEM_RUNS,
+            queries::DETACH_CHILDREN,
+        ] {
             sqlx::query(supersede)
                 .bind(&key)
                 .bind(retry)

@@ -75,7 +75,7 @@ async fn the_http_node_calls_an_api_with_a_secret_that_stays_out_of_history_and_
                  "config": {
                     "method": "POST",
                     "url": {"$template": format!("{base}/charges/{{{{ input.customer }}}}")},
-                    "headers": {"Authorization": {"secret": "BILLING", "prefix": "Bearer "}},
+                    "secret_headers": {"Authorization": {"secret": "BILLING", "prefix": "Bearer "}},
                     "body": {"amount": {"$template": "{{ input.amount }}"}}
                  }},
                 {"id": "receipt", "type": "code",

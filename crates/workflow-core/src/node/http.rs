@@ -45,9 +45,16 @@ struct HttpConfig {
     method: String,
     url: String,
     #[serde(default)]
-    headers: BTreeMap<String, Param>,
+    headers: BTreeMap<String, Value>,
     #[serde(default)]
-    query: BTreeMap<String, Param>,
+    query: BTreeMap<String, Value>,
+    /// Headers whose values are secrets. Never rendered from templates (the worker leaves
+    /// these keys alone), so only the definition names secrets.
+    #[serde(default)]
+    secret_headers: BTreeMap<String, SecretRef>,
+    /// Query parameters whose values are secrets, likewise.
+    #[serde(default)]
+    secret_query: BTreeMap<String, SecretRef>,
     /// A JSON body.
     #[serde(default)]
     body: Option<Value>,
@@ -67,16 +74,20 @@ fn default_method() -> String {
     "GET".to_owned()
 }
 
-/// A header or query value: given, or a secret from the worker's environment.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Param {
-    Secret(SecretRef),
-    Text(String),
-    Number(serde_json::Number),
-    Bool(bool),
+/// A header or query value from the config: a string, a number or a boolean.
+fn param(kind: &str, name: &str, value: &Value) -> Result<String, String> {
+    match value {
+        Value::String(text) => Ok(text.clone()),
+        Value::Number(number) => Ok(number.to_string()),
+        Value::Bool(flag) => Ok(flag.to_string()),
+        other => Err(format!(
+            "{kind} \"{name}\": a string, a number or a boolean, not {other}; a secret goes in \
+             secret_{kind}s as {{\"secret\": \"NAME\"}}"
+        )),
+    }
 }
 
+/// A secret from the worker's environment, by name, with what goes before it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SecretRef {
@@ -101,7 +112,7 @@ enum Secrets {
 ///  "config": {
 ///    "method": "POST",
 ///    "url": {"$template": "https://api.example.com/customers/{{ input.customer }}/charges"},
-///    "headers": {"Authorization": {"secret": "BILLING_TOKEN", "prefix": "Bearer "}},
+///    "secret_headers": {"Authorization": {"secret": "BILLING_TOKEN", "prefix": "Bearer "}},
 ///    "query": {"currency": "eur"},
 ///    "body": {"amount": {"$template": "{{ input.amount }}"}}
 /// }}
@@ -117,11 +128,14 @@ enum Secrets {
 /// `max_response_bytes` (1 MiB), and each request (redirects and body included) at `timeout`
 /// seconds (30).
 ///
-/// **Secrets** come from the worker's environment by name, never from the definition: a
-/// header or query value `{"secret": "NAME"}` (optionally with a `prefix`) is the value of
-/// `WORKFLOW_SECRET_NAME` in the worker's environment when the node runs. Only variables with
-/// that prefix can be read, so a definition cannot send the worker's `DATABASE_URL` anywhere.
-/// Secret values never appear in the node's output, its errors, the history or the log.
+/// **Secrets** come from the worker's environment by name, never from the definition: an
+/// entry `{"secret": "NAME"}` (optionally with a `prefix`) of `secret_headers` or
+/// `secret_query` is the value of `WORKFLOW_SECRET_NAME` in the worker's environment when the
+/// node runs. Only variables with that prefix can be read, so a definition cannot send the
+/// worker's `DATABASE_URL` anywhere, and those two keys are never rendered from templates, so
+/// an execution's input cannot name a secret either. Secret values never appear in the
+/// node's output (an answer that echoes one has it replaced by `[secret NAME]`), its errors,
+/// the history or the log.
 #[derive(Clone)]
 pub struct HttpNode {
     secrets: Secrets,
@@ -192,16 +206,6 @@ impl HttpNode {
             .build();
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(self.client.get_or_init(|| client))
-    }
-
-    /// A header or query value, reading a secret if it names one.
-    fn param(&self, param: &Param) -> Result<String, NodeError> {
-        Ok(match param {
-            Param::Secret(secret) => format!("{}{}", secret.prefix, self.secret(&secret.secret)?),
-            Param::Text(text) => text.clone(),
-            Param::Number(number) => number.to_string(),
-            Param::Bool(flag) => flag.to_string(),
-        })
     }
 
     /// Sends the request, following redirects up to `max_redirects`: a 303 (and a 301 or 302
@@ -299,28 +303,36 @@ fn parse(config: &Value) -> Result<(HttpConfig, Method, Url), BoxError> {
     if config.body.is_some() && config.text.is_some() {
         return Err("give either body (JSON) or text, not both".into());
     }
-    for name in config.headers.keys() {
+    for name in config.headers.keys().chain(config.secret_headers.keys()) {
         HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("header \"{name}\" is not a valid header name"))?;
     }
-    for param in config.headers.values().chain(config.query.values()) {
-        if let Param::Secret(secret) = param {
-            let valid = !secret.secret.is_empty()
-                && secret
-                    .secret
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
-                return Err(format!(
-                    "secret \"{}\": a name of letters, digits and _ (read from {SECRET_ENV_PREFIX}<name>)",
-                    secret.secret
-                )
-                .into());
-            }
+    for (name, value) in &config.headers {
+        param("header", name, value)?;
+    }
+    for (name, value) in &config.query {
+        param("query", name, value)?;
+    }
+    for secret in config
+        .secret_headers
+        .values()
+        .chain(config.secret_query.values())
+    {
+        let valid = !secret.secret.is_empty()
+            && secret
+                .secret
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!(
+                "secret \"{}\": a name of letters, digits and _ (read from {SECRET_ENV_PREFIX}<name>)",
+                secret.secret
+            )
+            .into());
         }
     }
     if let Some(timeout) = config.timeout
-        && !(timeout > 0.0 && timeout.is_finite())
+        && (timeout <= 0.0 || Duration::try_from_secs_f64(timeout).is_err())
     {
         return Err(format!("timeout ({timeout}) must be a positive number of seconds").into());
     }
@@ -328,6 +340,33 @@ fn parse(config: &Value) -> Result<(HttpConfig, Method, Url), BoxError> {
         return Err("max_response_bytes must be at least 1".into());
     }
     Ok((config, method, url))
+}
+
+/// Adds header `name: text`; a secret's is marked sensitive (hyper keeps it out of debug
+/// output, and a redirect to another origin drops it).
+fn append_header(
+    headers: &mut HeaderMap,
+    name: &str,
+    text: &str,
+    sensitive: bool,
+) -> Result<(), NodeError> {
+    let mut value = HeaderValue::from_str(text)
+        .map_err(|_| NodeError::fatal(format!("header \"{name}\": not a valid header value")))?;
+    value.set_sensitive(sensitive);
+    let name = HeaderName::from_bytes(name.as_bytes()).map_err(NodeError::fatal)?;
+    headers.append(name, value);
+    Ok(())
+}
+
+/// `text` with every secret value in `secrets` replaced by `[secret NAME]`.
+fn redact(text: &str, secrets: &[(String, String)]) -> String {
+    let mut text = text.to_owned();
+    for (name, value) in secrets {
+        if !value.is_empty() && text.contains(value.as_str()) {
+            text = text.replace(value.as_str(), &format!("[secret {name}]"));
+        }
+    }
+    text
 }
 
 /// The URL as errors show it: without its query (which may hold a secret) or credentials.
@@ -407,24 +446,42 @@ impl NodeExecutor for HttpNode {
         parse(config).map(|_| ())
     }
 
+    fn deferred_config(&self) -> &'static [&'static str] {
+        // Never rendered: only the definition names secrets.
+        &["secret_headers", "secret_query"]
+    }
+
     async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
         let (config, method, mut url) = parse(&ctx.config).map_err(NodeError::fatal)?;
         let what = format!("{method} {}", shown(&url));
-        if !config.query.is_empty() {
-            let mut pairs = Vec::with_capacity(config.query.len());
-            for (name, param) in &config.query {
-                pairs.push((name.as_str(), self.param(param)?));
-            }
+        // The secrets this call sends, to keep them out of what it records.
+        let mut secrets: Vec<(String, String)> = Vec::new();
+        let mut secret = |reference: &SecretRef| -> Result<String, NodeError> {
+            let value = self.secret(&reference.secret)?;
+            secrets.push((reference.secret.clone(), value.clone()));
+            Ok(format!("{}{value}", reference.prefix))
+        };
+        let mut pairs = Vec::new();
+        for (name, value) in &config.query {
+            pairs.push((
+                name.clone(),
+                param("query", name, value).map_err(NodeError::fatal)?,
+            ));
+        }
+        for (name, reference) in &config.secret_query {
+            pairs.push((name.clone(), secret(reference)?));
+        }
+        if !pairs.is_empty() {
             url.query_pairs_mut().extend_pairs(pairs);
         }
         let mut headers = HeaderMap::new();
-        for (name, param) in &config.headers {
-            let mut value = HeaderValue::from_str(&self.param(param)?).map_err(|_| {
-                NodeError::fatal(format!("header \"{name}\": not a valid header value"))
-            })?;
-            value.set_sensitive(matches!(param, Param::Secret(_)));
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(NodeError::fatal)?;
-            headers.append(name, value);
+        for (name, value) in &config.headers {
+            let text = param("header", name, value).map_err(NodeError::fatal)?;
+            append_header(&mut headers, name, &text, false)?;
+        }
+        for (name, reference) in &config.secret_headers {
+            let text = secret(reference)?;
+            append_header(&mut headers, name, &text, true)?;
         }
         let body = match (&config.body, &config.text) {
             (Some(json), _) => {
@@ -461,9 +518,11 @@ impl NodeExecutor for HttpNode {
         let limit = config
             .max_response_bytes
             .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
+        // Checked by `parse`.
         let timeout = config
             .timeout
-            .map_or(DEFAULT_HTTP_TIMEOUT, Duration::from_secs_f64);
+            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+            .unwrap_or(DEFAULT_HTTP_TIMEOUT);
         let exchange = async {
             let response = self
                 .send(
@@ -490,15 +549,16 @@ impl NodeExecutor for HttpNode {
                     .trim()
                     .ends_with("json")
             });
-        let text = String::from_utf8_lossy(&body);
+        let text = redact(&String::from_utf8_lossy(&body), &secrets);
         let parsed = is_json
-            .then(|| serde_json::from_slice(&body).ok())
+            .then(|| serde_json::from_str(&text).ok())
             .flatten()
-            .unwrap_or_else(|| Value::String(text.clone().into_owned()));
+            .unwrap_or_else(|| Value::String(text.clone()));
         if status.is_success() {
+            let response_headers = redact(&headers_json(&response_headers).to_string(), &secrets);
             return Ok(NodeOutcome::complete(json!({
                 "status": status.as_u16(),
-                "headers": headers_json(&response_headers),
+                "headers": serde_json::from_str::<Value>(&response_headers).unwrap_or_default(),
                 "body": parsed,
             })));
         }
@@ -560,6 +620,18 @@ mod tests {
                 ),
             )
             .route("/text", get(|| async { "plain words" }))
+            .route(
+                "/echo",
+                get(|headers: Headers, Query(query): Query<BTreeMap<String, String>>| async move {
+                    let auth = headers
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap().to_owned());
+                    (
+                        [("x-echo", auth.clone().unwrap_or_default())],
+                        Json(json!({"authorization": auth, "key": query.get("key")})),
+                    )
+                }),
+            )
             .route(
                 "/flaky",
                 get(move || {
@@ -637,7 +709,7 @@ mod tests {
             "method": "post",
             "url": format!("{base}/orders/7"),
             "query": {"currency": "eur", "page": 2, "live": true},
-            "headers": {"Authorization": {"secret": "BILLING", "prefix": "Bearer "}},
+            "secret_headers": {"Authorization": {"secret": "BILLING", "prefix": "Bearer "}},
             "body": {"amount": 12.5}
         }))
         .await
@@ -720,16 +792,17 @@ mod tests {
             "Authorization": {"secret": "BILLING", "prefix": "Bearer "},
             "X-Api-Key": {"secret": "BILLING"}
         });
-        let same_host = call(json!({"url": format!("{base}/whoami"), "headers": secret}))
+        let same_host = call(json!({"url": format!("{base}/whoami"), "secret_headers": secret}))
             .await
             .unwrap();
         assert_eq!(
             same_host["body"],
             json!({"authorization": true, "api_key": true})
         );
-        let other_host = call(json!({"url": format!("{base}/elsewhere"), "headers": secret}))
-            .await
-            .unwrap();
+        let other_host =
+            call(json!({"url": format!("{base}/elsewhere"), "secret_headers": secret}))
+                .await
+                .unwrap();
         assert_eq!(
             other_host["body"],
             json!({"authorization": false, "api_key": false})
@@ -763,11 +836,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_secret_an_answer_echoes_is_replaced_in_the_output() {
+        let (base, _) = serve().await;
+        let output = call(json!({
+            "url": format!("{base}/echo"),
+            "secret_headers": {"Authorization": {"secret": "BILLING", "prefix": "Bearer "}},
+            "secret_query": {"key": {"secret": "BILLING"}}
+        }))
+        .await
+        .unwrap();
+        assert_eq!(
+            output["body"],
+            json!({"authorization": "Bearer [secret BILLING]", "key": "[secret BILLING]"})
+        );
+        assert_eq!(output["headers"]["x-echo"], "Bearer [secret BILLING]");
+        assert!(!output.to_string().contains(TOKEN));
+    }
+
+    #[tokio::test]
     async fn a_missing_secret_fails_for_good_naming_the_variable() {
         let (base, _) = serve().await;
         let err = call(json!({
             "url": format!("{base}/text"),
-            "headers": {"X-Key": {"secret": "NOPE"}}
+            "secret_headers": {"X-Key": {"secret": "NOPE"}}
         }))
         .await
         .unwrap_err();
@@ -801,11 +892,19 @@ mod tests {
                 "not a valid header name",
             ),
             (
-                json!({"url": "http://x", "headers": {"A": {"secret": "../etc"}}}),
+                json!({"url": "http://x", "secret_headers": {"A": {"secret": "../etc"}}}),
                 "letters, digits and _",
             ),
             (
+                json!({"url": "http://x", "headers": {"A": {"secret": "B"}}}),
+                "header \"A\": a string, a number or a boolean, not {\"secret\":\"B\"}; a secret goes in secret_headers",
+            ),
+            (
                 json!({"url": "http://x", "timeout": 0}),
+                "must be a positive number",
+            ),
+            (
+                json!({"url": "http://x", "timeout": 1e300}),
                 "must be a positive number",
             ),
             (

@@ -95,7 +95,7 @@ fn parse(config: &Value) -> Result<MapConfig, BoxError> {
         return Err(format!("max_parallel ({max}) must be 1 to {MAX_PARALLEL_LIMIT}").into());
     }
     if let Some(timeout) = parsed.node.timeout
-        && !(timeout > 0.0 && timeout.is_finite())
+        && (timeout <= 0.0 || Duration::try_from_secs_f64(timeout).is_err())
     {
         return Err(
             format!("node.timeout ({timeout}) must be a positive number of seconds").into(),
@@ -110,7 +110,10 @@ fn definition(node: ItemNode) -> NodeDefinition {
         node_type: node.node_type,
         config: node.config,
         retry: node.retry,
-        timeout: node.timeout.map(Duration::from_secs_f64),
+        // Checked by `parse`.
+        timeout: node
+            .timeout
+            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok()),
     }
 }
 
@@ -253,6 +256,10 @@ mod tests {
             (
                 json!({"items": [], "node": {"type": "echo"}, "on_item_failure": "shrug"}),
                 "unknown variant `shrug`",
+            ),
+            (
+                json!({"items": [], "node": {"type": "echo", "timeout": 1e30}}),
+                "must be a positive number of seconds",
             ),
         ] {
             let err = MapNode.validate_config(&config).unwrap_err().to_string();

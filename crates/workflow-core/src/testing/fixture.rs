@@ -241,7 +241,7 @@ impl<S: Store> Store for StalledHeartbeat<S> {
     async fn start_child_execution(
         &self,
         params: crate::store::StartChildParams,
-    ) -> Result<crate::StartedExecution, crate::StoreError> {
+    ) -> Result<crate::store::StartedChild, crate::StoreError> {
         self.0.start_child_execution(params).await
     }
 

@@ -70,7 +70,7 @@ impl MapRun {
                 }
                 (Item::Due { attempts }, _) => {
                     let attempts = (*attempts).max(run.attempt);
-                    *item = if attempts >= policy.max_attempts {
+                    *item = if run.fatal || attempts >= policy.max_attempts {
                         Item::Failed(run.error.clone().unwrap_or_default())
                     } else {
                         Item::Due { attempts }
@@ -292,6 +292,7 @@ mod tests {
             input: None,
             output,
             error: (status != NodeRunStatus::Completed).then(|| "boom".to_owned()),
+            fatal: false,
             worker_id: None,
             started_at: Utc::now(),
             finished_at: Utc::now(),
@@ -425,6 +426,20 @@ mod tests {
                 {"status": "completed", "output": "c"}
             ])
         );
+    }
+
+    #[test]
+    fn an_item_that_failed_fatally_before_a_resume_is_not_run_again() {
+        let mut fatal = run(1, 1, NodeRunStatus::Failed, None);
+        fatal.fatal = true;
+        let mut req = request(2, 2, 5);
+        req.on_item_failure = OnItemFailure::Collect;
+        let mut map = MapRun::new(req, &[fatal]);
+        assert_eq!(map.next(), Some((0, 1)));
+        assert_eq!(map.next(), None, "item 1 failed for good");
+        map.finished(0, Ok(json!("a")), 0.5);
+        assert!(map.is_done());
+        assert_eq!(map.output()[1]["status"], "failed");
     }
 
     #[test]

@@ -28,7 +28,7 @@ use super::slots::Slot;
 use super::writer::{Ended, Interrupted, Writer};
 use super::{ErrorChain, Shared};
 use crate::execution::ExecutionParent;
-use crate::execution::{Execution, ExecutionId, LeaseToken, NodeRunStatus, Signal};
+use crate::execution::{Execution, ExecutionId, LeaseToken, NodeRunStatus, Signal, SignalId};
 use crate::graph::{NodeState, Progress, ReadyNode, WorkflowGraph};
 use crate::metrics;
 use crate::node::{
@@ -310,6 +310,27 @@ struct MapState {
     templated: bool,
     /// The running items' tasks, to stop them when the map fails.
     handles: HashMap<u32, AbortHandle>,
+}
+
+/// What became of a node attempt's child execution.
+enum Child {
+    /// It has not ended: the node waits for `signal`, which its end stores.
+    Running { signal: String },
+    /// It ended: its output, or why it did not complete; and the signal its end stored, if
+    /// not consumed yet, to consume with the node's run (this claim may not have loaded it:
+    /// the child may have ended since).
+    Ended {
+        result: Result<Value, String>,
+        signal: Option<SignalId>,
+    },
+}
+
+/// Why a child execution could not be started.
+enum ChildFailure {
+    /// It cannot start: for good, or for now.
+    Failed(ErrorKind, String),
+    /// The execution's lease was lost: this worker writes nothing more for it.
+    LeaseLost,
 }
 
 /// Item runs are recorded once this many are waiting...
@@ -873,10 +894,12 @@ impl Run<'_> {
             duration: finished.duration,
             ended_ago: Duration::ZERO,
             consumed_signal: None,
+            fatal: false,
         };
         let failure = |run: &mut NewItemRun, kind, error: String, retry_after| {
             run.status = NodeRunStatus::Failed;
             run.error = Some(error.clone());
+            run.fatal = kind == ErrorKind::Fatal;
             Err((kind, error, retry_after))
         };
         let result = match finished.attempt {
@@ -891,17 +914,29 @@ impl Run<'_> {
                 Ok(output)
             }
             Attempt::Completed(NodeOutcome::StartChild { workflow, input }) => {
-                let item_node = format!("{node_id}[{item}]");
                 match self
                     .child(&node_id, Some(item), run.attempt, &workflow, input)
                     .await
                 {
-                    Ok(()) => {
-                        let signal = child_signal(&item_node, run.attempt);
+                    Ok(Child::Running { signal }) => {
                         self.maps.get_mut(&index)?.run.parked(item, signal);
                         return None;
                     }
-                    Err((kind, error)) => failure(&mut run, kind, error, None),
+                    Ok(Child::Ended { result, signal }) => {
+                        if let Some(signal) = signal {
+                            self.signals.retain(|s| s.id != signal);
+                        }
+                        run.consumed_signal = signal;
+                        match result {
+                            Ok(output) => {
+                                run.output = Some(output.clone());
+                                Ok(output)
+                            }
+                            Err(error) => failure(&mut run, ErrorKind::Retryable, error, None),
+                        }
+                    }
+                    Err(ChildFailure::Failed(kind, error)) => failure(&mut run, kind, error, None),
+                    Err(ChildFailure::LeaseLost) => return Some(Err(Interrupted::LeaseLost)),
                 }
             }
             Attempt::Completed(NodeOutcome::Wait { .. } | NodeOutcome::Map(_)) => {
@@ -977,8 +1012,19 @@ impl Run<'_> {
             Some(state.input),
         );
         run.duration = state.started.elapsed();
+        let output = state.run.output();
+        let limit = self.shared.config.node_output_limit;
+        if attempt::exceeds(&output, limit) {
+            run.status = NodeRunStatus::Failed;
+            let error = format!(
+                "the map's output (its {} items' results) is larger than the node output limit \
+                 of {limit} bytes of JSON; have the items hand large data over by reference",
+                state.run.len()
+            );
+            return self.failed(index, run, ErrorKind::Fatal, error, None).await;
+        }
         info!(node.id = %run.node_id, items = state.run.len(), "map completed");
-        self.completed(index, run, state.run.output(), None);
+        self.completed(index, run, output, None);
         None
     }
 
@@ -1033,8 +1079,9 @@ impl Run<'_> {
     }
 
     /// A node asked for a child execution of `workflow`: starts it (or finds the one this
-    /// attempt started before) and parks the node until the child's end is signalled. A
-    /// workflow that is not there, or a child past the depth limit, fails the node for good.
+    /// attempt started before) and parks the node until the child's end wakes the execution;
+    /// once the child has ended, completes the node with its output or fails it. A workflow
+    /// that is not there, or a child past the depth limit, fails the node for good.
     async fn start_child(
         &mut self,
         index: usize,
@@ -1044,26 +1091,40 @@ impl Run<'_> {
         input: Value,
     ) -> Option<Result<Ended, Interrupted>> {
         let node_id = self.graph.node(index).id.clone();
-        match self
+        let (kind, error) = match self
             .child(&node_id, None, run.attempt, &workflow, input)
             .await
         {
-            Ok(()) => {
-                let signal = child_signal(&node_id, run.attempt);
+            Ok(Child::Running { signal }) => {
                 let took = run.duration;
                 self.waiting(index, run, waiting_since, took, (Some(signal), None));
-                None
+                return None;
             }
-            Err((kind, error)) => {
-                run.status = NodeRunStatus::Failed;
-                self.failed(index, run, kind, error, None).await
+            Ok(Child::Ended { result, signal }) => {
+                if let Some(signal) = signal {
+                    info!(node.id = %node_id, signal.id = signal.0, "signal consumed");
+                    self.signals.retain(|s| s.id != signal);
+                }
+                run.consumed_signal = signal;
+                match result {
+                    Ok(output) => {
+                        self.completed(index, run, output, None);
+                        return None;
+                    }
+                    Err(error) => (ErrorKind::Retryable, error),
+                }
             }
-        }
+            Err(ChildFailure::Failed(kind, error)) => (kind, error),
+            Err(ChildFailure::LeaseLost) => return Some(Err(Interrupted::LeaseLost)),
+        };
+        run.status = NodeRunStatus::Failed;
+        self.failed(index, run, kind, error, None).await
     }
 
     /// Starts the child execution of `workflow` for node `node_id` (its item `item`, for a
-    /// map) and `attempt`, or finds the one that attempt started before; or says why it
-    /// cannot: a workflow that is not there, or the depth limit, is for good.
+    /// map) and `attempt`, or finds the one that attempt started before, and says whether it
+    /// runs or how it ended; or why it cannot start: a workflow that is not there, or the
+    /// depth limit, is for good.
     async fn child(
         &self,
         node_id: &str,
@@ -1071,10 +1132,10 @@ impl Run<'_> {
         attempt: u32,
         workflow: &str,
         input: Value,
-    ) -> Result<(), (ErrorKind, String)> {
+    ) -> Result<Child, ChildFailure> {
         let depth = self.execution.depth + 1;
         if depth > MAX_SUBWORKFLOW_DEPTH {
-            return Err((
+            return Err(ChildFailure::Failed(
                 ErrorKind::Fatal,
                 format!(
                     "sub-workflow depth limit ({MAX_SUBWORKFLOW_DEPTH}) reached starting \
@@ -1089,36 +1150,61 @@ impl Run<'_> {
                 item,
                 attempt,
             },
+            lease_token: self.execution.lease_token,
             workflow: WorkflowRef::from(workflow),
             input,
             depth,
             priority: self.execution.priority,
         };
-        match self.shared.store.start_child_execution(params).await {
-            Ok(started) => {
-                let child = &started.execution;
+        let started = match self.shared.store.start_child_execution(params).await {
+            Ok(started) => started,
+            Err(StoreError::LeaseLost { .. }) => return Err(ChildFailure::LeaseLost),
+            Err(StoreError::NotFound { .. }) => {
+                return Err(ChildFailure::Failed(
+                    ErrorKind::Fatal,
+                    format!("cannot start a child execution: workflow \"{workflow}\" not found"),
+                ));
+            }
+            Err(err) => {
+                return Err(ChildFailure::Failed(
+                    ErrorKind::Retryable,
+                    format!(
+                        "cannot start a child execution of \"{workflow}\": {}",
+                        ErrorChain(&err)
+                    ),
+                ));
+            }
+        };
+        let child = started.execution;
+        if !child.status.is_terminal() {
+            if started.created {
                 info!(
                     node.id = %node_id,
                     item,
                     child.id = %child.id,
                     child.workflow = %child.workflow_name,
-                    created = started.created,
                     "child execution started"
                 );
-                Ok(())
             }
-            Err(StoreError::NotFound { .. }) => Err((
-                ErrorKind::Fatal,
-                format!("cannot start a child execution: workflow \"{workflow}\" not found"),
-            )),
-            Err(err) => Err((
-                ErrorKind::Retryable,
-                format!(
-                    "cannot start a child execution of \"{workflow}\": {}",
-                    ErrorChain(&err)
-                ),
-            )),
+            return Ok(Child::Running {
+                signal: child_signal(child.id),
+            });
         }
+        let result = if child.status == ExecutionStatus::Completed {
+            Ok(child.output.unwrap_or(Value::Null))
+        } else {
+            Err(format!(
+                "child execution {} of workflow \"{}\" {}: {}",
+                child.id,
+                child.workflow_name,
+                child.status,
+                child.error.as_deref().unwrap_or("no error recorded")
+            ))
+        };
+        Ok(Child::Ended {
+            result,
+            signal: started.end_signal,
+        })
     }
 
     /// A node chose to wait for `signal` or `timeout`: it is parked until the execution is

@@ -17,6 +17,8 @@ create table workflow_item_runs (
     input jsonb,
     output jsonb,
     error text,
+    -- A failure no attempt of this item can fix: the item is not run again.
+    fatal boolean not null default false,
     worker_id text,
     started_at timestamptz not null,
     finished_at timestamptz not null,

@@ -10,6 +10,8 @@ create table workflow_item_runs (
     input text,
     output text,
     error text,
+    -- A failure no attempt of this item can fix: the item is not run again.
+    fatal integer not null default 0,
     worker_id text,
     started_at integer not null,
     finished_at integer not null,

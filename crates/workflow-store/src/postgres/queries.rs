@@ -113,10 +113,21 @@ limit 1
 "#
 );
 
+/// Whether execution $1 is running under lease token $2, locking its row until the
+/// transaction ends (a child start is fenced by its parent's lease).
+pub(super) const HOLD_PARENT: &str = r#"
+select id
+from workflow_executions
+where id = $1
+  and lease_token = $2
+  and status = 'running'
+for no key update
+"#;
+
 /// Starts the child of node attempt ($5 execution, $6 node, $9 item or null, $7 attempt): a
 /// pending execution of the latest version of a workflow named by id ($1) or name ($2), with
-/// input $3, priority $4 and depth $8, and marks the parent as having children. No row when
-/// that attempt has a child already (read it with `CHILD_OF`) or the workflow is unknown.
+/// input $3, priority $4 and depth $8, and marks the parent as having children. No row if
+/// the workflow is unknown. The caller holds the parent's row and found no child.
 pub(super) const START_CHILD_EXECUTION: &str = concat!(
     r#"
 with w as (
@@ -138,9 +149,6 @@ e as (
     )
     select w.id, w.latest_version, $3, $4, $5, $6, $7, $8, $9
     from w
-    on conflict (parent_execution_id, parent_node_id, coalesce(parent_item, -1), parent_attempt)
-        where parent_execution_id is not null
-        do nothing
     returning *
 )
 select "#,
@@ -162,13 +170,26 @@ where e.parent_execution_id = $1
   and e.parent_node_id = $2
   and coalesce(e.parent_item, -1) = coalesce($4, -1)
   and e.parent_attempt = $3
+  and e.detached_by_retry is null
 "#
 );
+
+/// The oldest signal named $2 in execution $1's inbox that is not consumed yet: the one a
+/// child's end stored, found in the transaction that read the child as ended.
+pub(super) const PENDING_SIGNAL_NAMED: &str = r#"
+select id
+from workflow_signals
+where execution_id = $1
+  and name = $2
+  and consumed_at is null
+order by id
+limit 1
+"#;
 
 /// The children of execution $1, oldest first.
 pub(super) const CHILDREN_OF: &str = r#"
 select e.id, w.name as workflow_name, e.status, e.parent_node_id, e.parent_item,
-       e.parent_attempt, e.created_at
+       e.parent_attempt, e.detached_by_retry, e.created_at
 from workflow_executions e
 join workflows w on w.id = e.workflow_id
 where e.parent_execution_id = $1
@@ -684,6 +705,14 @@ superseded_items as (
       and r.superseded_by is null
       and r.node_id = any($6)
 ),
+detached as (
+    update workflow_executions c
+    set detached_by_retry = retry.id
+    from retry
+    where c.parent_execution_id = retry.execution_id
+      and c.detached_by_retry is null
+      and c.parent_node_id = any($6)
+),
 e as (
     update workflow_executions e
     set status = 'pending',
@@ -789,6 +818,28 @@ with ended as (
         for update skip locked
     )
     returning id, workflow_id
+),
+-- Children whose parent ended and that its trigger skipped (their row was held then).
+orphans as (
+    update workflow_executions c
+    set status = 'cancelled',
+        error = 'parent execution ' || c.parent_execution_id || ' ended',
+        run_at = null,
+        finished_at = now(),
+        lease_owner = null,
+        lease_expires_at = null,
+        pause_requested_at = null,
+        updated_at = now()
+    where c.id in (
+        select child.id
+        from workflow_executions child
+        join workflow_executions parent on parent.id = child.parent_execution_id
+        where child.parent_execution_id is not null
+          and child.status in ('pending', 'running', 'retrying', 'waiting', 'paused')
+          and parent.status in ('completed', 'failed', 'cancelled', 'timed_out')
+          and not (child.deadline is not null and child.deadline < now())
+        for update of child skip locked
+    )
 )
 select now() as now,
        -- The statement sees the rows as they were before `ended` changed them.
@@ -1182,8 +1233,8 @@ where e.id = $1
 "#;
 
 /// Records item runs of execution $1 held with lease token $2 by worker $3 (the runs as
-/// arrays $4..$14; $12 how long each ran, $13 how long ago it ended, $14 the signal it
-/// consumed), under the execution's row lock so no claim can take it meanwhile, and says
+/// arrays $4..$15; $12 how long each ran, $13 how long ago it ended, $14 the signal it
+/// consumed, $15 whether it failed for good), under the execution's row lock so no claim can take it meanwhile, and says
 /// whether a pause is asked of it. No row if the lease was lost.
 pub(super) const RECORD_ITEM_RUNS: &str = r#"
 with held as (
@@ -1197,16 +1248,17 @@ with held as (
 runs as (
     insert into workflow_item_runs (
         execution_id, node_id, item, node_type, attempt, status, input, output, error,
-        worker_id, started_at, finished_at
+        fatal, worker_id, started_at, finished_at
     )
     select held.id, r.node_id, r.item, r.node_type, r.attempt, r.status, r.input, r.output,
-           r.error, $3,
+           r.error, r.fatal, $3,
            clock_timestamp() - make_interval(secs => r.ago + r.duration),
            clock_timestamp() - make_interval(secs => r.ago)
     from held,
          unnest($4::text[], $5::int4[], $6::text[], $7::int4[], $8::text[], $9::jsonb[],
-                $10::jsonb[], $11::text[], $12::float8[], $13::float8[])
-             as r(node_id, item, node_type, attempt, status, input, output, error, duration, ago)
+                $10::jsonb[], $11::text[], $12::float8[], $13::float8[], $15::bool[])
+             as r(node_id, item, node_type, attempt, status, input, output, error, duration, ago,
+                  fatal)
 ),
 consumed as (
     update workflow_signals g
@@ -1225,7 +1277,7 @@ from held
 macro_rules! item_run_columns {
     () => {
         "execution_id, node_id, item, node_type, attempt, status, input, output, error, \
-         worker_id, started_at, finished_at"
+         fatal, worker_id, started_at, finished_at"
     };
 }
 

@@ -133,12 +133,25 @@ where parent_execution_id = $1
   and parent_node_id = $2
   and coalesce(parent_item, -1) = coalesce($4, -1)
   and parent_attempt = $3
+  and detached_by_retry is null
+"#;
+
+/// The oldest signal named $2 in execution $1's inbox that is not consumed yet: the one a
+/// child's end stored, found in the transaction that read the child as ended.
+pub(super) const PENDING_SIGNAL_NAMED: &str = r#"
+select id
+from workflow_signals
+where execution_id = $1
+  and name = $2
+  and consumed_at is null
+order by id
+limit 1
 "#;
 
 /// The children of execution $1, oldest first.
 pub(super) const CHILDREN_OF: &str = r#"
 select e.id, w.name as workflow_name, e.status, e.parent_node_id, e.parent_item,
-       e.parent_attempt, e.created_at
+       e.parent_attempt, e.detached_by_retry, e.created_at
 from workflow_executions e
 join workflows w on w.id = e.workflow_id
 where e.parent_execution_id = $1
@@ -1114,14 +1127,15 @@ where e.id = $1
 
 /// Records one item run of execution $1 by worker $2 ($3 node, $4 item, $5 type, $6 attempt,
 /// $7 status, $8 input, $9 output, $10 error, $11 how long it ran and $12 how long ago it
-/// ended, in milliseconds). The caller holds the write lock and checked the lease.
+/// ended, in milliseconds, $13 whether it failed for good). The caller holds the write lock
+/// and checked the lease.
 pub(super) const INSERT_ITEM_RUN: &str = concat!(
     r#"
 insert into workflow_item_runs (
     execution_id, worker_id, node_id, item, node_type, attempt, status, input, output, error,
-    started_at, finished_at
+    fatal, started_at, finished_at
 )
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "#,
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $13, "#,
     now_ms!(),
     " - $12 - $11, ",
     now_ms!(),
@@ -1142,7 +1156,7 @@ where id = $1
 macro_rules! item_run_columns {
     () => {
         "execution_id, node_id, item, node_type, attempt, status, input, output, error, \
-         worker_id, started_at, finished_at"
+         fatal, worker_id, started_at, finished_at"
     };
 }
 
@@ -1179,4 +1193,14 @@ set superseded_by = $2
 where execution_id = $1
   and superseded_by is null
   and node_id in (select value from json_each($3))
+"#;
+
+/// Detaches the children of execution $1 started by the nodes in the JSON array $3: the
+/// retry $2 runs those nodes again, and their attempts start new children.
+pub(super) const DETACH_CHILDREN: &str = r#"
+update workflow_executions
+set detached_by_retry = $2
+where parent_execution_id = $1
+  and detached_by_retry is null
+  and parent_node_id in (select value from json_each($3))
 "#;

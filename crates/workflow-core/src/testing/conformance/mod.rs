@@ -173,6 +173,7 @@ macro_rules! conformance_tests {
                     a_failed_child_fails_its_node_and_a_retry_starts_a_new_child,
                     cancelling_a_parent_cancels_its_children_and_theirs,
                     a_workflow_calling_itself_without_end_stops_at_the_depth_limit,
+                    a_retried_parent_starts_a_new_child_for_its_node,
                 );
                 $crate::conformance_tests!(@group $setup; worker::schedules;
                     every_tick_starts_one_execution_across_four_workers,

@@ -24,6 +24,7 @@ fn item(item: u32, attempt: u32, status: NodeRunStatus) -> NewItemRun {
         input: Some(json!({"item": item})),
         output: (status == NodeRunStatus::Completed).then(|| json!({"done": item})),
         error: (status != NodeRunStatus::Completed).then(|| "boom".to_owned()),
+        fatal: false,
         duration: Duration::from_millis(20),
         ended_ago: Duration::from_millis(5),
         consumed_signal: None,

@@ -103,7 +103,7 @@ pub async fn a_subworkflow_node_completes_with_its_childs_output(store: impl Sto
     let [signal] = &parent_detail.signals[..] else {
         panic!("one signal: {:?}", parent_detail.signals)
     };
-    assert_eq!(signal.name, "child:ship:1");
+    assert_eq!(signal.name, format!("child:{}", child.id));
     assert_eq!(signal.consumed_by_node.as_deref(), Some("ship"));
 }
 
@@ -247,4 +247,73 @@ pub async fn a_workflow_calling_itself_without_end_stops_at_the_depth_limit(
         )),
         "{error}"
     );
+}
+
+/// A parent cancelled while its child waited (the child was cancelled with it and stored no
+/// signal) runs its sub-workflow node again after a retry from where it stopped: with a new
+/// child, the old one detached, not waiting for a signal that never came.
+pub async fn a_retried_parent_starts_a_new_child_for_its_node(store: impl Store + Clone) {
+    let registry = nodes::registry();
+    workflow("approve")
+        .node("ok", "wait_for_signal", json!({"signal": "ok"}))
+        .edge("start", "ok")
+        .save(&store, &registry)
+        .await;
+    workflow("with_child")
+        .node("call", "subworkflow", json!({"workflow": "approve"}))
+        .edge("start", "call")
+        .save(&store, &registry)
+        .await;
+    let parent = start(&store, "with_child", json!({})).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(worker(store.clone()).run_until(stop.clone().cancelled_owned()));
+    let waiting = until(&store, parent, "the parent to wait for its child", |d| {
+        d.execution.status == ExecutionStatus::Waiting && d.children.len() == 1
+    })
+    .await;
+    let old = waiting.children[0].id;
+    store.cancel_execution(parent, "operator").await.unwrap();
+    until(&store, old, "the child to be cancelled", |d| {
+        d.execution.status == ExecutionStatus::Cancelled
+    })
+    .await;
+
+    let client = crate::Client::with_registry(store.clone(), registry);
+    client
+        .retry(parent, crate::RetryRequest::new("operator"))
+        .await
+        .unwrap();
+    let waiting = until(&store, parent, "a new child", |d| {
+        d.children.iter().any(|c| c.id != old)
+            && d.children
+                .iter()
+                .any(|c| c.id == old && c.detached_by_retry.is_some())
+    })
+    .await;
+    let new = waiting.children.iter().find(|c| c.id != old).unwrap().id;
+    until(&store, new, "the new child to wait", |d| {
+        d.execution.status == ExecutionStatus::Waiting
+    })
+    .await;
+    store
+        .send_signal(crate::SendSignalParams {
+            execution_id: new,
+            name: "ok".into(),
+            payload: json!({"approved": true}),
+            idempotency_key: None,
+        })
+        .await
+        .unwrap();
+    let done = until(&store, parent, "the parent to end", |d| {
+        d.execution.status.is_terminal()
+    })
+    .await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    assert_eq!(
+        done.execution.status,
+        ExecutionStatus::Completed,
+        "{done:#?}"
+    );
+    assert_eq!(done.execution.output, Some(json!({"approved": true})));
 }
