@@ -175,6 +175,8 @@ mod tests {
             output: None,
             error: error.map(str::to_owned),
             priority: 0,
+            concurrency_key: None,
+            held_since: None,
             key: None,
             run_at: None,
             deadline: None,

@@ -156,6 +156,12 @@ pub struct Execution {
     pub error: Option<String>,
     /// Higher runs first among runnable executions.
     pub priority: i32,
+    /// Its concurrency group within its workflow, when the workflow has `concurrency`: `""`
+    /// for a limit per workflow, else the key's value ([`flow`](crate::flow)).
+    pub concurrency_key: Option<String>,
+    /// Since when it has been held back by its concurrency group (its limit is reached, or
+    /// its fair window is full); `None` when it is not held.
+    pub held_since: Option<DateTime<Utc>>,
     /// Its business key, unique among the workflow's executions that have not ended (see
     /// [`StartExecutionParams::key`](crate::StartExecutionParams::key)).
     pub key: Option<String>,

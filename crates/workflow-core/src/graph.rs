@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::flow::Concurrency;
 use crate::node::{NodeExecutor, NodeRegistry};
 use crate::template::{self, ConfigTemplates, TemplateProblem};
 
@@ -68,6 +69,14 @@ pub struct WorkflowDefinition {
     )]
     #[schemars(with = "Option<f64>", range(min = 0))]
     pub timeout: Option<Duration>,
+    /// The priority of executions started without one (else 0); higher runs first
+    /// ([`flow`](crate::flow)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// A limit on the workflow's running executions, per workflow or per key, or fair
+    /// dequeue across keys ([`flow`](crate::flow)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
     /// The nodes.
     pub nodes: Vec<NodeDefinition>,
     /// The edges between nodes.
@@ -294,6 +303,12 @@ pub enum GraphError {
         /// What is wrong.
         reason: String,
     },
+    /// The `concurrency` setting is out of range.
+    #[error("workflow: invalid concurrency: {reason}")]
+    InvalidConcurrency {
+        /// What is wrong.
+        reason: String,
+    },
     /// There is not exactly one trigger node.
     #[error("workflow needs exactly one \"trigger\" node, found {}", found_list(.found))]
     EntryTrigger {
@@ -420,6 +435,14 @@ impl WorkflowGraph {
                 owner: "workflow".into(),
                 reason,
             });
+        }
+
+        if let Some(reason) = definition
+            .concurrency
+            .as_ref()
+            .and_then(Concurrency::problem)
+        {
+            errors.push(GraphError::InvalidConcurrency { reason });
         }
 
         let mut scanned: Vec<Option<ConfigTemplates>> = Vec::with_capacity(definition.nodes.len());
@@ -998,6 +1021,8 @@ mod tests {
             description: None,
             retry: None,
             timeout: None,
+            priority: None,
+            concurrency: None,
             nodes: nodes
                 .iter()
                 .map(|(id, node_type)| NodeDefinition {
@@ -1379,6 +1404,22 @@ mod tests {
         assert_eq!(
             errs,
             vec!["workflow: invalid retry policy: jitter (1.5) must be between 0 and 1"]
+        );
+    }
+
+    #[test]
+    fn a_concurrency_setting_is_checked_at_save() {
+        let errs = errors({
+            let mut def = definition(&[("t", "trigger")], &[]);
+            def.concurrency = Some(crate::flow::Concurrency {
+                limit: Some(0),
+                key: None,
+            });
+            def
+        });
+        assert_eq!(
+            errs,
+            vec!["workflow: invalid concurrency: limit must be from 1 to 2147483647, not 0"]
         );
     }
 

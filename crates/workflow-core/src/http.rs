@@ -253,9 +253,9 @@ impl From<StoreError> for ApiError {
             | StoreError::LeaseLost { .. }
             | StoreError::KeyInUse { .. }
             | StoreError::Constraint { .. } => Self::new(StatusCode::CONFLICT, "conflict", message),
-            StoreError::KeyRequired { .. } | StoreError::KeyLength { .. } => {
-                Self::bad_request(message)
-            }
+            StoreError::KeyRequired { .. }
+            | StoreError::KeyLength { .. }
+            | StoreError::ConcurrencyKey(_) => Self::bad_request(message),
             StoreError::Unavailable(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

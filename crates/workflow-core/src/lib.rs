@@ -71,6 +71,7 @@
 pub mod bulk;
 pub mod client;
 pub mod execution;
+pub mod flow;
 pub mod graph;
 #[cfg(feature = "http")]
 pub mod http;

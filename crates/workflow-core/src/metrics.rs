@@ -22,7 +22,10 @@
 //! | `workflow_executions_waiting` | gauge | | executions waiting for a signal or a timer |
 //! | `workflow_executions_running` | gauge | | executions held under a live lease, by any worker |
 //! | `workflow_executions_unrunnable` | gauge | | runnable executions no live worker can run (it lacks one of their node types) |
+//! | `workflow_executions_held` | gauge | `workflow` | executions held back by their workflow's concurrency (limit reached, or fair window full) |
 
+use std::collections::BTreeSet;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge};
@@ -57,6 +60,9 @@ pub const EXECUTIONS_WAITING: &str = "workflow_executions_waiting";
 pub const EXECUTIONS_RUNNING: &str = "workflow_executions_running";
 /// Gauge: runnable executions that no live worker can run (it lacks one of their node types).
 pub const EXECUTIONS_UNRUNNABLE: &str = "workflow_executions_unrunnable";
+
+/// Gauge: executions held back by their workflow's concurrency, by `workflow`.
+pub const EXECUTIONS_HELD: &str = "workflow_executions_held";
 
 /// Registers a help text and unit for every metric, with the installed recorder. Call it once,
 /// after installing the recorder.
@@ -105,6 +111,10 @@ pub fn describe() {
         EXECUTIONS_UNRUNNABLE,
         "Runnable executions that no live worker can run: none has all of their node types."
     );
+    describe_gauge!(
+        EXECUTIONS_HELD,
+        "Executions held back by their workflow's concurrency: its limit is reached, or its fair window is full."
+    );
 }
 
 /// Reads [`Store::queue_stats`] and sets the queue gauges from it. One small query over the
@@ -116,6 +126,18 @@ pub async fn record_queue_stats<S: Store + ?Sized>(store: &S) -> Result<QueueSta
     gauge!(EXECUTIONS_WAITING).set(stats.waiting as f64);
     gauge!(EXECUTIONS_RUNNING).set(stats.running as f64);
     gauge!(EXECUTIONS_UNRUNNABLE).set(stats.unrunnable as f64);
+    // A workflow with none held any more reads 0, not its last count.
+    static HELD_REPORTED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let mut reported = HELD_REPORTED.lock().unwrap_or_else(PoisonError::into_inner);
+    for workflow in reported.iter() {
+        if !stats.held.contains_key(workflow) {
+            gauge!(EXECUTIONS_HELD, "workflow" => workflow.clone()).set(0.0);
+        }
+    }
+    for (workflow, held) in &stats.held {
+        gauge!(EXECUTIONS_HELD, "workflow" => workflow.clone()).set(*held as f64);
+    }
+    *reported = stats.held.keys().cloned().collect();
     Ok(stats)
 }
 

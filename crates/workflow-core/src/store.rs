@@ -124,6 +124,10 @@ pub enum StoreError {
         /// How many characters it has.
         chars: usize,
     },
+    /// A start's concurrency key is missing from its input, too long, or given for a
+    /// workflow without concurrency.
+    #[error("cannot start: {0}")]
+    ConcurrencyKey(String),
     /// A stored value could not be read back (for example an unknown status string).
     #[error("invalid stored data: {0}")]
     InvalidData(String),
@@ -177,8 +181,9 @@ pub struct StartExecutionParams {
     pub workflow: WorkflowRef,
     /// The execution input, available to every node.
     pub input: Value,
-    /// Higher runs first among runnable executions. Usually 0.
-    pub priority: i32,
+    /// Higher runs first among runnable executions; `None` takes the workflow's `priority`
+    /// (else 0).
+    pub priority: Option<i32>,
     /// The deadline, from now; `None` takes the workflow's `timeout`, if any.
     pub timeout: Option<Duration>,
     /// A business key (an order number, a request id), unique per workflow: a start with the
@@ -187,19 +192,39 @@ pub struct StartExecutionParams {
     pub key: Option<String>,
     /// What a start with a [`key`](Self::key) does when the key's latest execution ended.
     pub key_reuse: KeyReuse,
+    /// The execution's concurrency key, for a workflow whose `concurrency` limits running
+    /// executions per key (or dequeues fairly across keys); `None` takes the value at the
+    /// workflow's key path in the input ([`flow`](crate::flow)).
+    pub concurrency_key: Option<String>,
 }
 
 impl StartExecutionParams {
-    /// Starts `workflow` with `input` at priority 0, with no key.
+    /// Starts `workflow` with `input` at the workflow's priority, with no key.
     pub fn new(workflow: impl Into<WorkflowRef>, input: Value) -> Self {
         Self {
             workflow: workflow.into(),
             input,
-            priority: 0,
+            priority: None,
             timeout: None,
             key: None,
             key_reuse: KeyReuse::default(),
+            concurrency_key: None,
         }
+    }
+
+    /// Starts at `priority` rather than the workflow's.
+    #[must_use]
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Puts the execution in the concurrency group `key` (see
+    /// [`concurrency_key`](Self::concurrency_key)).
+    #[must_use]
+    pub fn concurrency_key(mut self, key: impl Into<String>) -> Self {
+        self.concurrency_key = Some(key.into());
+        self
     }
 
     /// Starts at most one execution for `key` (see [`key`](Self::key)).
@@ -217,8 +242,12 @@ impl StartExecutionParams {
         self
     }
 
-    /// Checks the key's length ([`StoreError::KeyLength`]), as stores do before they write.
-    pub fn check_key(&self) -> Result<(), StoreError> {
+    /// Checks the keys' lengths ([`StoreError::KeyLength`], [`StoreError::ConcurrencyKey`]),
+    /// as stores do before they write.
+    pub fn check_keys(&self) -> Result<(), StoreError> {
+        if let Some(key) = &self.concurrency_key {
+            crate::flow::check_concurrency_key(key).map_err(StoreError::ConcurrencyKey)?;
+        }
         match &self.key {
             Some(key) => {
                 let chars = key.chars().count();
@@ -324,7 +353,7 @@ impl SignalWithStartParams {
     /// The key, checked: [`StoreError::KeyRequired`] without one, [`StoreError::KeyLength`]
     /// for an empty or long one. Stores call it before they write.
     pub fn checked_key(&self) -> Result<&str, StoreError> {
-        self.start.check_key()?;
+        self.start.check_keys()?;
         self.start.key.as_deref().ok_or(StoreError::KeyRequired {
             action: "signal with start",
         })
@@ -731,7 +760,7 @@ impl ExecutionCursor {
 
 /// How much work is queued, from [`Store::queue_stats`]: what the runnable, waiting and
 /// running gauges of [`crate::metrics`] show.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueStats {
     /// Executions a worker could claim now: not ended, due, and with no live lease.
     pub runnable: u64,
@@ -746,6 +775,9 @@ pub struct QueueStats {
     /// that none of the workers recorded by [`Store::record_worker`] and not expired has (all
     /// of them when no worker is live). They wait, untouched, for such a worker.
     pub unrunnable: u64,
+    /// Executions held back by their workflow's concurrency (a limit reached or a fair
+    /// window full), by workflow name; workflows with none held are left out.
+    pub held: std::collections::BTreeMap<String, u64>,
 }
 
 /// A worker as [`Store::record_worker`] recorded it.
@@ -776,6 +808,20 @@ pub struct DeadlineSweep {
     /// The earliest deadline among the executions that have not ended (it may have passed,
     /// for one another statement held during the sweep).
     pub next_deadline: Option<chrono::DateTime<chrono::Utc>>,
+    /// How many held executions it let go: their groups had room that no status change
+    /// released (a limit raised, say).
+    pub released: u64,
+}
+
+/// An execution whose priority [`Store::age_priorities`] raised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgedExecution {
+    /// The execution.
+    pub id: ExecutionId,
+    /// Its priority before.
+    pub from: i32,
+    /// Its priority now: the highest among the executions that have not ended.
+    pub to: i32,
 }
 
 /// An execution [`Store::time_out_executions`] ended.
@@ -950,8 +996,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Ends every execution past its deadline as `timed_out` (whoever holds it) and returns
     /// them, with the next deadline to watch for. Rows another statement holds at that
-    /// moment may be left for the next sweep.
+    /// moment may be left for the next sweep. It also lets go the held executions whose
+    /// concurrency groups have room that no status change released.
     async fn time_out_executions(&self) -> Result<DeadlineSweep, StoreError>;
+
+    /// Priority ageing: raises up to `limit` executions that have been runnable (not held)
+    /// for longer than `older_than` to the highest priority among the executions that have
+    /// not ended, oldest first, so none waits forever behind newer, higher work. Executions
+    /// at that priority already are left alone.
+    async fn age_priorities(
+        &self,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<Vec<AgedExecution>, StoreError>;
 
     /// Counts queued work: runnable, waiting and running executions, and the age of the
     /// oldest runnable one. It reads only executions that have not ended.
@@ -1203,6 +1260,14 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     async fn time_out_executions(&self) -> Result<DeadlineSweep, StoreError> {
         (**self).time_out_executions().await
+    }
+
+    async fn age_priorities(
+        &self,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<Vec<AgedExecution>, StoreError> {
+        (**self).age_priorities(older_than, limit).await
     }
 
     async fn queue_stats(&self) -> Result<QueueStats, StoreError> {

@@ -5,9 +5,21 @@ use std::sync::Arc;
 use sqlx::error::ErrorKind;
 use workflow_worker_core::{Execution, ExecutionId, SignalId, StoreError};
 
+/// How SQLite's concurrency-key triggers begin their messages.
+const SQLITE_CONCURRENCY_KEY: &str = "concurrency key: ";
+
 /// Classifies a sqlx error.
 pub(crate) fn classify(err: sqlx::Error) -> StoreError {
     match err {
+        // Raised by the stores' insert triggers (migration 0020): a start's concurrency key is
+        // missing, too long, or not wanted. PostgreSQL says so with its own SQLSTATE; SQLite's
+        // RAISE takes only a message, which starts with this prefix.
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("WW001") => {
+            StoreError::ConcurrencyKey(db.message().to_owned())
+        }
+        sqlx::Error::Database(db) if db.message().starts_with(SQLITE_CONCURRENCY_KEY) => {
+            StoreError::ConcurrencyKey(db.message()[SQLITE_CONCURRENCY_KEY.len()..].to_owned())
+        }
         sqlx::Error::Database(db)
             if matches!(
                 db.kind(),

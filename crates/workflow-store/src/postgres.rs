@@ -18,10 +18,10 @@ use sqlx::{Connection, FromRow};
 use uuid::Uuid;
 use workflow_worker_core::node::child_signal;
 use workflow_worker_core::store::{
-    Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
-    ExecutionFilter, FireScheduleParams, NewItemRun, NewNodeRun, RecordStep, RescueFilter,
-    RetryExecutionParams, StartChildParams, StartedChild, StepRecorded, TimedOutExecution, Wakeup,
-    Wakeups,
+    Advance, AgedExecution, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep,
+    DueSchedules, ExecutionFilter, FireScheduleParams, NewItemRun, NewNodeRun, RecordStep,
+    RescueFilter, RetryExecutionParams, StartChildParams, StartedChild, StepRecorded,
+    TimedOutExecution, Wakeup, Wakeups,
 };
 use workflow_worker_core::{
     ChildExecution, Execution, ExecutionDetail, ExecutionId, ExecutionRetry, ExecutionStatus,
@@ -230,6 +230,8 @@ struct ExecutionRow {
     parent_item: Option<i32>,
     parent_attempt: Option<i32>,
     depth: i32,
+    concurrency_key: Option<String>,
+    held_since: Option<DateTime<Utc>>,
 }
 
 impl ExecutionRow {
@@ -268,6 +270,8 @@ impl ExecutionRow {
                 self.parent_attempt,
             ),
             depth: u32::try_from(self.depth).unwrap_or_default(),
+            concurrency_key: self.concurrency_key,
+            held_since: self.held_since,
         };
         Ok((execution, defect))
     }
@@ -557,18 +561,109 @@ fn workflow_not_found(workflow: &WorkflowRef) -> StoreError {
     }
 }
 
+/// How many claim statements one claim sends at most while they hold back executions.
+const MAX_CLAIM_ROUNDS: usize = 4;
+
+impl PgStore {
+    /// One claim statement: the executions claimed, and how many it held back instead.
+    async fn claim_round(
+        &self,
+        params: &ClaimParams,
+    ) -> Result<(Vec<ClaimedExecution>, usize), StoreError> {
+        let sql = match params.rescues {
+            RescueFilter::SuspectFirst(_) => queries::CLAIM_SUSPECT_FIRST,
+            _ => queries::CLAIM_EXECUTIONS,
+        };
+        let claim = sqlx::query_as(sql)
+            .bind(i64::from(params.limit))
+            .bind(&params.worker_id)
+            .bind(params.lease_duration.as_secs_f64());
+        let node_types = params
+            .node_types
+            .as_ref()
+            .map(|types| Value::from(types.clone()));
+        let claim = match params.rescues {
+            RescueFilter::SuspectFirst(threshold) => claim.bind(threshold).bind(node_types),
+            rescues => {
+                let (not_suspect_below, suspect_from) = rescues.thresholds();
+                claim
+                    .bind(not_suspect_below)
+                    .bind(suspect_from)
+                    .bind(node_types)
+            }
+        };
+        let rows: Vec<ClaimRow> = claim.fetch_all(&self.db).await.map_err(classify)?;
+        // The rows the statement held back instead of claiming (their group was full) come
+        // back as they were, not running.
+        let (rows, held): (Vec<ClaimRow>, Vec<ClaimRow>) = rows
+            .into_iter()
+            .partition(|row| row.execution.status == ExecutionStatus::Running.as_str());
+        if rows.is_empty() {
+            return Ok((Vec::new(), held.len()));
+        }
+        // Only executions woken from waiting need their signals.
+        let woken: Vec<Uuid> = rows
+            .iter()
+            .filter(|row| row.previous_status == ExecutionStatus::Waiting.as_str())
+            .map(|row| row.execution.id)
+            .collect();
+        let executions: Vec<(Execution, Option<String>)> = rows
+            .into_iter()
+            .map(|row| row.execution.read())
+            .collect::<Result<_, _>>()?;
+        // Node runs are only ever written under a claim, so a first claim has none to read.
+        let resumed: Vec<Uuid> = executions
+            .iter()
+            .filter(|(e, _)| e.lease_token > LeaseToken(1))
+            .map(|(e, _)| e.id.0)
+            .collect();
+        let runs: Vec<NodeRunRow> = if resumed.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(queries::NODE_RUNS_OF_MANY)
+                .bind(resumed)
+                .fetch_all(&self.db)
+                .await
+                .map_err(classify)?
+        };
+        let signals: Vec<SignalRow> = if woken.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(queries::PENDING_SIGNALS_OF_MANY)
+                .bind(woken)
+                .fetch_all(&self.db)
+                .await
+                .map_err(classify)?
+        };
+        let claims = crate::assemble_claims(
+            executions,
+            convert(runs)?,
+            signals.into_iter().map(SignalRow::read).collect(),
+        );
+        Ok((claims, held.len()))
+    }
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn save_workflow(&self, graph: &WorkflowGraph) -> Result<WorkflowVersion, StoreError> {
         let definition = graph.definition();
         let json = serde_json::to_value(definition)
             .map_err(|err| invalid(format!("workflow \"{}\": {err}", definition.name)))?;
+        let mut tx = self.db.begin().await.map_err(classify)?;
         let row: WorkflowRow = sqlx::query_as(queries::SAVE_WORKFLOW)
             .bind(&definition.name)
             .bind(json)
-            .fetch_one(&self.db)
+            .fetch_one(&mut tx)
             .await
             .map_err(classify)?;
+        // The new version may raise the workflow's limit, or drop it: let go what it allows.
+        sqlx::query(queries::RELEASE_HELD)
+            .bind(row.workflow_id)
+            .execute(&mut tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
         row.try_into()
     }
 
@@ -625,7 +720,7 @@ impl Store for PgStore {
         &self,
         params: StartExecutionParams,
     ) -> Result<StartedExecution, StoreError> {
-        params.check_key()?;
+        params.check_keys()?;
         if params.key.is_some() {
             let (id, created): (Uuid, bool) = sqlx::query_as(queries::START_OR_GET)
                 .bind(workflow_text(&params.workflow))
@@ -634,6 +729,7 @@ impl Store for PgStore {
                 .bind(params.priority)
                 .bind(&params.key)
                 .bind(params.key_reuse.as_str())
+                .bind(&params.concurrency_key)
                 .fetch_one(&self.db)
                 .await
                 .map_err(|err| sql_api_error(err, &params.workflow))?;
@@ -648,6 +744,7 @@ impl Store for PgStore {
             .bind(&params.input)
             .bind(params.priority)
             .bind(params.timeout.map(|t| t.as_secs_f64()))
+            .bind(&params.concurrency_key)
             .fetch_optional(&self.db)
             .await
             .map_err(classify)?;
@@ -755,6 +852,7 @@ impl Store for PgStore {
                 .bind(start.key_reuse.as_str())
                 .bind(start.timeout.map(|t| t.as_secs_f64()))
                 .bind(start.priority)
+                .bind(&start.concurrency_key)
                 .fetch_one(&self.db)
                 .await;
         let (id, signal_id, created) = match sent {
@@ -790,75 +888,29 @@ impl Store for PgStore {
         })
     }
 
+    /// Claims as [`Store::claim_executions`] asks. A claim that held back executions (their
+    /// concurrency groups were full) claims again for the slots they would have taken: each
+    /// held execution has left the runnable set, so this ends.
     async fn claim_executions(
         &self,
         params: ClaimParams,
     ) -> Result<Vec<ClaimedExecution>, StoreError> {
-        let sql = match params.rescues {
-            RescueFilter::SuspectFirst(_) => queries::CLAIM_SUSPECT_FIRST,
-            _ => queries::CLAIM_EXECUTIONS,
-        };
-        let claim = sqlx::query_as(sql)
-            .bind(i64::from(params.limit))
-            .bind(&params.worker_id)
-            .bind(params.lease_duration.as_secs_f64());
-        let node_types = params
-            .node_types
-            .as_ref()
-            .map(|types| Value::from(types.clone()));
-        let claim = match params.rescues {
-            RescueFilter::SuspectFirst(threshold) => claim.bind(threshold).bind(node_types),
-            rescues => {
-                let (not_suspect_below, suspect_from) = rescues.thresholds();
-                claim
-                    .bind(not_suspect_below)
-                    .bind(suspect_from)
-                    .bind(node_types)
+        let mut claimed: Vec<ClaimedExecution> = Vec::new();
+        for _ in 0..MAX_CLAIM_ROUNDS {
+            let want = params.limit - u32::try_from(claimed.len()).unwrap_or(params.limit);
+            let (mut round, held) = self
+                .claim_round(&ClaimParams {
+                    limit: want,
+                    ..params.clone()
+                })
+                .await?;
+            let full = round.len() >= want as usize;
+            claimed.append(&mut round);
+            if full || held == 0 {
+                break;
             }
-        };
-        let rows: Vec<ClaimRow> = claim.fetch_all(&self.db).await.map_err(classify)?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
         }
-        // Only executions woken from waiting need their signals.
-        let woken: Vec<Uuid> = rows
-            .iter()
-            .filter(|row| row.previous_status == ExecutionStatus::Waiting.as_str())
-            .map(|row| row.execution.id)
-            .collect();
-        let executions: Vec<(Execution, Option<String>)> = rows
-            .into_iter()
-            .map(|row| row.execution.read())
-            .collect::<Result<_, _>>()?;
-        // Node runs are only ever written under a claim, so a first claim has none to read.
-        let resumed: Vec<Uuid> = executions
-            .iter()
-            .filter(|(e, _)| e.lease_token > LeaseToken(1))
-            .map(|(e, _)| e.id.0)
-            .collect();
-        let runs: Vec<NodeRunRow> = if resumed.is_empty() {
-            Vec::new()
-        } else {
-            sqlx::query_as(queries::NODE_RUNS_OF_MANY)
-                .bind(resumed)
-                .fetch_all(&self.db)
-                .await
-                .map_err(classify)?
-        };
-        let signals: Vec<SignalRow> = if woken.is_empty() {
-            Vec::new()
-        } else {
-            sqlx::query_as(queries::PENDING_SIGNALS_OF_MANY)
-                .bind(woken)
-                .fetch_all(&self.db)
-                .await
-                .map_err(classify)?
-        };
-        Ok(crate::assemble_claims(
-            executions,
-            convert(runs)?,
-            signals.into_iter().map(SignalRow::read).collect(),
-        ))
+        Ok(claimed)
     }
 
     async fn record_steps(&self, steps: &[RecordStep]) -> Vec<Result<StepRecorded, StoreError>> {
@@ -1051,9 +1103,15 @@ impl Store for PgStore {
                 .map_err(classify)?;
         let ended: Vec<(Uuid, String)> = serde_json::from_value(ended)
             .map_err(|err| invalid(format!("timed-out executions: {err}")))?;
+        let released: i32 = sqlx::query_scalar(queries::RELEASE_HELD)
+            .bind(None::<Uuid>)
+            .fetch_one(&self.db)
+            .await
+            .map_err(classify)?;
         Ok(DeadlineSweep {
             now,
             next_deadline,
+            released: u64::try_from(released).unwrap_or_default(),
             timed_out: ended
                 .into_iter()
                 .map(|(id, workflow_name)| TimedOutExecution {
@@ -1070,13 +1128,42 @@ impl Store for PgStore {
                 .fetch_one(&self.db)
                 .await
                 .map_err(classify)?;
+        let held: Vec<(String, i64)> = sqlx::query_as(queries::HELD_BY_WORKFLOW)
+            .fetch_all(&self.db)
+            .await
+            .map_err(classify)?;
         Ok(QueueStats {
             runnable: u64::try_from(runnable).unwrap_or_default(),
             oldest_runnable_age: Duration::try_from_secs_f64(oldest).unwrap_or_default(),
             waiting: u64::try_from(waiting).unwrap_or_default(),
             running: u64::try_from(running).unwrap_or_default(),
             unrunnable: u64::try_from(unrunnable).unwrap_or_default(),
+            held: held
+                .into_iter()
+                .map(|(name, held)| (name, u64::try_from(held).unwrap_or_default()))
+                .collect(),
         })
+    }
+
+    async fn age_priorities(
+        &self,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<Vec<AgedExecution>, StoreError> {
+        let rows: Vec<(Uuid, i32, i32)> = sqlx::query_as(queries::AGE_PRIORITIES)
+            .bind(older_than.as_secs_f64())
+            .bind(i64::from(limit))
+            .fetch_all(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, from, to)| AgedExecution {
+                id: ExecutionId(id),
+                from,
+                to,
+            })
+            .collect())
     }
 
     async fn record_worker(

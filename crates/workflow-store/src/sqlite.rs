@@ -12,6 +12,8 @@
 //!
 //! In the file, ids are UUID text, JSON is text and times are Unix milliseconds.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,8 +30,8 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 use workflow_worker_core::node::child_signal;
 use workflow_worker_core::store::{
-    Advance, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep, DueSchedules,
-    ExecutionFilter, FireScheduleParams, NewItemRun, RecordStep, RescueFilter,
+    Advance, AgedExecution, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep,
+    DueSchedules, ExecutionFilter, FireScheduleParams, NewItemRun, RecordStep, RescueFilter,
     RetryExecutionParams, StartChildParams, StartedChild, StepRecorded, TimedOutExecution, Wakeup,
     Wakeups,
 };
@@ -318,15 +320,47 @@ async fn start_or_get_in(
         .bind(params.priority)
         .bind(params.timeout.map(millis))
         .bind(&params.key)
+        .bind(&params.concurrency_key)
         .execute(&mut *tx)
         .await
-        .map_err(classify)?;
+        .map_err(classify);
+    let inserted = match inserted {
+        Err(StoreError::ConcurrencyKey(generic)) => {
+            return Err(concurrency_key_refused(tx, &params.workflow, generic).await);
+        }
+        other => other?,
+    };
     if inserted.rows_affected() == 0 {
         return Err(workflow_not_found(&params.workflow));
     }
     Ok(StartedExecution {
         execution: execution_in(tx, id).await?,
         created: true,
+    })
+}
+
+/// Says why the insert trigger refused a start's concurrency key, naming the workflow and its
+/// key path as PostgreSQL's trigger does (SQLite's RAISE takes only a fixed message).
+async fn concurrency_key_refused(
+    tx: &mut SqliteConnection,
+    workflow: &WorkflowRef,
+    generic: String,
+) -> StoreError {
+    let (workflow_id, name) = workflow_key(workflow);
+    let found: Result<Option<(String, Option<String>)>, sqlx::Error> =
+        sqlx::query_as(queries::WORKFLOW_CONCURRENCY)
+            .bind(workflow_id)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await;
+    StoreError::ConcurrencyKey(match found {
+        Ok(Some((name, Some(path)))) if generic.contains("no value") => format!(
+            "the input has no value at \"{path}\", the concurrency key of workflow \"{name}\""
+        ),
+        Ok(Some((name, None))) if generic.contains("no concurrency") => format!(
+            "workflow \"{name}\" has no concurrency setting, so its executions take no concurrency key"
+        ),
+        _ => generic,
     })
 }
 
@@ -360,12 +394,87 @@ async fn insert_signal_in(
     row.try_into()
 }
 
+/// One claim round's runnable executions, at most `limit`, with their status and group (an
+/// idle worker's claim looks for one suspect first), inside the claim's transaction.
+async fn runnable_in(
+    tx: &mut SqliteConnection,
+    params: &ClaimParams,
+    limit: u32,
+    node_types: Option<&str>,
+) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
+    let runnable = match params.rescues {
+        RescueFilter::SuspectFirst(threshold) => {
+            // A suspect runs alone; without one, the others as a busy worker claims them.
+            let suspect = sqlx::query(queries::RUNNABLE_SUSPECT)
+                .bind(threshold)
+                .bind(node_types)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(classify)?;
+            if suspect.is_empty() {
+                sqlx::query(queries::RUNNABLE)
+                    .bind(i64::from(limit))
+                    .bind(threshold)
+                    .bind(None::<i32>)
+                    .bind(node_types)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(classify)?
+            } else {
+                suspect
+            }
+        }
+        rescues => {
+            let (not_suspect_below, suspect_from) = rescues.thresholds();
+            sqlx::query(queries::RUNNABLE)
+                .bind(i64::from(limit))
+                .bind(not_suspect_below)
+                .bind(suspect_from)
+                .bind(node_types)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(classify)?
+        }
+    };
+    Ok(runnable)
+}
+
+/// How many claim rounds one claim runs at most while they hold back executions.
+const MAX_CLAIM_ROUNDS: usize = 4;
+
+/// Lets go, in the caller's immediate transaction, the held executions of workflow `workflow`
+/// (of every workflow if `None`) that their groups' windows have room for; returns how many.
+async fn release_held_in(
+    tx: &mut SqliteConnection,
+    workflow: Option<&str>,
+) -> Result<u64, StoreError> {
+    let groups: Vec<(String, String)> = sqlx::query_as(queries::HELD_GROUPS)
+        .bind(workflow)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+    let mut released = 0;
+    for (workflow_id, key) in groups {
+        released += sqlx::query(queries::RELEASE_GROUP)
+            .bind(&workflow_id)
+            .bind(&key)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+    }
+    Ok(released)
+}
+
 /// One step of [`Store::record_steps`] inside the caller's transaction (a savepoint of it).
 /// What [`write_step`] did beyond the step: whether it ended a child execution, whose parent
 /// a trigger has just signalled (and woken, if it waits).
 struct Written {
     recorded: StepRecorded,
     ended_a_child: bool,
+    /// It stopped running an execution of a concurrency group, whose release trigger may
+    /// have let a held one go.
+    left_a_group: bool,
 }
 
 async fn write_step(tx: &mut SqliteConnection, params: &RecordStep) -> Result<Written, StoreError> {
@@ -423,6 +532,13 @@ async fn write_step(tx: &mut SqliteConnection, params: &RecordStep) -> Result<Wr
         Advance::Finish { .. } => fenced.try_get(1).map_err(classify)?,
         _ => false,
     };
+    let left_a_group = match advance {
+        Advance::Finish { .. } => fenced.try_get(2).map_err(classify)?,
+        Advance::Wait { .. } | Advance::Retry { .. } | Advance::Pause { .. } => {
+            fenced.try_get(1).map_err(classify)?
+        }
+        Advance::Continue { .. } | Advance::Release => false,
+    };
     for run in runs {
         if let Some(signal) = run.consumed_signal {
             let consumed = sqlx::query(queries::CONSUME_SIGNAL)
@@ -455,6 +571,7 @@ async fn write_step(tx: &mut SqliteConnection, params: &RecordStep) -> Result<Wr
     Ok(Written {
         recorded,
         ended_a_child,
+        left_a_group,
     })
 }
 
@@ -537,6 +654,8 @@ struct ExecutionRow {
     parent_item: Option<i32>,
     parent_attempt: Option<i32>,
     depth: i32,
+    concurrency_key: Option<String>,
+    held_since: Option<i64>,
 }
 
 impl ExecutionRow {
@@ -583,6 +702,8 @@ impl ExecutionRow {
                 self.parent_attempt,
             ),
             depth: u32::try_from(self.depth).unwrap_or_default(),
+            concurrency_key: self.concurrency_key,
+            held_since: optional_time(self.held_since, &what)?,
         };
         Ok((execution, defect))
     }
@@ -854,7 +975,12 @@ impl Store for SqliteStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(classify)?;
+        // The new version may raise the workflow's limit, or drop it: let go what it allows.
+        let released = release_held_in(&mut tx, Some(&id)).await?;
         tx.commit().await.map_err(classify)?;
+        if released > 0 {
+            self.hint();
+        }
         saved.try_into()
     }
 
@@ -910,7 +1036,7 @@ impl Store for SqliteStore {
         &self,
         params: StartExecutionParams,
     ) -> Result<StartedExecution, StoreError> {
-        params.check_key()?;
+        params.check_keys()?;
         // A keyed start reads and inserts in one immediate transaction: starts on the file
         // are serialised, so two with one key never both insert.
         let mut tx = self
@@ -1056,63 +1182,79 @@ impl Store for SqliteStore {
             .node_types
             .as_ref()
             .map(|types| Value::from(types.clone()).to_string());
-        let runnable = match params.rescues {
-            RescueFilter::SuspectFirst(threshold) => {
-                // A suspect runs alone; without one, the others as a busy worker claims them.
-                let suspect = sqlx::query(queries::RUNNABLE_SUSPECT)
-                    .bind(threshold)
-                    .bind(&node_types)
-                    .fetch_all(&mut *tx)
+        let mut claimed: Vec<String> = Vec::new();
+        let mut woken = Vec::new();
+        // Executions of a group with a limit are admitted while fewer than the limit run (the
+        // transaction is the only writer, so the count stays true until it commits), else
+        // held back; each round claims what it admitted, and a round that held some back
+        // looks again for the slots they would have taken.
+        let mut running_in: HashMap<(String, String), i64> = HashMap::new();
+        for _ in 0..MAX_CLAIM_ROUNDS {
+            let want = params.limit - u32::try_from(claimed.len()).unwrap_or(params.limit);
+            let runnable = runnable_in(&mut tx, &params, want, node_types.as_deref()).await?;
+            let mut admitted = Vec::with_capacity(runnable.len());
+            let mut held = 0;
+            for row in &runnable {
+                let id: String = row.try_get(0).map_err(classify)?;
+                let status: String = row.try_get(1).map_err(classify)?;
+                let workflow_id: String = row.try_get(2).map_err(classify)?;
+                let key: Option<String> = row.try_get(3).map_err(classify)?;
+                let limit: Option<i64> = row.try_get(4).map_err(classify)?;
+                // A running execution (rescued or released) holds its place already.
+                if let (Some(key), Some(limit)) = (key, limit)
+                    && status != ExecutionStatus::Running.as_str()
+                {
+                    let running = match running_in.entry((workflow_id, key)) {
+                        Entry::Occupied(entry) => entry.into_mut(),
+                        Entry::Vacant(entry) => {
+                            let (workflow_id, key) = entry.key();
+                            let count: i64 = sqlx::query_scalar(queries::RUNNING_IN_GROUP)
+                                .bind(workflow_id)
+                                .bind(key)
+                                .fetch_one(&mut *tx)
+                                .await
+                                .map_err(classify)?;
+                            entry.insert(count)
+                        }
+                    };
+                    if *running >= limit {
+                        sqlx::query(queries::HOLD_EXECUTION)
+                            .bind(&id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(classify)?;
+                        held += 1;
+                        continue;
+                    }
+                    *running += 1;
+                }
+                // Only executions woken from waiting need their signals.
+                if status == ExecutionStatus::Waiting.as_str() {
+                    woken.push(id.clone());
+                }
+                admitted.push(id);
+            }
+            if !admitted.is_empty() {
+                sqlx::query(queries::CLAIM_EXECUTIONS)
+                    .bind(Value::from(admitted.clone()).to_string())
+                    .bind(&params.worker_id)
+                    .bind(millis(params.lease_duration))
+                    .execute(&mut *tx)
                     .await
                     .map_err(classify)?;
-                if suspect.is_empty() {
-                    sqlx::query(queries::RUNNABLE)
-                        .bind(i64::from(params.limit))
-                        .bind(threshold)
-                        .bind(None::<i32>)
-                        .bind(&node_types)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(classify)?
-                } else {
-                    suspect
-                }
             }
-            rescues => {
-                let (not_suspect_below, suspect_from) = rescues.thresholds();
-                sqlx::query(queries::RUNNABLE)
-                    .bind(i64::from(params.limit))
-                    .bind(not_suspect_below)
-                    .bind(suspect_from)
-                    .bind(&node_types)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(classify)?
+            let full = admitted.len() >= want as usize;
+            claimed.append(&mut admitted);
+            if full || held == 0 {
+                break;
             }
-        };
-        if runnable.is_empty() {
-            tx.rollback().await.map_err(classify)?;
+        }
+        if claimed.is_empty() {
+            // Holds, if any, stand.
+            tx.commit().await.map_err(classify)?;
             return Ok(Vec::new());
         }
-        let mut ids = Vec::with_capacity(runnable.len());
-        let mut woken = Vec::new();
-        for row in &runnable {
-            let id: String = row.try_get(0).map_err(classify)?;
-            let status: String = row.try_get(1).map_err(classify)?;
-            // Only executions woken from waiting need their signals.
-            if status == ExecutionStatus::Waiting.as_str() {
-                woken.push(id.clone());
-            }
-            ids.push(id);
-        }
-        let ids = Value::from(ids).to_string();
-        sqlx::query(queries::CLAIM_EXECUTIONS)
-            .bind(&ids)
-            .bind(&params.worker_id)
-            .bind(millis(params.lease_duration))
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+        let ids = Value::from(claimed).to_string();
         let rows: Vec<ExecutionRow> = sqlx::query_as(queries::EXECUTIONS_BY_IDS)
             .bind(&ids)
             .fetch_all(&mut *tx)
@@ -1165,14 +1307,16 @@ impl Store for SqliteStore {
                 .await
                 .map_err(classify)?;
             let mut results = Vec::with_capacity(steps.len());
-            let mut ended_a_child = false;
+            // Whether something may have become runnable: the waiting parent of a child that
+            // ended, or a held execution let go.
+            let mut woke = false;
             for step in steps {
                 sqlx::query("savepoint step")
                     .execute(&mut *tx)
                     .await
                     .map_err(classify)?;
                 let result = write_step(&mut tx, step).await.map(|written| {
-                    ended_a_child |= written.ended_a_child;
+                    woke |= written.ended_a_child || written.left_a_group;
                     written.recorded
                 });
                 match &result {
@@ -1195,14 +1339,14 @@ impl Store for SqliteStore {
                 results.push(result);
             }
             tx.commit().await.map_err(classify)?;
-            Ok((results, ended_a_child))
+            Ok((results, woke))
         }
         .await;
-        let ended_a_child = matches!(outcome, Ok((_, true)));
+        let woke = matches!(outcome, Ok((_, true)));
         let outcome = outcome.map(|(results, _)| results);
-        // A released execution is runnable now, and so is the waiting parent of a child that
-        // ended.
-        if ended_a_child
+        // A released execution is runnable now, and so are the waiting parent of a child that
+        // ended and a held execution let go.
+        if woke
             || steps
                 .iter()
                 .any(|step| matches!(step.advance, Advance::Release))
@@ -1475,8 +1619,13 @@ impl Store for SqliteStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(classify)?;
+        let released = release_held_in(&mut tx, None).await?;
         tx.commit().await.map_err(classify)?;
+        if released > 0 {
+            self.hint();
+        }
         Ok(DeadlineSweep {
+            released,
             now: time(now, "database clock")?,
             next_deadline: next_deadline.map(|at| time(at, "deadline")).transpose()?,
             timed_out: rows
@@ -1497,6 +1646,10 @@ impl Store for SqliteStore {
                 .fetch_one(&self.pool)
                 .await
                 .map_err(classify)?;
+        let held: Vec<(String, i64)> = sqlx::query_as(queries::HELD_BY_WORKFLOW)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(QueueStats {
             runnable: u64::try_from(runnable).unwrap_or_default(),
             oldest_runnable_age: Duration::from_millis(
@@ -1505,7 +1658,50 @@ impl Store for SqliteStore {
             waiting: u64::try_from(waiting).unwrap_or_default(),
             running: u64::try_from(running).unwrap_or_default(),
             unrunnable: u64::try_from(unrunnable).unwrap_or_default(),
+            held: held
+                .into_iter()
+                .map(|(name, held)| (name, u64::try_from(held).unwrap_or_default()))
+                .collect(),
         })
+    }
+
+    async fn age_priorities(
+        &self,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<Vec<AgedExecution>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(classify)?;
+        let starved: Vec<(String, i32, i32)> = sqlx::query_as(queries::STARVED)
+            .bind(millis(older_than))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let Some(&(_, _, top)) = starved.first() else {
+            return Ok(Vec::new());
+        };
+        let ids: Vec<&str> = starved.iter().map(|(id, _, _)| id.as_str()).collect();
+        sqlx::query(queries::RAISE_PRIORITY)
+            .bind(Value::from(ids).to_string())
+            .bind(top)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        starved
+            .into_iter()
+            .map(|(id, from, to)| {
+                Ok(AgedExecution {
+                    id: ExecutionId(uuid(&id, "aged execution")?),
+                    from,
+                    to,
+                })
+            })
+            .collect()
     }
 
     async fn record_worker(

@@ -293,18 +293,20 @@ fn open_to_everyone(dir: &Path) {
     }
 }
 
-/// Inserts `count` executions of workflow `workflow` (by name) in one statement: pending
-/// (runnable now) or, with `finished`, completed a day ago. For benchmarks that need a large
-/// backlog or history quickly; the rows are what plain-SQL inserts and the worker write.
+/// Inserts `count` executions of workflow `workflow` (by name) with input $4 in one statement:
+/// pending (runnable now) or, with `finished`, completed a day ago. For benchmarks and tests
+/// that need a large backlog or history quickly; the rows are what plain-SQL inserts and the
+/// worker write (the insert triggers put them in their concurrency groups).
 const SEED_POSTGRES: &str = r#"
 insert into workflow_executions
-    (workflow_id, workflow_version, status, run_at, output, started_at, finished_at)
+    (workflow_id, workflow_version, status, run_at, output, started_at, finished_at, input)
 select w.id, w.latest_version,
        case when $3 then 'completed' else 'pending' end,
        case when $3 then null else now() end,
        case when $3 then '{}'::jsonb end,
        case when $3 then now() - interval '1 day' end,
-       case when $3 then now() - interval '1 day' end
+       case when $3 then now() - interval '1 day' end,
+       $4
 from workflows w, generate_series(1, $2)
 where w.name = $1
 "#;
@@ -312,13 +314,14 @@ where w.name = $1
 const SEED_SQLITE: &str = r#"
 with recursive n(i) as (select 1 union all select i + 1 from n where i < $2)
 insert into workflow_executions
-    (workflow_id, workflow_version, status, run_at, output, started_at, finished_at)
+    (workflow_id, workflow_version, status, run_at, output, started_at, finished_at, input)
 select w.id, w.latest_version,
        case when $3 then 'completed' else 'pending' end,
        case when $3 then null else cast(unixepoch('subsec') * 1000 as integer) end,
        case when $3 then '{}' end,
        case when $3 then cast((unixepoch('subsec') - 86400) * 1000 as integer) end,
-       case when $3 then cast((unixepoch('subsec') - 86400) * 1000 as integer) end
+       case when $3 then cast((unixepoch('subsec') - 86400) * 1000 as integer) end,
+       $4
 from workflows w, n
 where w.name = $1
 "#;
@@ -327,6 +330,22 @@ impl TestDatabase {
     /// Inserts `count` pending executions of `workflow`, or with `finished` completed ones,
     /// in one statement; returns how many rows it inserted.
     pub async fn seed_executions(&self, workflow: &str, count: u64, finished: bool) -> u64 {
+        self.seed(workflow, count, finished, &serde_json::json!({}))
+            .await
+    }
+
+    /// Inserts `count` pending executions of `workflow` with `input` in one statement.
+    pub async fn seed_pending(&self, workflow: &str, count: u64, input: &serde_json::Value) -> u64 {
+        self.seed(workflow, count, false, input).await
+    }
+
+    async fn seed(
+        &self,
+        workflow: &str,
+        count: u64,
+        finished: bool,
+        input: &serde_json::Value,
+    ) -> u64 {
         let count = i64::try_from(count).expect("count fits in i64");
         // A million rows take longer than the store's statement timeout allows.
         let mut tx = self.store.pool().begin().await.expect("begin");
@@ -338,6 +357,7 @@ impl TestDatabase {
             .bind(workflow)
             .bind(count)
             .bind(finished)
+            .bind(input)
             .execute(&mut *tx)
             .await
             .unwrap_or_else(|err| panic!("cannot seed executions: {err}"))
@@ -356,11 +376,28 @@ impl TestSqlite {
     /// Inserts `count` pending executions of `workflow`, or with `finished` completed ones,
     /// in one statement; returns how many rows it inserted.
     pub async fn seed_executions(&self, workflow: &str, count: u64, finished: bool) -> u64 {
+        self.seed(workflow, count, finished, &serde_json::json!({}))
+            .await
+    }
+
+    /// Inserts `count` pending executions of `workflow` with `input` in one statement.
+    pub async fn seed_pending(&self, workflow: &str, count: u64, input: &serde_json::Value) -> u64 {
+        self.seed(workflow, count, false, input).await
+    }
+
+    async fn seed(
+        &self,
+        workflow: &str,
+        count: u64,
+        finished: bool,
+        input: &serde_json::Value,
+    ) -> u64 {
         let count = i64::try_from(count).expect("count fits in i64");
         let seeded = sqlx::query(SEED_SQLITE)
             .bind(workflow)
             .bind(count)
             .bind(finished)
+            .bind(input.to_string())
             .execute(self.store.pool())
             .await
             .unwrap_or_else(|err| panic!("cannot seed executions: {err}"))

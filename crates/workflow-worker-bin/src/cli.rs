@@ -120,9 +120,10 @@ pub(crate) struct StartArgs {
     /// timeout, if any).
     #[arg(long, value_parser = parse_duration)]
     pub(crate) timeout: Option<Duration>,
-    /// Higher runs first among runnable executions.
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    pub(crate) priority: i32,
+    /// Higher runs first among runnable executions (default: the workflow's priority, else
+    /// 0).
+    #[arg(long, allow_negative_numbers = true)]
+    pub(crate) priority: Option<i32>,
     /// A business key (an order number, a request id): while an execution of the workflow
     /// with this key has not ended, the start prints its id instead of starting another.
     #[arg(long)]
@@ -131,6 +132,10 @@ pub(crate) struct StartArgs {
     /// new one).
     #[arg(long, default_value = "never", value_parser = parse_key_reuse, requires = "key")]
     pub(crate) key_reuse: KeyReuse,
+    /// The execution's concurrency key, for a workflow whose concurrency limits running
+    /// executions per key (default: the value at the workflow's key path in --input).
+    #[arg(long)]
+    pub(crate) concurrency_key: Option<String>,
 }
 
 impl StartArgs {
@@ -141,6 +146,7 @@ impl StartArgs {
         params.priority = self.priority;
         params.key = self.key;
         params.key_reuse = self.key_reuse;
+        params.concurrency_key = self.concurrency_key;
         params
     }
 }
@@ -504,6 +510,12 @@ pub(crate) struct RunArgs {
     #[arg(long, global = true, env = "WORKFLOW_PRUNE_AFTER", value_parser = parse_duration)]
     pub(crate) prune_after: Option<Duration>,
 
+    /// Priority ageing: raise an execution runnable for longer than this (e.g. 5m) to the
+    /// highest priority waiting, so none waits forever behind newer, higher work; 0 keeps
+    /// priorities strict.
+    #[arg(long, global = true, env = "WORKFLOW_PRIORITY_AGEING", default_value = "5m", value_parser = parse_duration)]
+    pub(crate) priority_ageing: Duration,
+
     /// Serve the web UI and the HTTP API beside the worker, e.g. 127.0.0.1:8080 (see `ui`).
     #[arg(long, global = true, env = "WORKFLOW_UI_ADDR")]
     pub(crate) ui_addr: Option<std::net::SocketAddr>,
@@ -527,6 +539,7 @@ impl RunArgs {
         "node_output_limit",
         "metrics_addr",
         "prune_after",
+        "priority_ageing",
         "ui_addr",
         "ui_read_only",
     ];

@@ -186,8 +186,23 @@ fn header(e: &Execution, runners: Option<&str>) -> String {
         e.workflow_name, e.workflow_version, e.workflow_id
     );
     let _ = writeln!(out, "  status:    {}", e.status);
+    let _ = writeln!(out, "  priority:  {}", e.priority);
     if let Some(key) = &e.key {
         let _ = writeln!(out, "  key:       {key}");
+    }
+    if let Some(group) = &e.concurrency_key {
+        let group = if group.is_empty() {
+            "the workflow's (one for all its executions)".to_owned()
+        } else {
+            format!("key \"{group}\"")
+        };
+        let held = e.held_since.map_or_else(String::new, |since| {
+            format!(
+                "; held back since {}: its group's limit is reached (or fair window full)",
+                time(Some(since))
+            )
+        });
+        let _ = writeln!(out, "  concurrency: {group}{held}");
     }
     if let Some(parent) = &e.parent {
         let _ = writeln!(

@@ -345,9 +345,9 @@ pub struct StartRequest {
     /// The execution input, available to every node; `{}` when not given.
     #[serde(default = "empty_object")]
     pub input: Value,
-    /// Higher runs first among runnable executions; 0 when not given.
-    #[serde(default)]
-    pub priority: i32,
+    /// Higher runs first among runnable executions; the workflow's `priority` (else 0) when
+    /// not given.
+    pub priority: Option<i32>,
     /// Seconds the execution may take before it ends `timed_out`; the workflow's `timeout`
     /// when not given.
     pub timeout_seconds: Option<f64>,
@@ -360,6 +360,9 @@ pub struct StartRequest {
     /// returns it, `after_end` starts a new one.
     #[serde(default)]
     pub key_reuse: KeyReuse,
+    /// The execution's concurrency key, for a workflow whose `concurrency` limits running
+    /// executions per key; the value at the workflow's key path in the input when not given.
+    pub concurrency_key: Option<String>,
 }
 
 impl StartRequest {
@@ -369,6 +372,7 @@ impl StartRequest {
         params.priority = self.priority;
         params.key = self.key;
         params.key_reuse = self.key_reuse;
+        params.concurrency_key = self.concurrency_key;
         params.timeout = self
             .timeout_seconds
             .map(|seconds| {

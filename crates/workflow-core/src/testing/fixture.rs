@@ -23,6 +23,8 @@ pub fn workflow(name: &str) -> WorkflowBuilder {
             description: None,
             retry: None,
             timeout: None,
+            priority: None,
+            concurrency: None,
             nodes: Vec::new(),
             edges: Vec::new(),
         },
@@ -59,6 +61,23 @@ impl WorkflowBuilder {
         if let Some(node) = self.definition.nodes.last_mut() {
             node.retry = Some(policy);
         }
+        self
+    }
+
+    /// Sets the workflow's default priority.
+    #[must_use]
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.definition.priority = Some(priority);
+        self
+    }
+
+    /// Sets the workflow's concurrency: a limit, per key at `key` if given.
+    #[must_use]
+    pub fn concurrency(mut self, limit: Option<u32>, key: Option<&str>) -> Self {
+        self.definition.concurrency = Some(crate::flow::Concurrency {
+            limit,
+            key: key.map(str::to_owned),
+        });
         self
     }
 
@@ -299,6 +318,14 @@ impl<S: Store> Store for StalledHeartbeat<S> {
 
     async fn time_out_executions(&self) -> Result<crate::store::DeadlineSweep, crate::StoreError> {
         self.0.time_out_executions().await
+    }
+
+    async fn age_priorities(
+        &self,
+        older_than: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<crate::store::AgedExecution>, crate::StoreError> {
+        self.0.age_priorities(older_than, limit).await
     }
 
     async fn queue_stats(&self) -> Result<crate::QueueStats, crate::StoreError> {

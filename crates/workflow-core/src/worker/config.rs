@@ -47,6 +47,8 @@ pub struct WorkerConfig {
     pub prune_after: Option<Duration>,
     /// See [`WorkflowWorker::node_output_limit`](super::WorkflowWorker::node_output_limit).
     pub node_output_limit: usize,
+    /// See [`WorkflowWorker::priority_ageing`](super::WorkflowWorker::priority_ageing).
+    pub priority_ageing: Option<Duration>,
 }
 
 impl Default for WorkerConfig {
@@ -62,6 +64,7 @@ impl Default for WorkerConfig {
             worker_id: default_worker_id(),
             prune_after: None,
             node_output_limit: DEFAULT_NODE_OUTPUT_LIMIT,
+            priority_ageing: Some(crate::flow::DEFAULT_PRIORITY_AGEING),
         }
     }
 }
@@ -119,6 +122,13 @@ impl WorkerConfig {
                 "node_output_limit",
                 &self.node_output_limit,
                 ConfigRule::AtLeast(format!("{MIN_NODE_OUTPUT_LIMIT}")),
+            );
+        }
+        if self.priority_ageing.is_some_and(|period| period.is_zero()) {
+            return error(
+                "priority_ageing",
+                &self.priority_ageing,
+                ConfigRule::Positive,
             );
         }
         if self.worker_id.trim().is_empty() {

@@ -1,14 +1,17 @@
-//! [`DeadlineSweeper`]: ends executions past their deadline that no worker holds.
+//! [`DeadlineSweeper`]: ends executions past their deadline that no worker holds, lets go
+//! held executions whose concurrency groups have room, and ages priorities.
 //!
 //! A worker holding an execution enforces its deadline itself, to the moment. The ones nobody
 //! holds (waiting, retrying, pending) are ended by whichever worker sweeps first, at the
-//! earliest deadline it knows of, and at least every [`DeadlineConfig::refresh`].
+//! earliest deadline it knows of, and at least every [`DeadlineConfig::refresh`]. The same
+//! sweep raises the priority of executions runnable for longer than the priority ageing
+//! period ([`WorkflowWorker::priority_ageing`](super::WorkflowWorker::priority_ageing)).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::ErrorChain;
 use super::cadence::Cadence;
@@ -21,6 +24,8 @@ use crate::store::{DeadlineSweep, Store};
 pub(super) const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
 /// The shortest time between two sweeps, by default.
 pub(super) const DEFAULT_MIN_GAP: Duration = Duration::from_secs(1);
+/// At most this many executions have their priority raised per sweep.
+const AGEING_BATCH: u32 = 1000;
 
 /// When a [`DeadlineSweeper`] sweeps.
 #[derive(Debug, Clone, Copy)]
@@ -29,13 +34,20 @@ pub(super) struct DeadlineConfig {
     pub(super) refresh: Duration,
     /// The shortest time between two sweeps, however many deadlines follow each other.
     pub(super) min_gap: Duration,
+    /// Raise executions runnable for longer than this to the top priority; `None`: never.
+    pub(super) priority_ageing: Option<Duration>,
 }
 
-impl Default for DeadlineConfig {
-    fn default() -> Self {
+impl DeadlineConfig {
+    /// The default sweep, ageing priorities past `priority_ageing`: it sweeps at least that
+    /// often, so an execution waits little longer than the period before it is raised.
+    pub(super) fn ageing(priority_ageing: Option<Duration>) -> Self {
         Self {
-            refresh: DEFAULT_REFRESH,
+            refresh: priority_ageing.map_or(DEFAULT_REFRESH, |period| {
+                period.clamp(DEFAULT_MIN_GAP, DEFAULT_REFRESH)
+            }),
             min_gap: DEFAULT_MIN_GAP,
+            priority_ageing,
         }
     }
 }
@@ -79,6 +91,14 @@ impl DeadlineSweeper {
                         "execution timed out: deadline passed"
                     );
                 }
+                if sweep.released > 0 {
+                    info!(
+                        released = sweep.released,
+                        worker.id = %self.worker_id,
+                        "held executions let go: their concurrency groups had room"
+                    );
+                }
+                self.age_priorities().await;
                 next_sweep(&self.config, looked, &sweep)
             }
             // The claim that follows reports an unreachable store, with backoff; sweeping
@@ -89,6 +109,37 @@ impl DeadlineSweeper {
             }
         };
         self.cadence.then(next);
+    }
+}
+
+impl DeadlineSweeper {
+    /// Raises the priority of executions runnable for longer than the ageing period.
+    async fn age_priorities(&self) {
+        let Some(period) = self.config.priority_ageing else {
+            return;
+        };
+        match self.store.age_priorities(period, AGEING_BATCH).await {
+            Ok(aged) => {
+                for execution in &aged {
+                    debug!(
+                        execution.id = %execution.id,
+                        from = execution.from,
+                        to = execution.to,
+                        "execution priority raised by ageing"
+                    );
+                }
+                if let Some(first) = aged.first() {
+                    info!(
+                        executions = aged.len(),
+                        to = first.to,
+                        runnable_for_over = ?period,
+                        worker.id = %self.worker_id,
+                        "priorities raised by ageing"
+                    );
+                }
+            }
+            Err(err) => debug!(error = %ErrorChain(&err), "priority ageing failed"),
+        }
     }
 }
 
@@ -119,12 +170,19 @@ mod tests {
             now,
             timed_out: Vec::new(),
             next_deadline: next_in.map(|ms| now + chrono::Duration::milliseconds(ms)),
+            released: 0,
         }
     }
 
     #[test]
     fn the_next_sweep_is_at_the_next_deadline_within_the_gap_and_the_refresh() {
-        let config = DeadlineConfig::default();
+        let config = DeadlineConfig::ageing(Some(crate::flow::DEFAULT_PRIORITY_AGEING));
+        assert_eq!(config.refresh, DEFAULT_REFRESH);
+        assert_eq!(
+            DeadlineConfig::ageing(Some(Duration::from_secs(20))).refresh,
+            Duration::from_secs(20),
+            "sweeps at least as often as priorities age"
+        );
         let looked = Instant::now();
         let after = |next_in| next_sweep(&config, looked, &sweep(next_in)) - looked;
         assert_eq!(after(Some(5_000)), Duration::from_millis(5_005));

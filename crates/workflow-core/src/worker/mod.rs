@@ -210,6 +210,18 @@ impl WorkflowWorker {
         self
     }
 
+    /// Priority ageing: an execution runnable for longer than `period` is raised to the
+    /// highest priority among the executions that have not ended, so a low-priority
+    /// execution waits at most about that long behind newer, higher work (checked with the
+    /// deadline sweep, at least once a minute). Defaults to five minutes
+    /// ([`DEFAULT_PRIORITY_AGEING`](crate::flow::DEFAULT_PRIORITY_AGEING)); `None` keeps
+    /// priorities strict.
+    #[must_use]
+    pub fn priority_ageing(mut self, period: Option<Duration>) -> Self {
+        self.config.priority_ageing = period;
+        self
+    }
+
     /// The id recorded as lease owner. Defaults to `hostname-pid-xxxx`.
     #[must_use]
     pub fn worker_id(mut self, id: impl Into<String>) -> Self {
@@ -270,6 +282,7 @@ impl WorkflowWorker {
             concurrency = config.concurrency,
             lease = ?config.lease_duration,
             prune_after = ?config.prune_after,
+            priority_ageing = ?config.priority_ageing,
             node_types = ?self.registry,
             "worker started"
         );

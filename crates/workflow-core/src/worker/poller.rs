@@ -63,7 +63,7 @@ impl Poller {
         Self {
             slots: Slots::new(shared.config.concurrency),
             deadlines: DeadlineSweeper::new(
-                DeadlineConfig::default(),
+                DeadlineConfig::ageing(shared.config.priority_ageing),
                 shared.store.clone(),
                 worker_id.clone(),
             ),

@@ -8,7 +8,7 @@ macro_rules! execution_columns {
         "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, \
          e.input::text as input, e.output::text as output, e.error, e.priority, e.run_at, e.deadline, e.schedule_id, e.scheduled_for, e.lease_owner, e.lease_expires_at, \
          e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at, e.pause_requested_at, e.key, \
-         e.parent_execution_id, e.parent_node_id, e.parent_item, e.parent_attempt, e.depth"
+         e.parent_execution_id, e.parent_node_id, e.parent_item, e.parent_attempt, e.depth, e.concurrency_key, e.held_since"
     };
 }
 
@@ -63,7 +63,8 @@ where w.id = $1
 "#;
 
 /// Inserts a pending execution of the latest version of a workflow named by id ($1) or name
-/// ($2); a null deadline ($5, seconds from now) takes the workflow's timeout (see the trigger).
+/// ($2), with concurrency key $6; a null deadline ($5, seconds from now), priority ($4) or
+/// concurrency key takes the workflow's (see the insert trigger).
 pub(super) const START_EXECUTION: &str = concat!(
     r#"
 with w as (
@@ -73,8 +74,10 @@ with w as (
        or name = $2
 ),
 e as (
-    insert into workflow_executions (workflow_id, workflow_version, input, priority, deadline)
-    select w.id, w.latest_version, $3, $4, now() + make_interval(secs => $5)
+    insert into workflow_executions (
+        workflow_id, workflow_version, input, priority, deadline, concurrency_key
+    )
+    select w.id, w.latest_version, $3, $4, now() + make_interval(secs => $5), $6
     from w
     returning *
 )
@@ -90,13 +93,13 @@ join w on w.id = e.workflow_id
 /// execution holding the key, or starts one, and says which.
 pub(super) const START_OR_GET: &str = r#"
 select execution_id, created
-from workflow_start_or_get($1, $2, $3, $4, $5, $6)
+from workflow_start_or_get($1, $2, $3, $4, $5, $6, $7)
 "#;
 
 /// Signal-with-start: the SQL API's function (migration 0017).
 pub(super) const SIGNAL_WITH_START: &str = r#"
 select execution_id, signal_id, created
-from workflow_signal_with_start($1, $2, $3, $4, $5, $6, $7, $8, $9)
+from workflow_signal_with_start($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 "#;
 
 /// The latest execution of workflow $1 with key $2, ended or not.
@@ -196,11 +199,13 @@ where e.parent_execution_id = $1
 order by e.created_at, e.id
 "#;
 
-/// The runnable predicate (docs/ARCHITECTURE.md): not ended, due, and with a free or expired
-/// lease. Every claim reads executions through it.
+/// The runnable predicate (docs/ARCHITECTURE.md): not ended, not held back by its
+/// concurrency group, due, and with a free or expired lease. Every claim reads executions
+/// through it.
 macro_rules! runnable {
     () => {
         "status in ('pending', 'running', 'retrying', 'waiting')
+      and held_since is null
       and run_at <= now()
       and (lease_expires_at is null or lease_expires_at < now())"
     };
@@ -860,7 +865,8 @@ select
     count(*) filter (where runnable) as runnable,
     coalesce(extract(epoch from now() - min(run_at) filter (where runnable)), 0)::float8
         as oldest_runnable_age,
-    count(*) filter (where status = 'waiting' and not runnable) as waiting,
+    count(*) filter (where status = 'waiting' and not runnable and held_since is null)
+        as waiting,
     count(*) filter (where status = 'running' and lease_expires_at >= now()) as running,
     -- Runnable, and no live worker has every node type the version uses.
     count(*) filter (
@@ -873,8 +879,9 @@ select
           )
     ) as unrunnable
 from (
-    select e.status, e.run_at, e.lease_expires_at, v.node_types,
-           coalesce(e.run_at <= now()
+    select e.status, e.run_at, e.lease_expires_at, e.held_since, v.node_types,
+           coalesce(e.held_since is null
+                    and e.run_at <= now()
                     and (e.lease_expires_at is null or e.lease_expires_at < now()),
                     false) as runnable
     from workflow_executions e
@@ -883,6 +890,79 @@ from (
      and v.version = e.workflow_version
     where e.status in ('pending', 'running', 'retrying', 'waiting')
 ) e
+"#;
+
+/// Held executions by workflow name (the held index).
+pub(super) const HELD_BY_WORKFLOW: &str = r#"
+select w.name, count(*)
+from workflow_executions e
+join workflows w on w.id = e.workflow_id
+where e.held_since is not null
+  and e.status in ('pending', 'retrying', 'waiting')
+group by w.name
+"#;
+
+/// Lets go the held executions of workflow $1 (every workflow if null) that their groups'
+/// windows have room for (migration 0020); returns how many.
+pub(super) const RELEASE_HELD: &str = "select workflow_concurrency_release_held($1)";
+
+/// Priority ageing: raises up to $2 executions runnable (not held) for more than $1 seconds,
+/// oldest first, to the highest priority among the executions that have not ended. The
+/// distinct priorities below the top are found by skipping through the runnable index, and
+/// each one's oldest executions read from it, so the statement reads a few index entries per
+/// priority level, not the backlog. Rows another statement holds are left for next time.
+pub(super) const AGE_PRIORITIES: &str = r#"
+with recursive levels(priority) as (
+    (
+        select priority
+        from workflow_executions
+        where status in ('pending', 'running', 'retrying', 'waiting')
+          and held_since is null
+        order by priority desc
+        limit 1
+    )
+    union all
+    select (
+        select e.priority
+        from workflow_executions e
+        where e.status in ('pending', 'running', 'retrying', 'waiting')
+          and e.held_since is null
+          and e.priority < levels.priority
+        order by e.priority desc
+        limit 1
+    )
+    from levels
+    where levels.priority is not null
+),
+top as (
+    select max(priority) as priority from levels
+),
+starved as (
+    select candidate.id, candidate.priority as was, candidate.run_at
+    from levels
+    cross join top
+    cross join lateral (
+        select e.id, e.priority, e.run_at
+        from workflow_executions e
+        where e.priority = levels.priority
+          and e.status in ('pending', 'running', 'retrying', 'waiting')
+          and e.held_since is null
+          and e.run_at < now() - make_interval(secs => $1)
+          and (e.lease_expires_at is null or e.lease_expires_at < now())
+        order by e.run_at
+        limit $2
+        for update skip locked
+    ) candidate
+    where levels.priority < top.priority
+    order by candidate.run_at
+    limit $2
+)
+update workflow_executions e
+set priority = top.priority,
+    updated_at = now()
+from starved, top
+where e.id = starved.id
+returning e.id, starved.was, e.priority
 "#;
 
 /// Deletes up to $2 executions that ended more than $1 seconds ago, oldest first; their node

@@ -9,12 +9,14 @@ macro_rules! now_ms {
     };
 }
 
-/// The runnable predicate (docs/ARCHITECTURE.md): not ended, due, and with a free or expired
-/// lease. Every claim reads executions through it.
+/// The runnable predicate (docs/ARCHITECTURE.md): not ended, not held back by its
+/// concurrency group, due, and with a free or expired lease. Every claim reads executions
+/// through it.
 macro_rules! runnable {
     () => {
         concat!(
             "status in ('pending', 'running', 'retrying', 'waiting')
+  and held_since is null
   and run_at <= ",
             now_ms!(),
             "
@@ -25,13 +27,32 @@ macro_rules! runnable {
     };
 }
 
+/// The default priority of workflow `$id`'s latest version (0 without one): SQLite's column
+/// default cannot read it, so the store's inserts that leave the priority out say it.
+macro_rules! default_priority {
+    ($id:literal) => {
+        concat!(
+            "coalesce((
+    select v.default_priority
+    from workflows w
+    join workflow_versions v
+      on v.workflow_id = w.id
+     and v.version = w.latest_version
+    where w.id = ",
+            $id,
+            "
+), 0)"
+        )
+    };
+}
+
 /// Columns of an execution row joined with its workflow (`e` and `w`), in `ExecutionRow` order.
 macro_rules! execution_columns {
     () => {
         "e.id, e.workflow_id, w.name as workflow_name, e.workflow_version, e.status, e.input, \
          e.output, e.error, e.priority, e.run_at, e.deadline, e.schedule_id, e.scheduled_for, e.lease_owner, e.lease_expires_at, \
          e.lease_token, e.rescue_count, e.created_at, e.started_at, e.finished_at, e.pause_requested_at, e.key, \
-         e.parent_execution_id, e.parent_node_id, e.parent_item, e.parent_attempt, e.depth"
+         e.parent_execution_id, e.parent_node_id, e.parent_item, e.parent_attempt, e.depth, e.concurrency_key, e.held_since"
     };
 }
 
@@ -89,15 +110,20 @@ where w.id = $1
 "#;
 
 /// Inserts a pending execution ($1 id) of the latest version of a workflow named by id ($2)
-/// or name ($3), with business key $7 (or none); a null deadline ($6, milliseconds from now)
-/// takes the workflow's timeout.
+/// or name ($3), with business key $7 (or none) and concurrency key $8; a null deadline ($6,
+/// milliseconds from now), priority ($5) or concurrency key takes the workflow's.
 pub(super) const START_EXECUTION: &str = concat!(
     r#"
-insert into workflow_executions (id, workflow_id, workflow_version, input, priority, deadline, key)
-select $1, w.id, w.latest_version, $4, $5, "#,
+insert into workflow_executions (
+    id, workflow_id, workflow_version, input, priority, deadline, key, concurrency_key
+)
+select $1, w.id, w.latest_version, $4, coalesce($5, v.default_priority, 0), "#,
     now_ms!(),
-    r#" + $6, $7
+    r#" + $6, $7, $8
 from workflows w
+join workflow_versions v
+  on v.workflow_id = w.id
+ and v.version = w.latest_version
 where w.id = $2
    or w.name = $3
 "#
@@ -192,12 +218,25 @@ macro_rules! can_run {
     };
 }
 
+/// An execution's concurrency group and its workflow's limit (null without one), for the
+/// claim to admit or hold it (`workflow_concurrency`: migration 0020).
+macro_rules! group_columns {
+    () => {
+        "workflow_id, concurrency_key, (
+    select c.\"limit\"
+    from workflow_concurrency c
+    where c.workflow_id = workflow_executions.workflow_id
+) as concurrency_limit"
+    };
+}
+
 /// The runnable executions a claim takes, with their status before it: non-terminal, due,
 /// and with a free or expired lease. Runs in an immediate transaction with the update below,
 /// so claims on one file never interleave.
 pub(super) const RUNNABLE: &str = concat!(
+    "select id, status, ",
+    group_columns!(),
     r#"
-select id, status
 from workflow_executions
 where "#,
     runnable!(),
@@ -216,8 +255,9 @@ limit $1
 /// 1): one, to run alone. `rescue_count > 0` lets it read the small index of rescued
 /// executions (migration 0012) rather than every runnable row.
 pub(super) const RUNNABLE_SUSPECT: &str = concat!(
+    "select id, status, ",
+    group_columns!(),
     r#"
-select id, status
 from workflow_executions
 where "#,
     runnable!(),
@@ -418,7 +458,7 @@ set status = case when pause_requested_at is null then 'waiting' else 'paused' e
 where id = $1
   and lease_token = $2
   and status = 'running'
-returning pause_requested_at is not null
+returning pause_requested_at is not null, concurrency_key is not null
 "#
 );
 
@@ -441,7 +481,7 @@ set status = case when pause_requested_at is null then 'retrying' else 'paused' 
 where id = $1
   and lease_token = $2
   and status = 'running'
-returning pause_requested_at is not null
+returning pause_requested_at is not null, concurrency_key is not null
 "#
 );
 
@@ -488,7 +528,8 @@ set status = $3,
 where id = $1
   and lease_token = $2
   and status = 'running'
-returning pause_requested_at is not null, parent_execution_id is not null
+returning pause_requested_at is not null, parent_execution_id is not null,
+          concurrency_key is not null
 "#
 );
 
@@ -516,7 +557,7 @@ set status = case
 where id = $1
   and lease_token = $2
   and status = 'running'
-returning pause_requested_at is not null
+returning pause_requested_at is not null, concurrency_key is not null
 "#
 );
 
@@ -736,8 +777,10 @@ with clock(now) as (select "#,
     now_ms!(),
     r#"),
 e as (
-    select e.status, e.run_at, e.lease_expires_at, v.node_types, now,
-           coalesce(e.run_at <= now and (e.lease_expires_at is null or e.lease_expires_at < now), 0)
+    select e.status, e.run_at, e.lease_expires_at, e.held_since, v.node_types, now,
+           coalesce(e.held_since is null
+                    and e.run_at <= now
+                    and (e.lease_expires_at is null or e.lease_expires_at < now), 0)
                as runnable
     from workflow_executions e
     join workflow_versions v
@@ -749,7 +792,7 @@ e as (
 select
     coalesce(sum(runnable), 0) as runnable,
     coalesce(max(now - min(case when runnable then run_at end), 0), 0) as oldest_runnable_age,
-    coalesce(sum(status = 'waiting' and not runnable), 0) as waiting,
+    coalesce(sum(status = 'waiting' and not runnable and held_since is null), 0) as waiting,
     coalesce(sum(status = 'running' and lease_expires_at >= now), 0) as running,
     -- Runnable, and no live worker has every node type the version uses.
     coalesce(sum(runnable and not exists (
@@ -764,6 +807,132 @@ select
     )), 0) as unrunnable
 from e
 "#
+);
+
+/// The name and concurrency key path of a workflow named by id ($1) or name ($2).
+pub(super) const WORKFLOW_CONCURRENCY: &str = r#"
+select workflow_name, key_path
+from workflow_concurrency
+where workflow_id = $1
+   or workflow_name = $2
+"#;
+
+/// How many executions of group ($1 workflow, $2 key) run (the claim's count against the
+/// limit; the claim's immediate transaction keeps it true until it commits).
+pub(super) const RUNNING_IN_GROUP: &str = r#"
+select count(*)
+from workflow_executions
+where workflow_id = $1
+  and concurrency_key = $2
+  and held_since is null
+  and status = 'running'
+"#;
+
+/// Holds back execution $1: its group is full.
+pub(super) const HOLD_EXECUTION: &str = concat!(
+    "update workflow_executions set held_since = ",
+    now_ms!(),
+    ", updated_at = ",
+    now_ms!(),
+    " where id = $1"
+);
+
+/// The groups of workflow $1 (every workflow if null) with held executions.
+pub(super) const HELD_GROUPS: &str = r#"
+select distinct workflow_id, concurrency_key
+from workflow_executions
+where held_since is not null
+  and status in ('pending', 'retrying', 'waiting')
+  and ($1 is null or workflow_id = $1)
+"#;
+
+/// Lets go the held executions of group ($1 workflow, $2 key) its window has room for, as
+/// the release trigger of migration 0020 does on a status change (this is the same statement,
+/// for the sweep and a save, where no status changed).
+pub(super) const RELEASE_GROUP: &str = concat!(
+    r#"
+update workflow_executions
+set held_since = null,
+    run_at = case when run_at is not null then max(run_at, "#,
+    now_ms!(),
+    r#") end,
+    updated_at = "#,
+    now_ms!(),
+    r#"
+where id in (
+    select h.id
+    from workflow_executions h
+    where h.workflow_id = $1
+      and h.concurrency_key = $2
+      and h.held_since is not null
+      and h.status in ('pending', 'retrying', 'waiting')
+    order by h.priority desc, h.created_at, h.id
+    limit (
+        select case
+            when c.key_path is null then -1
+            else max(0, c.window - (
+                select count(*)
+                from (
+                    select 1
+                    from workflow_executions e
+                    where e.workflow_id = $1
+                      and e.concurrency_key = $2
+                      and e.held_since is null
+                      and e.status in ('pending', 'running')
+                      and (c."limit" is not null or e.status = 'pending')
+                    limit (select window from workflow_concurrency where workflow_id = $1)
+                )
+            ))
+        end
+        from workflow_concurrency c
+        where c.workflow_id = $1
+    )
+)
+"#
+);
+
+/// Held executions by workflow name.
+pub(super) const HELD_BY_WORKFLOW: &str = r#"
+select w.name, count(*)
+from workflow_executions e
+join workflows w on w.id = e.workflow_id
+where e.held_since is not null
+  and e.status in ('pending', 'retrying', 'waiting')
+group by w.name
+"#;
+
+/// Priority ageing, in the caller's immediate transaction: up to $2 executions runnable (not
+/// held) for more than $1 milliseconds below the highest priority among the executions that
+/// have not ended, oldest first: each one's id and priority, and that highest priority.
+pub(super) const STARVED: &str = concat!(
+    r#"
+with top(priority) as (
+    select max(priority)
+    from workflow_executions
+    where status in ('pending', 'running', 'retrying', 'waiting')
+      and held_since is null
+)
+select e.id, e.priority, top.priority
+from workflow_executions e, top
+where e.priority < top.priority
+  and e.status in ('pending', 'running', 'retrying', 'waiting')
+  and e.held_since is null
+  and e.run_at < "#,
+    now_ms!(),
+    r#" - $1
+  and (e.lease_expires_at is null or e.lease_expires_at < "#,
+    now_ms!(),
+    r#")
+order by e.run_at
+limit $2
+"#
+);
+
+/// Raises the executions given as a JSON array of ids ($1) to priority $2.
+pub(super) const RAISE_PRIORITY: &str = concat!(
+    "update workflow_executions set priority = $2, updated_at = ",
+    now_ms!(),
+    " where id in (select value from json_each($1))"
 );
 
 /// Deletes up to $2 executions that ended more than $1 milliseconds ago, oldest first; their
@@ -918,13 +1087,17 @@ where id = $1
 /// triggers pin the latest version and take its deadline, as for any start. No tick:
 /// `scheduled_for` stays null, so the tick key never refuses it nor a tick after it. Returns
 /// its id.
-pub(super) const TRIGGER_SCHEDULE: &str = r#"
-insert into workflow_executions (workflow_id, input, schedule_id)
-select workflow_id, input, id
-from workflow_schedules
-where id = $1
+pub(super) const TRIGGER_SCHEDULE: &str = concat!(
+    r#"
+insert into workflow_executions (workflow_id, input, schedule_id, priority)
+select s.workflow_id, s.input, s.id, "#,
+    default_priority!("s.workflow_id"),
+    r#"
+from workflow_schedules s
+where s.id = $1
 returning id
-"#;
+"#
+);
 
 /// Enabled schedules due now, or whose next tick is not computed yet.
 pub(super) const DUE_SCHEDULES: &str = concat!(
@@ -974,11 +1147,17 @@ returning workflow_id, input
 
 /// One execution for a tick ($4) of a schedule ($1) of a workflow ($2) with input $3; a tick
 /// that already has one is skipped.
-pub(super) const START_SCHEDULED: &str = r#"
-insert into workflow_executions (workflow_id, input, schedule_id, scheduled_for)
-values ($2, $3, $1, $4)
+pub(super) const START_SCHEDULED: &str = concat!(
+    r#"
+insert into workflow_executions (workflow_id, input, schedule_id, scheduled_for, priority)
+select $2, $3, $1, $4, "#,
+    default_priority!("$2"),
+    r#"
+-- Without a WHERE, SQLite would read ON CONFLICT as part of the SELECT.
+where true
 on conflict do nothing
-"#;
+"#
+);
 
 // --- migrations ---
 

@@ -88,6 +88,7 @@ fn config(args: &RunArgs) -> anyhow::Result<WorkerConfig> {
     config.max_rescues = args.max_rescues;
     config.wakeups = args.wakeups;
     config.prune_after = args.prune_after;
+    config.priority_ageing = Some(args.priority_ageing).filter(|period| !period.is_zero());
     config.node_output_limit = args.node_output_limit;
     if let Some(id) = &args.worker_id {
         config.worker_id = id.clone();

@@ -64,6 +64,16 @@ macro_rules! conformance_tests {
                     signal_with_start_creates_one_execution_holding_every_signal,
                     a_retry_cannot_take_back_a_key_another_execution_holds,
                 );
+                $crate::conformance_tests!(@group $setup; store::flow;
+                    a_workflow_priority_is_the_default_and_a_start_may_override_it,
+                    executions_join_their_concurrency_group,
+                    a_full_group_holds_executions_until_a_place_frees,
+                    a_claim_holds_what_its_limit_leaves_no_room_for,
+                    concurrent_claims_never_pass_a_limit,
+                    a_fair_window_lets_a_small_key_in_before_a_big_backlog,
+                    saving_a_higher_limit_lets_held_executions_go,
+                    ageing_raises_long_runnable_executions_to_the_top_priority,
+                );
                 $crate::conformance_tests!(@group $setup; store::items;
                     item_runs_are_fenced_recorded_once_and_superseded_by_a_retry,
                 );

@@ -5,6 +5,7 @@ pub mod bulk;
 pub mod children;
 pub mod claims;
 pub mod executions;
+pub mod flow;
 pub mod items;
 pub mod keys;
 pub mod leases;

@@ -68,7 +68,7 @@ pub async fn claim_prefers_higher_priority(store: impl Store) {
     fixture::hello().save(&store, &nodes::registry()).await;
     start(&store, "hello", json!({})).await;
     let mut urgent = StartExecutionParams::new("hello", json!({}));
-    urgent.priority = 5;
+    urgent.priority = Some(5);
     let urgent = store.start_execution(urgent).await.unwrap().execution.id;
     assert_eq!(claim_one(&store, WORKER, LEASE).await.execution.id, urgent);
 }
