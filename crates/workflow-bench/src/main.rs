@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use workflow_worker_core::flow::Concurrency;
 use workflow_worker_core::store::{ClaimParams, RescueFilter};
 use workflow_worker_core::{
     ExecutionId, ListExecutionsParams, NodeContext, NodeError, NodeExecutor, NodeOutcome,
@@ -81,7 +82,7 @@ enum Scenario {
     Drain3,
     /// Executions started one at a time on an idle worker: start to first node.
     Latency,
-    /// Claim time with a small and a large backlog and history.
+    /// Claim time with a small and a large backlog and history, and with a per-key limit.
     Backlog,
     /// What an idle worker costs.
     Idle,
@@ -131,6 +132,13 @@ impl Db {
         match self {
             Self::Postgres(db) => db.seed_executions(workflow, count, finished).await,
             Self::Sqlite(db) => db.seed_executions(workflow, count, finished).await,
+        }
+    }
+
+    async fn seed_pending(&self, workflow: &str, count: u64, input: &Value) -> u64 {
+        match self {
+            Self::Postgres(db) => db.seed_pending(workflow, count, input).await,
+            Self::Sqlite(db) => db.seed_pending(workflow, count, input).await,
         }
     }
 }
@@ -506,6 +514,8 @@ async fn backlog(kind: StoreKind, args: &Args) -> anyhow::Result<Value> {
     db.seed("backlog", args.backlog_runnable, false).await;
     let seeded_in = seeding.elapsed();
     let large = claim_times(&*store, CLAIMS).await?;
+    drop(db);
+    let limited = limited_backlog(kind, args, CLAIMS).await?;
     Ok(json!({
         "scenario": "backlog",
         "store": kind.name(),
@@ -518,9 +528,41 @@ async fn backlog(kind: StoreKind, args: &Args) -> anyhow::Result<Value> {
                   "claim_p50_ms": round(percentile(&large, 0.5), 3),
                   "claim_p99_ms": round(percentile(&large, 0.99), 3)},
         "p99_ratio_large_to_small": round(percentile(&large, 0.99) / percentile(&small, 0.99), 2),
+        "limited": {"runnable": args.backlog_runnable, "finished": args.backlog_finished,
+                    "keys": LIMITED_KEYS, "limit_per_key": LIMIT_PER_KEY,
+                    "claim_p50_ms": round(percentile(&limited, 0.5), 3),
+                    "claim_p99_ms": round(percentile(&limited, 0.99), 3)},
+        "p99_ratio_limited_to_large": round(percentile(&limited, 0.99) / percentile(&large, 0.99), 2),
         "seconds_to_seed_large": round(seeded_in.as_secs_f64(), 1),
         "peak_rss_mb": peak_rss_mb(),
     }))
+}
+
+/// Keys of the `backlog` scenario's limited case...
+const LIMITED_KEYS: u64 = 100;
+/// ...and the limit per key: its runnable executions are mostly held.
+const LIMIT_PER_KEY: u32 = 5;
+
+/// The large `backlog` case again, for a workflow with a per-key concurrency limit: the
+/// runnable executions spread over [`LIMITED_KEYS`] keys, at most [`LIMIT_PER_KEY`] running
+/// per key; returns the claim times (every claim is admitted, so each one counts its group).
+async fn limited_backlog(kind: StoreKind, args: &Args, claims: usize) -> anyhow::Result<Vec<f64>> {
+    let db = Db::create(kind).await;
+    let store = db.store();
+    let worker = WorkflowWorker::new(store.clone());
+    let mut definition = chain("limited", 1, "noop");
+    definition.concurrency = Some(Concurrency {
+        limit: Some(LIMIT_PER_KEY),
+        key: Some("customer".into()),
+    });
+    save(&*store, &worker, definition).await;
+    db.seed("limited", args.backlog_finished, true).await;
+    for key in 0..LIMITED_KEYS {
+        let input = json!({"customer": format!("c{key}")});
+        db.seed_pending("limited", args.backlog_runnable / LIMITED_KEYS, &input)
+            .await;
+    }
+    claim_times(&*store, claims).await
 }
 
 /// Times pages of the Executions view and the API's list, served over loopback HTTP, with

@@ -10,14 +10,14 @@
 //! execution is done. A node runs when all of its parents have finished and at least one edge
 //! into it was taken; a node none of whose edges in was taken is skipped, and skips propagate.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::flow::Concurrency;
+use crate::flow::{Concurrency, RateLimit};
 use crate::node::{NodeExecutor, NodeRegistry};
 use crate::template::{self, ConfigTemplates, TemplateProblem};
 
@@ -77,6 +77,10 @@ pub struct WorkflowDefinition {
     /// dequeue across keys ([`flow`](crate::flow)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<Concurrency>,
+    /// Named rate limits on how often its nodes start, and the node types under each
+    /// ([`flow`](crate::flow)).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rate_limits: BTreeMap<String, RateLimit>,
     /// The nodes.
     pub nodes: Vec<NodeDefinition>,
     /// The edges between nodes.
@@ -108,6 +112,10 @@ pub struct NodeDefinition {
     )]
     #[schemars(with = "Option<f64>", range(min = 0))]
     pub timeout: Option<Duration>,
+    /// The name of one of the workflow's `rate_limits` this node starts under (besides those
+    /// listing its type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
 }
 
 /// An edge from one node to another, optionally taken only on one branch of its source.
@@ -303,6 +311,22 @@ pub enum GraphError {
         /// What is wrong.
         reason: String,
     },
+    /// A rate limit is out of range.
+    #[error("rate limit \"{name}\": {reason}")]
+    InvalidRateLimit {
+        /// The limit's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A node names a rate limit the workflow does not define, or is under two.
+    #[error("node \"{node}\": {reason}")]
+    NodeRateLimit {
+        /// The node id.
+        node: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The `concurrency` setting is out of range.
     #[error("workflow: invalid concurrency: {reason}")]
     InvalidConcurrency {
@@ -418,6 +442,8 @@ pub struct WorkflowGraph {
     leaves: Vec<usize>,
     /// For each node whose config has templates, the nodes they name (all upstream of it).
     templates: Vec<Option<Vec<usize>>>,
+    /// For each node, the name of the rate limit it starts under.
+    rate_limits: Vec<Option<String>>,
 }
 
 impl WorkflowGraph {
@@ -444,6 +470,31 @@ impl WorkflowGraph {
         {
             errors.push(GraphError::InvalidConcurrency { reason });
         }
+        for (name, limit) in &definition.rate_limits {
+            let reason = if name.trim().is_empty() {
+                Some("a rate limit needs a name".to_owned())
+            } else {
+                limit.problem()
+            };
+            if let Some(reason) = reason {
+                errors.push(GraphError::InvalidRateLimit {
+                    name: name.clone(),
+                    reason,
+                });
+            }
+            for node_type in &limit.node_types {
+                if registry.get(node_type).is_none() {
+                    errors.push(GraphError::InvalidRateLimit {
+                        name: name.clone(),
+                        reason: format!(
+                            "unknown node type \"{node_type}\" in node_types (known: {})",
+                            registry.types().collect::<Vec<_>>().join(", ")
+                        ),
+                    });
+                }
+            }
+        }
+        let rate_limits = node_rate_limits(&definition, &mut errors);
 
         let mut scanned: Vec<Option<ConfigTemplates>> = Vec::with_capacity(definition.nodes.len());
         for node in &definition.nodes {
@@ -631,7 +682,14 @@ impl WorkflowGraph {
             endpoints,
             leaves,
             templates,
+            rate_limits,
         })
+    }
+
+    /// The rate limit the node at `index` starts under, with its name.
+    pub fn rate_limit(&self, index: usize) -> Option<(&str, &RateLimit)> {
+        let name = self.rate_limits[index].as_deref()?;
+        Some((name, &self.definition.rate_limits[name]))
     }
 
     /// The nodes named by the templates of the node at `index` (`None`: its config has no
@@ -663,6 +721,65 @@ impl WorkflowGraph {
             .or(self.definition.retry.as_ref())
             .unwrap_or(&RetryPolicy::NONE)
     }
+}
+
+/// The rate limit each node starts under: the one it names, or the one listing its type; a
+/// node under two, or naming one not defined, is an error.
+fn node_rate_limits(
+    definition: &WorkflowDefinition,
+    errors: &mut Vec<GraphError>,
+) -> Vec<Option<String>> {
+    definition
+        .nodes
+        .iter()
+        .map(|node| {
+            let mut names: Vec<&String> = definition
+                .rate_limits
+                .iter()
+                .filter(|(_, limit)| limit.node_types.contains(&node.node_type))
+                .map(|(name, _)| name)
+                .collect();
+            if let Some(named) = &node.rate_limit {
+                if !definition.rate_limits.contains_key(named) {
+                    let defined: Vec<&str> =
+                        definition.rate_limits.keys().map(String::as_str).collect();
+                    errors.push(GraphError::NodeRateLimit {
+                        node: node.id.clone(),
+                        reason: format!(
+                            "unknown rate limit \"{named}\" (defined: {})",
+                            if defined.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                defined.join(", ")
+                            }
+                        ),
+                    });
+                    return None;
+                }
+                if !names.contains(&named) {
+                    names.push(named);
+                }
+            }
+            match names.as_slice() {
+                [] => None,
+                [name] => Some((*name).clone()),
+                several => {
+                    errors.push(GraphError::NodeRateLimit {
+                        node: node.id.clone(),
+                        reason: format!(
+                            "starts under more than one rate limit ({}); a node may start under one",
+                            several
+                                .iter()
+                                .map(|name| format!("\"{name}\""))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    });
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// Checks `node`'s config with its type, unless templates outside the keys the type renders
@@ -947,19 +1064,19 @@ impl Progress {
 }
 
 /// Serde helpers for durations written as (fractional) seconds.
-mod seconds {
+pub(crate) mod seconds {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-    pub(super) fn serialize<S: Serializer>(
+    pub(crate) fn serialize<S: Serializer>(
         value: &Duration,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
         serializer.serialize_f64(value.as_secs_f64())
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Duration, D::Error> {
         let secs = f64::deserialize(deserializer)?;
@@ -1023,6 +1140,7 @@ mod tests {
             timeout: None,
             priority: None,
             concurrency: None,
+            rate_limits: BTreeMap::new(),
             nodes: nodes
                 .iter()
                 .map(|(id, node_type)| NodeDefinition {
@@ -1031,6 +1149,7 @@ mod tests {
                     config: Value::Null,
                     retry: None,
                     timeout: None,
+                    rate_limit: None,
                 })
                 .collect(),
             edges: edges

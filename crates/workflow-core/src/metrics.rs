@@ -23,6 +23,7 @@
 //! | `workflow_executions_running` | gauge | | executions held under a live lease, by any worker |
 //! | `workflow_executions_unrunnable` | gauge | | runnable executions no live worker can run (it lacks one of their node types) |
 //! | `workflow_executions_held` | gauge | `workflow` | executions held back by their workflow's concurrency (limit reached, or fair window full) |
+//! | `workflow_rate_limited_total` | counter | `rate_limit` | node starts put off by a rate limit (each one parks its execution until the window moves) |
 
 use std::collections::BTreeSet;
 use std::sync::{Mutex, PoisonError};
@@ -63,6 +64,9 @@ pub const EXECUTIONS_UNRUNNABLE: &str = "workflow_executions_unrunnable";
 
 /// Gauge: executions held back by their workflow's concurrency, by `workflow`.
 pub const EXECUTIONS_HELD: &str = "workflow_executions_held";
+
+/// Counter: node starts put off by a rate limit, by `rate_limit`.
+pub const RATE_LIMITED: &str = "workflow_rate_limited_total";
 
 /// Registers a help text and unit for every metric, with the installed recorder. Call it once,
 /// after installing the recorder.
@@ -111,6 +115,10 @@ pub fn describe() {
         EXECUTIONS_UNRUNNABLE,
         "Runnable executions that no live worker can run: none has all of their node types."
     );
+    describe_counter!(
+        RATE_LIMITED,
+        "Node starts put off by a rate limit: the execution waited for the window to move."
+    );
     describe_gauge!(
         EXECUTIONS_HELD,
         "Executions held back by their workflow's concurrency: its limit is reached, or its fair window is full."
@@ -156,6 +164,10 @@ pub(crate) fn execution_finished(workflow: &str, status: crate::ExecutionStatus)
 
 pub(crate) fn execution_rescued(workflow: &str) {
     counter!(EXECUTIONS_RESCUED, "workflow" => workflow.to_owned()).increment(1);
+}
+
+pub(crate) fn rate_limited(name: &str) {
+    counter!(RATE_LIMITED, "rate_limit" => name.to_owned()).increment(1);
 }
 
 pub(crate) fn retry(workflow: &str, node_type: &str) {

@@ -24,6 +24,7 @@ use crate::execution::{
     Execution, ExecutionDetail, ExecutionId, ItemRun, LeaseToken, NodeRun, NodeRunStatus, Signal,
     SignalId, WorkflowId, WorkflowSummary, WorkflowVersion,
 };
+use crate::flow::RateRequest;
 use crate::graph::WorkflowGraph;
 use crate::schedule::{Schedule, ScheduleId};
 use crate::state::ExecutionStatus;
@@ -1010,6 +1011,13 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<AgedExecution>, StoreError>;
 
+    /// Takes one node start from a rate limit ([`flow`](crate::flow)): `None` when the start
+    /// was taken (fewer than `request.limit` starts of that name and key in the last
+    /// `request.period`, this one now counted among them), else how long until the oldest
+    /// of those starts leaves the window, in database time. Atomic across every worker on
+    /// the database: two takers never both get the last start of a window.
+    async fn take_rate(&self, request: &RateRequest) -> Result<Option<Duration>, StoreError>;
+
     /// Counts queued work: runnable, waiting and running executions, and the age of the
     /// oldest runnable one. It reads only executions that have not ended.
     async fn queue_stats(&self) -> Result<QueueStats, StoreError>;
@@ -1268,6 +1276,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         limit: u32,
     ) -> Result<Vec<AgedExecution>, StoreError> {
         (**self).age_priorities(older_than, limit).await
+    }
+
+    async fn take_rate(&self, request: &RateRequest) -> Result<Option<Duration>, StoreError> {
+        (**self).take_rate(request).await
     }
 
     async fn queue_stats(&self) -> Result<QueueStats, StoreError> {

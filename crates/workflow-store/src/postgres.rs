@@ -16,6 +16,7 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::{Connection, FromRow};
 use uuid::Uuid;
+use workflow_worker_core::flow::RateRequest;
 use workflow_worker_core::node::child_signal;
 use workflow_worker_core::store::{
     Advance, AgedExecution, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep,
@@ -1164,6 +1165,18 @@ impl Store for PgStore {
                 to,
             })
             .collect())
+    }
+
+    async fn take_rate(&self, request: &RateRequest) -> Result<Option<Duration>, StoreError> {
+        let wait: Option<f64> = sqlx::query_scalar(queries::TAKE_RATE)
+            .bind(&request.name)
+            .bind(&request.key)
+            .bind(i32::try_from(request.limit).unwrap_or(i32::MAX))
+            .bind(request.period.as_secs_f64())
+            .fetch_one(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(wait.map(|secs| Duration::try_from_secs_f64(secs).unwrap_or_default()))
     }
 
     async fn record_worker(

@@ -28,6 +28,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, FromRow, Row};
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
+use workflow_worker_core::flow::RateRequest;
 use workflow_worker_core::node::child_signal;
 use workflow_worker_core::store::{
     Advance, AgedExecution, ClaimParams, ClaimedExecution, CreateScheduleParams, DeadlineSweep,
@@ -1702,6 +1703,51 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn take_rate(&self, request: &RateRequest) -> Result<Option<Duration>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(classify)?;
+        let now: i64 = sqlx::query_scalar(queries::NOW)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let stored: Option<String> = sqlx::query_scalar(queries::RATE_STARTS)
+            .bind(&request.name)
+            .bind(&request.key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let starts: Vec<i64> = match stored {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|err| invalid(format!("rate limit \"{}\": {err}", request.name)))?,
+            None => Vec::new(),
+        };
+        let period = millis(request.period).max(1);
+        let mut recent: Vec<i64> = starts.into_iter().filter(|&at| at > now - period).collect();
+        recent.sort_unstable();
+        let limit = usize::try_from(request.limit).unwrap_or(usize::MAX);
+        let wait = if recent.len() < limit {
+            recent.push(now);
+            None
+        } else {
+            let frees_at = recent[recent.len() - limit] + period;
+            Some(Duration::from_millis(
+                u64::try_from(frees_at - now).unwrap_or_default().max(1),
+            ))
+        };
+        sqlx::query(queries::SET_RATE_STARTS)
+            .bind(&request.name)
+            .bind(&request.key)
+            .bind(Value::from(recent).to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(wait)
     }
 
     async fn record_worker(

@@ -1,7 +1,7 @@
 //! Flow control across worker processes of the real binary, on both stores: concurrency
 //! limits per key and per workflow, measured from the start and finish times the database
-//! recorded (not from any worker's counters); priorities over a backlog; and fair dequeue of
-//! a small key beside a big one.
+//! recorded (not from any worker's counters); priorities over a backlog; fair dequeue of
+//! a small key beside a big one; and a rate limit shared by every worker.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -311,6 +311,61 @@ async fn a_small_key_completes_while_a_big_one_drains(db: Db) {
     );
 }
 
+/// A rate limit of 10 node starts per second over 100 node runs, shared by three worker
+/// processes with 12 slots between them: from the first node's start to the last one's end
+/// (as recorded) takes at least 9 s (the 91st start is a second after the 81st, and so on)
+/// and at most 12 s; no eleven starts fall within one second, less the gap between a node's
+/// start and the time its run records.
+async fn a_rate_limit_of_10_per_second_spaces_100_node_runs(db: Db) {
+    save(
+        db.store(),
+        json!({
+            "name": "call_api",
+            "rate_limits": {"api": {"limit": 10, "period": 1, "node_types": ["code"]}},
+            "nodes": [
+                {"id": "start", "type": "trigger"},
+                {"id": "call", "type": "code", "config": {"language": "shell", "code": "sleep 0.2"}}
+            ],
+            "edges": [{"from": "start", "to": "call"}]
+        }),
+    )
+    .await;
+    db.seed("call_api", 100, &json!({})).await;
+    let workers = three_workers(db.url(), "4");
+    let executions = db.drained(workers).await;
+    assert_eq!(executions.len(), 100);
+    let mut runs = Vec::new();
+    for execution in &executions {
+        assert_eq!(execution.status, ExecutionStatus::Completed);
+        let detail = db.store().get_execution(execution.id).await.unwrap();
+        let call: Vec<_> = detail
+            .node_runs
+            .into_iter()
+            .filter(|run| run.node_id == "call")
+            .collect();
+        assert_eq!(call.len(), 1, "one run of the node per execution");
+        runs.push((call[0].started_at, call[0].finished_at));
+    }
+    runs.sort();
+    let first_start = runs[0].0;
+    let last_end = runs.iter().map(|run| run.1).max().unwrap();
+    let took = (last_end - first_start).to_std().unwrap();
+    eprintln!("100 node runs at 10 per second took {took:?}");
+    assert!(
+        took >= Duration::from_secs(9) && took <= Duration::from_secs(12),
+        "100 runs at 10 per second took {took:?}"
+    );
+    let starts: Vec<DateTime<Utc>> = runs.iter().map(|run| run.0).collect();
+    for window in starts.windows(11) {
+        let apart = (window[10] - window[0]).to_std().unwrap_or_default();
+        assert!(
+            apart >= Duration::from_millis(500),
+            "11 starts within {apart:?}: {:?}",
+            window
+        );
+    }
+}
+
 macro_rules! on_both_stores {
     ($($case:ident),* $(,)?) => {
         mod postgres {
@@ -337,4 +392,5 @@ on_both_stores!(
     a_per_workflow_limit_holds_across_three_worker_processes,
     high_priority_executions_started_last_run_first,
     a_small_key_completes_while_a_big_one_drains,
+    a_rate_limit_of_10_per_second_spaces_100_node_runs,
 );

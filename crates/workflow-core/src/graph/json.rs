@@ -152,7 +152,7 @@ mod tests {
             "{err}"
         );
         assert!(
-            err.ends_with("; allowed: id, type, config, retry, timeout"),
+            err.ends_with("; allowed: id, type, config, retry, timeout, rate_limit"),
             "{err}"
         );
         let err =

@@ -114,6 +114,7 @@ fn definition(node: ItemNode) -> NodeDefinition {
         timeout: node
             .timeout
             .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok()),
+        rate_limit: None,
     }
 }
 

@@ -25,6 +25,7 @@ pub fn workflow(name: &str) -> WorkflowBuilder {
             timeout: None,
             priority: None,
             concurrency: None,
+            rate_limits: std::collections::BTreeMap::new(),
             nodes: Vec::new(),
             edges: Vec::new(),
         },
@@ -42,6 +43,7 @@ impl WorkflowBuilder {
             config,
             retry: None,
             timeout: None,
+            rate_limit: None,
         });
         self
     }
@@ -78,6 +80,37 @@ impl WorkflowBuilder {
             limit,
             key: key.map(str::to_owned),
         });
+        self
+    }
+
+    /// Defines a rate limit: at most `limit` starts per `period`, per key at `key` if given,
+    /// for every node of `node_types`.
+    #[must_use]
+    pub fn rate_limit(
+        mut self,
+        name: &str,
+        (limit, period): (u32, Duration),
+        key: Option<&str>,
+        node_types: &[&str],
+    ) -> Self {
+        self.definition.rate_limits.insert(
+            name.to_owned(),
+            crate::flow::RateLimit {
+                limit,
+                period,
+                key: key.map(str::to_owned),
+                node_types: node_types.iter().map(|t| (*t).to_owned()).collect(),
+            },
+        );
+        self
+    }
+
+    /// Puts the last node added under the rate limit `name`.
+    #[must_use]
+    pub fn under_rate_limit(mut self, name: &str) -> Self {
+        if let Some(node) = self.definition.nodes.last_mut() {
+            node.rate_limit = Some(name.to_owned());
+        }
         self
     }
 
@@ -326,6 +359,13 @@ impl<S: Store> Store for StalledHeartbeat<S> {
         limit: u32,
     ) -> Result<Vec<crate::store::AgedExecution>, crate::StoreError> {
         self.0.age_priorities(older_than, limit).await
+    }
+
+    async fn take_rate(
+        &self,
+        request: &crate::flow::RateRequest,
+    ) -> Result<Option<Duration>, crate::StoreError> {
+        self.0.take_rate(request).await
     }
 
     async fn queue_stats(&self) -> Result<crate::QueueStats, crate::StoreError> {

@@ -275,6 +275,7 @@ mod tests {
                     on_failure: OnFailure::Fail,
                 }),
                 timeout: None,
+                rate_limit: None,
             },
         );
         request.max_parallel = max_parallel;

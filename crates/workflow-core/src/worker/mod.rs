@@ -58,6 +58,7 @@ mod runner;
 mod schedules;
 mod slots;
 mod step_writer;
+mod timers;
 mod writer;
 
 pub use config::{
@@ -414,6 +415,8 @@ struct Shared {
     draining: CancellationToken,
     /// The grace period is over: stop running nodes, record them interrupted, release.
     interrupt: CancellationToken,
+    /// When executions parked briefly by this worker become due.
+    timers: timers::Timers,
 }
 
 impl Shared {
@@ -433,6 +436,7 @@ impl Shared {
             fence,
             draining: CancellationToken::new(),
             interrupt: CancellationToken::new(),
+            timers: timers::Timers::default(),
             config,
         }
     }

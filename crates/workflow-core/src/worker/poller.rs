@@ -150,6 +150,7 @@ impl Poller {
             .next()
             .min(self.schedules.cadence.next());
         let wait = wait.min(housekeeping.saturating_duration_since(Instant::now()));
+        let idle_until = Instant::now() + wait;
         let out_of_slots = self.slots.free() == 0;
         let busy = self.isolated.is_some() || out_of_slots;
         if full && !busy {
@@ -164,15 +165,24 @@ impl Poller {
             Store,
             Timer,
         }
-        let woken = tokio::select! {
-            () = &mut *shutdown => Woken::Shutdown,
-            done = self.tasks.join_next(), if busy => Woken::TaskEnded(done),
-            // An execution started its last write: claim its successor meanwhile.
-            () = self.slots.freed(), if out_of_slots => Woken::Timer,
-            // A busy worker still fires schedules and sweeps deadlines on time.
-            () = tokio::time::sleep_until(housekeeping), if busy => Woken::Timer,
-            () = tokio::time::sleep(wait), if !busy => Woken::Timer,
-            () = self.wake.notified() => Woken::Store,
+        let timers = &self.shared.timers;
+        let woken = loop {
+            // An execution this worker parked briefly becomes due before the next poll.
+            let until = timers
+                .next(Instant::now())
+                .map_or(idle_until, |due| due.min(idle_until));
+            break tokio::select! {
+                () = &mut *shutdown => Woken::Shutdown,
+                done = self.tasks.join_next(), if busy => Woken::TaskEnded(done),
+                // An execution started its last write: claim its successor meanwhile.
+                () = self.slots.freed(), if out_of_slots => Woken::Timer,
+                // A busy worker still fires schedules and sweeps deadlines on time.
+                () = tokio::time::sleep_until(housekeeping), if busy => Woken::Timer,
+                () = tokio::time::sleep_until(until), if !busy => Woken::Timer,
+                // An earlier one was parked meanwhile: wait for it instead.
+                () = timers.earlier(), if !busy => continue,
+                () = self.wake.notified() => Woken::Store,
+            };
         };
         match woken {
             Woken::Shutdown => return Turn::Stop,

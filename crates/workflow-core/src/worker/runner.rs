@@ -29,6 +29,7 @@ use super::writer::{Ended, Interrupted, Writer};
 use super::{ErrorChain, Shared};
 use crate::execution::ExecutionParent;
 use crate::execution::{Execution, ExecutionId, LeaseToken, NodeRunStatus, Signal, SignalId};
+use crate::flow::RateRequest;
 use crate::graph::{NodeState, Progress, ReadyNode, WorkflowGraph};
 use crate::metrics;
 use crate::node::{
@@ -392,7 +393,7 @@ impl Run<'_> {
             }
             if !draining && !self.pausing {
                 for node in ready {
-                    self.start(node);
+                    self.start_if_allowed(node).await?;
                 }
             }
             match self.next_event(draining).await {
@@ -475,10 +476,72 @@ impl Run<'_> {
             Settled::Wait { .. } | Settled::Retry { .. } if self.pausing => {
                 self.writer.pause(None).await
             }
-            Settled::Wait { delay, signals } => self.writer.wait(delay, signals).await,
-            Settled::Retry { delay } => self.writer.park(delay).await,
+            Settled::Wait { delay, signals } => {
+                let ended = self.writer.wait(delay, signals).await;
+                self.due_in(delay);
+                ended
+            }
+            Settled::Retry { delay } => {
+                let ended = self.writer.park(delay).await;
+                self.due_in(Some(delay));
+                ended
+            }
             Settled::Stuck => self.writer.fail(decide::STUCK.into()).await,
         }
+    }
+
+    /// The execution was just parked until `delay` passes: if that is sooner than the next
+    /// poll, the poller claims it then.
+    fn due_in(&self, delay: Option<Duration>) {
+        if let Some(delay) = delay.filter(|&d| d < self.shared.config.poll_interval) {
+            self.shared.timers.add(Instant::now() + delay);
+        }
+    }
+
+    /// Starts an attempt of `node` unless its rate limit says to wait: then the node is
+    /// parked until a start can be taken, and the execution waits for it without a slot.
+    async fn start_if_allowed(&mut self, node: ReadyNode) -> Result<(), Interrupted> {
+        let Some((name, limit)) = self.graph.rate_limit(node.index) else {
+            self.start(node);
+            return Ok(());
+        };
+        let key = match limit.key_in(&self.input) {
+            Ok(key) => key,
+            Err(reason) => {
+                let waiting_since = match self.progress.state(node.index) {
+                    NodeState::Waiting { since, .. } => Some(*since),
+                    _ => None,
+                };
+                self.progress.set(node.index, NodeState::Running);
+                self.in_flight
+                    .insert(node.index, (node.clone(), Instant::now()));
+                let error = format!("rate limit \"{name}\": {reason}");
+                self.fail_at_start(node, waiting_since, error);
+                return Ok(());
+            }
+        };
+        let request = RateRequest {
+            name: name.to_owned(),
+            key,
+            limit: limit.limit,
+            period: limit.period,
+        };
+        match self.shared.store.take_rate(&request).await? {
+            None => self.start(node),
+            Some(wait) => {
+                metrics::rate_limited(name);
+                info!(
+                    node.id = %self.graph.node(node.index).id,
+                    rate_limit = name,
+                    key = %request.key,
+                    wait_ms = wait.as_millis(),
+                    "node waiting for its rate limit"
+                );
+                self.parked
+                    .insert(node.index, (None, Some(Instant::now() + wait)));
+            }
+        }
+        Ok(())
     }
 
     /// Starts an attempt of `node`.

@@ -1018,6 +1018,11 @@ macro_rules! schedule_columns {
 
 pub(super) const NOW: &str = "select now()";
 
+/// Takes a start from rate limit $1 for key $2, at most $3 per $4 seconds: null when taken,
+/// else the seconds until one can be.
+pub(super) const TAKE_RATE: &str =
+    "select workflow_rate_take($1, $2, $3, make_interval(secs => $4))";
+
 /// Stores a schedule of a workflow named by id ($1) or name ($2).
 pub(super) const CREATE_SCHEDULE: &str = concat!(
     r#"

@@ -1023,6 +1023,16 @@ macro_rules! schedule_columns {
 
 pub(super) const NOW: &str = concat!("select ", now_ms!());
 
+/// The recent starts of rate limit $1 for key $2 (a JSON array of milliseconds), if any.
+pub(super) const RATE_STARTS: &str =
+    "select starts from workflow_rate_limits where name = $1 and key = $2";
+
+/// Stores the recent starts ($3) of rate limit $1 for key $2.
+pub(super) const SET_RATE_STARTS: &str = r#"
+insert into workflow_rate_limits (name, key, starts) values ($1, $2, $3)
+on conflict (name, key) do update set starts = excluded.starts
+"#;
+
 /// Stores a schedule ($1 id) of a workflow named by id ($2) or name ($3).
 pub(super) const CREATE_SCHEDULE: &str = r#"
 insert into workflow_schedules (id, workflow_id, cron, timezone, input, catch_up, next_fire_at)

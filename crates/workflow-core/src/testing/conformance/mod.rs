@@ -73,6 +73,9 @@ macro_rules! conformance_tests {
                     a_fair_window_lets_a_small_key_in_before_a_big_backlog,
                     saving_a_higher_limit_lets_held_executions_go,
                     ageing_raises_long_runnable_executions_to_the_top_priority,
+                    a_rate_limit_gives_at_most_its_limit_per_period_and_key,
+                    a_full_rate_limit_has_room_again_after_the_wait_it_gives,
+                    concurrent_rate_takes_never_pass_the_limit,
                 );
                 $crate::conformance_tests!(@group $setup; store::items;
                     item_runs_are_fenced_recorded_once_and_superseded_by_a_retry,
@@ -189,6 +192,10 @@ macro_rules! conformance_tests {
                     every_tick_starts_one_execution_across_four_workers,
                     pausing_stops_a_schedule_and_resuming_fires_no_burst,
                     missed_ticks_fire_once_by_default_or_up_to_catch_up,
+                );
+                $crate::conformance_tests!(@group $setup; worker::flow;
+                    a_rate_limited_node_waits_without_a_slot_and_starts_when_the_window_moves,
+                    a_rate_limit_key_missing_from_the_input_fails_the_node,
                 );
                 $crate::conformance_tests!(@group $setup; worker::maintenance;
                     a_worker_with_prune_after_prunes_old_history,

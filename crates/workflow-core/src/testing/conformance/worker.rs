@@ -3,6 +3,7 @@
 
 pub mod cancellation;
 pub mod failures;
+pub mod flow;
 pub mod graphs;
 pub mod maintenance;
 pub mod maps;

@@ -1,13 +1,13 @@
 //! Flow control in the store: default priorities, concurrency groups (the key each execution
 //! joins, executions held back while their group is full and let go as places free), fair
-//! windows, and priority ageing.
+//! windows, priority ageing, and rate limits.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::flow::FAIR_WINDOW;
+use crate::flow::{FAIR_WINDOW, RateRequest};
 use crate::store::Advance;
 use crate::testing::TestStore;
 use crate::testing::conformance::{
@@ -480,4 +480,98 @@ pub async fn ageing_raises_long_runnable_executions_to_the_top_priority(store: i
     let first: HashSet<ExecutionId> = claim_ids(&store, 2).await.into_iter().collect();
     assert_eq!(first, HashSet::from([older, top]));
     assert_eq!(claim_one(&store, WORKER, LEASE).await.execution.id, old);
+}
+
+fn rate(name: &str, key: &str, limit: u32, period: Duration) -> RateRequest {
+    RateRequest {
+        name: name.into(),
+        key: key.into(),
+        limit,
+        period,
+    }
+}
+
+/// A rate limit gives at most its limit of starts per period, per name and key; once full it
+/// says how long until the oldest start leaves the window (no longer than the period).
+pub async fn a_rate_limit_gives_at_most_its_limit_per_period_and_key(store: impl Store) {
+    let hour = Duration::from_secs(3600);
+    for _ in 0..3 {
+        assert_eq!(
+            store.take_rate(&rate("api", "a", 3, hour)).await.unwrap(),
+            None
+        );
+    }
+    let wait = store
+        .take_rate(&rate("api", "a", 3, hour))
+        .await
+        .unwrap()
+        .expect("the fourth start in the hour waits");
+    assert!(
+        wait <= hour && wait > hour - Duration::from_secs(600),
+        "it waits for the first start to be an hour old: {wait:?}"
+    );
+    assert_eq!(
+        store.take_rate(&rate("api", "b", 3, hour)).await.unwrap(),
+        None,
+        "another key has its own window"
+    );
+    assert_eq!(
+        store.take_rate(&rate("mail", "a", 3, hour)).await.unwrap(),
+        None,
+        "another name has its own window"
+    );
+    // A workflow sharing the name with a higher limit still counts the three.
+    assert_eq!(
+        store.take_rate(&rate("api", "a", 4, hour)).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .take_rate(&rate("api", "a", 4, hour))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// Once the wait it was told has passed, a start is taken: the window moves with the
+/// database's clock.
+pub async fn a_full_rate_limit_has_room_again_after_the_wait_it_gives(store: impl Store) {
+    let period = Duration::from_millis(300);
+    assert_eq!(
+        store.take_rate(&rate("api", "", 2, period)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.take_rate(&rate("api", "", 2, period)).await.unwrap(),
+        None
+    );
+    let wait = store
+        .take_rate(&rate("api", "", 2, period))
+        .await
+        .unwrap()
+        .expect("full");
+    assert!(wait <= period, "{wait:?}");
+    tokio::time::sleep(wait).await;
+    assert_eq!(
+        store.take_rate(&rate("api", "", 2, period)).await.unwrap(),
+        None,
+        "a place freed after {wait:?}"
+    );
+}
+
+/// Takes from many connections at once never give more than the limit.
+pub async fn concurrent_rate_takes_never_pass_the_limit(store: impl Store + Clone) {
+    let hour = Duration::from_secs(3600);
+    let takes = (0..24).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.take_rate(&rate("api", "k", 5, hour)).await })
+    });
+    let mut taken = 0;
+    for take in takes {
+        if take.await.unwrap().unwrap().is_none() {
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, 5);
 }

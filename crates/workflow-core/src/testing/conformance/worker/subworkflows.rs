@@ -272,6 +272,12 @@ pub async fn a_retried_parent_starts_a_new_child_for_its_node(store: impl Store 
     })
     .await;
     let old = waiting.children[0].id;
+    // Once the child's own step is written: a child row another transaction holds when the
+    // parent ends is left to the deadline sweep (up to a minute), which is not under test.
+    until(&store, old, "the child to wait", |d| {
+        d.execution.status == ExecutionStatus::Waiting
+    })
+    .await;
     store.cancel_execution(parent, "operator").await.unwrap();
     until(&store, old, "the child to be cancelled", |d| {
         d.execution.status == ExecutionStatus::Cancelled
