@@ -556,7 +556,9 @@ async fn limited_backlog(kind: StoreKind, args: &Args, claims: usize) -> anyhow:
         key: Some("customer".into()),
     });
     save(&*store, &worker, definition).await;
-    db.seed("limited", args.backlog_finished, true).await;
+    // The history, as in the large case (finished executions take no concurrency key).
+    save(&*store, &worker, chain("backlog", 1, "noop")).await;
+    db.seed("backlog", args.backlog_finished, true).await;
     for key in 0..LIMITED_KEYS {
         let input = json!({"customer": format!("c{key}")});
         db.seed_pending("limited", args.backlog_runnable / LIMITED_KEYS, &input)

@@ -314,8 +314,9 @@ async fn a_small_key_completes_while_a_big_one_drains(db: Db) {
 /// A rate limit of 10 node starts per second over 100 node runs, shared by three worker
 /// processes with 12 slots between them: from the first node's start to the last one's end
 /// (as recorded) takes at least 9 s (the 91st start is a second after the 81st, and so on)
-/// and at most 12 s; no eleven starts fall within one second, less the gap between a node's
-/// start and the time its run records.
+/// and at most 12 s. (A recorded start is the record's time less the run's duration, which a
+/// busy writer delays, so the window itself is checked on the store: the conformance cases of
+/// `store::flow`.)
 async fn a_rate_limit_of_10_per_second_spaces_100_node_runs(db: Db) {
     save(
         db.store(),
@@ -355,15 +356,6 @@ async fn a_rate_limit_of_10_per_second_spaces_100_node_runs(db: Db) {
         took >= Duration::from_secs(9) && took <= Duration::from_secs(12),
         "100 runs at 10 per second took {took:?}"
     );
-    let starts: Vec<DateTime<Utc>> = runs.iter().map(|run| run.0).collect();
-    for window in starts.windows(11) {
-        let apart = (window[10] - window[0]).to_std().unwrap_or_default();
-        assert!(
-            apart >= Duration::from_millis(500),
-            "11 starts within {apart:?}: {:?}",
-            window
-        );
-    }
 }
 
 macro_rules! on_both_stores {

@@ -314,6 +314,12 @@ $$;
 create function workflow_executions_concurrency_release() returns trigger
 language plpgsql as $$
 begin
+    -- Becoming running frees no place of a limit, whose window counts running executions
+    -- too (a fair window, counting pending ones only, gains one): a claim skips the count.
+    if new.status = 'running'
+       and not coalesce((workflow_concurrency_window(new.workflow_id)).fair, true) then
+        return null;
+    end if;
     perform workflow_concurrency_release(new.workflow_id, new.concurrency_key);
     return null;
 end;

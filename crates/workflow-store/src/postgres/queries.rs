@@ -888,7 +888,10 @@ from (
     join workflow_versions v
       on v.workflow_id = e.workflow_id
      and v.version = e.workflow_version
+    -- Held executions are counted apart (HELD_BY_WORKFLOW); leaving them out here lets
+    -- this read the runnable index rather than the table.
     where e.status in ('pending', 'running', 'retrying', 'waiting')
+      and e.held_since is null
 ) e
 "#;
 

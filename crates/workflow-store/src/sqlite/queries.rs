@@ -222,11 +222,11 @@ macro_rules! can_run {
 /// claim to admit or hold it (`workflow_concurrency`: migration 0020).
 macro_rules! group_columns {
     () => {
-        "workflow_id, concurrency_key, (
+        "workflow_id, concurrency_key, case when concurrency_key is not null then (
     select c.\"limit\"
     from workflow_concurrency c
     where c.workflow_id = workflow_executions.workflow_id
-) as concurrency_limit"
+) end as concurrency_limit"
     };
 }
 
@@ -787,7 +787,10 @@ e as (
       on v.workflow_id = e.workflow_id
      and v.version = e.workflow_version,
          clock
+    -- Held executions are counted apart (HELD_BY_WORKFLOW); leaving them out here lets
+    -- this read the runnable index rather than the table.
     where e.status in ('pending', 'running', 'retrying', 'waiting')
+      and e.held_since is null
 )
 select
     coalesce(sum(runnable), 0) as runnable,
@@ -825,6 +828,8 @@ from workflow_executions
 where workflow_id = $1
   and concurrency_key = $2
   and held_since is null
+  -- The index's own terms, so SQLite reads the group's partial index.
+  and status in ('pending', 'running')
   and status = 'running'
 "#;
 
