@@ -277,6 +277,53 @@ async fn pages_escape_what_they_show_and_actions_need_the_pages_token_from_this_
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// An execution's page shows its priority and its concurrency group, and since when it is
+/// held back by its workflow's limit.
+#[tokio::test]
+async fn an_execution_page_shows_its_priority_and_concurrency_group() {
+    let db = TestDatabase::create().await;
+    let client = Client::new(db.store.clone());
+    client
+        .save_workflow(
+            serde_json::from_value(json!({
+                "name": "sync",
+                "concurrency": {"limit": 1, "key": "customer"},
+                "nodes": [{"id": "start", "type": "trigger"}]
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for priority in [1, 2] {
+        let params =
+            StartExecutionParams::new("sync", json!({"customer": "acme-<b>"})).priority(priority);
+        ids.push(client.start(params).await.unwrap().execution.id);
+    }
+    let base = serve(http::router(client.clone(), ApiOptions::default())).await;
+    let page = |id: ExecutionId| {
+        let base = base.clone();
+        async move {
+            reqwest::get(format!("{base}/executions/{id}"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let admitted = page(ids[0]).await;
+    assert!(
+        admitted.contains("<dt>Priority</dt><dd>1</dd>"),
+        "{admitted}"
+    );
+    assert!(admitted.contains("acme-&lt;b&gt;"), "the key, as text");
+    assert!(!admitted.contains("held back"));
+    let held = page(ids[1]).await;
+    assert!(held.contains("<dt>Priority</dt><dd>2</dd>"), "{held}");
+    assert!(held.contains("held back by its limit since"), "{held}");
+}
+
 /// A chromedriver on a free loopback port, killed when dropped.
 struct Chromedriver {
     child: Child,

@@ -521,6 +521,13 @@ async fn execution_page(
                     dt { "Id" } dd.mono { (e.id) }
                     dt { "Workflow" } dd { a href=(ctx.link(&format!("/workflows/{}?version={}", e.workflow_name, e.workflow_version))) { (e.workflow_name) " v" (e.workflow_version) } }
                     @if let Some(key) = &e.key { dt { "Key" } dd.mono { (key) } }
+                    dt { "Priority" } dd { (e.priority) }
+                    @if let Some(group) = &e.concurrency_key {
+                        dt { "Concurrency group" } dd {
+                            @if group.is_empty() { "the workflow's" } @else { span.mono { (group) } }
+                            @if let Some(since) = e.held_since { " (held back by its limit since " (time(Some(since))) ")" }
+                        }
+                    }
                     @if let Some(parent) = &e.parent {
                         dt { "Parent" } dd {
                             a.mono href=(ctx.link(&format!("/executions/{}", parent.execution_id))) { (short(parent.execution_id)) }
