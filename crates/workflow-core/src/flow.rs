@@ -130,15 +130,7 @@ impl RateLimit {
         let Some(path) = &self.key else {
             return Ok(String::new());
         };
-        let value = path
-            .split('.')
-            .try_fold(input, |value, segment| match value {
-                serde_json::Value::Object(map) => map.get(segment),
-                serde_json::Value::Array(items) => {
-                    segment.parse::<usize>().ok().and_then(|i| items.get(i))
-                }
-                _ => None,
-            })
+        let value = crate::node::condition::lookup(input, path)
             .filter(|value| !value.is_null())
             .ok_or_else(|| format!("its key path \"{path}\" is not in the execution input"))?;
         let key = match value {

@@ -28,7 +28,7 @@ use chrono::{DateTime, Utc};
 use crate::execution::{ExecutionId, Signal, WorkflowId};
 
 mod code;
-mod condition;
+pub(crate) mod condition;
 mod http;
 mod map;
 mod subworkflow;

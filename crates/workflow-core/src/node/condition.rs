@@ -100,7 +100,9 @@ impl NodeExecutor for ConditionNode {
     }
 }
 
-fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+/// The value at a dot-separated `path` into `value` (numbers index arrays), if any: the path
+/// syntax of `condition` and of flow control's keys.
+pub(crate) fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(value, |value, key| match value {
         Value::Object(map) => map.get(key),
         Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
