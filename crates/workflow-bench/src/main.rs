@@ -26,7 +26,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use workflow_worker_core::flow::Concurrency;
 use workflow_worker_core::store::{ClaimParams, RescueFilter};
 use workflow_worker_core::{
-    ExecutionId, ListExecutionsParams, NodeContext, NodeError, NodeExecutor, NodeOutcome,
+    CodeNode, ExecutionId, ListExecutionsParams, NodeContext, NodeError, NodeExecutor, NodeOutcome,
     StartExecutionParams, Store, WorkflowDefinition, WorkflowGraph, WorkflowWorker,
 };
 use workflow_worker_store::testing::{TestDatabase, TestSqlite};
@@ -72,6 +72,12 @@ struct Args {
     /// The `max_parallel`s `map` runs its items with.
     #[arg(long, value_delimiter = ',', default_value = "10,100")]
     map_parallel: Vec<usize>,
+    /// Executions of `examples/hello.json` queued for `hello`.
+    #[arg(long, default_value_t = 1_000)]
+    hello_executions: u64,
+    /// Worker concurrency `hello` runs with.
+    #[arg(long, default_value_t = 10)]
+    hello_concurrency: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -90,6 +96,8 @@ enum Scenario {
     List,
     /// One execution whose `map` node runs a no-op node for each of many items.
     Map,
+    /// The seed's `examples/hello.json` (a Python code node), forked and spawned.
+    Hello,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -265,6 +273,10 @@ async fn main() -> anyhow::Result<()> {
                     }
                     lines
                 }
+                Scenario::Hello => vec![
+                    hello(kind, &args, true, &statements).await?,
+                    hello(kind, &args, false, &statements).await?,
+                ],
             };
             for line in results {
                 println!("{line}");
@@ -326,17 +338,81 @@ async fn drain(
         .node("noop", Noop);
     save(&*store, &worker, chain("drain", nodes, "noop")).await;
     let queued = db.seed("drain", args.executions, false).await;
+    let drained = drain_queued(&*store, worker, queued, statements).await?;
+    Ok(json!({
+        "scenario": if nodes == 1 { "drain" } else { "drain3" },
+        "store": kind.name(),
+        "concurrency": concurrency,
+        "executions": queued,
+        "nodes_per_execution": nodes,
+        "seconds": round(drained.seconds, 3),
+        "executions_per_sec": round(queued as f64 / drained.seconds, 0),
+        "node_runs_per_sec": round((queued * nodes as u64) as f64 / drained.seconds, 0),
+        "statements_per_execution": round(drained.statements as f64 / queued as f64, 2),
+        "worker_cpu_percent_of_one_core": drained.cpu_percent,
+        "peak_rss_mb": drained.peak_rss_mb,
+    }))
+}
+
+/// The seed's own workflow (`examples/hello.json`: a trigger, then a Python `print`) drained
+/// with the code node as a user gets it, Python snippets forked from a warm interpreter
+/// (`"python": "forked"`), and with the fork server off, each snippet starting `python3`
+/// (`"spawned"`), back to back.
+async fn hello(
+    kind: StoreKind,
+    args: &Args,
+    forked: bool,
+    statements: &StatementCounter,
+) -> anyhow::Result<Value> {
+    let db = Db::create(kind).await;
+    let store = db.store();
+    let mut worker = WorkflowWorker::new(store.clone()).concurrency(args.hello_concurrency);
+    if !forked {
+        worker = worker.node("code", CodeNode::default().python_fork_server(false));
+    }
+    let definition = serde_json::from_str(include_str!("../../../examples/hello.json"))?;
+    save(&*store, &worker, definition).await;
+    let queued = db.seed("hello", args.hello_executions, false).await;
+    let drained = drain_queued(&*store, worker, queued, statements).await?;
+    Ok(json!({
+        "scenario": "hello",
+        "store": kind.name(),
+        "python": if forked { "forked" } else { "spawned" },
+        "concurrency": args.hello_concurrency,
+        "executions": queued,
+        "seconds": round(drained.seconds, 3),
+        "executions_per_sec": round(queued as f64 / drained.seconds, 1),
+        "worker_cpu_percent_of_one_core": drained.cpu_percent,
+        "peak_rss_mb": drained.peak_rss_mb,
+    }))
+}
+
+/// What draining a queue cost.
+struct Drained {
+    /// From the first claim to the last completion, in database time.
+    seconds: f64,
+    statements: u64,
+    cpu_percent: f64,
+    peak_rss_mb: Option<f64>,
+}
+
+/// Runs `worker` until the `queued` executions in `store` have ended; all must complete.
+async fn drain_queued(
+    store: &dyn Store,
+    worker: WorkflowWorker,
+    queued: u64,
+    statements: &StatementCounter,
+) -> anyhow::Result<Drained> {
     reset_peak_rss();
     let cpu = cpu_seconds();
     statements.start();
     let wall = Instant::now();
-    worker.run_until(drained(&*store)).await?;
+    worker.run_until(drained(store)).await?;
     let wall = wall.elapsed();
     let sent = statements.stop();
     let cpu = cpu_seconds() - cpu;
     let peak_rss = peak_rss_mb();
 
-    // From the first claim to the last completion, in database time.
     let executions = store
         .list_executions(ListExecutionsParams {
             limit: u32::try_from(queued).unwrap_or(u32::MAX),
@@ -357,20 +433,12 @@ async fn drain(
     let (Some(first), Some(last)) = (first, last) else {
         anyhow::bail!("no execution ran");
     };
-    let seconds = (last - first).as_seconds_f64();
-    Ok(json!({
-        "scenario": if nodes == 1 { "drain" } else { "drain3" },
-        "store": kind.name(),
-        "concurrency": concurrency,
-        "executions": queued,
-        "nodes_per_execution": nodes,
-        "seconds": round(seconds, 3),
-        "executions_per_sec": round(queued as f64 / seconds, 0),
-        "node_runs_per_sec": round((queued * nodes as u64) as f64 / seconds, 0),
-        "statements_per_execution": round(sent as f64 / queued as f64, 2),
-        "worker_cpu_percent_of_one_core": round(100.0 * cpu / wall.as_secs_f64(), 1),
-        "peak_rss_mb": peak_rss,
-    }))
+    Ok(Drained {
+        seconds: (last - first).as_seconds_f64(),
+        statements: sent,
+        cpu_percent: round(100.0 * cpu / wall.as_secs_f64(), 1),
+        peak_rss_mb: peak_rss,
+    })
 }
 
 /// One execution mapping a no-op node over `args.map_items` items, `parallel` at a time:
