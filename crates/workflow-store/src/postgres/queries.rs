@@ -252,6 +252,9 @@ set status = 'running',
     updated_at = now()
 from runnable, workflows w
 where e.id = runnable.id
+  -- Reads the claimed rows by primary key: joined on `id` alone, a claim of a hundred
+  -- rows from a small table planned a scan of the whole table.
+  and e.id = any(array(select id from runnable))
   and w.id = e.workflow_id
 returning runnable.previous_status, "#,
             execution_columns!()
@@ -401,6 +404,7 @@ with held as (
       on e.id = l.id
      and e.lease_token = l.token
     where e.status = 'running'
+      and e.id = any($1::uuid[])
     order by e.id
     for no key update of e
 )
@@ -479,7 +483,10 @@ held as (
     join step s
       on s.id = e.id
      and s.lease_token = e.lease_token
-    where e.status = 'running'"#,
+    where e.status = 'running'
+      -- By primary key: joined on the step alone, the planner may read every running
+      -- execution (and the dead entries of those that ran) through the status index.
+      and e.id = any($1::uuid[])"#,
             $held,
             r#"
     order by e.id
@@ -518,6 +525,7 @@ fenced as (
     from held, step s
     where e.id = held.id
       and s.id = held.id
+      and e.id = any($1::uuid[])
     returning e.id, e.pause_requested_at is not null as pause_requested
 ),"#,
             $consume,
@@ -638,6 +646,7 @@ join unnest($1::uuid[], $2::int8[]) as l(id, token)
   on e.id = l.id
  and e.lease_token = l.token
 where e.status = 'running'
+  and e.id = any($1::uuid[])
 "#;
 
 /// Of the signals $1, those consumed already.
@@ -859,40 +868,48 @@ select now() as now,
 "#;
 
 /// Runnable, waiting and running executions and the oldest runnable one's age in seconds,
-/// read from the non-terminal rows only.
+/// read from the non-terminal rows only. Counted per workflow version first, so the live
+/// workers' node types are compared once per version, not once per row (which also made the
+/// planner's estimate big enough to compile the query on every call).
 pub(super) const QUEUE_STATS: &str = r#"
+with counts as (
+    select e.workflow_id, e.workflow_version,
+           count(*) filter (where runnable) as runnable,
+           min(run_at) filter (where runnable) as oldest_run_at,
+           count(*) filter (where status = 'waiting' and not runnable) as waiting,
+           count(*) filter (where status = 'running' and lease_expires_at >= now()) as running
+    from (
+        select e.workflow_id, e.workflow_version, e.status, e.run_at, e.lease_expires_at,
+               coalesce(e.run_at <= now()
+                        and (e.lease_expires_at is null or e.lease_expires_at < now()),
+                        false) as runnable
+        from workflow_executions e
+        -- Held executions are counted apart (HELD_BY_WORKFLOW); leaving them out here lets
+        -- this read the runnable index rather than the table.
+        where e.status in ('pending', 'running', 'retrying', 'waiting')
+          and e.held_since is null
+    ) e
+    group by e.workflow_id, e.workflow_version
+)
 select
-    count(*) filter (where runnable) as runnable,
-    coalesce(extract(epoch from now() - min(run_at) filter (where runnable)), 0)::float8
+    coalesce(sum(c.runnable), 0)::int8 as runnable,
+    coalesce(extract(epoch from now() - min(c.oldest_run_at)), 0)::float8
         as oldest_runnable_age,
-    count(*) filter (where status = 'waiting' and not runnable and held_since is null)
-        as waiting,
-    count(*) filter (where status = 'running' and lease_expires_at >= now()) as running,
+    coalesce(sum(c.waiting), 0)::int8 as waiting,
+    coalesce(sum(c.running), 0)::int8 as running,
     -- Runnable, and no live worker has every node type the version uses.
-    count(*) filter (
-        where runnable
-          and not exists (
-              select 1
-              from workflow_workers w
-              where w.expires_at > now()
-                and w.node_types @> e.node_types
-          )
-    ) as unrunnable
-from (
-    select e.status, e.run_at, e.lease_expires_at, e.held_since, v.node_types,
-           coalesce(e.held_since is null
-                    and e.run_at <= now()
-                    and (e.lease_expires_at is null or e.lease_expires_at < now()),
-                    false) as runnable
-    from workflow_executions e
-    join workflow_versions v
-      on v.workflow_id = e.workflow_id
-     and v.version = e.workflow_version
-    -- Held executions are counted apart (HELD_BY_WORKFLOW); leaving them out here lets
-    -- this read the runnable index rather than the table.
-    where e.status in ('pending', 'running', 'retrying', 'waiting')
-      and e.held_since is null
-) e
+    coalesce(sum(c.runnable) filter (
+        where not exists (
+            select 1
+            from workflow_workers w
+            where w.expires_at > now()
+              and w.node_types @> coalesce(v.node_types, '[]')
+        )
+    ), 0)::int8 as unrunnable
+from counts c
+left join workflow_versions v
+  on v.workflow_id = c.workflow_id
+ and v.version = c.workflow_version
 "#;
 
 /// Held executions by workflow name (the held index).
