@@ -463,6 +463,12 @@ pub(crate) struct RunArgs {
     #[arg(long, global = true, env = "WORKFLOW_WORKER_CONCURRENCY", default_value_t = workflow_worker_core::worker::DEFAULT_CONCURRENCY)]
     pub(crate) concurrency: usize,
 
+    /// The most executions claimed ahead of free slots (leased, started as slots free): as
+    /// many as the slots get through in two claims' time, none for nodes slower than a
+    /// claim; 0 claims only into free slots.
+    #[arg(long, global = true, env = "WORKFLOW_CLAIM_AHEAD", default_value_t = workflow_worker_core::worker::DEFAULT_CLAIM_AHEAD)]
+    pub(crate) claim_ahead: usize,
+
     /// Time between polls when idle (1, 0.5, 2s).
     #[arg(long, global = true, env = "WORKFLOW_POLL_INTERVAL", default_value = "1.0", value_parser = parse_duration)]
     pub(crate) poll_interval: Duration,
@@ -529,6 +535,7 @@ impl RunArgs {
     /// The long names of the options, to refuse them on commands other than `run`.
     pub(crate) const NAMES: &[&str] = &[
         "concurrency",
+        "claim_ahead",
         "poll_interval",
         "worker_id",
         "lease_duration",

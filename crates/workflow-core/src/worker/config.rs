@@ -9,6 +9,8 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// How many executions a worker runs at once by default.
 pub const DEFAULT_CONCURRENCY: usize = 10;
+/// The most executions a worker claims ahead of its free slots by default.
+pub const DEFAULT_CLAIM_AHEAD: usize = 500;
 /// How long a claim's lease lasts by default before another worker may take the execution.
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(30);
 /// How often leases of executions in flight are renewed by default.
@@ -31,6 +33,8 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// See [`WorkflowWorker::concurrency`](super::WorkflowWorker::concurrency).
     pub concurrency: usize,
+    /// See [`WorkflowWorker::claim_ahead`](super::WorkflowWorker::claim_ahead).
+    pub claim_ahead: usize,
     /// See [`WorkflowWorker::lease_duration`](super::WorkflowWorker::lease_duration).
     pub lease_duration: Duration,
     /// See [`WorkflowWorker::heartbeat_interval`](super::WorkflowWorker::heartbeat_interval).
@@ -56,6 +60,7 @@ impl Default for WorkerConfig {
         Self {
             poll_interval: DEFAULT_POLL_INTERVAL,
             concurrency: DEFAULT_CONCURRENCY,
+            claim_ahead: DEFAULT_CLAIM_AHEAD,
             lease_duration: DEFAULT_LEASE_DURATION,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,

@@ -5,7 +5,8 @@
 //! | file | what it does |
 //! |---|---|
 //! | `config.rs` | [`WorkerConfig`], its defaults and rules |
-//! | `poller.rs` | the loop: claims into free slots, dispatches, waits, drains at shutdown |
+//! | `poller.rs` | the loop: claims in the background, starts executions, waits, drains at shutdown |
+//! | `claim_ahead.rs` | how many executions to claim beyond the free slots |
 //! | `slots.rs` | the concurrency, as owned semaphore permits |
 //! | `runner.rs` | one claimed execution: restores its progress, runs its ready nodes |
 //! | `attempt.rs` | one node attempt: timeout, panics, cancellation |
@@ -18,8 +19,9 @@
 //! | `cadence.rs` | when a maintenance service looks next |
 //! | `clock.rs`, `graphs.rs` | database time from a claim; the cache of validated graphs |
 //!
-//! Each poll claims at most as many executions as the worker has free slots. Each claimed
-//! execution runs in its own task: the scheduler ([`Progress`](crate::graph::Progress))
+//! Claims take the free slots' worth of executions and, for a worker whose executions hold
+//! their slots for less than a claim takes, some more, queued locally (leased like the
+//! others) to start as slots free. Each started execution runs in its own task: the scheduler ([`Progress`](crate::graph::Progress))
 //! picks the ready nodes, they run concurrently, and each result is recorded with the
 //! execution's progress in one fenced write. A recorded node never runs again; a node
 //! interrupted before its result was recorded runs again on whichever worker resumes the
@@ -44,6 +46,7 @@ use crate::store::Store;
 
 mod attempt;
 mod cadence;
+mod claim_ahead;
 mod clock;
 mod config;
 mod deadlines;
@@ -62,7 +65,7 @@ mod timers;
 mod writer;
 
 pub use config::{
-    ConfigError, ConfigRule, DEFAULT_CONCURRENCY, DEFAULT_HEARTBEAT_INTERVAL,
+    ConfigError, ConfigRule, DEFAULT_CLAIM_AHEAD, DEFAULT_CONCURRENCY, DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_LEASE_DURATION, DEFAULT_MAX_RESCUES, DEFAULT_NODE_OUTPUT_LIMIT, DEFAULT_POLL_INTERVAL,
     DEFAULT_SHUTDOWN_GRACE, MIN_NODE_OUTPUT_LIMIT, MIN_POLL_INTERVAL, WorkerConfig,
 };
@@ -136,6 +139,20 @@ impl WorkflowWorker {
     #[must_use]
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.config.concurrency = concurrency;
+        self
+    }
+
+    /// The most executions claimed ahead of free slots, waiting (leased, their leases renewed)
+    /// in a local queue to start as slots free. Defaults to 500 ([`DEFAULT_CLAIM_AHEAD`]);
+    /// 0 claims only into free slots. The worker keeps as many queued as its slots get
+    /// through in two claims' time, measured as it runs: with nodes that take longer than
+    /// a claim (a few milliseconds), none, so it never sits on executions another worker
+    /// could run; with short ones, claims and step writes come in large batches. Queued
+    /// executions are released at shutdown. The binary reads it from
+    /// `WORKFLOW_CLAIM_AHEAD`.
+    #[must_use]
+    pub fn claim_ahead(mut self, max: usize) -> Self {
+        self.config.claim_ahead = max;
         self
     }
 

@@ -1,19 +1,25 @@
 //! [`Poller`]: the worker's loop. Each turn it reaps finished execution tasks, lets the
-//! maintenance services run if due, claims as many executions as there are free slots and
-//! dispatches each to its own task, then waits for whatever comes first: a slot freeing, the
-//! next poll, a store hint, a maintenance deadline, or shutdown. After shutdown,
-//! [`drain`](Poller::drain) lets the tasks finish within the grace period.
+//! maintenance services run if due, starts executions from its local queue in the free slots,
+//! and starts a claim in the background when the queue runs low; then it waits for whatever
+//! comes first: the claim's answer, a slot freeing, the next poll, a store hint, a
+//! maintenance deadline, or shutdown. The queue holds executions claimed ahead of free slots
+//! ([`ClaimAhead`] sizes it; nothing ahead for nodes slower than a claim), so slots never wait
+//! for a claim's round trip while work is waiting. After shutdown, [`drain`](Poller::drain)
+//! releases what is queued and lets the tasks finish within the grace period.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::sync::Notify;
-use tokio::task::{JoinError, JoinSet};
+use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, trace, warn};
 
+use super::claim_ahead::ClaimAhead;
 use super::deadlines::{DeadlineConfig, DeadlineSweeper};
 use super::decide::{self, error_backoff};
 use super::runner::{Claim, run_execution};
@@ -32,11 +38,23 @@ pub(super) const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 /// back through their slots (freed when their last write starts) and their task results.
 pub(super) struct Poller {
     shared: Arc<Shared>,
-    /// One task per claimed execution, spawned by [`claim`](Self::claim) and reaped by the
-    /// loop into the tally.
+    /// One task per execution started, spawned by [`dispatch`](Self::dispatch) and reaped
+    /// by the loop into the tally.
     tasks: JoinSet<(ExecutionId, Ended)>,
-    /// The worker's concurrency: a claim takes at most the free slots.
+    /// The worker's concurrency: executions start only in free slots.
     slots: Slots,
+    /// Executions claimed and not started yet, in the order claimed: leased (the heartbeat
+    /// renews them), each started as a slot frees.
+    queue: VecDeque<Queued>,
+    /// How many executions to keep queued.
+    ahead: ClaimAhead,
+    /// The claim on its way, if any: at most one at a time.
+    claiming: Option<JoinHandle<Claimed>>,
+    /// No claim before this (the next poll, or the backoff after a failed claim), unless the
+    /// last claim got all it asked for.
+    next_claim: Instant,
+    /// The last claim got all it asked for: more may be waiting.
+    more: bool,
     /// How the tasks ended, for the stop line.
     pub(super) tally: Tally,
     /// Failed claims in a row: sets the backoff, and "reachable again" when it ends.
@@ -51,6 +69,21 @@ pub(super) struct Poller {
     wake: Arc<Notify>,
 }
 
+/// An execution claimed ahead: its claim, and what cancels it once started.
+struct Queued {
+    claimed: ClaimedExecution,
+    cancel: CancellationToken,
+}
+
+/// A claim's answer.
+struct Claimed {
+    asked: usize,
+    /// It was an idle worker's claim (a suspect first).
+    idle: bool,
+    took: Duration,
+    result: Result<Vec<ClaimedExecution>, StoreError>,
+}
+
 /// What the loop does after a turn.
 enum Turn {
     Again,
@@ -60,10 +93,21 @@ enum Turn {
 impl Poller {
     pub(super) fn new(shared: Arc<Shared>, wake: Arc<Notify>) -> Self {
         let worker_id: Arc<str> = shared.config.worker_id.as_str().into();
+        let config = &shared.config;
+        let ahead = ClaimAhead::new(config.claim_ahead, config.concurrency);
         Self {
-            slots: Slots::new(shared.config.concurrency),
+            slots: Slots::new(
+                config.concurrency,
+                config.concurrency + config.claim_ahead,
+                ahead.slot_time.clone(),
+            ),
+            ahead,
+            queue: VecDeque::new(),
+            claiming: None,
+            next_claim: Instant::now(),
+            more: false,
             deadlines: DeadlineSweeper::new(
-                DeadlineConfig::ageing(shared.config.priority_ageing),
+                DeadlineConfig::ageing(config.priority_ageing),
                 shared.store.clone(),
                 worker_id.clone(),
             ),
@@ -90,24 +134,63 @@ impl Poller {
             }
             self.deadlines.sweep_if_due().await;
             self.schedules.fire_if_due().await;
-            let (wait, full) = self.claim_turn().await;
-            if let Turn::Stop = self.wait(wait, full, &mut shutdown).await {
+            self.dispatch();
+            self.claim_if_due();
+            if let Turn::Stop = self.wait(&mut shutdown).await {
                 return;
             }
         }
     }
 
-    /// Claims into the free slots unless a suspect runs alone; returns how long to wait
-    /// before polling again, and whether the claim filled every free slot (more may be
-    /// waiting: claim again as soon as a slot frees, not at the next poll).
-    async fn claim_turn(&mut self) -> (Duration, bool) {
-        let poll_interval = self.shared.config.poll_interval;
-        let free = self.slots.free();
-        if self.isolated.is_some() || free == 0 {
-            return (poll_interval, false);
+    /// Starts queued executions in the free slots.
+    fn dispatch(&mut self) {
+        let count = self.queue.len().min(self.slots.free());
+        for slot in self.slots.take(count) {
+            let Queued { claimed, cancel } = self.queue.pop_front().expect("counted above");
+            let claim = Claim {
+                claimed,
+                cancel,
+                slot,
+            };
+            self.tasks.spawn(run_execution(self.shared.clone(), claim));
         }
-        match self.claim(free).await {
-            Ok(claimed) => {
+    }
+
+    /// How many executions a claim would ask for now; 0 when none is needed or allowed.
+    fn wanted(&self) -> usize {
+        if self.isolated.is_some() || self.claiming.is_some() {
+            return 0;
+        }
+        self.ahead.wanted(self.slots.free(), self.queue.len())
+    }
+
+    /// Starts a claim in the background if one is wanted and due. An idle worker asks for a
+    /// suspect first, in the same statement, and runs one alone; a busy one claims among the
+    /// others only.
+    fn claim_if_due(&mut self) {
+        let wanted = self.wanted();
+        if wanted == 0 || (!self.more && Instant::now() < self.next_claim) {
+            return;
+        }
+        let idle = self.tasks.is_empty() && self.queue.is_empty();
+        let shared = self.shared.clone();
+        self.claiming = Some(tokio::spawn(async move {
+            let started = Instant::now();
+            let result = claim_executions(&shared, wanted, idle).await;
+            Claimed {
+                asked: wanted,
+                idle,
+                took: started.elapsed(),
+                result,
+            }
+        }));
+    }
+
+    /// Takes a claim's answer: queues what it got, holding the leases, or backs off.
+    fn claimed(&mut self, claimed: Claimed) {
+        let poll_interval = self.shared.config.poll_interval;
+        match claimed.result {
+            Ok(batch) => {
                 if self.failures > 0 {
                     info!(worker.id = %self.shared.config.worker_id, failures = self.failures, "store reachable again");
                     self.failures = 0;
@@ -115,11 +198,31 @@ impl Poller {
                     self.deadlines.cadence.now_due();
                     self.schedules.cadence.now_due();
                 }
-                (poll_interval, self.isolated.is_none() && claimed == free)
+                self.ahead.claim_time.add(claimed.took);
+                self.more = batch.len() == claimed.asked;
+                self.next_claim = Instant::now() + poll_interval;
+                if claimed.idle {
+                    let counts: Vec<i32> = batch.iter().map(|c| c.execution.rescue_count).collect();
+                    if decide::claimed_a_suspect(&counts) {
+                        self.isolated = Some(batch[0].execution.id);
+                        self.more = false;
+                    }
+                }
+                for claimed in batch {
+                    let execution = &claimed.execution;
+                    let cancel = self
+                        .shared
+                        .fence
+                        .leases
+                        .hold(execution.id, execution.lease_token);
+                    self.queue.push_back(Queued { claimed, cancel });
+                }
             }
             Err(err) => {
                 self.failures += 1;
                 let wait = error_backoff(poll_interval, self.failures);
+                self.more = false;
+                self.next_claim = Instant::now() + wait;
                 // Log the 1st, 2nd, 4th, 8th... failure in a row, not every poll.
                 if self.failures.is_power_of_two() {
                     error!(
@@ -130,69 +233,82 @@ impl Poller {
                         "claiming executions failed"
                     );
                 }
-                (wait, false)
             }
         }
     }
 
-    /// Waits for the next turn: at once after a full claim with slots left, else for a slot
-    /// (busy) or the poll (idle), a hint, a maintenance deadline, or shutdown.
-    async fn wait(
-        &mut self,
-        wait: Duration,
-        full: bool,
-        shutdown: &mut (impl Future<Output = ()> + Unpin),
-    ) -> Turn {
+    /// Waits for the next turn: a claim's answer, a slot freeing while none is free, the next
+    /// claim falling due (the poll, or an execution this worker parked briefly), a hint, a
+    /// maintenance deadline, or shutdown.
+    async fn wait(&mut self, shutdown: &mut (impl Future<Output = ()> + Unpin)) -> Turn {
+        // Start what is queued in slots freed since (execution tasks run beside this loop),
+        // and claim again at once after a full claim, if more is wanted.
+        // One reading of the free slots for both decisions: with none free, the wait below
+        // wakes for the first one freed after this reading.
+        let out_of_slots = self.slots.free() == 0;
+        let startable = !self.queue.is_empty() && !out_of_slots;
+        if startable || (self.more && self.wanted() > 0) {
+            return match shutdown.now_or_never() {
+                Some(()) => Turn::Stop,
+                None => Turn::Again,
+            };
+        }
         // Wake for the next schedule tick and deadline too, not only at the next poll.
         let housekeeping = self
             .deadlines
             .cadence
             .next()
             .min(self.schedules.cadence.next());
-        let wait = wait.min(housekeeping.saturating_duration_since(Instant::now()));
-        let idle_until = Instant::now() + wait;
-        let out_of_slots = self.slots.free() == 0;
-        let busy = self.isolated.is_some() || out_of_slots;
-        if full && !busy {
-            return match shutdown.now_or_never() {
-                Some(()) => Turn::Stop,
-                None => Turn::Again,
-            };
-        }
+        let could_claim = self.wanted() > 0;
+        let claim_at = if could_claim {
+            self.next_claim.min(housekeeping)
+        } else {
+            housekeeping
+        };
         enum Woken {
             Shutdown,
+            Claimed(Result<Claimed, JoinError>),
             TaskEnded(Option<Result<(ExecutionId, Ended), JoinError>>),
-            Store,
+            SlotFreed,
+            ParkedDue,
             Timer,
+            Store,
         }
         let timers = &self.shared.timers;
         let woken = loop {
             // An execution this worker parked briefly becomes due before the next poll.
-            let until = timers
-                .next(Instant::now())
-                .map_or(idle_until, |due| due.min(idle_until));
+            let parked = timers.next(Instant::now()).filter(|_| could_claim);
             break tokio::select! {
                 () = &mut *shutdown => Woken::Shutdown,
-                done = self.tasks.join_next(), if busy => Woken::TaskEnded(done),
-                // An execution started its last write: claim its successor meanwhile.
-                () = self.slots.freed(), if out_of_slots => Woken::Timer,
-                // A busy worker still fires schedules and sweeps deadlines on time.
-                () = tokio::time::sleep_until(housekeeping), if busy => Woken::Timer,
-                () = tokio::time::sleep_until(until), if !busy => Woken::Timer,
+                claimed = async { self.claiming.as_mut().expect("guarded").await },
+                    if self.claiming.is_some() => Woken::Claimed(claimed),
+                done = self.tasks.join_next(), if self.isolated.is_some() => Woken::TaskEnded(done),
+                // An execution started its last write: start or claim its successor.
+                () = self.slots.freed(), if out_of_slots => Woken::SlotFreed,
+                () = tokio::time::sleep_until(parked.unwrap_or(claim_at)), if parked.is_some_and(|at| at < claim_at) => Woken::ParkedDue,
+                () = tokio::time::sleep_until(claim_at) => Woken::Timer,
                 // An earlier one was parked meanwhile: wait for it instead.
-                () = timers.earlier(), if !busy => continue,
+                () = timers.earlier(), if could_claim => continue,
                 () = self.wake.notified() => Woken::Store,
             };
         };
         match woken {
             Woken::Shutdown => return Turn::Stop,
+            Woken::Claimed(claimed) => {
+                self.claiming = None;
+                match claimed {
+                    Ok(claimed) => self.claimed(claimed),
+                    Err(err) => error!(error = %err, "the claim task died"),
+                }
+            }
             Woken::TaskEnded(Some(done)) => self.tally.add(done, &mut self.isolated),
             Woken::TaskEnded(None) | Woken::Timer => {}
-            // Something changed: a new execution may carry a deadline, a schedule may have
-            // been added or resumed. Idle or busy, look within a second (a busy worker has
-            // no slot to claim with, so it only looks).
+            Woken::SlotFreed | Woken::ParkedDue => self.next_claim = Instant::now(),
+            // Something changed: a new execution may be runnable or carry a deadline, a
+            // schedule may have been added or resumed. Claim now, and look within a second.
             Woken::Store => {
                 trace!(worker.id = %self.shared.config.worker_id, "woken by the store");
+                self.next_claim = Instant::now();
                 self.deadlines.cadence.hint();
                 self.schedules.cadence.hint();
             }
@@ -200,67 +316,23 @@ impl Poller {
         Turn::Again
     }
 
-    /// Claims up to `free` executions and dispatches each to its task, returning how many.
-    /// An idle worker asks for a suspect first, in the same statement, and runs one alone; a
-    /// busy one claims among the others only.
+    /// Claims up to `free` executions and starts them, returning how many (what
+    /// [`run_once`] does: one claim, awaited).
+    ///
+    /// [`run_once`]: super::WorkflowWorker::run_once
     pub(super) async fn claim(&mut self, free: usize) -> Result<usize, StoreError> {
-        let idle = self.tasks.is_empty();
-        let rescues = if idle {
-            RescueFilter::SuspectFirst(decide::suspect_from())
-        } else {
-            RescueFilter::NotSuspect(decide::suspect_from())
-        };
-        let limit = if idle { free.max(1) } else { free };
-        let batch = self.claim_executions(limit, rescues).await?;
-        if idle {
-            let counts: Vec<i32> = batch.iter().map(|c| c.execution.rescue_count).collect();
-            if decide::claimed_a_suspect(&counts) {
-                self.isolated = Some(batch[0].execution.id);
-            }
-        }
-        let claimed = batch.len();
-        for (claimed, slot) in batch.into_iter().zip(self.slots.take(claimed)) {
-            let execution = &claimed.execution;
-            let cancel = self
-                .shared
-                .fence
-                .leases
-                .hold(execution.id, execution.lease_token);
-            let claim = Claim {
-                claimed,
-                cancel,
-                slot,
-            };
-            self.tasks.spawn(run_execution(self.shared.clone(), claim));
-        }
-        Ok(claimed)
-    }
-
-    async fn claim_executions(
-        &self,
-        limit: usize,
-        rescues: RescueFilter,
-    ) -> Result<Vec<ClaimedExecution>, StoreError> {
-        let config = &self.shared.config;
+        let idle = self.tasks.is_empty() && self.queue.is_empty();
         let started = Instant::now();
-        let batch = self
-            .shared
-            .store
-            .claim_executions(ClaimParams {
-                worker_id: config.worker_id.clone(),
-                limit: u32::try_from(limit).unwrap_or(u32::MAX),
-                lease_duration: config.lease_duration,
-                rescues,
-                node_types: Some(self.shared.node_types.clone()),
-            })
-            .await?;
-        metrics::claimed(started.elapsed());
-        if batch.is_empty() {
-            trace!(worker.id = %config.worker_id, "nothing to claim");
-        } else {
-            debug!(worker.id = %config.worker_id, claimed = batch.len(), "claimed executions");
-        }
-        Ok(batch)
+        let batch = claim_executions(&self.shared, free, idle).await?;
+        let claimed = batch.len();
+        self.claimed(Claimed {
+            asked: free,
+            idle,
+            took: started.elapsed(),
+            result: Ok(batch),
+        });
+        self.dispatch();
+        Ok(claimed)
     }
 
     /// Waits for every task to end, however long it takes (what [`run_once`] does).
@@ -272,19 +344,41 @@ impl Poller {
         }
     }
 
-    /// After shutdown: no new nodes start; the tasks get the grace period to finish, then
-    /// their nodes are interrupted and they get [`RELEASE_TIMEOUT`] to release; the rest
-    /// are aborted (their executions resume when their leases expire).
+    /// After shutdown: no new nodes start; what is queued (and what a claim on its way gets)
+    /// is released at once; the tasks get the grace period to finish, then their nodes are
+    /// interrupted and they get [`RELEASE_TIMEOUT`] to release; the rest are aborted (their
+    /// executions resume when their leases expire).
     pub(super) async fn drain(&mut self) {
         let config = &self.shared.config;
         info!(
             worker.id = %config.worker_id,
             in_flight = self.tasks.len(),
+            queued = self.queue.len(),
             grace = ?config.shutdown_grace,
             "worker stopping: no new claims or nodes; letting running nodes finish"
         );
         self.shared.draining.cancel();
-        let grace = config.shutdown_grace;
+        if let Some(claiming) = self.claiming.take() {
+            match tokio::time::timeout(RELEASE_TIMEOUT, claiming).await {
+                Ok(Ok(claimed)) => self.claimed(claimed),
+                Ok(Err(err)) => error!(error = %err, "the claim task died"),
+                Err(_) => warn!(
+                    worker.id = %self.shared.config.worker_id,
+                    "a claim still on its way at shutdown; what it took resumes when its leases expire"
+                ),
+            }
+        }
+        // Each queued execution is released by a task of its own, as a running one is once
+        // its nodes end: shutdown has begun, so it starts no node.
+        for Queued { claimed, cancel } in self.queue.drain(..) {
+            let claim = Claim {
+                claimed,
+                cancel,
+                slot: Slots::detached(),
+            };
+            self.tasks.spawn(run_execution(self.shared.clone(), claim));
+        }
+        let grace = self.shared.config.shutdown_grace;
         if tokio::time::timeout(grace, self.finish()).await.is_ok() {
             return;
         }
@@ -307,6 +401,38 @@ impl Poller {
         );
         self.tasks.shutdown().await;
     }
+}
+
+/// Claims up to `limit` executions for this worker: a suspect first when `idle`, else none.
+async fn claim_executions(
+    shared: &Shared,
+    limit: usize,
+    idle: bool,
+) -> Result<Vec<ClaimedExecution>, StoreError> {
+    let config = &shared.config;
+    let rescues = if idle {
+        RescueFilter::SuspectFirst(decide::suspect_from())
+    } else {
+        RescueFilter::NotSuspect(decide::suspect_from())
+    };
+    let started = Instant::now();
+    let batch = shared
+        .store
+        .claim_executions(ClaimParams {
+            worker_id: config.worker_id.clone(),
+            limit: u32::try_from(limit.max(1)).unwrap_or(u32::MAX),
+            lease_duration: config.lease_duration,
+            rescues,
+            node_types: Some(shared.node_types.clone()),
+        })
+        .await?;
+    metrics::claimed(started.elapsed());
+    if batch.is_empty() {
+        trace!(worker.id = %config.worker_id, "nothing to claim");
+    } else {
+        debug!(worker.id = %config.worker_id, claimed = batch.len(), "claimed executions");
+    }
+    Ok(batch)
 }
 
 /// How the execution tasks of a worker ended, for its stop line.

@@ -1528,7 +1528,7 @@ mod tests {
             worker_id: "w".into(),
             lease_duration: Duration::from_secs(30),
         };
-        let slots = Slots::new(1);
+        let slots = Slots::new(1, 1, Default::default());
         let mut writer = Writer::new(
             &fence,
             ExecutionId::new(),

@@ -2,13 +2,17 @@
 //!
 //! Each claimed execution holds a [`Slot`] for as long as its task lives. When it starts its
 //! last write it runs no more nodes, so [`Slot::finishing`] gives up its running slot (as a
-//! [`Freed`], free once dropped: the step writer drops it when the write goes to the store)
-//! and keeps a *finishing* permit instead: at most one concurrency's worth of those, so a
-//! slow store never piles up more than twice the concurrency in tasks.
+//! [`Freed`], free once dropped) and keeps a *finishing* permit instead: at most `finishing`
+//! of those (the concurrency plus what the worker may claim ahead), so a slow store never
+//! piles up more tasks than that. How long each execution held its running slot feeds the
+//! average [`ClaimAhead`](super::claim_ahead::ClaimAhead) sizes the local queue with.
 
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use super::claim_ahead::Average;
 
 /// The slots of one worker.
 #[derive(Debug, Clone)]
@@ -17,14 +21,18 @@ pub(super) struct Slots {
     running: Arc<Semaphore>,
     /// One permit per execution writing its last step after giving its running permit back.
     finishing: Arc<Semaphore>,
+    /// How long executions hold their running slots.
+    held: Average,
 }
 
 impl Slots {
-    /// `concurrency` slots, all free.
-    pub(super) fn new(concurrency: usize) -> Self {
+    /// `concurrency` slots, all free, and `finishing` permits for executions writing their
+    /// last step.
+    pub(super) fn new(concurrency: usize, finishing: usize, held: Average) -> Self {
         Self {
             running: Arc::new(Semaphore::new(concurrency)),
-            finishing: Arc::new(Semaphore::new(concurrency)),
+            finishing: Arc::new(Semaphore::new(finishing)),
+            held,
         }
     }
 
@@ -40,8 +48,22 @@ impl Slots {
             .map(|permit| Slot {
                 permit,
                 finishing: Some(self.finishing.clone()),
+                taken: Some((Instant::now(), self.held.clone())),
             })
             .collect()
+    }
+
+    /// A slot outside the concurrency: for an execution claimed ahead that is only released
+    /// (at shutdown), which runs no node.
+    pub(super) fn detached() -> Slot {
+        let permit = Arc::new(Semaphore::new(1))
+            .try_acquire_owned()
+            .expect("a new semaphore has a permit");
+        Slot {
+            permit,
+            finishing: None,
+            taken: None,
+        }
     }
 
     /// Waits until a slot is free (and leaves it free).
@@ -59,20 +81,36 @@ pub(super) struct Slot {
     permit: OwnedSemaphorePermit,
     /// The finishing permits, until this slot took one.
     finishing: Option<Arc<Semaphore>>,
+    /// When the running slot was taken, and where to say how long it was held; `None` once
+    /// said (or for a detached slot).
+    taken: Option<(Instant, Average)>,
 }
 
 impl Slot {
     /// The execution runs no more nodes: gives up its running slot, to be freed for the next
     /// claim when the [`Freed`] is dropped, and holds a finishing permit while the last write
-    /// goes on. `None` if one concurrency's worth of executions are finishing already (then
-    /// it keeps its slot until it ends), or if it gave its slot up before.
+    /// goes on. `None` if the finishing permits are all taken (then it keeps its slot until it
+    /// ends), or if it gave its slot up before.
     pub(super) fn finishing(&mut self) -> Option<Freed> {
         let finishing = self.finishing.as_ref()?;
         let permit = finishing.clone().try_acquire_owned().ok()?;
         self.finishing = None;
+        self.time_held();
         Some(Freed {
             _running: std::mem::replace(&mut self.permit, permit),
         })
+    }
+
+    fn time_held(&mut self) {
+        if let Some((taken, held)) = self.taken.take() {
+            held.add(taken.elapsed());
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.time_held();
     }
 }
 
@@ -90,7 +128,7 @@ mod tests {
 
     #[test]
     fn slots_are_taken_up_to_the_concurrency_and_freed_when_dropped() {
-        let slots = Slots::new(3);
+        let slots = Slots::new(3, 3, Average::default());
         let first = slots.take(2);
         assert_eq!((first.len(), slots.free()), (2, 1));
         let rest = slots.take(5);
@@ -104,7 +142,7 @@ mod tests {
 
     #[test]
     fn a_finishing_execution_frees_its_slot_up_to_one_concurrencys_worth() {
-        let slots = Slots::new(2);
+        let slots = Slots::new(2, 2, Average::default());
         let mut all = slots.take(2);
         let freed = all[0].finishing().expect("a finishing permit is free");
         assert_eq!(
@@ -135,7 +173,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn freed_waits_for_a_slot_to_come_back() {
-        let slots = Slots::new(1);
+        let slots = Slots::new(1, 1, Average::default());
         let taken = slots.take(1);
         let waiter = tokio::spawn({
             let slots = slots.clone();

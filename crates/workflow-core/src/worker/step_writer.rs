@@ -7,9 +7,10 @@
 //!
 //! Executions made runnable by one event (a claim, the answers to the previous batch) reach
 //! their writes one after another, so the writer yields once before it cuts a batch: those
-//! already runnable join it rather than trickle into the next ones. The last writes of a
-//! batch free their executions' slots (a [`Freed`]) as the batch goes to the store, together,
-//! so the next claim takes them all at once rather than one by one.
+//! already runnable join it rather than trickle into the next ones. A last write frees its
+//! execution's slot (a [`Freed`]) as soon as it is queued: the execution runs no more nodes,
+//! so the next one (from the worker's local queue) starts while the write gathers with
+//! others, and under load batches grow to what the worker gets through meanwhile.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use super::slots::Freed;
 use crate::store::{RecordStep, StepRecorded, Store, StoreError};
 
 /// The most steps recorded in one call.
-pub(super) const MAX_STEP_BATCH: usize = 128;
+pub(super) const MAX_STEP_BATCH: usize = 512;
 
 /// What records a batch: the store's [`Store::record_steps`], one result per step in order.
 pub(super) type Record = Arc<
@@ -37,8 +38,6 @@ pub(super) type Record = Arc<
 struct Request {
     step: RecordStep,
     reply: oneshot::Sender<Recorded>,
-    /// The slot the step's execution gave up, freed when the step's batch starts.
-    freed: Option<Freed>,
 }
 /// A step handed back with its result.
 pub(super) type Recorded = (RecordStep, Result<StepRecorded, StoreError>);
@@ -63,8 +62,8 @@ impl StepWriter {
     }
 
     /// Records one step (in whatever batch it lands in) and hands it back with the result;
-    /// `freed` is dropped when that batch goes to the store. `Err` only if the task is gone:
-    /// it panicked, or the runtime is shutting down.
+    /// `freed` is dropped once the step is queued. `Err` only if the task is gone: it
+    /// panicked, or the runtime is shutting down.
     pub(super) async fn record(
         &self,
         step: RecordStep,
@@ -73,8 +72,10 @@ impl StepWriter {
         let stopped =
             || StoreError::Backend("the step writer stopped before recording the step".into());
         let (reply, answer) = oneshot::channel();
-        let request = Request { step, reply, freed };
+        let request = Request { step, reply };
         self.0.send(request).map_err(|_| stopped())?;
+        // The execution runs no more nodes and its write is on its way: its slot is free.
+        drop(freed);
         answer.await.map_err(|_| stopped())
     }
 }
@@ -88,8 +89,6 @@ async fn write_batches(record: Record, mut queue: mpsc::UnboundedReceiver<Reques
         for request in requests.drain(..) {
             steps.push(request.step);
             replies.push(request.reply);
-            // The execution runs no more nodes and its write is on its way: its slot is free.
-            drop(request.freed);
         }
         // A store that panics or answers for fewer steps than it was given fails those steps
         // (their executions resume when their leases expire), never the writer.
@@ -222,7 +221,6 @@ mod tests {
         let first = Request {
             step: step(),
             reply,
-            freed: None,
         };
         writer.0.send(first).unwrap();
         go.send(()).unwrap();
@@ -232,23 +230,23 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_last_write_frees_its_slot_when_its_batch_goes_to_the_store() {
+    async fn a_last_write_frees_its_slot_once_queued() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let release = Arc::new(tokio::sync::Notify::new());
         let writer = StepWriter::spawn_with(gated(sizes.clone(), release.clone()));
-        let slots = super::super::slots::Slots::new(1);
+        let slots = super::super::slots::Slots::new(1, 1, Default::default());
         let mut slot = slots.take(1).remove(0);
         let freed = slot.finishing();
         assert!(freed.is_some());
-        assert_eq!(slots.free(), 0, "not before the step is sent");
+        assert_eq!(slots.free(), 0, "not before the step is queued");
         let recording = tokio::spawn({
             let writer = writer.clone();
             async move { writer.record(step(), freed).await }
         });
-        while sizes.lock().unwrap().is_empty() {
+        while slots.free() == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        assert_eq!(slots.free(), 1, "free while the batch is written");
+        assert!(!recording.is_finished(), "free while the step is written");
         release.notify_one();
         assert!(recording.await.unwrap().unwrap().1.is_ok());
     }

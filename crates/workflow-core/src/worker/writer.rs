@@ -343,7 +343,7 @@ mod tests {
             execution_id: ExecutionId::new(),
         };
         let (fence, asked) = fence(vec![Err(unavailable()), Err(recorded)]);
-        let slots = Slots::new(1);
+        let slots = Slots::new(1, 1, Default::default());
         let mut writer = first_claim(&fence, &slots);
         writer.pending.push(run(NodeRunStatus::Completed));
         writer.flush().await.unwrap();
@@ -353,7 +353,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_store_away_for_longer_than_the_lease_drops_the_execution() {
         let (fence, asked) = fence((0..100).map(|_| Err(unavailable())).collect());
-        let slots = Slots::new(1);
+        let slots = Slots::new(1, 1, Default::default());
         let mut writer = first_claim(&fence, &slots);
         let started = Instant::now();
         let err = writer.complete(Value::Null).await.unwrap_err();
@@ -368,7 +368,7 @@ mod tests {
     #[tokio::test]
     async fn a_flush_of_unfinished_attempts_alone_writes_nothing() {
         let (fence, asked) = fence(Vec::new());
-        let slots = Slots::new(1);
+        let slots = Slots::new(1, 1, Default::default());
         let mut writer = first_claim(&fence, &slots);
         writer.pending.push(run(NodeRunStatus::Abandoned));
         writer.flush().await.unwrap();
@@ -385,7 +385,7 @@ mod tests {
         };
         let (fence, asked) = fence(vec![Err(lost)]);
         fence.leases.hold(id, LeaseToken(3));
-        let slots = Slots::new(1);
+        let slots = Slots::new(1, 1, Default::default());
         let mut writer = Writer::new(&fence, id, LeaseToken(3), "w", slots.take(1).remove(0));
         let err = writer.park(Duration::from_secs(5)).await.unwrap_err();
         assert!(matches!(err, Interrupted::LeaseLost), "{err:?}");

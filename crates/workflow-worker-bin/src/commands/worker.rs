@@ -81,6 +81,7 @@ pub(super) async fn run(db: &Database, args: RunArgs) -> anyhow::Result<()> {
 fn config(args: &RunArgs) -> anyhow::Result<WorkerConfig> {
     let mut config = WorkerConfig::default();
     config.concurrency = args.concurrency;
+    config.claim_ahead = args.claim_ahead;
     config.poll_interval = args.poll_interval;
     config.lease_duration = args.lease_duration;
     config.heartbeat_interval = args.heartbeat_interval;
