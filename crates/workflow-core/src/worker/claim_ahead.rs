@@ -105,7 +105,11 @@ mod tests {
         assert_eq!(ahead.target(), 0);
         ahead.claim_time.add(Duration::from_millis(2));
         assert_eq!(ahead.target(), 0);
-        assert_eq!(ahead.wanted(10, 0), 10, "the free slots, as without a queue");
+        assert_eq!(
+            ahead.wanted(10, 0),
+            10,
+            "the free slots, as without a queue"
+        );
         assert_eq!(ahead.wanted(0, 0), 0);
     }
 

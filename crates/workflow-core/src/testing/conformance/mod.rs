@@ -150,6 +150,7 @@ macro_rules! conformance_tests {
                 $crate::conformance_tests!(@group $setup; worker::shutdown;
                     shutdown_interrupts_running_nodes_and_releases_the_execution,
                     shutdown_lets_running_nodes_finish_within_the_grace_period,
+                    executions_claimed_ahead_are_released_at_shutdown,
                 );
                 $crate::conformance_tests!(@group $setup; worker::cancellation;
                     cancelling_ends_an_execution_at_once_and_only_once,

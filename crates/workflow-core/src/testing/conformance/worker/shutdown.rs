@@ -111,3 +111,67 @@ pub async fn shutdown_lets_running_nodes_finish_within_the_grace_period(store: i
         ("second_step", Some("second"))
     );
 }
+
+/// A worker running short executions claims ahead of its free slots. At shutdown, what it
+/// claimed and never started is released at once, like the execution it was running: no
+/// lease left for another worker to wait out.
+pub async fn executions_claimed_ahead_are_released_at_shutdown(store: impl Store + Clone) {
+    workflow("quick").save(&store, &nodes::registry()).await;
+    workflow("slow")
+        .node("long", "sleep", json!({"ms": 20_000}))
+        .edge("start", "long")
+        .save(&store, &nodes::registry())
+        .await;
+    let mut quick = Vec::new();
+    for _ in 0..200 {
+        quick.push(start(&store, "quick", json!({})).await);
+    }
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        slow.push(start(&store, "slow", json!({})).await);
+    }
+    // One slot: the quick executions teach the worker that a slot turns over much faster
+    // than a claim takes, so it queues; the first slow one then holds the slot.
+    let first = worker(store.clone())
+        .worker_id("first")
+        .concurrency(1)
+        .claim_ahead(50)
+        .shutdown_grace(Duration::from_millis(300));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(first.run_until(stop.clone().cancelled_owned()));
+    let started = tokio::time::Instant::now();
+    'running: loop {
+        for &id in &slow {
+            if !store.get_execution(id).await.unwrap().node_runs.is_empty() {
+                break 'running;
+            }
+        }
+        assert!(started.elapsed() < WAIT, "no slow execution started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    for &id in &quick {
+        let detail = store.get_execution(id).await.unwrap();
+        assert_eq!(detail.execution.status, ExecutionStatus::Completed);
+    }
+    let mut claimed_ahead = 0;
+    for &id in &slow {
+        let execution = store.get_execution(id).await.unwrap();
+        assert_eq!(
+            execution.execution.lease_owner, None,
+            "{id} is still leased after shutdown"
+        );
+        if execution.execution.started_at.is_some() && execution.node_runs.is_empty() {
+            claimed_ahead += 1;
+        }
+    }
+    assert!(
+        claimed_ahead > 0,
+        "no slow execution was claimed ahead and queued"
+    );
+    // Any worker takes them at once.
+    let taken = claim_one(&store, "second", LEASE).await;
+    assert!(slow.contains(&taken.execution.id));
+}
