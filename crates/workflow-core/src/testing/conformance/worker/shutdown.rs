@@ -139,14 +139,25 @@ pub async fn executions_claimed_ahead_are_released_at_shutdown(store: impl Store
         .shutdown_grace(Duration::from_millis(300));
     let stop = tokio_util::sync::CancellationToken::new();
     let running = tokio::spawn(first.run_until(stop.clone().cancelled_owned()));
+    // Until one slow execution runs and another is claimed behind it.
     let started = tokio::time::Instant::now();
-    'running: loop {
+    loop {
+        let (mut running, mut claimed) = (0, 0);
         for &id in &slow {
-            if !store.get_execution(id).await.unwrap().node_runs.is_empty() {
-                break 'running;
+            let detail = store.get_execution(id).await.unwrap();
+            if !detail.node_runs.is_empty() {
+                running += 1;
+            } else if detail.execution.started_at.is_some() {
+                claimed += 1;
             }
         }
-        assert!(started.elapsed() < WAIT, "no slow execution started");
+        if running > 0 && claimed > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "no slow execution claimed ahead of a running one ({running} running, {claimed} claimed)"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.cancel();
