@@ -90,8 +90,9 @@ impl Default for CodeNode {
             python: "python3".into(),
             shell: "sh".into(),
             #[cfg(unix)]
-            fork_server: Some(Arc::new(fork_server::ForkServer::new("python3".into()))),
+            fork_server: None,
         }
+        .python_fork_server(true)
     }
 }
 
@@ -100,11 +101,12 @@ impl CodeNode {
     #[must_use]
     pub fn python(mut self, program: impl Into<String>) -> Self {
         self.python = program.into();
+        // A server of the new program, if there was one.
         #[cfg(unix)]
-        if self.fork_server.is_some() {
-            self.fork_server = Some(Arc::new(fork_server::ForkServer::new(self.python.clone())));
-        }
-        self
+        let on = self.fork_server.is_some();
+        #[cfg(not(unix))]
+        let on = false;
+        self.python_fork_server(on)
     }
 
     /// Uses `program` to run shell snippets. Defaults to `sh` on `PATH`.

@@ -38,10 +38,10 @@ impl Average {
 }
 
 /// The size of a worker's local queue of executions claimed ahead.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct ClaimAhead {
     /// The most executions claimed ahead; 0 turns the queue off.
-    pub(super) max: usize,
+    max: usize,
     concurrency: usize,
     /// How long executions hold their slots.
     pub(super) slot_time: Average,

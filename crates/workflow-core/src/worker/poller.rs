@@ -175,14 +175,7 @@ impl Poller {
         let idle = self.tasks.is_empty() && self.queue.is_empty();
         let shared = self.shared.clone();
         self.claiming = Some(tokio::spawn(async move {
-            let started = Instant::now();
-            let result = claim_executions(&shared, wanted, idle).await;
-            Claimed {
-                asked: wanted,
-                idle,
-                took: started.elapsed(),
-                result,
-            }
+            claim_executions(&shared, wanted, idle).await
         }));
     }
 
@@ -322,13 +315,18 @@ impl Poller {
     /// [`run_once`]: super::WorkflowWorker::run_once
     pub(super) async fn claim(&mut self, free: usize) -> Result<usize, StoreError> {
         let idle = self.tasks.is_empty() && self.queue.is_empty();
-        let started = Instant::now();
-        let batch = claim_executions(&self.shared, free, idle).await?;
+        let Claimed {
+            asked,
+            took,
+            result,
+            ..
+        } = claim_executions(&self.shared, free, idle).await;
+        let batch = result?;
         let claimed = batch.len();
         self.claimed(Claimed {
-            asked: free,
+            asked,
             idle,
-            took: started.elapsed(),
+            took,
             result: Ok(batch),
         });
         self.dispatch();
@@ -403,12 +401,8 @@ impl Poller {
     }
 }
 
-/// Claims up to `limit` executions for this worker: a suspect first when `idle`, else none.
-async fn claim_executions(
-    shared: &Shared,
-    limit: usize,
-    idle: bool,
-) -> Result<Vec<ClaimedExecution>, StoreError> {
+/// Claims up to `limit` executions for this worker (a suspect first when `idle`), timed.
+async fn claim_executions(shared: &Shared, limit: usize, idle: bool) -> Claimed {
     let config = &shared.config;
     let rescues = if idle {
         RescueFilter::SuspectFirst(decide::suspect_from())
@@ -416,7 +410,7 @@ async fn claim_executions(
         RescueFilter::NotSuspect(decide::suspect_from())
     };
     let started = Instant::now();
-    let batch = shared
+    let result = shared
         .store
         .claim_executions(ClaimParams {
             worker_id: config.worker_id.clone(),
@@ -425,14 +419,25 @@ async fn claim_executions(
             rescues,
             node_types: Some(shared.node_types.clone()),
         })
-        .await?;
-    metrics::claimed(started.elapsed());
-    if batch.is_empty() {
-        trace!(worker.id = %config.worker_id, "nothing to claim");
-    } else {
-        debug!(worker.id = %config.worker_id, claimed = batch.len(), "claimed executions");
+        .await;
+    let took = started.elapsed();
+    match &result {
+        Ok(batch) if batch.is_empty() => {
+            metrics::claimed(took);
+            trace!(worker.id = %config.worker_id, "nothing to claim");
+        }
+        Ok(batch) => {
+            metrics::claimed(took);
+            debug!(worker.id = %config.worker_id, claimed = batch.len(), "claimed executions");
+        }
+        Err(_) => {}
     }
-    Ok(batch)
+    Claimed {
+        asked: limit,
+        idle,
+        took,
+        result,
+    }
 }
 
 /// How the execution tasks of a worker ended, for its stop line.

@@ -170,7 +170,7 @@ impl Server {
             // server exits when its socket closes, killing the snippets it still runs.
             .process_group(0);
         let mut child = command.spawn().map_err(|_| StartError::Spawn)?;
-        let unsupported = |e: String| StartError::Unsupported(e);
+        let unsupported = StartError::Unsupported;
         let control = std::os::unix::net::UnixStream::from(ours);
         let control = control
             .set_nonblocking(true)
