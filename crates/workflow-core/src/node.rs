@@ -108,6 +108,16 @@ pub trait NodeExecutor: Send + Sync + 'static {
         let _ = config;
         Vec::new()
     }
+
+    /// Whether a completed attempt may go unrecorded until the execution's next write, rather
+    /// than be recorded before the nodes after it start. Only for nodes without effects whose
+    /// output follows from their input alone: a worker that dies before that write leaves the
+    /// node to run again, to the same result, and no record of it. The built-in `trigger` is
+    /// one, which saves an execution a write (and its start a round trip) before its first
+    /// real node. Defaults to false.
+    fn replayable(&self) -> bool {
+        false
+    }
 }
 
 /// A boxed error, as node types return from [`NodeExecutor::validate_config`].

@@ -518,9 +518,12 @@ pub struct NewNodeRun {
     pub branch: Option<String>,
     /// The error, when failed.
     pub error: Option<String>,
-    /// How long it ran; the store records `finished_at = now()` and
-    /// `started_at = finished_at - duration` in database time.
+    /// How long it ran.
     pub duration: Duration,
+    /// How long before the write it ended (a replayable node's run waits for the execution's
+    /// next write): the store records `finished_at = now() - ended_ago` and `started_at`
+    /// `duration` before that, in database time.
+    pub ended_ago: Duration,
     /// The signal the node consumed; it is marked consumed in the same transaction, and the
     /// whole step fails with [`StoreError::SignalConsumed`] if it already was.
     pub consumed_signal: Option<SignalId>,

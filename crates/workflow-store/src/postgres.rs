@@ -1816,7 +1816,8 @@ async fn record_batch(db: &Db, steps: &[&RecordStep]) -> Result<HashMap<Uuid, bo
         .bind(runs.branch)
         .bind(runs.error)
         .bind(runs.duration)
-        .bind(runs.consumed_signal);
+        .bind(runs.consumed_signal)
+        .bind(runs.ended_ago);
     if signals {
         record = record.bind(&awaited.0).bind(&awaited.1);
     }
@@ -1864,6 +1865,7 @@ struct NodeRunColumns {
     error: Vec<Option<String>>,
     duration: Vec<f64>,
     consumed_signal: Vec<Option<i64>>,
+    ended_ago: Vec<f64>,
 }
 
 impl NodeRunColumns {
@@ -1880,5 +1882,6 @@ impl NodeRunColumns {
         self.duration.push(run.duration.as_secs_f64());
         self.consumed_signal
             .push(run.consumed_signal.map(|id| id.0));
+        self.ended_ago.push(run.ended_ago.as_secs_f64());
     }
 }

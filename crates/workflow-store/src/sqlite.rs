@@ -565,6 +565,7 @@ async fn write_step(tx: &mut SqliteConnection, params: &RecordStep) -> Result<Wr
             .bind(&run.error)
             .bind(worker_id)
             .bind(millis(run.duration))
+            .bind(millis(run.ended_ago))
             .execute(&mut *tx)
             .await
             .map_err(|err| crate::error::already_recorded(classify(err), *execution_id))?;

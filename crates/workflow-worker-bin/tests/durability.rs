@@ -64,8 +64,13 @@ fn runs_of<'a>(detail: &'a ExecutionDetail, node: &str) -> Vec<(NodeRunStatus, i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_nodes_finish_within_the_grace_period_and_hands_the_rest_over() {
     let db = TestDatabase::create().await;
-    save(&db.store, two_steps("quick", "sleep 1")).await;
-    save(&db.store, two_steps("slow", "sleep 30")).await;
+    // Each `work` node leaves a mark as it starts.
+    let marks = std::env::temp_dir().join(format!("wfw-sigterm-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir(&marks).unwrap();
+    let work =
+        |name: &str, seconds: u32| format!("touch '{}/{name}' && sleep {seconds}", marks.display());
+    save(&db.store, two_steps("quick", &work("quick", 1))).await;
+    save(&db.store, two_steps("slow", &work("slow", 30))).await;
     let quick = start(&db.store, "quick").await;
     let slow = start(&db.store, "slow").await;
 
@@ -80,11 +85,8 @@ async fn sigterm_lets_nodes_finish_within_the_grace_period_and_hands_the_rest_ov
             "4",
         ],
     );
-    // Both `work` nodes are running once both triggers are recorded.
-    wait_for("both executions to start", WAIT, || async {
-        let a = db.store.get_execution(quick).await.unwrap().node_runs.len();
-        let b = db.store.get_execution(slow).await.unwrap().node_runs.len();
-        (a >= 1 && b >= 1).then_some(())
+    wait_for("both work nodes to start", WAIT, || async {
+        (marks.join("quick").exists() && marks.join("slow").exists()).then_some(())
     })
     .await;
     let poll_interval = Duration::from_secs(1);
@@ -163,6 +165,7 @@ async fn sigterm_lets_nodes_finish_within_the_grace_period_and_hands_the_rest_ov
         "interrupted at the end of the grace period; running again as attempt 1"
     );
     second.stop();
+    std::fs::remove_dir_all(&marks).unwrap();
 }
 
 /// Ctrl-C at a terminal signals the worker's whole process group. Code nodes run in groups
@@ -320,10 +323,12 @@ async fn a_node_that_kills_its_worker_is_quarantined_while_other_executions_comp
     };
     let log = worker.stop();
 
-    // Two deaths make it a suspect that runs alone; two more alone quarantine it.
+    // The first death leaves the trigger's run unwritten (it waits for the next write); the
+    // rescuer records it before `crash` starts again. Then two deaths make it a suspect that
+    // runs alone, and two more alone quarantine it.
     assert_eq!(
-        deaths, 4,
-        "the poison node should kill 4 workers, then be quarantined"
+        deaths, 5,
+        "the poison node should kill 5 workers, then be quarantined"
     );
     let poisoned = details.last().unwrap();
     assert_eq!(poisoned.execution.status, ExecutionStatus::Failed);

@@ -13,4 +13,9 @@ impl NodeExecutor for TriggerNode {
     async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
         Ok(NodeOutcome::complete(ctx.input))
     }
+
+    /// Its output is its input: run again, it gives the same.
+    fn replayable(&self) -> bool {
+        true
+    }
 }

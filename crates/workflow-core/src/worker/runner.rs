@@ -34,7 +34,7 @@ use crate::graph::{NodeState, Progress, ReadyNode, WorkflowGraph};
 use crate::metrics;
 use crate::node::{
     ErrorKind, MAX_SUBWORKFLOW_DEPTH, MapRequest, NodeContext, NodeExecutor, NodeOutcome,
-    child_signal,
+    NodeRegistry, child_signal,
 };
 use crate::state::ExecutionStatus;
 use crate::store::{
@@ -238,21 +238,25 @@ async fn load_graph(shared: &Shared, execution: &Execution) -> Result<Loaded, St
 }
 
 /// The previous worker died: the nodes due then are the ones it was running. Records them
-/// abandoned (they run again under the same attempt) and returns their ids.
+/// abandoned (they run again under the same attempt) and returns their ids. A replayable node
+/// due may have run without its run being written (it waits for the next write), so the one
+/// after it may be what was running: this claim writes every run before it goes on, so a
+/// node that keeps killing workers right after a replayable one is found by the next rescue.
 fn record_rescue<'g>(
     graph: &'g WorkflowGraph,
     progress: &mut Progress,
     input: &Value,
     writer: &mut Writer,
 ) -> Vec<&'g str> {
+    writer.no_deferred_runs();
     for index in progress.skip_untaken(graph) {
-        writer.pending.push(skipped_run(graph, index));
+        writer.push(skipped_run(graph, index));
     }
     let mut abandoned = Vec::new();
     for node in progress.ready(graph, input) {
         let mut run = unfinished_run(graph, &node, NodeRunStatus::Abandoned);
         run.error = Some(decide::ABANDONED.into());
-        writer.pending.push(run);
+        writer.push(run);
         abandoned.push(graph.node(node.index).id.as_str());
     }
     abandoned
@@ -370,7 +374,7 @@ impl Run<'_> {
     async fn run(mut self) -> Result<Ended, Interrupted> {
         loop {
             for index in self.progress.skip_untaken(self.graph) {
-                self.writer.pending.push(skipped_run(self.graph, index));
+                self.writer.push(skipped_run(self.graph, index));
             }
             let ready = self.ready();
             if ready.is_empty() && self.running.is_empty() {
@@ -706,7 +710,7 @@ impl Run<'_> {
             let mut run = unfinished_run(self.graph, &node, status);
             run.duration = started.elapsed();
             run.error = Some(error.into());
-            self.writer.pending.push(run);
+            self.writer.push(run);
         }
     }
 
@@ -1288,7 +1292,7 @@ impl Run<'_> {
             None => {
                 // In database time.
                 run.status = NodeRunStatus::Waiting;
-                self.writer.pending.push(run);
+                self.writer.push(run);
                 self.clock.now() - chrono::Duration::from_std(duration).unwrap_or_default()
             }
         };
@@ -1316,7 +1320,11 @@ impl Run<'_> {
         metrics::node_run(&run.node_type, run.status, run.duration);
         run.output = Some(output.clone());
         run.branch = branch.clone();
-        self.writer.pending.push(run);
+        if replayable(&self.shared.registry, self.graph, index) {
+            self.writer.push_replayable(run);
+        } else {
+            self.writer.push(run);
+        }
         self.progress
             .set(index, NodeState::Completed { output, branch });
     }
@@ -1334,7 +1342,7 @@ impl Run<'_> {
         let attempt = run.attempt;
         metrics::node_run(&run.node_type, run.status, run.duration);
         run.error = Some(error.clone());
-        self.writer.pending.push(run);
+        self.writer.push(run);
         let policy = self.graph.retry_policy(index);
         error!(
             node.id = %node.id,
@@ -1417,8 +1425,16 @@ fn node_run(
         branch: None,
         error: None,
         duration: Duration::ZERO,
+        ended_ago: Duration::ZERO,
         consumed_signal: None,
     }
+}
+
+/// Whether node `index` runs with a [replayable](crate::NodeExecutor::replayable) executor.
+fn replayable(registry: &NodeRegistry, graph: &WorkflowGraph, index: usize) -> bool {
+    registry
+        .get(&graph.node(index).node_type)
+        .is_some_and(|executor| executor.replayable())
 }
 
 /// The record of a node not taken by a branch.
@@ -1443,7 +1459,6 @@ mod tests {
 
     use super::*;
     use crate::graph::WorkflowDefinition;
-    use crate::node::NodeRegistry;
 
     /// trigger → a → (b, c): a fan-out of two after one step.
     fn graph() -> WorkflowGraph {
@@ -1540,8 +1555,7 @@ mod tests {
         abandoned.sort();
         assert_eq!(abandoned, vec!["b", "c"]);
         let records: Vec<(&str, NodeRunStatus, Option<&str>)> = writer
-            .pending
-            .iter()
+            .pending()
             .map(|r| (r.node_id.as_str(), r.status, r.error.as_deref()))
             .collect();
         assert_eq!(records.len(), 2);
@@ -1551,6 +1565,25 @@ mod tests {
                 .all(|(_, status, error)| *status == NodeRunStatus::Abandoned
                     && *error == Some(decide::ABANDONED))
         );
+
+        // With only the trigger due, the trigger is what was running as far as anyone can
+        // tell: it is abandoned, and this claim writes its next run at the next flush rather
+        // than with the node after it.
+        let slots = Slots::new(1, 1, Default::default());
+        let mut writer = Writer::new(
+            &fence,
+            ExecutionId::new(),
+            LeaseToken(2),
+            "fan",
+            slots.take(1).remove(0),
+        );
+        let mut fresh = Progress::new(&graph);
+        let abandoned = record_rescue(&graph, &mut fresh, &json!({}), &mut writer);
+        assert_eq!(abandoned, ["start"]);
+        let start = graph.node_index("start").unwrap();
+        writer.push_replayable(node_run(&graph, start, 1, NodeRunStatus::Completed, None));
+        writer.flush().await.unwrap();
+        assert_eq!(writer.pending().count(), 0, "written at the flush");
     }
 
     #[test]

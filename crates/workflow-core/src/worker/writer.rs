@@ -1,7 +1,7 @@
 //! [`Writer`]: every write made for one claimed execution, fenced by its lease token.
 //!
-//! Node runs gather in [`Writer::pending`] and go out with the next step: a flush keeps the
-//! execution running, and one last write ends the claim (completes, fails, parks, waits,
+//! Node runs gather in the writer and go out with the next step: a flush keeps the execution
+//! running, and one last write ends the claim (completes, fails, parks, waits,
 //! pauses, times out or releases it). Steps go through the worker's [`StepWriter`], which batches
 //! them with other executions'.
 
@@ -61,7 +61,20 @@ pub(super) struct Writer {
     /// Given back for the next claim when the last write starts.
     slot: Slot,
     /// Node runs not yet recorded; they go out with the next write.
-    pub(super) pending: Vec<NewNodeRun>,
+    pending: Vec<Pending>,
+    /// Whether a replayable node's run may wait for a later write than the next flush: not
+    /// in a claim that rescued the execution, which records what it finds before going on.
+    defer_replayable: bool,
+}
+
+/// A node run waiting for the next write.
+struct Pending {
+    run: NewNodeRun,
+    /// When the attempt ended.
+    ended: Instant,
+    /// Whether it must be recorded before another node starts: a real result (not an
+    /// unfinished attempt, nor a replayable node's).
+    progress: bool,
 }
 
 /// Who writes, for every [`Writer`] of a worker.
@@ -89,7 +102,44 @@ impl Writer {
             lease_token,
             slot,
             pending: Vec::new(),
+            defer_replayable: true,
         }
+    }
+
+    /// Records the runs of replayable nodes with the next flush, like any other: for a claim
+    /// that rescued the execution.
+    pub(super) fn no_deferred_runs(&mut self) {
+        self.defer_replayable = false;
+    }
+
+    /// Adds a node run to the next write.
+    pub(super) fn push(&mut self, run: NewNodeRun) {
+        let progress = !matches!(
+            run.status,
+            NodeRunStatus::Abandoned | NodeRunStatus::Interrupted
+        );
+        self.pending.push(Pending {
+            run,
+            ended: Instant::now(),
+            progress,
+        });
+    }
+
+    /// Adds the completed run of a replayable node ([`crate::NodeExecutor::replayable`]):
+    /// unless the claim rescued the execution, no flush needs to write it, and it goes out
+    /// with the next write made for another reason.
+    pub(super) fn push_replayable(&mut self, run: NewNodeRun) {
+        let progress = !self.defer_replayable;
+        self.pending.push(Pending {
+            run,
+            ended: Instant::now(),
+            progress,
+        });
+    }
+
+    /// The node runs not yet recorded.
+    pub(super) fn pending(&self) -> impl Iterator<Item = &NewNodeRun> {
+        self.pending.iter().map(|pending| &pending.run)
     }
 
     /// Writes pending runs with `advance`. While the store is unreachable the write is
@@ -111,7 +161,7 @@ impl Writer {
             execution_id: self.execution_id,
             lease_token: self.lease_token,
             worker_id: self.fence.worker_id.to_string(),
-            runs: std::mem::take(&mut self.pending),
+            runs: self.take_pending(),
             advance,
         };
         let give_up = Instant::now() + self.fence.lease_duration;
@@ -140,17 +190,24 @@ impl Writer {
         }
     }
 
+    /// The pending runs for a write, each with how long ago it ended.
+    fn take_pending(&mut self) -> Vec<NewNodeRun> {
+        let now = Instant::now();
+        self.pending
+            .drain(..)
+            .map(|pending| NewNodeRun {
+                ended_ago: now.saturating_duration_since(pending.ended),
+                ..pending.run
+            })
+            .collect()
+    }
+
     /// Records pending node runs, keeping the execution running, and says whether a pause is
-    /// asked of it. Records of unfinished attempts alone wait for a real result, so they never
-    /// count as progress.
+    /// asked of it; called before nodes start. Writes nothing unless a run is progress:
+    /// records of unfinished attempts wait for a real result, so they never count as
+    /// progress, and a replayable node's run waits for the next write.
     pub(super) async fn flush(&mut self) -> Result<StepRecorded, Interrupted> {
-        let unfinished = |run: &NewNodeRun| {
-            matches!(
-                run.status,
-                NodeRunStatus::Abandoned | NodeRunStatus::Interrupted
-            )
-        };
-        if self.pending.iter().all(unfinished) {
+        if !self.pending.iter().any(|pending| pending.progress) {
             return Ok(StepRecorded::default());
         }
         self.write(Advance::Continue {
@@ -254,8 +311,7 @@ impl Writer {
     /// Releases the execution for another worker (shutdown), with its interrupted nodes.
     pub(super) async fn release(&mut self) -> Result<Ended, Interrupted> {
         let interrupted = self
-            .pending
-            .iter()
+            .pending()
             .filter(|run| run.status == NodeRunStatus::Interrupted)
             .count();
         self.last_write(Advance::Release).await?;
@@ -291,7 +347,9 @@ mod tests {
 
     /// A fence whose store answers each step with the next of `answers` (then `Ok`), and
     /// keeps what it was asked to record.
-    fn fence(answers: Vec<Result<StepRecorded, StoreError>>) -> (Fence, Arc<Mutex<Vec<Advance>>>) {
+    fn fence(
+        answers: Vec<Result<StepRecorded, StoreError>>,
+    ) -> (Fence, Arc<Mutex<Vec<RecordStep>>>) {
         let answers: Answers = Arc::new(Mutex::new(answers.into_iter().rev().collect()));
         let asked = Arc::new(Mutex::new(Vec::new()));
         let seen = asked.clone();
@@ -299,7 +357,7 @@ mod tests {
             let results = steps
                 .iter()
                 .map(|step| {
-                    seen.lock().unwrap().push(step.advance.clone());
+                    seen.lock().unwrap().push(step.clone());
                     answers
                         .lock()
                         .unwrap()
@@ -329,6 +387,7 @@ mod tests {
             branch: None,
             error: None,
             duration: Duration::ZERO,
+            ended_ago: Duration::ZERO,
             consumed_signal: None,
         }
     }
@@ -345,7 +404,7 @@ mod tests {
         let (fence, asked) = fence(vec![Err(unavailable()), Err(recorded)]);
         let slots = Slots::new(1, 1, Default::default());
         let mut writer = first_claim(&fence, &slots);
-        writer.pending.push(run(NodeRunStatus::Completed));
+        writer.push(run(NodeRunStatus::Completed));
         writer.flush().await.unwrap();
         assert_eq!(asked.lock().unwrap().len(), 2);
     }
@@ -370,10 +429,10 @@ mod tests {
         let (fence, asked) = fence(Vec::new());
         let slots = Slots::new(1, 1, Default::default());
         let mut writer = first_claim(&fence, &slots);
-        writer.pending.push(run(NodeRunStatus::Abandoned));
+        writer.push(run(NodeRunStatus::Abandoned));
         writer.flush().await.unwrap();
         assert!(asked.lock().unwrap().is_empty());
-        assert_eq!(writer.pending.len(), 1, "kept for the next write");
+        assert_eq!(writer.pending().count(), 1, "kept for the next write");
     }
 
     #[tokio::test]
@@ -391,11 +450,50 @@ mod tests {
         assert!(matches!(err, Interrupted::LeaseLost), "{err:?}");
         assert!(fence.leases.held().is_empty());
         assert_eq!(slots.free(), 1);
+        let asked: Vec<Advance> = asked
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.advance.clone())
+            .collect();
         assert_eq!(
-            *asked.lock().unwrap(),
+            asked,
             vec![Advance::Retry {
                 delay: Duration::from_secs(5)
             }]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replayable_run_waits_for_the_next_write_and_keeps_when_it_ended() {
+        let (fence, asked) = fence(Vec::new());
+        let slots = Slots::new(1, 1, Default::default());
+        let mut writer = first_claim(&fence, &slots);
+        writer.push_replayable(run(NodeRunStatus::Completed));
+        writer.flush().await.unwrap();
+        assert!(asked.lock().unwrap().is_empty(), "no write of its own");
+        assert_eq!(writer.pending().count(), 1, "kept for the next write");
+
+        tokio::time::advance(Duration::from_secs(2)).await;
+        writer.push(run(NodeRunStatus::Completed));
+        writer.flush().await.unwrap();
+        let asked = asked.lock().unwrap();
+        let [step] = &asked[..] else {
+            panic!("one write, not {}", asked.len());
+        };
+        let ago: Vec<Duration> = step.runs.iter().map(|r| r.ended_ago).collect();
+        assert_eq!(ago, [Duration::from_secs(2), Duration::ZERO]);
+    }
+
+    #[tokio::test]
+    async fn a_claim_that_rescued_the_execution_writes_replayable_runs_at_once() {
+        let (fence, asked) = fence(Vec::new());
+        let slots = Slots::new(1, 1, Default::default());
+        let mut writer = first_claim(&fence, &slots);
+        writer.no_deferred_runs();
+        writer.push_replayable(run(NodeRunStatus::Completed));
+        writer.flush().await.unwrap();
+        assert_eq!(asked.lock().unwrap().len(), 1);
+        assert_eq!(writer.pending().count(), 0);
     }
 }

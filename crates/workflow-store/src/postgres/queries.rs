@@ -423,7 +423,8 @@ returning e.id
 /// Steps are parallel arrays $1..$8: id, lease token, advance, status, output, error, seconds,
 /// worker id. Their node runs are $9..$19, keyed by execution id, in the order they are
 /// recorded (the order histories are read back in); a run may name the signal it consumed
-/// ($19). The signals waiting steps wait for are pairs $20 (execution id), $21 (name).
+/// ($19) and says how long before the write it ended ($20, seconds). The signals waiting steps
+/// wait for are pairs $21 (execution id), $22 (name).
 ///
 /// Records a batch of steps in one statement; the one template of [`RECORD_STEPS`] and
 /// [`RECORD_STEPS_WITHOUT_SIGNALS`]. The fragments given add the signal parts: the steps
@@ -462,9 +463,10 @@ with step as (
 run as (
     select *
     from unnest($9::uuid[], $10::text[], $11::text[], $12::int4[], $13::text[], $14::jsonb[],
-                $15::jsonb[], $16::text[], $17::text[], $18::float8[], $19::int8[])
+                $15::jsonb[], $16::text[], $17::text[], $18::float8[], $19::int8[],
+                $20::float8[])
         with ordinality as r(execution_id, node_id, node_type, attempt, status, input, output,
-                             branch, error, duration, consumed_signal, n)
+                             branch, error, duration, consumed_signal, ago, n)
 ),"#,
             $taken,
             r#"
@@ -543,8 +545,9 @@ runs as (
         worker_id, started_at, finished_at
     )
     select r.execution_id, r.node_id, r.node_type, r.attempt, r.status, r.input, r.output,
-           r.branch, r.error, s.worker_id, clock_timestamp() - make_interval(secs => r.duration),
-           clock_timestamp()
+           r.branch, r.error, s.worker_id,
+           clock_timestamp() - make_interval(secs => r.ago + r.duration),
+           clock_timestamp() - make_interval(secs => r.ago)
     from run r
     join fenced f on f.id = r.execution_id
     join step s on s.id = r.execution_id
@@ -556,12 +559,12 @@ select id, pause_requested from fenced
     };
 }
 
-/// Records steps that may wait for signals ($20 execution ids, $21 signal names, one pair
+/// Records steps that may wait for signals ($21 execution ids, $22 signal names, one pair
 /// per signal awaited) or consume them (a run's `consumed_signal`).
 pub(super) const RECORD_STEPS: &str = record_steps!(
     taken: r#"
 awaited as (
-    select * from unnest($20::uuid[], $21::text[]) as a(execution_id, name)
+    select * from unnest($21::uuid[], $22::text[]) as a(execution_id, name)
 ),
 -- The steps that consume a signal no longer pending: they are not recorded.
 taken as (
@@ -612,7 +615,7 @@ consumed as (
 );
 
 /// Records steps that neither wait nor consume a signal, the common case (a node finished,
-/// the execution continues, ends, retries or is released), with $1 to $19 as
+/// the execution continues, ends, retries or is released), with $1 to $20 as
 /// [`RECORD_STEPS`]: a statement a fraction as costly to plan, which a busy worker sends
 /// many times a second.
 pub(super) const RECORD_STEPS_WITHOUT_SIGNALS: &str =

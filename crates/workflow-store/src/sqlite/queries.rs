@@ -561,7 +561,7 @@ returning pause_requested_at is not null, concurrency_key is not null
 "#
 );
 
-/// Inserts one node run; its duration ($12, milliseconds) places `started_at`.
+/// Inserts one node run; it ended $12 milliseconds ago, after running for $11.
 pub(super) const INSERT_NODE_RUN: &str = concat!(
     r#"
 insert into workflow_node_runs (
@@ -570,9 +570,9 @@ insert into workflow_node_runs (
 )
 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "#,
     now_ms!(),
-    " - $11, ",
+    " - $11 - $12, ",
     now_ms!(),
-    r#")
+    r#" - $12)
 "#
 );
 

@@ -263,6 +263,7 @@ fn completed_run(node_id: &str, attempt: u32) -> NewNodeRun {
         branch: None,
         error: None,
         duration: Duration::from_millis(5),
+        ended_ago: Duration::ZERO,
         consumed_signal: None,
     }
 }
@@ -306,7 +307,8 @@ fn worker(store: impl Store) -> WorkflowWorker {
 }
 
 /// Runs `worker` until execution `id` has recorded its first step, then shuts the worker
-/// down; returns how long it all took.
+/// down; returns how long it all took. The trigger's run waits for the next write, so a
+/// workflow has a quick node after it to make that step mean "the next node is starting".
 async fn shut_down_after_first_step(
     store: &impl Store,
     id: ExecutionId,

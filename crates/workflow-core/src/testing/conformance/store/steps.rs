@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::store::{Advance, ClaimedExecution};
+use crate::store::{Advance, ClaimedExecution, NewNodeRun};
 use crate::testing::TestStore;
 use crate::testing::conformance::{
     LEASE, RecordOne, WORKER, claim_one, claim_params, completed_run, keep_running, record, start,
@@ -162,15 +162,19 @@ pub async fn steps_of_one_execution_in_one_batch_apply_in_order(store: impl Stor
 }
 
 /// Finishing records the status, output and time, releases the lease, and fences out any
-/// later write.
+/// later write. A run that ended before the write (`ended_ago`) keeps its own times.
 pub async fn finishing_ends_the_execution_and_releases_the_lease(store: impl Store) {
     fixture::hello().save(&store, &nodes::registry()).await;
     let id = start(&store, "hello", json!({})).await;
     let claimed = claim_one(&store, WORKER, LEASE).await;
+    let earlier = NewNodeRun {
+        ended_ago: Duration::from_secs(60),
+        ..completed_run("start", 1)
+    };
     store
         .record_step(record(
             &claimed,
-            vec![completed_run("start", 1), completed_run("say_hello", 1)],
+            vec![earlier, completed_run("say_hello", 1)],
             Advance::Finish {
                 status: ExecutionStatus::Completed,
                 output: Some(json!({"done": true})),
@@ -187,11 +191,26 @@ pub async fn finishing_ends_the_execution_and_releases_the_lease(store: impl Sto
     assert!(execution.finished_at.is_some());
     assert_eq!(execution.lease_owner, None);
     assert_eq!(detail.node_runs.len(), 2);
+    for run in &detail.node_runs {
+        // 5 ms, and what passes between the two reads of the clock.
+        let ran = run.finished_at - run.started_at;
+        assert!(
+            (5..1000).contains(&ran.num_milliseconds()),
+            "{ran} for {run:?}"
+        );
+    }
+    let ended = execution.finished_at.unwrap();
+    let before = ended - detail.node_runs[0].finished_at;
+    // The execution's end is the transaction's time, the runs' the clock's as they are
+    // written: a little later.
     assert!(
-        detail
-            .node_runs
-            .iter()
-            .all(|r| r.finished_at >= r.started_at)
+        (59_000..65_000).contains(&before.num_milliseconds()),
+        "the trigger's run ended {before} before the execution, not 60 s"
+    );
+    assert!(
+        (ended - detail.node_runs[1].finished_at).num_seconds() < 5,
+        "{:?}",
+        detail.node_runs[1]
     );
     assert!(
         store

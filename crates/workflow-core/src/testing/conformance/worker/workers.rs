@@ -148,9 +148,12 @@ pub async fn two_workers_run_each_node_exactly_once(store: impl Store + Clone) {
 /// A worker whose heartbeat stalled past its lease loses the execution to another worker;
 /// its late result is rejected, and the history shows only the new owner's result.
 pub async fn late_write_of_a_worker_whose_lease_was_taken_over_is_rejected(store: impl TestStore) {
+    // `ready` is recorded before `slow` starts (the trigger's run waits for the next write).
     workflow("slow")
+        .node("ready", "echo", Value::Null)
         .node("slow", "sleep", json!({"ms": 1500}))
-        .edge("start", "slow")
+        .edge("start", "ready")
+        .edge("ready", "slow")
         .save(&store, &nodes::registry())
         .await;
     let id = start(&store, "slow", json!({})).await;
@@ -165,7 +168,7 @@ pub async fn late_write_of_a_worker_whose_lease_was_taken_over_is_rejected(store
     while store.get_execution(id).await.unwrap().node_runs.is_empty() {
         assert!(
             started.elapsed() < WAIT,
-            "the stalled worker never recorded the trigger"
+            "the stalled worker never recorded its first step"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
