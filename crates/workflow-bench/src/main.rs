@@ -78,6 +78,13 @@ struct Args {
     /// Worker concurrency `hello` runs with.
     #[arg(long, default_value_t = 10)]
     hello_concurrency: usize,
+    /// How many worker processes `workers` drains with, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    processes: Vec<usize>,
+    /// The `workflow-worker` binary `workers` runs; by default the one built beside this
+    /// harness (`cargo build --release -p workflow-worker-bin`).
+    #[arg(long)]
+    worker_bin: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -98,6 +105,9 @@ enum Scenario {
     Map,
     /// The seed's `examples/hello.json` (a Python code node), forked and spawned.
     Hello,
+    /// Pre-queued single-node executions drained by 1, 2 and 4 processes of the
+    /// `workflow-worker` binary (PostgreSQL only).
+    Workers,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -277,6 +287,15 @@ async fn main() -> anyhow::Result<()> {
                     hello(kind, &args, true, &statements).await?,
                     hello(kind, &args, false, &statements).await?,
                 ],
+                // Processes of the binary on one SQLite file share its one writer.
+                Scenario::Workers if kind == StoreKind::Sqlite => Vec::new(),
+                Scenario::Workers => {
+                    let mut lines = Vec::new();
+                    for &processes in &args.processes {
+                        lines.push(workers(kind, &args, processes).await?);
+                    }
+                    lines
+                }
             };
             for line in results {
                 println!("{line}");
@@ -412,7 +431,81 @@ async fn drain_queued(
     let sent = statements.stop();
     let cpu = cpu_seconds() - cpu;
     let peak_rss = peak_rss_mb();
+    Ok(Drained {
+        seconds: drain_seconds(store, queued).await?,
+        statements: sent,
+        cpu_percent: round(100.0 * cpu / wall.as_secs_f64(), 1),
+        peak_rss_mb: peak_rss,
+    })
+}
 
+/// `drain` with the real binary: `processes` processes of `workflow-worker run`, each at
+/// the first `--concurrency`, on one PostgreSQL database, started together once the
+/// executions are queued and stopped once all have ended.
+async fn workers(kind: StoreKind, args: &Args, processes: usize) -> anyhow::Result<Value> {
+    let Db::Postgres(db) = Db::create(kind).await else {
+        anyhow::bail!("`workers` runs on PostgreSQL only");
+    };
+    let bin = match &args.worker_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe()?.with_file_name("workflow-worker"),
+    };
+    anyhow::ensure!(
+        bin.exists(),
+        "no worker binary at {}: build it with `cargo build --release -p workflow-worker-bin`, or pass --worker-bin",
+        bin.display()
+    );
+    let store: Arc<dyn Store> = Arc::new(db.store.clone());
+    let concurrency = args.concurrency.first().copied().unwrap_or(10);
+    save(
+        &*store,
+        &WorkflowWorker::new(store.clone()),
+        chain("drain", 1, "noop"),
+    )
+    .await;
+    let queued = db.seed_executions("drain", args.executions, false).await;
+    let mut children = Vec::new();
+    for i in 0..processes {
+        let child = tokio::process::Command::new(&bin)
+            .args(["run", "--database-url", &db.url])
+            .args(["--concurrency", &concurrency.to_string()])
+            .args(["--worker-id", &format!("bench-{i}")])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        children.push(child);
+    }
+    let deadline = Duration::from_secs(600);
+    let ended = tokio::time::timeout(deadline, drained(&*store)).await;
+    for child in &mut children {
+        // SIGTERM: each shuts down as an operator's would; nothing is left running.
+        if let Some(pid) = child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+    for child in &mut children {
+        child.wait().await?;
+    }
+    ended.map_err(|_| anyhow::anyhow!("not drained within {deadline:?}"))?;
+    let seconds = drain_seconds(&*store, queued).await?;
+    Ok(json!({
+        "scenario": "workers",
+        "store": kind.name(),
+        "processes": processes,
+        "concurrency_per_process": concurrency,
+        "executions": queued,
+        "seconds": round(seconds, 3),
+        "executions_per_sec": round(queued as f64 / seconds, 0),
+    }))
+}
+
+/// Checks that the `queued` executions in `store` all completed, and returns the time from
+/// the first claim to the last end, in database time.
+async fn drain_seconds(store: &dyn Store, queued: u64) -> anyhow::Result<f64> {
     let executions = store
         .list_executions(ListExecutionsParams {
             limit: u32::try_from(queued).unwrap_or(u32::MAX),
@@ -433,12 +526,7 @@ async fn drain_queued(
     let (Some(first), Some(last)) = (first, last) else {
         anyhow::bail!("no execution ran");
     };
-    Ok(Drained {
-        seconds: (last - first).as_seconds_f64(),
-        statements: sent,
-        cpu_percent: round(100.0 * cpu / wall.as_secs_f64(), 1),
-        peak_rss_mb: peak_rss,
-    })
+    Ok((last - first).as_seconds_f64())
 }
 
 /// One execution mapping a no-op node over `args.map_items` items, `parallel` at a time:
