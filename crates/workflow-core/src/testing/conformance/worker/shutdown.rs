@@ -196,7 +196,11 @@ pub async fn executions_claimed_ahead_are_released_at_shutdown(store: impl Store
         claimed_ahead > 0,
         "no slow execution was claimed ahead and queued"
     );
-    // Any worker takes them at once.
+    // Any worker takes them (or a quick one released with them) at once.
     let taken = claim_one(&store, "second", LEASE).await;
-    assert!(slow.contains(&taken.execution.id));
+    assert!(
+        slow.contains(&taken.execution.id) || quick.contains(&taken.execution.id),
+        "{:?}",
+        taken.execution
+    );
 }

@@ -101,6 +101,9 @@ pub async fn two_workers_run_each_node_exactly_once(store: impl Store + Clone) {
         ids.push(start(&store, "counted", json!({"i": i})).await);
     }
     let stop = tokio_util::sync::CancellationToken::new();
+    // Claims into free slots only: claiming ahead, the first worker up may take all 200 in
+    // one claim, and the two would not compete for rows. (Claimed-ahead executions are
+    // exactly-once too: the chaos test runs three processes with the default.)
     let workers: Vec<_> = ["worker-a", "worker-b"]
         .into_iter()
         .map(|id| {
@@ -108,6 +111,7 @@ pub async fn two_workers_run_each_node_exactly_once(store: impl Store + Clone) {
                 .worker_id(id)
                 .poll_interval(Duration::from_millis(20))
                 .concurrency(8)
+                .claim_ahead(0)
                 .node("count", count.clone());
             tokio::spawn(worker.run_until(stop.clone().cancelled_owned()))
         })
