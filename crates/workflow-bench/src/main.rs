@@ -78,6 +78,9 @@ struct Args {
     /// Worker concurrency `hello` runs with.
     #[arg(long, default_value_t = 10)]
     hello_concurrency: usize,
+    /// Finished executions (a day old) `prune` deletes while a drain runs.
+    #[arg(long, default_value_t = 1_000_000)]
+    prune_history: u64,
     /// How many worker processes `workers` drains with, one run each.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
     processes: Vec<usize>,
@@ -108,6 +111,9 @@ enum Scenario {
     /// Pre-queued single-node executions drained by 1, 2 and 4 processes of the
     /// `workflow-worker` binary (PostgreSQL only).
     Workers,
+    /// `drain` beside a history of finished executions, alone and while the history is
+    /// pruned (PostgreSQL only).
+    Prune,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -287,8 +293,10 @@ async fn main() -> anyhow::Result<()> {
                     hello(kind, &args, true, &statements).await?,
                     hello(kind, &args, false, &statements).await?,
                 ],
-                // Processes of the binary on one SQLite file share its one writer.
-                Scenario::Workers if kind == StoreKind::Sqlite => Vec::new(),
+                // Processes of the binary on one SQLite file share its one writer; a prune
+                // takes that writer from the drain.
+                Scenario::Workers | Scenario::Prune if kind == StoreKind::Sqlite => Vec::new(),
+                Scenario::Prune => vec![prune(kind, &args, &statements).await?],
                 Scenario::Workers => {
                     let mut lines = Vec::new();
                     for &processes in &args.processes {
@@ -500,6 +508,63 @@ async fn workers(kind: StoreKind, args: &Args, processes: usize) -> anyhow::Resu
         "executions": queued,
         "seconds": round(seconds, 3),
         "executions_per_sec": round(queued as f64 / seconds, 0),
+    }))
+}
+
+/// `drain` (at the first `--concurrency`) with `--prune-history` finished executions a day
+/// old in the table: once alone, then again while a task prunes that history (executions
+/// finished over an hour ago, 1,000 per statement, as `workflow-worker prune` does).
+async fn prune(
+    kind: StoreKind,
+    args: &Args,
+    statements: &StatementCounter,
+) -> anyhow::Result<Value> {
+    let db = Db::create(kind).await;
+    let store = db.store();
+    let concurrency = args.concurrency.first().copied().unwrap_or(10);
+    let worker = || {
+        WorkflowWorker::new(store.clone())
+            .concurrency(concurrency)
+            .node("noop", Noop)
+    };
+    save(&*store, &worker(), chain("drain", 1, "noop")).await;
+    let history = db.seed("drain", args.prune_history, true).await;
+
+    let queued = db.seed("drain", args.executions, false).await;
+    let alone = drain_queued(&*store, worker(), queued, statements).await?;
+
+    let queued = db.seed("drain", args.executions, false).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let pruning = tokio::spawn({
+        let (store, stop) = (store.clone(), stop.clone());
+        async move {
+            let mut pruned = 0;
+            while !stop.load(Ordering::Relaxed) {
+                match store
+                    .prune_executions(Duration::from_secs(3600), 1000)
+                    .await?
+                {
+                    0 => break,
+                    n => pruned += n,
+                }
+            }
+            anyhow::Ok(pruned)
+        }
+    });
+    let pruned_drain = drain_queued(&*store, worker(), queued, statements).await;
+    stop.store(true, Ordering::Relaxed);
+    let pruned = pruning.await??;
+    let pruned_drain = pruned_drain?;
+    Ok(json!({
+        "scenario": "prune",
+        "store": kind.name(),
+        "concurrency": concurrency,
+        "executions": queued,
+        "history": history,
+        "alone_executions_per_sec": round(queued as f64 / alone.seconds, 0),
+        "pruning_executions_per_sec": round(queued as f64 / pruned_drain.seconds, 0),
+        "pruned_during_drain": pruned,
+        "slowdown_percent": round(100.0 * (pruned_drain.seconds / alone.seconds - 1.0), 1),
     }))
 }
 
