@@ -81,6 +81,9 @@ struct Args {
     /// Finished executions (a day old) `prune` deletes while a drain runs.
     #[arg(long, default_value_t = 1_000_000)]
     prune_history: u64,
+    /// The share of its time `prune`'s pruner spends deleting, in percent (100: full speed).
+    #[arg(long, default_value_t = workflow_worker_core::worker::PRUNE_BUSY_PERCENT)]
+    prune_busy: u8,
     /// How many worker processes `workers` drains with, one run each.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
     processes: Vec<usize>,
@@ -512,8 +515,8 @@ async fn workers(kind: StoreKind, args: &Args, processes: usize) -> anyhow::Resu
 }
 
 /// `drain` (at the first `--concurrency`) with `--prune-history` finished executions a day
-/// old in the table: once alone, then again while a task prunes that history (executions
-/// finished over an hour ago, 1,000 per statement, as `workflow-worker prune` does).
+/// old in the table: alone, then while a task prunes that history, then alone again (executions
+/// finished over an hour ago, as `workflow-worker prune --busy-percent <--prune-busy>` does).
 async fn prune(
     kind: StoreKind,
     args: &Args,
@@ -527,44 +530,63 @@ async fn prune(
             .concurrency(concurrency)
             .node("noop", Noop)
     };
+    let Db::Postgres(pg) = &db else {
+        anyhow::bail!("prune runs on PostgreSQL only");
+    };
+    // Each drain starts from a vacuumed, analyzed table: the two runs differ only in the prune
+    // beside the second, not in an autovacuum of what the seeding or the first drain left.
+    let db = &db;
+    let seed = |count: u64, finished: bool| async move {
+        let seeded = db.seed("drain", count, finished).await;
+        sqlx::query("vacuum analyze")
+            .execute(pg.store.pool())
+            .await?;
+        anyhow::Ok(seeded)
+    };
     save(&*store, &worker(), chain("drain", 1, "noop")).await;
-    let history = db.seed("drain", args.prune_history, true).await;
+    let history = seed(args.prune_history, true).await?;
 
-    let queued = db.seed("drain", args.executions, false).await;
+    let queued = seed(args.executions, false).await?;
     let alone = drain_queued(&*store, worker(), queued, statements).await?;
 
-    let queued = db.seed("drain", args.executions, false).await;
-    let stop = Arc::new(AtomicBool::new(false));
+    let queued = seed(args.executions, false).await?;
     let pruning = tokio::spawn({
-        let (store, stop) = (store.clone(), stop.clone());
+        let store = store.clone();
+        let busy = args.prune_busy;
         async move {
-            let mut pruned = 0;
-            while !stop.load(Ordering::Relaxed) {
-                match store
-                    .prune_executions(Duration::from_secs(3600), 1000)
-                    .await?
-                {
-                    0 => break,
-                    n => pruned += n,
-                }
-            }
-            anyhow::Ok(pruned)
+            workflow_worker_core::worker::prune(&*store, Duration::from_secs(3600), 1000, busy)
+                .await
         }
     });
     let pruned_drain = drain_queued(&*store, worker(), queued, statements).await;
-    stop.store(true, Ordering::Relaxed);
-    let pruned = pruning.await??;
+    pruning.abort();
+    let _ = pruning.await;
     let pruned_drain = pruned_drain?;
+    let left: i64 = sqlx::query_scalar(
+        "select count(*) from workflow_executions where finished_at < now() - interval '1 hour'",
+    )
+    .fetch_one(pg.store.pool())
+    .await?;
+    let pruned = history - u64::try_from(left)?;
+
+    // Alone again: the drift between the two alone runs is the noise the slowdown sits in.
+    let queued = seed(args.executions, false).await?;
+    let again = drain_queued(&*store, worker(), queued, statements).await?;
+    let alone_seconds = (alone.seconds + again.seconds) / 2.0;
     Ok(json!({
         "scenario": "prune",
         "store": kind.name(),
         "concurrency": concurrency,
         "executions": queued,
         "history": history,
-        "alone_executions_per_sec": round(queued as f64 / alone.seconds, 0),
+        "busy_percent": args.prune_busy,
+        "alone_executions_per_sec": [
+            round(queued as f64 / alone.seconds, 0),
+            round(queued as f64 / again.seconds, 0),
+        ],
         "pruning_executions_per_sec": round(queued as f64 / pruned_drain.seconds, 0),
         "pruned_during_drain": pruned,
-        "slowdown_percent": round(100.0 * (pruned_drain.seconds / alone.seconds - 1.0), 1),
+        "slowdown_percent": round(100.0 * (pruned_drain.seconds / alone_seconds - 1.0), 1),
     }))
 }
 

@@ -294,10 +294,17 @@ impl Client {
     }
 
     /// Deletes every execution that ended more than `older_than` ago, with its history, in
-    /// short transactions of at most `batch` executions (the worker's pruner uses
-    /// [`PRUNE_BATCH`](crate::worker::PRUNE_BATCH)); returns how many it deleted.
-    pub async fn prune(&self, older_than: Duration, batch: u32) -> Result<u64, StoreError> {
-        crate::worker::prune(&*self.store, older_than, batch).await
+    /// short transactions of at most `batch` executions, resting between them so that it
+    /// deletes `busy_percent` (1 to 100) of the time (the worker's pruner uses
+    /// [`PRUNE_BATCH`](crate::worker::PRUNE_BATCH) and
+    /// [`PRUNE_BUSY_PERCENT`](crate::worker::PRUNE_BUSY_PERCENT)); returns how many it deleted.
+    pub async fn prune(
+        &self,
+        older_than: Duration,
+        batch: u32,
+        busy_percent: u8,
+    ) -> Result<u64, StoreError> {
+        crate::worker::prune(&*self.store, older_than, batch, busy_percent).await
     }
 
     /// How many executions are runnable, waiting and running.

@@ -110,6 +110,17 @@ fn first_in_this_run(url: &str) -> bool {
         .is_ok()
 }
 
+/// The completed run of one node for each completed execution without runs (see
+/// [`SEED_POSTGRES`]).
+const SEED_SQLITE_RUNS: &str = r#"
+insert into workflow_node_runs
+    (execution_id, node_id, node_type, attempt, status, output, started_at, finished_at)
+select e.id, 'seeded', 'noop', 1, 'completed', '{}', e.finished_at, e.finished_at
+from workflow_executions e
+where e.status = 'completed'
+  and not exists (select 1 from workflow_node_runs r where r.execution_id = e.id)
+"#;
+
 impl TestDatabase {
     /// Creates and migrates a new database. Panics with instructions when no server answers.
     pub async fn create() -> Self {
@@ -294,21 +305,32 @@ fn open_to_everyone(dir: &Path) {
 }
 
 /// Inserts `count` executions of workflow `workflow` (by name) with input $4 in one statement:
-/// pending (runnable now) or, with `finished`, completed a day ago. For benchmarks and tests
-/// that need a large backlog or history quickly; the rows are what plain-SQL inserts and the
-/// worker write (the insert triggers put them in their concurrency groups).
+/// pending (runnable now) or, with `finished`, completed a day ago, each with the completed
+/// run of one node, as a history has. For benchmarks and tests that need a large backlog or
+/// history quickly; the rows are what plain-SQL inserts and the worker write (the insert
+/// triggers put them in their concurrency groups). Returns the number of executions.
 const SEED_POSTGRES: &str = r#"
-insert into workflow_executions
-    (workflow_id, workflow_version, status, run_at, output, started_at, finished_at, input)
-select w.id, w.latest_version,
-       case when $3 then 'completed' else 'pending' end,
-       case when $3 then null else now() end,
-       case when $3 then '{}'::jsonb end,
-       case when $3 then now() - interval '1 day' end,
-       case when $3 then now() - interval '1 day' end,
-       $4
-from workflows w, generate_series(1, $2)
-where w.name = $1
+with seeded as (
+    insert into workflow_executions
+        (workflow_id, workflow_version, status, run_at, output, started_at, finished_at, input)
+    select w.id, w.latest_version,
+           case when $3 then 'completed' else 'pending' end,
+           case when $3 then null else now() end,
+           case when $3 then '{}'::jsonb end,
+           case when $3 then now() - interval '1 day' end,
+           case when $3 then now() - interval '1 day' end,
+           $4
+    from workflows w, generate_series(1, $2)
+    where w.name = $1
+    returning id, finished_at
+), runs as (
+    insert into workflow_node_runs
+        (execution_id, node_id, node_type, attempt, status, output, started_at, finished_at)
+    select id, 'seeded', 'noop', 1, 'completed', '{}'::jsonb, finished_at, finished_at
+    from seeded
+    where finished_at is not null
+)
+select count(*) from seeded
 "#;
 
 const SEED_SQLITE: &str = r#"
@@ -353,17 +375,17 @@ impl TestDatabase {
             .execute(&mut *tx)
             .await
             .expect("lift the statement timeout");
-        let seeded = sqlx::query(SEED_POSTGRES)
+        let seeded: i64 = sqlx::query_scalar(SEED_POSTGRES)
             .bind(workflow)
             .bind(count)
             .bind(finished)
             .bind(input)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await
-            .unwrap_or_else(|err| panic!("cannot seed executions: {err}"))
-            .rows_affected();
+            .unwrap_or_else(|err| panic!("cannot seed executions: {err}"));
+        let seeded = u64::try_from(seeded).expect("a count");
         // What autovacuum would do soon after a bulk load: fresh statistics for the planner.
-        sqlx::query("analyze workflow_executions")
+        sqlx::query("analyze workflow_executions, workflow_node_runs")
             .execute(&mut *tx)
             .await
             .unwrap_or_else(|err| panic!("cannot analyze: {err}"));
@@ -402,8 +424,14 @@ impl TestSqlite {
             .await
             .unwrap_or_else(|err| panic!("cannot seed executions: {err}"))
             .rows_affected();
+        if finished {
+            sqlx::query(SEED_SQLITE_RUNS)
+                .execute(self.store.pool())
+                .await
+                .unwrap_or_else(|err| panic!("cannot seed node runs: {err}"));
+        }
         // What autovacuum would do soon after a bulk load: fresh statistics for the planner.
-        sqlx::query("analyze workflow_executions")
+        sqlx::query("analyze")
             .execute(self.store.pool())
             .await
             .unwrap_or_else(|err| panic!("cannot analyze: {err}"));

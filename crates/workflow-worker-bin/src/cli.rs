@@ -258,6 +258,11 @@ pub(crate) struct PruneArgs {
     /// Executions deleted per statement (one short transaction each).
     #[arg(long, default_value_t = workflow_worker_core::worker::PRUNE_BATCH)]
     pub(crate) batch_size: u32,
+    /// Share of the time spent deleting, in percent: after each batch it rests for the rest,
+    /// leaving the database to live work. 100 deletes batch after batch.
+    #[arg(long, default_value_t = workflow_worker_core::worker::PRUNE_BUSY_PERCENT,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub(crate) busy_percent: u8,
 }
 
 #[derive(Debug, Subcommand)]

@@ -434,6 +434,16 @@ async fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
     assert!(err.contains("\"banana\" is not a duration"), "{err}");
     let err = fail_one_line(url, &["prune", "--older-than", "1d", "--batch-size", "0"]);
     assert!(err.contains("--batch-size must be at least 1"), "{err}");
+    for busy in ["0", "101"] {
+        let err = fail_one_line(
+            url,
+            &["prune", "--older-than", "1d", "--busy-percent", busy],
+        );
+        assert!(
+            err.contains(&format!("invalid value '{busy}' for '--busy-percent")),
+            "{err}"
+        );
+    }
     let err = fail_one_line(url, &["run", "--metrics-addr", "localhost"]);
     assert!(
         err.contains("invalid value 'localhost' for '--metrics-addr"),
@@ -505,7 +515,18 @@ async fn prune_deletes_ended_executions_and_keeps_the_rest() {
         "pruned 0 executions that ended more than 1h ago"
     );
     std::thread::sleep(Duration::from_millis(20));
-    let pruned = succeed(url, &["prune", "--older-than", "10ms", "--batch-size", "1"]);
+    let pruned = succeed(
+        url,
+        &[
+            "prune",
+            "--older-than",
+            "10ms",
+            "--batch-size",
+            "1",
+            "--busy-percent",
+            "50",
+        ],
+    );
     assert_eq!(
         pruned.trim(),
         "pruned 1 executions that ended more than 10ms ago"

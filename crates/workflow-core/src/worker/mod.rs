@@ -70,7 +70,7 @@ pub use config::{
     DEFAULT_SHUTDOWN_GRACE, MIN_NODE_OUTPUT_LIMIT, MIN_POLL_INTERVAL, WorkerConfig,
 };
 pub use decide::SUSPECT_AFTER_RESCUES;
-pub use pruner::{PRUNE_BATCH, prune};
+pub use pruner::{PRUNE_BATCH, PRUNE_BUSY_PERCENT, prune};
 
 use graphs::GraphCache;
 use leases::{Heartbeat, Leases, heartbeat};
@@ -208,8 +208,9 @@ impl WorkflowWorker {
     }
 
     /// Deletes executions that ended more than `age` ago, with their node runs and signals:
-    /// once a minute, in batches of [`PRUNE_BATCH`], never touching executions that have not
-    /// ended. Defaults to `None`: history is kept until pruned (see also the binary's
+    /// once a minute, in batches of [`PRUNE_BATCH`], resting between them so that it deletes
+    /// [`PRUNE_BUSY_PERCENT`] of the time, never touching executions that have not ended.
+    /// Defaults to `None`: history is kept until pruned (see also the binary's
     /// `prune` command).
     #[must_use]
     pub fn prune_after(mut self, age: Option<Duration>) -> Self {

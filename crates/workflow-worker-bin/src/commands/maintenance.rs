@@ -15,7 +15,9 @@ pub(super) async fn migrate(db: &Database) -> anyhow::Result<()> {
 /// Deletes executions that ended long enough ago, in batches.
 pub(super) async fn prune(client: &Client, args: PruneArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
-    let pruned = client.prune(args.older_than, args.batch_size).await?;
+    let pruned = client
+        .prune(args.older_than, args.batch_size, args.busy_percent)
+        .await?;
     println!(
         "pruned {pruned} executions that ended more than {} ago",
         humantime::format_duration(args.older_than)
