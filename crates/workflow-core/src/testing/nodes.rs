@@ -203,6 +203,46 @@ impl NodeExecutor for Count {
     }
 }
 
+/// Counts executions between their `between` nodes: one with `config.leave` false enters,
+/// one with it true leaves. Also counts its runs in flight. Each count keeps its peak.
+#[derive(Debug, Clone, Default)]
+pub struct Between {
+    /// (between now, peak between, running now, peak running).
+    counts: Arc<Mutex<[usize; 4]>>,
+}
+
+impl Between {
+    /// The most executions that were between their nodes at once.
+    pub fn peak_between(&self) -> usize {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())[1]
+    }
+
+    /// The most of its runs that were in flight at once.
+    pub fn peak_running(&self) -> usize {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())[3]
+    }
+
+    fn change(&self, between: isize, running: isize) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts[0] = counts[0].saturating_add_signed(between);
+        counts[1] = counts[1].max(counts[0]);
+        counts[2] = counts[2].saturating_add_signed(running);
+        counts[3] = counts[3].max(counts[2]);
+    }
+}
+
+#[async_trait]
+impl NodeExecutor for Between {
+    async fn execute(&self, ctx: NodeContext) -> Result<NodeOutcome, NodeError> {
+        let leave = ctx.config["leave"].as_bool().unwrap_or(false);
+        self.change(if leave { 0 } else { 1 }, 1);
+        // A little work, so runs of several executions overlap.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        self.change(if leave { -1 } else { 0 }, -1);
+        Ok(NodeOutcome::complete(ctx.input))
+    }
+}
+
 /// Fails while it is broken (with a fatal error, or a retryable one if `config.retryable`),
 /// and completes once [`set_fixed`](Self::set_fixed): a bug an operator fixes before retrying.
 #[derive(Debug, Clone, Default)]

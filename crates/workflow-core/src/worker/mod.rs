@@ -134,8 +134,10 @@ impl WorkflowWorker {
         self
     }
 
-    /// How many executions run at once. Defaults to 10 ([`DEFAULT_CONCURRENCY`]). The binary
-    /// reads it from `WORKFLOW_WORKER_CONCURRENCY`.
+    /// How many executions run nodes at once. Defaults to 10 ([`DEFAULT_CONCURRENCY`]). The
+    /// binary reads it from `WORKFLOW_WORKER_CONCURRENCY`. While an execution writes a step
+    /// between two nodes, its slot may run a node of an execution claimed ahead (see
+    /// [`claim_ahead`](Self::claim_ahead)); it waits for a slot before its next node.
     #[must_use]
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.config.concurrency = concurrency;

@@ -154,6 +154,7 @@ impl Poller {
             };
             self.tasks.spawn(run_execution(self.shared.clone(), claim));
         }
+        self.slots.set_queued(!self.queue.is_empty());
     }
 
     /// How many executions a claim would ask for now; 0 when none is needed or allowed.
@@ -210,6 +211,7 @@ impl Poller {
                         .hold(execution.id, execution.lease_token);
                     self.queue.push_back(Queued { claimed, cancel });
                 }
+                self.slots.set_queued(!self.queue.is_empty());
             }
             Err(err) => {
                 self.failures += 1;
@@ -376,6 +378,7 @@ impl Poller {
             };
             self.tasks.spawn(run_execution(self.shared.clone(), claim));
         }
+        self.slots.set_queued(false);
         let grace = self.shared.config.shutdown_grace;
         if tokio::time::timeout(grace, self.finish()).await.is_ok() {
             return;

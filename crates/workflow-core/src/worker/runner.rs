@@ -390,11 +390,15 @@ impl Run<'_> {
                 return self.writer.release().await;
             }
             self.flush_items(false).await?;
-            if self.writer.flush().await?.pause_requested && !self.pausing {
+            let shared = self.shared;
+            let idle = self.running.is_empty().then(|| shared.draining.cancelled());
+            if self.writer.flush(idle).await?.pause_requested && !self.pausing {
                 info!("pause requested; starting no new node");
                 self.pausing = true;
                 continue;
             }
+            // Read again: shutdown may have begun while the write waited for a slot.
+            let draining = self.shared.draining.is_cancelled();
             if !draining && !self.pausing {
                 for node in ready {
                     self.start_if_allowed(node).await?;
@@ -1582,7 +1586,7 @@ mod tests {
         assert_eq!(abandoned, ["start"]);
         let start = graph.node_index("start").unwrap();
         writer.push_replayable(node_run(&graph, start, 1, NodeRunStatus::Completed, None));
-        writer.flush().await.unwrap();
+        writer.flush(Some(std::future::pending())).await.unwrap();
         assert_eq!(writer.pending().count(), 0, "written at the flush");
     }
 

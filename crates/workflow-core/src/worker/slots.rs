@@ -6,8 +6,15 @@
 //! of those (the concurrency plus what the worker may claim ahead), so a slow store never
 //! piles up more tasks than that. How long each execution held its running slot feeds the
 //! average [`ClaimAhead`](super::claim_ahead::ClaimAhead) sizes the local queue with.
+//!
+//! An execution writing a step between two nodes runs no node meanwhile either: while
+//! executions claimed ahead wait in the local queue, [`Slot::lend`] gives its running slot to
+//! one of them for the write (holding a finishing permit, so the same bound holds), and
+//! [`Slot::take_back`] waits for a running slot again before the next node starts. Without a
+//! queue (nodes slower than a claim) an execution keeps its slot from claim to end.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -23,6 +30,8 @@ pub(super) struct Slots {
     finishing: Arc<Semaphore>,
     /// How long executions hold their running slots.
     held: Average,
+    /// Whether executions claimed ahead wait in the local queue.
+    queued: Arc<AtomicBool>,
 }
 
 impl Slots {
@@ -33,7 +42,14 @@ impl Slots {
             running: Arc::new(Semaphore::new(concurrency)),
             finishing: Arc::new(Semaphore::new(finishing)),
             held,
+            queued: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Says whether executions claimed ahead wait for a slot: only then do writes between
+    /// nodes [`lend`](Slot::lend) their slots.
+    pub(super) fn set_queued(&self, queued: bool) {
+        self.queued.store(queued, Ordering::Relaxed);
     }
 
     /// How many executions could be claimed now.
@@ -49,6 +65,7 @@ impl Slots {
                 permit,
                 finishing: Some(self.finishing.clone()),
                 taken: Some((Instant::now(), self.held.clone())),
+                queued: self.queued.clone(),
             })
             .collect()
     }
@@ -63,6 +80,7 @@ impl Slots {
             permit,
             finishing: None,
             taken: None,
+            queued: Arc::default(),
         }
     }
 
@@ -84,6 +102,8 @@ pub(super) struct Slot {
     /// When the running slot was taken, and where to say how long it was held; `None` once
     /// said (or for a detached slot).
     taken: Option<(Instant, Average)>,
+    /// Whether executions claimed ahead wait for a slot.
+    queued: Arc<AtomicBool>,
 }
 
 impl Slot {
@@ -101,6 +121,45 @@ impl Slot {
         })
     }
 
+    /// The execution writes a step before its next node: if executions claimed ahead wait
+    /// for a slot and a finishing permit is free, gives its running slot up (to be freed when
+    /// the [`Lent`]'s `freed` is dropped) and holds the finishing permit instead, until
+    /// [`take_back`](Self::take_back). `None` otherwise: it keeps its slot.
+    pub(super) fn lend(&mut self) -> Option<Lent> {
+        if !self.queued.load(Ordering::Relaxed) {
+            return None;
+        }
+        let finishing = self.finishing.as_ref()?;
+        let permit = finishing.clone().try_acquire_owned().ok()?;
+        let held = self.taken.as_ref().map(|(_, held)| held.clone());
+        self.time_held();
+        let running = std::mem::replace(&mut self.permit, permit);
+        Some(Lent {
+            running: running.semaphore().clone(),
+            held,
+            freed: Freed { _running: running },
+        })
+    }
+
+    /// Waits for a running slot again after [`lend`](Self::lend) (in line before claims
+    /// starting new executions), and gives the finishing permit back; or, if `until` comes
+    /// first (shutdown: no node starts any more), keeps the finishing permit and returns.
+    pub(super) async fn take_back(
+        &mut self,
+        running: Arc<Semaphore>,
+        held: Option<Average>,
+        until: impl Future<Output = ()>,
+    ) {
+        tokio::select! {
+            permit = running.acquire_owned() => {
+                let permit = permit.expect("the running slots are never closed");
+                drop(std::mem::replace(&mut self.permit, permit));
+                self.taken = held.map(|held| (Instant::now(), held));
+            }
+            () = until => {}
+        }
+    }
+
     fn time_held(&mut self) {
         if let Some((taken, held)) = self.taken.take() {
             held.add(taken.elapsed());
@@ -112,6 +171,15 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.time_held();
     }
+}
+
+/// A running slot lent for a write between nodes: `freed` frees it, and
+/// [`Slot::take_back`] takes one from `running` again, timing it in `held`.
+#[derive(Debug)]
+pub(super) struct Lent {
+    pub(super) freed: Freed,
+    pub(super) running: Arc<Semaphore>,
+    pub(super) held: Option<Average>,
 }
 
 /// A running slot an execution gave up; the next claim may take it once this is dropped.
@@ -187,5 +255,45 @@ mod tests {
             .expect("woken when the slot was freed")
             .unwrap();
         assert_eq!(slots.free(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_between_nodes_lends_its_slot_only_to_a_queue_and_waits_to_take_one_back() {
+        let slots = Slots::new(1, 1, Average::default());
+        let mut slot = slots.take(1).remove(0);
+        assert!(slot.lend().is_none(), "nothing queued: the slot is kept");
+
+        slots.set_queued(true);
+        let lent = slot.lend().expect("lent to the queue");
+        assert_eq!(slots.free(), 0, "free once the write goes out");
+        drop(lent.freed);
+        let mut other = slots.take(1);
+        assert_eq!(other.len(), 1, "a queued execution starts in it");
+        // The finishing permit is held while lent: no second lend, and a last write of
+        // another execution keeps its slot.
+        assert!(other[0].lend().is_none());
+        assert!(other[0].finishing().is_none());
+
+        let back = tokio::spawn(async move {
+            slot.take_back(lent.running, lent.held, std::future::pending())
+                .await;
+            slot
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!back.is_finished(), "waits while the slot is in use");
+        drop(other);
+        let slot = tokio::time::timeout(Duration::from_secs(1), back)
+            .await
+            .expect("taken back once freed, before any claim")
+            .unwrap();
+        assert_eq!(slots.free(), 0);
+        assert!(slots.take(1).is_empty());
+        drop(slot);
+        assert_eq!(slots.free(), 1);
+        let mut again = slots.take(1);
+        assert!(
+            again[0].finishing().is_some(),
+            "the finishing permit came back"
+        );
     }
 }

@@ -206,14 +206,32 @@ impl Writer {
     /// asked of it; called before nodes start. Writes nothing unless a run is progress:
     /// records of unfinished attempts wait for a real result, so they never count as
     /// progress, and a replayable node's run waits for the next write.
-    pub(super) async fn flush(&mut self) -> Result<StepRecorded, Interrupted> {
+    ///
+    ///
+    /// With no node of the execution running (`idle` is `Some`), the write may lend the
+    /// execution's slot to one claimed ahead ([`Slot::lend`]) and wait for a slot again
+    /// after it, or until the future in `idle` (shutdown) completes.
+    pub(super) async fn flush(
+        &mut self,
+        idle: Option<impl Future<Output = ()>>,
+    ) -> Result<StepRecorded, Interrupted> {
         if !self.pending.iter().any(|pending| pending.progress) {
             return Ok(StepRecorded::default());
         }
-        self.write(Advance::Continue {
+        let advance = Advance::Continue {
             lease_duration: self.fence.lease_duration,
-        })
-        .await
+        };
+        let lent = if idle.is_some() {
+            self.slot.lend()
+        } else {
+            None
+        };
+        let (Some(lent), Some(until)) = (lent, idle) else {
+            return self.write(advance).await;
+        };
+        let recorded = self.write_freeing(advance, Some(lent.freed)).await?;
+        self.slot.take_back(lent.running, lent.held, until).await;
+        Ok(recorded)
     }
 
     /// The last write of this claim. The heartbeat stops renewing the lease first, so it
@@ -405,7 +423,7 @@ mod tests {
         let slots = Slots::new(1, 1, Default::default());
         let mut writer = first_claim(&fence, &slots);
         writer.push(run(NodeRunStatus::Completed));
-        writer.flush().await.unwrap();
+        writer.flush(Some(std::future::pending())).await.unwrap();
         assert_eq!(asked.lock().unwrap().len(), 2);
     }
 
@@ -430,7 +448,7 @@ mod tests {
         let slots = Slots::new(1, 1, Default::default());
         let mut writer = first_claim(&fence, &slots);
         writer.push(run(NodeRunStatus::Abandoned));
-        writer.flush().await.unwrap();
+        writer.flush(Some(std::future::pending())).await.unwrap();
         assert!(asked.lock().unwrap().is_empty());
         assert_eq!(writer.pending().count(), 1, "kept for the next write");
     }
@@ -470,13 +488,13 @@ mod tests {
         let slots = Slots::new(1, 1, Default::default());
         let mut writer = first_claim(&fence, &slots);
         writer.push_replayable(run(NodeRunStatus::Completed));
-        writer.flush().await.unwrap();
+        writer.flush(Some(std::future::pending())).await.unwrap();
         assert!(asked.lock().unwrap().is_empty(), "no write of its own");
         assert_eq!(writer.pending().count(), 1, "kept for the next write");
 
         tokio::time::advance(Duration::from_secs(2)).await;
         writer.push(run(NodeRunStatus::Completed));
-        writer.flush().await.unwrap();
+        writer.flush(Some(std::future::pending())).await.unwrap();
         let asked = asked.lock().unwrap();
         let [step] = &asked[..] else {
             panic!("one write, not {}", asked.len());
@@ -492,7 +510,7 @@ mod tests {
         let mut writer = first_claim(&fence, &slots);
         writer.no_deferred_runs();
         writer.push_replayable(run(NodeRunStatus::Completed));
-        writer.flush().await.unwrap();
+        writer.flush(Some(std::future::pending())).await.unwrap();
         assert_eq!(asked.lock().unwrap().len(), 1);
         assert_eq!(writer.pending().count(), 0);
     }

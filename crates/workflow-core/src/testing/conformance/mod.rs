@@ -132,6 +132,7 @@ macro_rules! conformance_tests {
                     branches_not_taken_are_skipped_and_joins_still_run,
                     condition_node_routes_each_execution_down_one_branch,
                     templates_fill_configs_from_the_input_and_upstream_outputs,
+                    quick_chains_interleave_while_writing_but_never_exceed_the_concurrency,
                 );
                 $crate::conformance_tests!(@group $setup; worker::failures;
                     failing_nodes_fail_their_execution_and_the_worker_goes_on,

@@ -1,4 +1,5 @@
-//! Graphs: linear, diamond, skipped branches and conditions, run to the end.
+//! Graphs: linear, diamond, skipped branches and conditions, run to the end; chains of quick
+//! nodes interleaved within the concurrency.
 
 use std::collections::HashMap;
 
@@ -6,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::testing::conformance::{WAIT, start, worker};
 use crate::testing::fixture::{self, run_until_terminal, workflow};
-use crate::testing::nodes;
+use crate::testing::nodes::{self, Between};
 use crate::{ExecutionStatus, NodeRunStatus, Store};
 
 /// The seed's scenario: trigger -> code; both node runs completed, the greeting in the output.
@@ -256,4 +257,59 @@ pub async fn templates_fill_configs_from_the_input_and_upstream_outputs(store: i
             .unwrap();
         assert_eq!(failed.status, NodeRunStatus::Failed);
     }
+}
+
+/// While an execution writes the step between two quick nodes, its slot runs a node of an
+/// execution claimed ahead; it takes a slot back before its next node. More executions are
+/// between their nodes than the concurrency, never more nodes run at once than it, and each
+/// execution runs each node once, in order.
+pub async fn quick_chains_interleave_while_writing_but_never_exceed_the_concurrency(
+    store: impl Store + Clone,
+) {
+    let between = Between::default();
+    let registry = nodes::registry().with("between", between.clone());
+    workflow("chain")
+        .node("enter", "between", json!({"leave": false}))
+        .node("leave", "between", json!({"leave": true}))
+        .edge("start", "enter")
+        .edge("enter", "leave")
+        .save(&store, &registry)
+        .await;
+    let mut ids = Vec::new();
+    for i in 0..300 {
+        ids.push(start(&store, "chain", json!({"i": i})).await);
+    }
+    let details = run_until_terminal(
+        worker(store.clone())
+            .concurrency(2)
+            .node("between", between.clone()),
+        &store,
+        &ids,
+        WAIT,
+    )
+    .await;
+    for detail in &details {
+        assert_eq!(detail.execution.status, ExecutionStatus::Completed);
+        let nodes: Vec<&str> = detail
+            .node_runs
+            .iter()
+            .map(|r| r.node_id.as_str())
+            .collect();
+        assert_eq!(
+            nodes,
+            ["start", "enter", "leave"],
+            "{}",
+            detail.execution.id
+        );
+    }
+    assert!(
+        between.peak_running() <= 2,
+        "{} nodes ran at once with 2 slots",
+        between.peak_running()
+    );
+    assert!(
+        between.peak_between() > 2,
+        "at most {} executions were between their nodes at once: no slot was lent",
+        between.peak_between()
+    );
 }

@@ -117,9 +117,11 @@ pub async fn shutdown_lets_running_nodes_finish_within_the_grace_period(store: i
     );
 }
 
-/// A worker running short executions claims ahead of its free slots. At shutdown, what it
-/// claimed and never started is released at once, like the execution it was running: no
-/// lease left for another worker to wait out.
+/// A worker running short executions claims ahead of its free slots, and lends an
+/// execution's slot to them while it writes between two nodes. At shutdown, what it holds and
+/// runs no node for (claimed and never started, or waiting for a slot to run its next node)
+/// is released at once, like the execution it was running: no lease left for another worker
+/// to wait out.
 pub async fn executions_claimed_ahead_are_released_at_shutdown(store: impl Store + Clone) {
     workflow("quick").save(&store, &nodes::registry()).await;
     workflow("slow")
@@ -138,7 +140,7 @@ pub async fn executions_claimed_ahead_are_released_at_shutdown(store: impl Store
         slow.push(start(&store, "slow", json!({})).await);
     }
     // One slot: the quick executions teach the worker that a slot turns over much faster
-    // than a claim takes, so it queues; the first slow one then holds the slot.
+    // than a claim takes, so it queues; a slow one then holds the slot in `long`.
     let first = worker(store.clone())
         .worker_id("first")
         .concurrency(1)
@@ -146,24 +148,26 @@ pub async fn executions_claimed_ahead_are_released_at_shutdown(store: impl Store
         .shutdown_grace(Duration::from_millis(300));
     let stop = tokio_util::sync::CancellationToken::new();
     let running = tokio::spawn(first.run_until(stop.clone().cancelled_owned()));
-    // Until one slow execution runs and another is claimed behind it.
+    // Until a slow execution ran `ready` (so one is in `long` or about to be, holding the one
+    // slot) and another is held beside it, queued or waiting for the slot.
     let started = tokio::time::Instant::now();
     loop {
-        let (mut running, mut claimed) = (0, 0);
+        let (mut ready, mut claimed) = (0, 0);
         for &id in &slow {
             let detail = store.get_execution(id).await.unwrap();
-            if !detail.node_runs.is_empty() {
-                running += 1;
-            } else if detail.execution.started_at.is_some() {
+            if detail.execution.started_at.is_some() {
                 claimed += 1;
             }
+            if !detail.node_runs.is_empty() {
+                ready += 1;
+            }
         }
-        if running > 0 && claimed > 0 {
+        if ready > 0 && claimed > 1 {
             break;
         }
         assert!(
             started.elapsed() < WAIT,
-            "no slow execution claimed ahead of a running one ({running} running, {claimed} claimed)"
+            "no slow execution held beside a running one ({ready} ran `ready`, {claimed} claimed)"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -181,20 +185,23 @@ pub async fn executions_claimed_ahead_are_released_at_shutdown(store: impl Store
             "{execution:?}"
         );
     }
-    let mut claimed_ahead = 0;
+    let (mut held, mut ran_long) = (0, 0);
     for &id in &slow {
         let execution = store.get_execution(id).await.unwrap();
         assert_eq!(
             execution.execution.lease_owner, None,
             "{id} is still leased after shutdown"
         );
-        if execution.execution.started_at.is_some() && execution.node_runs.is_empty() {
-            claimed_ahead += 1;
+        if execution.node_runs.iter().any(|run| run.node_id == "long") {
+            ran_long += 1;
+        } else if execution.execution.started_at.is_some() {
+            held += 1;
         }
     }
+    assert!(ran_long <= 1, "{ran_long} ran `long` in one slot");
     assert!(
-        claimed_ahead > 0,
-        "no slow execution was claimed ahead and queued"
+        held > 0,
+        "no slow execution was held without running `long`"
     );
     // Any worker takes them (or a quick one released with them) at once.
     let taken = claim_one(&store, "second", LEASE).await;
