@@ -390,14 +390,24 @@ impl Run<'_> {
                 return self.writer.release().await;
             }
             self.flush_items(false).await?;
-            let shared = self.shared;
-            let idle = self.running.is_empty().then(|| shared.draining.cancelled());
+            // A write lending the slot waits for one again until shutdown or a lost lease.
+            let (shared, cancel) = (self.shared, self.cancel.clone());
+            let idle = self.running.is_empty().then_some(async move {
+                tokio::select! {
+                    () = shared.draining.cancelled() => {}
+                    () = cancel.cancelled() => {}
+                }
+            });
             if self.writer.flush(idle).await?.pause_requested && !self.pausing {
                 info!("pause requested; starting no new node");
                 self.pausing = true;
                 continue;
             }
-            // Read again: shutdown may have begun while the write waited for a slot.
+            // Read again: the lease may have been lost, or shutdown begun, while the write
+            // waited for a slot.
+            if self.cancel.is_cancelled() {
+                return Err(Interrupted::LeaseLost);
+            }
             let draining = self.shared.draining.is_cancelled();
             if !draining && !self.pausing {
                 for node in ready {

@@ -143,7 +143,8 @@ impl Slot {
 
     /// Waits for a running slot again after [`lend`](Self::lend) (in line before claims
     /// starting new executions), and gives the finishing permit back; or, if `until` comes
-    /// first (shutdown: no node starts any more), keeps the finishing permit and returns.
+    /// first (shutdown or a lost lease: no node starts any more), keeps the finishing permit
+    /// and returns.
     pub(super) async fn take_back(
         &mut self,
         running: Arc<Semaphore>,

@@ -210,7 +210,7 @@ impl Writer {
     ///
     /// With no node of the execution running (`idle` is `Some`), the write may lend the
     /// execution's slot to one claimed ahead ([`Slot::lend`]) and wait for a slot again
-    /// after it, or until the future in `idle` (shutdown) completes.
+    /// after it, or until the future in `idle` (shutdown, a lost lease) completes.
     pub(super) async fn flush(
         &mut self,
         idle: Option<impl Future<Output = ()>>,
