@@ -563,7 +563,10 @@ async fn prune(
     });
     let pruned_drain = drain_queued(&*store, worker(), queued, statements).await;
     pruning.abort();
-    let _ = pruning.await;
+    // Aborted as the drain ended, unless it ended first: with nothing left, or failing.
+    if let Ok(Err(err)) = pruning.await {
+        anyhow::bail!("pruning failed: {err}");
+    }
     let pruned_drain = pruned_drain?;
     let left: i64 = sqlx::query_scalar(
         "select count(*) from workflow_executions where finished_at < now() - interval '1 hour'",

@@ -349,8 +349,8 @@ where w.name = $1
 "#;
 
 impl TestDatabase {
-    /// Inserts `count` pending executions of `workflow`, or with `finished` completed ones,
-    /// in one statement; returns how many rows it inserted.
+    /// Inserts `count` pending executions of `workflow`, or with `finished` completed ones
+    /// (each with the completed run of one node); returns how many executions it inserted.
     pub async fn seed_executions(&self, workflow: &str, count: u64, finished: bool) -> u64 {
         self.seed(workflow, count, finished, &serde_json::json!({}))
             .await
@@ -395,8 +395,8 @@ impl TestDatabase {
 }
 
 impl TestSqlite {
-    /// Inserts `count` pending executions of `workflow`, or with `finished` completed ones,
-    /// in one statement; returns how many rows it inserted.
+    /// Inserts `count` pending executions of `workflow`, or with `finished` completed ones
+    /// (each with the completed run of one node); returns how many executions it inserted.
     pub async fn seed_executions(&self, workflow: &str, count: u64, finished: bool) -> u64 {
         self.seed(workflow, count, finished, &serde_json::json!({}))
             .await
