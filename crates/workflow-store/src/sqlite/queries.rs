@@ -174,14 +174,15 @@ order by id
 limit 1
 "#;
 
-/// The children of execution $1, oldest first.
+/// The children of execution $1, oldest first: `created_at` counts milliseconds, so children
+/// started within one come in the order they were inserted (`rowid`), not by their random ids.
 pub(super) const CHILDREN_OF: &str = r#"
 select e.id, w.name as workflow_name, e.status, e.parent_node_id, e.parent_item,
        e.parent_attempt, e.detached_by_retry, e.created_at
 from workflow_executions e
 join workflows w on w.id = e.workflow_id
 where e.parent_execution_id = $1
-order by e.created_at, e.id
+order by e.created_at, e.rowid
 "#;
 
 /// The id of the latest execution with key $3 of a workflow named by id ($1) or name ($2):
