@@ -217,6 +217,9 @@ pub async fn a_full_group_holds_executions_until_a_place_frees(store: impl Store
     let mut a = Vec::new();
     for _ in 0..4 {
         a.push(start(&store, "sync", json!({"customer": "a"})).await);
+        // Held ones go oldest first; SQLite's created_at counts milliseconds, and two starts
+        // within one would tie (broken by their random ids).
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let urgent = store
         .start_execution(StartExecutionParams::new("sync", json!({"customer": "a"})).priority(9))
