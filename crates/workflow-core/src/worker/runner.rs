@@ -391,7 +391,7 @@ impl Run<'_> {
             }
             self.flush_items(false).await?;
             // A write lending the slot waits for one again until shutdown or a lost lease.
-            let (shared, cancel) = (self.shared, self.cancel.clone());
+            let (shared, cancel) = (self.shared, &self.cancel);
             let idle = self.running.is_empty().then_some(async move {
                 tokio::select! {
                     () = shared.draining.cancelled() => {}

@@ -221,12 +221,7 @@ impl Writer {
         let advance = Advance::Continue {
             lease_duration: self.fence.lease_duration,
         };
-        let lent = if idle.is_some() {
-            self.slot.lend()
-        } else {
-            None
-        };
-        let (Some(lent), Some(until)) = (lent, idle) else {
+        let Some((lent, until)) = idle.and_then(|until| Some((self.slot.lend()?, until))) else {
             return self.write(advance).await;
         };
         let recorded = self.write_freeing(advance, Some(lent.freed)).await?;
