@@ -183,8 +183,10 @@ pub async fn an_execution_past_its_deadline_times_out_while_running(store: impl 
     .remove(0);
     let took = started.elapsed();
     assert_eq!(detail.execution.status, ExecutionStatus::TimedOut);
+    // Well before the node's 10 s, with room for a busy machine (a 1.5 s margin was missed
+    // beside two CPU burners).
     assert!(
-        took < Duration::from_secs(2) + poll + Duration::from_millis(1500),
+        took < Duration::from_secs(2) + poll + Duration::from_secs(5),
         "timed out only after {took:?}"
     );
     assert!(
