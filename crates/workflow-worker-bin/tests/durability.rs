@@ -172,6 +172,32 @@ async fn sigterm_lets_nodes_finish_within_the_grace_period_and_hands_the_rest_ov
 /// of their own, so they are not killed with it: a node that ends within the grace period
 /// completes; one still running past it is stopped with everything it started.
 #[cfg(target_os = "linux")]
+/// A SIGTERM is heard from the moment the worker starts, whatever it is doing: opening the
+/// store, or between that and its first poll. A signal in between was once caught and heard by
+/// nobody (the listener of the store's opening was gone, the poll loop's not yet there), and
+/// the worker ran on: it showed as a worker that a test could not stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_while_the_worker_starts_stops_it() {
+    let postgres = TestDatabase::create().await;
+    let sqlite = workflow_worker_store::testing::TestSqlite::create().await;
+    for url in [&postgres.url, &sqlite.url] {
+        for stage in ["applying migrations", "database ready", "worker started"] {
+            // Several times at each: the signal lands a few milliseconds after the log line.
+            for _ in 0..3 {
+                let worker = Worker::run(url, &["--poll-interval", "0.1"]);
+                let deadline = Instant::now() + WAIT;
+                while !worker.log().contains(stage) {
+                    assert!(Instant::now() < deadline, "no {stage:?}:\n{}", worker.log());
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                common::signal(worker.pid(), "TERM");
+                let log = worker.stopped();
+                assert!(log.contains("shutdown requested"), "{log}");
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_lets_code_nodes_finish_and_past_the_grace_period_leaves_no_process() {
     use std::os::unix::process::CommandExt;

@@ -15,6 +15,7 @@ use crate::cli::{
 mod executions;
 mod maintenance;
 mod schedule;
+mod signals;
 mod ui;
 mod worker;
 mod workflow;

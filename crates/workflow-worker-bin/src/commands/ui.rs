@@ -2,7 +2,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::worker::shutdown_signal;
+use super::signals::shutdown_on_signal;
 use super::{Access, Database};
 use crate::cli::UiCommandArgs;
 use crate::ui::UiServer;
@@ -10,6 +10,7 @@ use crate::ui::UiServer;
 /// Binds first (a taken port or an exposed address without a token fails before anything
 /// else), opens the database, and serves.
 pub(super) async fn run(db: &Database, args: UiCommandArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_on_signal("stopping the server")?;
     let server = UiServer::bind(args.addr, "--addr", args.read_only).await?;
     let access = match args.read_only {
         true => Access::Read,
@@ -19,7 +20,7 @@ pub(super) async fn run(db: &Database, args: UiCommandArgs) -> anyhow::Result<()
     let stop = CancellationToken::new();
     let mut serving = tokio::spawn(server.serve(client, stop.clone()));
     tokio::select! {
-        () = shutdown_signal() => {
+        () = shutdown.cancelled() => {
             stop.cancel();
             serving.await?
         }

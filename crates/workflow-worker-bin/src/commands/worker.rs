@@ -2,6 +2,7 @@
 
 use workflow_worker_core::{Client, NodeRegistry, WorkerConfig, WorkflowWorker};
 
+use super::signals::shutdown_on_signal;
 use super::{Access, Database};
 use crate::cli::RunArgs;
 use crate::http;
@@ -12,6 +13,7 @@ use crate::ui::UiServer;
 pub(super) async fn run(db: &Database, args: RunArgs) -> anyhow::Result<()> {
     // Check the worker's settings before touching the database.
     let config = config(&args)?;
+    let shutdown = shutdown_on_signal("finishing executions in flight")?;
     let stop_metrics = tokio_util::sync::CancellationToken::new();
     let (endpoint, served) = match args.metrics_addr {
         Some(addr) => {
@@ -40,7 +42,7 @@ pub(super) async fn run(db: &Database, args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(database = %shown, timeout = ?options.postgres.get_connect_timeout(), "connecting to the database and applying migrations");
     let opened = tokio::select! {
         opened = workflow_worker_store::open_store_with(&db.url, &options) => opened,
-        () = shutdown_signal() => {
+        () = shutdown.cancelled() => {
             stop_metrics.cancel();
             return Ok(());
         }
@@ -58,7 +60,7 @@ pub(super) async fn run(db: &Database, args: RunArgs) -> anyhow::Result<()> {
             });
             let ran = WorkflowWorker::new(store)
                 .config(config)
-                .run_until(shutdown_signal())
+                .run_until(shutdown.cancelled_owned())
                 .await
                 .map_err(anyhow::Error::from);
             stop_ui.cancel();
@@ -96,37 +98,4 @@ fn config(args: &RunArgs) -> anyhow::Result<WorkerConfig> {
     }
     config.validate()?;
     Ok(config)
-}
-
-/// Completes on the first SIGINT or SIGTERM; a second one exits the process at once.
-pub(super) async fn shutdown_signal() {
-    wait_for_signal().await;
-    tracing::info!("shutdown requested; finishing executions in flight (signal again to exit now)");
-    tokio::spawn(async {
-        wait_for_signal().await;
-        tracing::warn!("second signal; exiting now");
-        std::process::exit(130);
-    });
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

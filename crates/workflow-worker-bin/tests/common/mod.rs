@@ -79,11 +79,16 @@ impl Worker {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Sends SIGTERM, checks the worker exits cleanly, and returns its log. A worker that
+    /// Sends SIGTERM, checks the worker exits cleanly, and returns its log.
+    pub(crate) fn stop(self) -> String {
+        signal(self.pid(), "TERM");
+        self.stopped()
+    }
+
+    /// Checks a worker sent SIGTERM or SIGINT exits cleanly, and returns its log. A worker that
     /// has not exited a minute later (its shutdown is bounded by the grace period and the
     /// release timeout, seconds here) is killed and fails the test with its log.
-    pub(crate) fn stop(mut self) -> String {
-        signal(self.pid(), "TERM");
+    pub(crate) fn stopped(mut self) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -118,6 +123,16 @@ impl Worker {
         let log = self.log();
         let _ = std::fs::remove_file(&self.log);
         log
+    }
+}
+
+impl Drop for Worker {
+    /// A test that fails halfway leaves no worker running behind it.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
