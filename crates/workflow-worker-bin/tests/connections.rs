@@ -224,17 +224,20 @@ async fn workers_run_through_a_transaction_mode_pooler() {
 }
 
 /// A server that accepts connections and never answers: `migrate` fails within its connect
-/// timeout naming what it waited for, and a worker's `/healthz` answers while it waits,
-/// with `/readyz` saying it is still connecting.
+/// timeout naming what it waited for, a worker's `/healthz` answers while it waits, with
+/// `/readyz` saying it is still connecting, and a SIGTERM stops the worker, or `ui`, waiting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_answers_times_out_and_health_still_answers() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
-    // Accept and hold every connection without a word.
+    // Accept and hold every connection without a word, counting them.
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
     let held = std::thread::spawn(move || {
         let mut held = Vec::new();
-        for stream in silent.incoming().take(8) {
+        for stream in silent.incoming().take(16) {
             held.push(stream);
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         held
     });
@@ -292,6 +295,24 @@ async fn a_server_that_never_answers_times_out_and_health_still_answers() {
         log.contains("connecting to the database and applying migrations"),
         "{log}"
     );
+
+    // `ui` logs nothing before it connects: its connection reaching the server says it is
+    // waiting there.
+    let before = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    let ui = Worker::spawn(bin(Some(&url)).args([
+        "ui",
+        "--addr",
+        "127.0.0.1:0",
+        "--connect-timeout",
+        "10m",
+    ]));
+    wait_for("ui to connect", Duration::from_secs(30), || async {
+        (accepted.load(std::sync::atomic::Ordering::SeqCst) > before).then_some(())
+    })
+    .await;
+    common::signal(ui.pid(), "TERM");
+    let log = ui.stopped();
+    assert!(log.contains("shutdown requested"), "{log}");
     drop(held);
 }
 

@@ -16,7 +16,11 @@ pub(super) async fn run(db: &Database, args: UiCommandArgs) -> anyhow::Result<()
         true => Access::Read,
         false => Access::Write,
     };
-    let client = db.client("ui", access).await?;
+    // A signal while the database is slow to answer stops the command as it would later.
+    let client = tokio::select! {
+        client = db.client("ui", access) => client?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
     let stop = CancellationToken::new();
     let mut serving = tokio::spawn(server.serve(client, stop.clone()));
     tokio::select! {
