@@ -96,10 +96,6 @@ pub async fn two_workers_run_each_node_exactly_once(store: impl Store + Clone) {
         .edge("start", "count")
         .save(&store, &nodes::registry().with("count", count.clone()))
         .await;
-    let mut ids = Vec::new();
-    for i in 0..200 {
-        ids.push(start(&store, "counted", json!({"i": i})).await);
-    }
     let stop = tokio_util::sync::CancellationToken::new();
     // Claims into free slots only: claiming ahead, the first worker up may take all 200 in
     // one claim, and the two would not compete for rows. (Claimed-ahead executions are
@@ -116,6 +112,30 @@ pub async fn two_workers_run_each_node_exactly_once(store: impl Store + Clone) {
             tokio::spawn(worker.run_until(stop.clone().cancelled_owned()))
         })
         .collect();
+    // Both are up before the executions come, one at a time, so the two compete for them: a
+    // worker slow to start on a busy machine once found the other had run all 200.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let live: HashSet<String> = store
+            .live_workers()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|w| w.id)
+            .collect();
+        if live.contains("worker-a") && live.contains("worker-b") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "both workers up: {live:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        ids.push(start(&store, "counted", json!({"i": i})).await);
+    }
     let details = fixture::wait_until_terminal(&store, &ids, Duration::from_secs(120)).await;
     stop.cancel();
     for worker in workers {
