@@ -168,10 +168,6 @@ async fn sigterm_lets_nodes_finish_within_the_grace_period_and_hands_the_rest_ov
     std::fs::remove_dir_all(&marks).unwrap();
 }
 
-/// Ctrl-C at a terminal signals the worker's whole process group. Code nodes run in groups
-/// of their own, so they are not killed with it: a node that ends within the grace period
-/// completes; one still running past it is stopped with everything it started.
-#[cfg(target_os = "linux")]
 /// A SIGTERM is heard from the moment the worker starts, whatever it is doing: opening the
 /// store, or between that and its first poll. A signal in between was once caught and heard by
 /// nobody (the listener of the store's opening was gone, the poll loop's not yet there), and
@@ -198,6 +194,10 @@ async fn a_sigterm_while_the_worker_starts_stops_it() {
     }
 }
 
+/// Ctrl-C at a terminal signals the worker's whole process group. Code nodes run in groups
+/// of their own, so they are not killed with it: a node that ends within the grace period
+/// completes; one still running past it is stopped with everything it started.
+#[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_lets_code_nodes_finish_and_past_the_grace_period_leaves_no_process() {
     use std::os::unix::process::CommandExt;
