@@ -41,18 +41,7 @@ create index workflow_executions_held_idx
     where held_since is not null and finished_at is null;
 alter table workflow_executions set (fillfactor = 60);
 \endif
-truncate workflow_node_runs, workflow_executions, workflow_versions, workflows cascade;
-insert into workflows (id, name, latest_version)
-values ('00000000-0000-0000-0000-000000000001', 'hot_claim', 1);
-insert into workflow_versions (workflow_id, version, definition)
-values ('00000000-0000-0000-0000-000000000001', 1,
-        '{"nodes": [{"id": "n1", "type": "trigger"}], "edges": []}');
-insert into workflow_executions (workflow_id, workflow_version, status, finished_at, run_at)
-select '00000000-0000-0000-0000-000000000001', 1, 'completed', now(), null
-from generate_series(1, 100000);
-insert into workflow_executions (workflow_id, workflow_version)
-select '00000000-0000-0000-0000-000000000001', 1
-from generate_series(1, 20000);
+\ir row_costs_seed.sql
 vacuum analyze workflow_executions;
 select pg_stat_reset_single_table_counters('workflow_executions'::regclass);
 drop table if exists hot_claim_batches;

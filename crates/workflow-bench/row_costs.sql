@@ -10,22 +10,11 @@
 -- timings of the three `do` blocks are the claim, the finish and the node-run inserts.
 \set ON_ERROR_STOP on
 begin;
-truncate workflow_node_runs, workflow_executions, workflow_versions, workflows cascade;
 -- drop index workflow_executions_list_idx;
 -- drop index workflow_executions_workflow_list_idx;
 -- drop index workflow_executions_status_list_idx;
 -- drop index workflow_executions_finished_idx;
-insert into workflows (id, name, latest_version)
-values ('00000000-0000-0000-0000-000000000001', 'row_costs', 1);
-insert into workflow_versions (workflow_id, version, definition)
-values ('00000000-0000-0000-0000-000000000001', 1,
-        '{"nodes": [{"id": "n1", "type": "trigger"}], "edges": []}');
-insert into workflow_executions (workflow_id, workflow_version, status, finished_at, run_at)
-select '00000000-0000-0000-0000-000000000001', 1, 'completed', now(), null
-from generate_series(1, 100000);
-insert into workflow_executions (workflow_id, workflow_version)
-select '00000000-0000-0000-0000-000000000001', 1
-from generate_series(1, 20000);
+\ir row_costs_seed.sql
 create temp table batches on commit drop as
 select (row_number() over () - 1) / 250 as b, id
 from workflow_executions
