@@ -12,7 +12,8 @@
 begin;
 -- drop index workflow_executions_list_idx;
 -- drop index workflow_executions_workflow_list_idx;
--- drop index workflow_executions_status_list_idx;
+-- drop index workflow_executions_unended_list_idx;
+-- drop index workflow_executions_ended_list_idx;
 -- drop index workflow_executions_finished_idx;
 \ir row_costs_seed.sql
 create temp table batches on commit drop as
@@ -27,7 +28,8 @@ do $$ begin for i in 1..80 loop
       lease_token = lease_token + 1, started_at = now(), updated_at = now()
   where id = any(array(
       select id from workflow_executions
-      where status in ('pending', 'running', 'retrying', 'waiting') and held_since is null
+      where status in ('pending', 'running', 'retrying', 'waiting') and finished_at is null
+        and held_since is null
         and run_at <= now() and (lease_expires_at is null or lease_expires_at < now())
       order by priority desc, run_at
       limit 250

@@ -205,6 +205,7 @@ order by e.created_at, e.id
 macro_rules! runnable {
     () => {
         "status in ('pending', 'running', 'retrying', 'waiting')
+      and finished_at is null
       and held_since is null
       and run_at <= now()
       and (lease_expires_at is null or lease_expires_at < now())"
@@ -681,6 +682,7 @@ with e as (
         pause_requested_at = null,
         updated_at = now()
     where id = $1
+      and finished_at is null
       and status in ('pending', 'running', 'retrying', 'waiting', 'paused')
     returning *
 )
@@ -778,6 +780,7 @@ with e as (
         end,
         updated_at = now()
     where id = $1
+      and finished_at is null
       and status in ('pending', 'running', 'retrying', 'waiting')
     returning *
 )
@@ -838,6 +841,7 @@ with ended as (
         select id
         from workflow_executions
         where deadline < now()
+          and finished_at is null
           and status in ('pending', 'running', 'retrying', 'waiting', 'paused')
         for update skip locked
     )
@@ -859,6 +863,7 @@ orphans as (
         from workflow_executions child
         join workflow_executions parent on parent.id = child.parent_execution_id
         where child.parent_execution_id is not null
+          and child.finished_at is null
           and child.status in ('pending', 'running', 'retrying', 'waiting', 'paused')
           and parent.status in ('completed', 'failed', 'cancelled', 'timed_out')
           and not (child.deadline is not null and child.deadline < now())
@@ -870,6 +875,7 @@ select now() as now,
        (select min(deadline)
         from workflow_executions
         where deadline is not null
+          and finished_at is null
           and status in ('pending', 'running', 'retrying', 'waiting', 'paused')
           and id not in (select id from ended)) as next_deadline,
        coalesce((select json_agg(json_build_array(ended.id, w.name))
@@ -896,7 +902,8 @@ with counts as (
         from workflow_executions e
         -- Held executions are counted apart (HELD_BY_WORKFLOW); leaving them out here lets
         -- this read the runnable index rather than the table.
-        where e.status in ('pending', 'running', 'retrying', 'waiting')
+        where e.finished_at is null
+          and e.status in ('pending', 'running', 'retrying', 'waiting')
           and e.held_since is null
     ) e
     group by e.workflow_id, e.workflow_version
@@ -928,6 +935,7 @@ select w.name, count(*)
 from workflow_executions e
 join workflows w on w.id = e.workflow_id
 where e.held_since is not null
+  and e.finished_at is null
   and e.status in ('pending', 'retrying', 'waiting')
 group by w.name
 "#;
@@ -946,7 +954,8 @@ with recursive levels(priority) as (
     (
         select priority
         from workflow_executions
-        where status in ('pending', 'running', 'retrying', 'waiting')
+        where finished_at is null
+          and status in ('pending', 'running', 'retrying', 'waiting')
           and held_since is null
         order by priority desc
         limit 1
@@ -955,7 +964,8 @@ with recursive levels(priority) as (
     select (
         select e.priority
         from workflow_executions e
-        where e.status in ('pending', 'running', 'retrying', 'waiting')
+        where e.finished_at is null
+          and e.status in ('pending', 'running', 'retrying', 'waiting')
           and e.held_since is null
           and e.priority < levels.priority
         order by e.priority desc
@@ -975,6 +985,7 @@ starved as (
         select e.id, e.priority, e.run_at
         from workflow_executions e
         where e.priority = levels.priority
+          and e.finished_at is null
           and e.status in ('pending', 'running', 'retrying', 'waiting')
           and e.held_since is null
           and e.run_at < now() - make_interval(secs => $1)
@@ -1029,6 +1040,14 @@ pub(super) const LIST_EXECUTIONS: &str = concat!(
 from workflow_executions e
 join workflows w on w.id = e.workflow_id
 where ($1::text is null or e.status = $1)
+  -- The same filter in the terms of the status list indexes (migration 0024), which cannot
+  -- read `status`: an ended status other than completed, or one that has not ended.
+  -- Completed ones, most of a history, are read from the list index.
+  and ($1::text is null
+       or $1 = 'completed'
+       or ($1 in ('failed', 'cancelled', 'timed_out') and e.ended_status = $1)
+       or ($1 not in ('completed', 'failed', 'cancelled', 'timed_out')
+           and e.finished_at is null))
   and ($2::uuid is null or w.id = $2)
   and ($3::text is null or w.name = $3)
   -- After the cursor ($5, $6) in this order: a row comparison, so the scan of the list
@@ -1344,6 +1363,7 @@ join workflow_executions h
  and h.key = e.key
  and h.id <> e.id
 where e.id = $1
+  and h.finished_at is null
   and h.status in ('pending', 'running', 'retrying', 'waiting', 'paused')
 "#;
 
