@@ -17,13 +17,18 @@
 -- This rewrites the table once (the stored column) and rebuilds its indexes: plan for it on a
 -- large history (about a minute per few million executions; docs/BENCHMARKS.md).
 
--- The status an execution ended with, null while it has not ended: what the Executions view's
--- filter by failed, cancelled or timed out reads, as `status` can no longer be indexed. Kept by
--- PostgreSQL from status and finished_at; a claim leaves it null, so it does not stop a HOT
--- update.
+-- Two facts of the status that indexes may read, kept by PostgreSQL from the row and read-only:
+-- neither changes when a claim takes a pending execution, so neither stops a HOT update.
+-- * ended_status: the status an execution ended with, null while it has not ended; what the
+--   Executions view's filter by failed, cancelled or timed out reads.
+-- * pending_or_running: whether it counts against its concurrency group's window (0020), so
+--   that a group's count reads those executions only, not the ones waiting or paused beside
+--   them (a group may hold thousands waiting for approval).
 alter table workflow_executions
     add column ended_status text
-        generated always as (case when finished_at is not null then status end) stored;
+        generated always as (case when finished_at is not null then status end) stored,
+    add column pending_or_running boolean
+        generated always as (status in ('pending', 'running')) stored;
 
 -- A claim takes the runnable rows of a page together, in one transaction, so each page keeps
 -- half its space for their new versions: with less, the versions that do not fit move to other
@@ -72,13 +77,14 @@ create index workflow_executions_unended_children_idx
     where parent_execution_id is not null
       and finished_at is null;
 
--- The admitted executions of a group: the counts check pending or running on the row.
+-- The admitted executions of a group that are pending or running, as before; a fair window's
+-- count (pending ones) checks the status on the row.
 drop index workflow_executions_group_idx;
 create index workflow_executions_group_idx
     on workflow_executions (workflow_id, concurrency_key)
     where concurrency_key is not null
       and held_since is null
-      and finished_at is null;
+      and pending_or_running;
 
 drop index workflow_executions_held_idx;
 create index workflow_executions_held_idx
@@ -86,7 +92,7 @@ create index workflow_executions_held_idx
     where held_since is not null
       and finished_at is null;
 
--- The functions of 0020 that read these indexes, with `finished_at is null` added.
+-- The functions of 0020 that read these indexes, in the terms of their predicates.
 
 create or replace function workflow_concurrency_admitted(
     group_workflow uuid, group_key text, fair boolean, up_to integer
@@ -99,8 +105,7 @@ language sql stable as $$
         where e.workflow_id = group_workflow
           and e.concurrency_key = group_key
           and e.held_since is null
-          and e.finished_at is null
-          and e.status in ('pending', 'running')
+          and e.pending_or_running
           and (not fair or e.status = 'pending')
         limit up_to
     ) admitted
@@ -127,7 +132,7 @@ begin
     where e.workflow_id = new.workflow_id
       and e.concurrency_key = new.concurrency_key
       and e.held_since is null
-      and e.finished_at is null
+      and e.pending_or_running
       and e.status = 'running';
     if running < win.size then
         -- Its start, after the count: an execution that ended before this claim saw it end
