@@ -682,7 +682,6 @@ with e as (
         pause_requested_at = null,
         updated_at = now()
     where id = $1
-      and finished_at is null
       and status in ('pending', 'running', 'retrying', 'waiting', 'paused')
     returning *
 )
@@ -780,7 +779,6 @@ with e as (
         end,
         updated_at = now()
     where id = $1
-      and finished_at is null
       and status in ('pending', 'running', 'retrying', 'waiting')
     returning *
 )
