@@ -87,18 +87,7 @@ async fn no_index_reads_a_column_a_claim_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_are_hot_updates() {
     let db = TestDatabase::create().await;
-    sqlx::raw_sql(
-        r#"
-        insert into workflows (id, name, latest_version)
-        values ('00000000-0000-0000-0000-000000000001', 'hot', 1);
-        insert into workflow_versions (workflow_id, version, definition)
-        values ('00000000-0000-0000-0000-000000000001', 1,
-                '{"nodes": [{"id": "n1", "type": "trigger"}], "edges": []}');
-        "#,
-    )
-    .execute(db.store.pool())
-    .await
-    .unwrap();
+    save_one_node_workflow(&db, "hot").await;
     assert_eq!(db.seed_pending("hot", 40, &serde_json::json!({})).await, 40);
     let claimed = db
         .store
@@ -129,4 +118,84 @@ async fn claims_are_hot_updates() {
     assert_eq!(updated, 40, "the claim's updates were not reported in time");
     // 36 here; 0 while indexes read `status`.
     assert!(hot >= 30, "of the claim's 40 updates, only {hot} were HOT");
+}
+
+/// An execution's node runs go with it however it is deleted: by a prune, by an application's
+/// own `delete`, by a `truncate … cascade`. A trigger does it since migration 0025 (the
+/// foreign key it replaces cost every node run written a check); no node run is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executions_node_runs_are_deleted_with_it() {
+    let db = TestDatabase::create().await;
+    save_one_node_workflow(&db, "history").await;
+    assert_eq!(db.seed_executions("history", 10, true).await, 10);
+    let counts = || async {
+        sqlx::query_as::<_, (i64, i64)>(
+            r#"
+            select count(*),
+                   count(*) filter (where not exists (
+                       select 1 from workflow_executions e where e.id = r.execution_id))
+            from workflow_node_runs r
+            "#,
+        )
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap()
+    };
+    assert_eq!(counts().await, (10, 0), "(node runs, orphans) as seeded");
+
+    let pruned = db
+        .store
+        .prune_executions(Duration::from_secs(3600), 4)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 4);
+    assert_eq!(
+        counts().await,
+        (6, 0),
+        "(node runs, orphans) after a prune of 4"
+    );
+
+    let deleted = sqlx::query(
+        "delete from workflow_executions \
+         where id in (select id from workflow_executions order by id limit 2)",
+    )
+    .execute(db.store.pool())
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(deleted, 2);
+    assert_eq!(
+        counts().await,
+        (4, 0),
+        "(node runs, orphans) after deleting 2"
+    );
+
+    sqlx::query("truncate workflow_executions cascade")
+        .execute(db.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        counts().await,
+        (0, 0),
+        "(node runs, orphans) after a truncate"
+    );
+}
+
+/// Saves `name`, a workflow of one trigger node, with plain SQL.
+async fn save_one_node_workflow(db: &TestDatabase, name: &str) {
+    let id = uuid::Uuid::new_v4();
+    sqlx::query("insert into workflows (id, name, latest_version) values ($1, $2, 1)")
+        .bind(id)
+        .bind(name)
+        .execute(db.store.pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into workflow_versions (workflow_id, version, definition) \
+         values ($1, 1, '{\"nodes\": [{\"id\": \"n1\", \"type\": \"trigger\"}], \"edges\": []}')",
+    )
+    .bind(id)
+    .execute(db.store.pool())
+    .await
+    .unwrap();
 }
