@@ -163,6 +163,68 @@ async fn a_cancel_in_sql_stops_the_running_node_at_once() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The worker's maintenance (the deadline sweep, the schedule look) runs beside its loop: with
+/// its look at schedules stuck behind another session's lock on a due schedule's row (an
+/// operator's long transaction, say), the worker still claims and runs executions, a wake-up
+/// still starts a new one at once, and the worker still stops when asked. All of them waited
+/// for the look while it ran in the loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_schedule_look_holds_up_neither_executions_nor_shutdown() {
+    let db = TestDatabase::create().await;
+    let registry = save_quick_and_approval(&db.store).await;
+    let schedule = workflow_worker_core::Client::new(db.store.clone())
+        .create_schedule(workflow_worker_core::NewSchedule::new(
+            "quick",
+            "* * * * * *",
+        ))
+        .await
+        .unwrap();
+    let mut operator = db.store.pool().begin().await.unwrap();
+    sqlx::query("select 1 from workflow_schedules where id = $1 for update")
+        .bind(schedule.id.0)
+        .execute(&mut *operator)
+        .await
+        .unwrap();
+    let warm_up = start(&db.store, "quick").await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = WorkflowWorker::new(db.store.clone())
+        .nodes(registry)
+        .poll_interval(POLL);
+    let running = tokio::spawn(worker.run_until(stop.clone().cancelled_owned()));
+    until_status(&db.store, warm_up, ExecutionStatus::Completed).await;
+
+    // The schedule falls due within a second: the look that fires it waits for the row.
+    let waiting_since = tokio::time::Instant::now();
+    loop {
+        let stuck: bool = sqlx::query_scalar(
+            "select exists (select 1 from pg_stat_activity \
+             where datname = current_database() and wait_event_type = 'Lock' \
+               and query like '%update workflow_schedules%')",
+        )
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+        if stuck {
+            break;
+        }
+        assert!(
+            waiting_since.elapsed() < Duration::from_secs(20),
+            "the worker's look never reached the locked schedule"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let woken = start(&db.store, "quick").await;
+    until_status(&db.store, woken, ExecutionStatus::Completed).await;
+    stop.cancel();
+    tokio::time::timeout(PROMPT, running)
+        .await
+        .expect("the worker did not stop while its schedule look was stuck")
+        .unwrap()
+        .unwrap();
+    operator.rollback().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_schedule_wakes_idle_workers() {
     let db = TestDatabase::create().await;

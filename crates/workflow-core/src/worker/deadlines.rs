@@ -14,7 +14,6 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::ErrorChain;
-use super::cadence::Cadence;
 use super::decide::MAX_ERROR_BACKOFF;
 use crate::metrics;
 use crate::state::ExecutionStatus;
@@ -52,32 +51,31 @@ impl DeadlineConfig {
     }
 }
 
-/// Sweeps deadlines when due; the poll loop calls [`sweep_if_due`](Self::sweep_if_due) on
-/// every turn and sleeps no longer than its [`Cadence::next`].
+/// Sweeps deadlines; the poll loop starts a [`sweep`](Self::sweep) beside it when its
+/// [`Cadence`](super::cadence::Cadence) says one is due.
 pub(super) struct DeadlineSweeper {
     config: DeadlineConfig,
     store: Arc<dyn Store>,
     worker_id: Arc<str>,
-    pub(super) cadence: Cadence,
 }
 
 impl DeadlineSweeper {
-    /// A sweeper due at once.
     pub(super) fn new(config: DeadlineConfig, store: Arc<dyn Store>, worker_id: Arc<str>) -> Self {
         Self {
-            cadence: Cadence::new(config.min_gap),
             config,
             store,
             worker_id,
         }
     }
 
-    /// Sweeps if one is due.
-    pub(super) async fn sweep_if_due(&mut self) {
-        let Some(looked) = self.cadence.start() else {
-            return;
-        };
-        let next = match self.store.time_out_executions().await {
+    /// The shortest time between two sweeps.
+    pub(super) fn min_gap(&self) -> Duration {
+        self.config.min_gap
+    }
+
+    /// Sweeps (a sweep that started at `looked`) and returns when the next is due.
+    pub(super) async fn sweep(&self, looked: Instant) -> Instant {
+        match self.store.time_out_executions().await {
             Ok(sweep) => {
                 for execution in &sweep.timed_out {
                     metrics::execution_finished(
@@ -107,8 +105,7 @@ impl DeadlineSweeper {
                 debug!(error = %ErrorChain(&err), "deadline sweep failed");
                 looked + MAX_ERROR_BACKOFF
             }
-        };
-        self.cadence.then(next);
+        }
     }
 }
 

@@ -1,8 +1,9 @@
-//! [`Poller`]: the worker's loop. Each turn it reaps finished execution tasks, lets the
-//! maintenance services run if due, starts executions from its local queue in the free slots,
-//! and starts a claim in the background when the queue runs low; then it waits for whatever
-//! comes first: the claim's answer, a slot freeing, the next poll, a store hint, a
-//! maintenance deadline, or shutdown. The queue holds executions claimed ahead of free slots
+//! [`Poller`]: the worker's loop. Each turn it reaps finished execution tasks, starts
+//! executions from its local queue in the free slots, starts a claim in the background when
+//! the queue runs low, and the maintenance services' looks (deadline sweep, schedules) in the
+//! background when due; then it waits for whatever comes first: the claim's answer, a slot
+//! freeing, the next poll, a store hint, the end of the looks or the next one's time, or
+//! shutdown. Nothing the loop waits for sits behind a maintenance statement. The queue holds executions claimed ahead of free slots
 //! ([`ClaimAhead`] sizes it; nothing ahead for nodes slower than a claim), so slots never wait
 //! for a claim's round trip while work is waiting. After shutdown, [`drain`](Poller::drain)
 //! releases what is queued and lets the tasks finish within the grace period.
@@ -19,6 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, trace, warn};
 
+use super::cadence::Cadence;
 use super::claim_ahead::ClaimAhead;
 use super::deadlines::{DeadlineConfig, DeadlineSweeper};
 use super::decide::{self, error_backoff};
@@ -63,8 +65,15 @@ pub(super) struct Poller {
     /// alone: if it kills this worker too, it takes no other execution down with it. No
     /// claims while it runs.
     isolated: Option<ExecutionId>,
-    deadlines: DeadlineSweeper,
-    schedules: ScheduleFirer,
+    /// The maintenance services. Their looks run in a task beside the loop, so that neither a
+    /// claim (a wake-up's, say) nor shutdown waits behind their statements.
+    deadlines: Arc<DeadlineSweeper>,
+    schedules: Arc<ScheduleFirer>,
+    /// When each looks next.
+    sweeps: Cadence,
+    looks: Cadence,
+    /// The looks on their way, if any: one round at a time.
+    housekeeping: Option<JoinHandle<Housekept>>,
     /// Notified by the wake-up listener.
     wake: Arc<Notify>,
 }
@@ -84,6 +93,12 @@ struct Claimed {
     result: Result<Vec<ClaimedExecution>, StoreError>,
 }
 
+/// A round of maintenance: when the next sweep and the next look are due, for those it ran.
+struct Housekept {
+    swept: Option<Instant>,
+    looked: Option<Instant>,
+}
+
 /// What the loop does after a turn.
 enum Turn {
     Again,
@@ -95,6 +110,16 @@ impl Poller {
         let worker_id: Arc<str> = shared.config.worker_id.as_str().into();
         let config = &shared.config;
         let ahead = ClaimAhead::new(config.claim_ahead, config.concurrency);
+        let deadlines = Arc::new(DeadlineSweeper::new(
+            DeadlineConfig::ageing(config.priority_ageing),
+            shared.store.clone(),
+            worker_id.clone(),
+        ));
+        let schedules = Arc::new(ScheduleFirer::new(
+            ScheduleConfig::default(),
+            shared.store.clone(),
+            worker_id,
+        ));
         Self {
             slots: Slots::new(
                 config.concurrency,
@@ -106,16 +131,11 @@ impl Poller {
             claiming: None,
             next_claim: Instant::now(),
             more: false,
-            deadlines: DeadlineSweeper::new(
-                DeadlineConfig::ageing(config.priority_ageing),
-                shared.store.clone(),
-                worker_id.clone(),
-            ),
-            schedules: ScheduleFirer::new(
-                ScheduleConfig::default(),
-                shared.store.clone(),
-                worker_id,
-            ),
+            deadlines: deadlines.clone(),
+            schedules: schedules.clone(),
+            sweeps: Cadence::new(deadlines.min_gap()),
+            looks: Cadence::new(schedules.min_gap()),
+            housekeeping: None,
             shared,
             tasks: JoinSet::new(),
             tally: Tally::default(),
@@ -132,10 +152,9 @@ impl Poller {
             while let Some(done) = self.tasks.try_join_next() {
                 self.tally.add(done, &mut self.isolated);
             }
-            self.deadlines.sweep_if_due().await;
-            self.schedules.fire_if_due().await;
             self.dispatch();
             self.claim_if_due();
+            self.housekeep_if_due();
             if let Turn::Stop = self.wait(&mut shutdown).await {
                 return;
             }
@@ -180,6 +199,53 @@ impl Poller {
         }));
     }
 
+    /// Starts the deadline sweep and the schedule look that are due, one after the other in a
+    /// task beside the loop, unless the last round is still on its way.
+    fn housekeep_if_due(&mut self) {
+        if self.housekeeping.is_some() {
+            return;
+        }
+        let sweep = self.sweeps.start();
+        let look = self.looks.start();
+        if sweep.is_none() && look.is_none() {
+            return;
+        }
+        let deadlines = self.deadlines.clone();
+        let schedules = self.schedules.clone();
+        self.housekeeping = Some(tokio::spawn(async move {
+            let swept = match sweep {
+                Some(started) => Some(deadlines.sweep(started).await),
+                None => None,
+            };
+            let looked = match look {
+                Some(started) => Some(schedules.fire(started).await),
+                None => None,
+            };
+            Housekept { swept, looked }
+        }));
+    }
+
+    /// Takes a round of maintenance's answer: when each service looks next. A round that died
+    /// (a panic) is tried again after the error backoff.
+    fn housekept(&mut self, done: Result<Housekept, JoinError>) {
+        match done {
+            Ok(Housekept { swept, looked }) => {
+                if let Some(next) = swept {
+                    self.sweeps.ended(next);
+                }
+                if let Some(next) = looked {
+                    self.looks.ended(next);
+                }
+            }
+            Err(err) => {
+                error!(error = %err, "the maintenance task died");
+                let again = Instant::now() + decide::MAX_ERROR_BACKOFF;
+                self.sweeps.ended(again);
+                self.looks.ended(again);
+            }
+        }
+    }
+
     /// Takes a claim's answer: queues what it got, holding the leases, or backs off.
     fn claimed(&mut self, claimed: Claimed) {
         let poll_interval = self.shared.config.poll_interval;
@@ -189,8 +255,8 @@ impl Poller {
                     info!(worker.id = %self.shared.config.worker_id, failures = self.failures, "store reachable again");
                     self.failures = 0;
                     // Sweeps and schedule looks were put off while it was away.
-                    self.deadlines.cadence.now_due();
-                    self.schedules.cadence.now_due();
+                    self.sweeps.now_due();
+                    self.looks.now_due();
                 }
                 self.ahead.claim_time.add(claimed.took);
                 self.more = batch.len() == claimed.asked;
@@ -248,21 +314,22 @@ impl Poller {
                 None => Turn::Again,
             };
         }
-        // Wake for the next schedule tick and deadline too, not only at the next poll.
+        // Wake for the next schedule tick and deadline too, not only at the next poll; while a
+        // round of maintenance is on its way, for its end instead.
         let housekeeping = self
-            .deadlines
-            .cadence
-            .next()
-            .min(self.schedules.cadence.next());
+            .housekeeping
+            .is_none()
+            .then(|| self.sweeps.next().min(self.looks.next()));
         let could_claim = self.wanted() > 0;
-        let claim_at = if could_claim {
-            self.next_claim.min(housekeeping)
-        } else {
-            housekeeping
-        };
+        let claim_at = [could_claim.then_some(self.next_claim), housekeeping]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| Instant::now() + self.shared.config.poll_interval);
         enum Woken {
             Shutdown,
             Claimed(Result<Claimed, JoinError>),
+            Housekept(Result<Housekept, JoinError>),
             TaskEnded(Option<Result<(ExecutionId, Ended), JoinError>>),
             SlotFreed,
             ParkedDue,
@@ -277,6 +344,8 @@ impl Poller {
                 () = &mut *shutdown => Woken::Shutdown,
                 claimed = async { self.claiming.as_mut().expect("guarded").await },
                     if self.claiming.is_some() => Woken::Claimed(claimed),
+                kept = async { self.housekeeping.as_mut().expect("guarded").await },
+                    if self.housekeeping.is_some() => Woken::Housekept(kept),
                 done = self.tasks.join_next(), if self.isolated.is_some() => Woken::TaskEnded(done),
                 // An execution started its last write: start or claim its successor.
                 () = self.slots.freed(), if out_of_slots => Woken::SlotFreed,
@@ -296,6 +365,10 @@ impl Poller {
                     Err(err) => error!(error = %err, "the claim task died"),
                 }
             }
+            Woken::Housekept(kept) => {
+                self.housekeeping = None;
+                self.housekept(kept);
+            }
             Woken::TaskEnded(Some(done)) => self.tally.add(done, &mut self.isolated),
             Woken::TaskEnded(None) | Woken::Timer => {}
             Woken::SlotFreed | Woken::ParkedDue => self.next_claim = Instant::now(),
@@ -304,8 +377,8 @@ impl Poller {
             Woken::Store => {
                 trace!(worker.id = %self.shared.config.worker_id, "woken by the store");
                 self.next_claim = Instant::now();
-                self.deadlines.cadence.hint();
-                self.schedules.cadence.hint();
+                self.sweeps.hint();
+                self.looks.hint();
             }
         }
         Turn::Again
@@ -358,6 +431,11 @@ impl Poller {
             "worker stopping: no new claims or nodes; letting running nodes finish"
         );
         self.shared.draining.cancel();
+        // A sweep or schedule look cut short is done again by the next worker to look: each of
+        // its statements is atomic.
+        if let Some(housekeeping) = self.housekeeping.take() {
+            housekeeping.abort();
+        }
         if let Some(claiming) = self.claiming.take() {
             match tokio::time::timeout(RELEASE_TIMEOUT, claiming).await {
                 Ok(Ok(claimed)) => self.claimed(claimed),

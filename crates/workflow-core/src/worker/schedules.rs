@@ -12,7 +12,6 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::ErrorChain;
-use super::cadence::Cadence;
 use super::decide::MAX_ERROR_BACKOFF;
 use crate::metrics;
 use crate::schedule::{CronSchedule, Schedule, ScheduleError};
@@ -46,37 +45,30 @@ impl Default for ScheduleConfig {
     }
 }
 
-/// Fires due schedules; the poll loop calls [`fire_if_due`](Self::fire_if_due) on every
-/// turn and sleeps no longer than its [`Cadence::next`].
+/// Fires due schedules; the poll loop starts a [`fire`](Self::fire) beside it when its
+/// [`Cadence`](super::cadence::Cadence) says a look is due.
 pub(super) struct ScheduleFirer {
     config: ScheduleConfig,
     store: Arc<dyn Store>,
     worker_id: Arc<str>,
-    pub(super) cadence: Cadence,
 }
 
 impl ScheduleFirer {
-    /// A firer due at once.
     pub(super) fn new(config: ScheduleConfig, store: Arc<dyn Store>, worker_id: Arc<str>) -> Self {
         Self {
-            cadence: Cadence::new(config.min_gap),
             config,
             store,
             worker_id,
         }
     }
 
-    /// Fires the due schedules, if a look is due.
-    pub(super) async fn fire_if_due(&mut self) {
-        let Some(looked) = self.cadence.start() else {
-            return;
-        };
-        let next = self.fire(looked).await;
-        self.cadence.then(next);
+    /// The shortest time between two looks.
+    pub(super) fn min_gap(&self) -> Duration {
+        self.config.min_gap
     }
 
     /// Fires the schedules that are due and returns when to look again.
-    async fn fire(&self, looked: Instant) -> Instant {
+    pub(super) async fn fire(&self, looked: Instant) -> Instant {
         let refresh = looked + self.config.refresh;
         let due = match self.store.due_schedules(self.config.batch).await {
             Ok(due) => due,
