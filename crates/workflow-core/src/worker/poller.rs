@@ -3,10 +3,11 @@
 //! the queue runs low, and the maintenance services' looks (deadline sweep, schedules) in the
 //! background when due; then it waits for whatever comes first: the claim's answer, a slot
 //! freeing, the next poll, a store hint, the end of the looks or the next one's time, or
-//! shutdown. Nothing the loop waits for sits behind a maintenance statement. The queue holds executions claimed ahead of free slots
-//! ([`ClaimAhead`] sizes it; nothing ahead for nodes slower than a claim), so slots never wait
-//! for a claim's round trip while work is waiting. After shutdown, [`drain`](Poller::drain)
-//! releases what is queued and lets the tasks finish within the grace period.
+//! shutdown. Nothing the loop waits for sits behind a maintenance statement. The queue holds
+//! executions claimed ahead of free slots ([`ClaimAhead`] sizes it; nothing ahead for nodes
+//! slower than a claim), so slots never wait for a claim's round trip while work is waiting.
+//! After shutdown, [`drain`](Poller::drain) releases what is queued and lets the tasks finish
+//! within the grace period.
 
 use std::collections::VecDeque;
 use std::future::Future;
