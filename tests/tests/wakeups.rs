@@ -55,17 +55,29 @@ async fn save_quick_and_approval(store: &impl Store) -> workflow_worker_core::No
     registry
 }
 
+/// Runs a worker with `registry` polling every [`POLL`] until the token is cancelled.
+fn spawn_worker(
+    store: &(impl Store + Clone),
+    registry: workflow_worker_core::NodeRegistry,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<Result<(), workflow_worker_core::Error>>,
+) {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = WorkflowWorker::new(store.clone())
+        .nodes(registry)
+        .poll_interval(POLL);
+    let running = tokio::spawn(worker.run_until(stop.clone().cancelled_owned()));
+    (stop, running)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_workers_are_woken_by_new_executions_signals_and_bulk_inserts() {
     let db = TestDatabase::create().await;
     let registry = save_quick_and_approval(&db.store).await;
     // Claimed by the worker's first poll.
     let warm_up = start(&db.store, "quick").await;
-    let stop = tokio_util::sync::CancellationToken::new();
-    let worker = WorkflowWorker::new(db.store.clone())
-        .nodes(registry)
-        .poll_interval(POLL);
-    let running = tokio::spawn(worker.run_until(stop.clone().cancelled_owned()));
+    let (stop, running) = spawn_worker(&db.store, registry);
     until_status(&db.store, warm_up, ExecutionStatus::Completed).await;
 
     // A new execution wakes the idle worker.
@@ -186,11 +198,7 @@ async fn a_stuck_schedule_look_holds_up_neither_executions_nor_shutdown() {
         .await
         .unwrap();
     let warm_up = start(&db.store, "quick").await;
-    let stop = tokio_util::sync::CancellationToken::new();
-    let worker = WorkflowWorker::new(db.store.clone())
-        .nodes(registry)
-        .poll_interval(POLL);
-    let running = tokio::spawn(worker.run_until(stop.clone().cancelled_owned()));
+    let (stop, running) = spawn_worker(&db.store, registry);
     until_status(&db.store, warm_up, ExecutionStatus::Completed).await;
 
     // The schedule falls due within a second: the look that fires it waits for the row.
@@ -234,11 +242,7 @@ async fn a_new_schedule_wakes_idle_workers() {
         .edge("start", "work")
         .save(&db.store, &registry)
         .await;
-    let stop = tokio_util::sync::CancellationToken::new();
-    let worker = WorkflowWorker::new(db.store.clone())
-        .nodes(registry)
-        .poll_interval(POLL);
-    let running = tokio::spawn(worker.run_until(stop.clone().cancelled_owned()));
+    let (stop, running) = spawn_worker(&db.store, registry);
     // Past the worker's first look at schedules (it found none).
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -277,11 +281,7 @@ async fn a_new_schedule_wakes_idle_workers() {
 async fn sqlite_workers_are_woken_by_starts_and_signals_in_their_process() {
     let db = TestSqlite::create().await;
     let registry = save_quick_and_approval(&db.store).await;
-    let stop = tokio_util::sync::CancellationToken::new();
-    let worker = WorkflowWorker::new(db.store.clone())
-        .nodes(registry)
-        .poll_interval(POLL);
-    let running = tokio::spawn(worker.run_until(stop.clone().cancelled_owned()));
+    let (stop, running) = spawn_worker(&db.store, registry);
     // Past the worker's first poll: from here on only a hint wakes it.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
